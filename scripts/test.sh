@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: install what is missing (apt, npm), build, run every ava
+# test. Tests start the services they need (docker-registry, munged, the gateway, shifterd) on
+# loopback ports and temp dirs, and stop exactly those by pid.
+# Prints one closing line "tests: N passed, N failed[, N skipped]" and exits non-zero on failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "test.sh: the tests need root (loop devices, mounts, namespaces, useradd); run as root" >&2
+  exit 2
+fi
+bash scripts/install-deps.sh || { echo "test.sh: installing dependencies failed" >&2; exit 2; }
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+npx ava "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+
+count() { grep -Eo "^ *[0-9]+ $1" "$log" | tail -n 1 | grep -Eo '[0-9]+' || echo 0; }
+passed=$(count 'tests? passed')
+failed=$(count 'tests? failed')
+skipped=$(count 'tests? skipped')
+todo=$(count 'tests? todo')
+uncaught=$(count 'uncaught exceptions?')
+rejections=$(count 'unhandled rejections?')
+failed=$((failed + uncaught + rejections))
+if [ "$rc" != 0 ] && [ "$failed" = 0 ]; then failed=1; fi
+line="tests: $passed passed, $failed failed"
+if [ "$skipped" != 0 ] || [ "$todo" != 0 ]; then line="$line, $((skipped + todo)) skipped"; fi
+echo "$line"
+exit "$rc"
