@@ -1,0 +1,114 @@
+/**
+ * What the daemon asks `shifter-nshelper create-env` to build: one container environment for
+ * one user on one image. The helper applies it in the "locked" sequence of
+ * node-runtime-notes.md: every mount is made in a mount namespace owned by the initial user
+ * namespace, then copied into a user-owned namespace, which locks each mount and its flags.
+ *
+ * Layout: the root is a tmpfs scaffold (read-only once built). Each top-level entry of the
+ * image appears on it (directories as clones of the image subtree, symlinks and small files
+ * copied), so images need no mount points at the top level. Directories listed in
+ * `scaffoldDirs` are rebuilt the same way one level down (e.g. `/etc`, so that site files
+ * can be written there and `/etc/passwd` can be added to an image that has none).
+ *
+ * Paths in `target` are absolute container paths. Every target is resolved inside the new
+ * root without following any symlink (openat2 RESOLVE_IN_ROOT|RESOLVE_NO_SYMLINKS): an image
+ * symlink such as `/evil -> /etc` makes a mount below it fail, it never reaches the host.
+ * A missing mount point is created when its parent lies on the scaffold; under an image
+ * directory it must exist in the image (or list that directory in `scaffoldDirs`).
+ */
+import type { ImageMount } from './image-mount.js';
+
+export type Propagation = 'private' | 'slave';
+
+/** Bind of a host path. Flags are applied on the detached clone before it becomes visible. */
+export interface BindMount {
+  kind: 'bind';
+  /** Absolute host path. */
+  source: string;
+  /** Absolute container path. */
+  target: string;
+  readOnly: boolean;
+  /** Clone the whole subtree (mounts below `source` too); needed for /dev and /sys. */
+  recursive?: boolean;
+  /** Default true. Only /dev binds should set it to false. */
+  nosuid?: boolean;
+  /** Default true. false for the /dev bind (device nodes must work there). */
+  nodev?: boolean;
+  /** Default false. */
+  noexec?: boolean;
+  /** Default 'private'. 'slave' receives later host mounts below `source` (autofs, etc.). */
+  propagation?: Propagation;
+  /**
+   * true for a USER volume: the source is opened with the user's fsuid/fsgid/groups, never as
+   * root, so a user can only bind what they can reach on the host.
+   */
+  asUser?: boolean;
+}
+
+/** A regular file written on the scaffold (replaces what the image had there). */
+export interface FileEntry {
+  kind: 'file';
+  target: string;
+  /** UTF-8 text; must not contain NUL. */
+  content: string;
+  /** Default 0o644. Owner is root. */
+  mode?: number;
+}
+
+export interface SymlinkEntry {
+  kind: 'symlink';
+  target: string;
+  /** What the link points to, e.g. '/proc/mounts'. */
+  linkTo: string;
+}
+
+export interface DirectoryEntry {
+  kind: 'dir';
+  target: string;
+  /** Default 0o755. */
+  mode?: number;
+}
+
+export interface TmpfsMount {
+  kind: 'tmpfs';
+  target: string;
+  /** Bytes; default 64 MiB. */
+  sizeBytes?: number;
+  /** Default 0o1777. */
+  mode?: number;
+  /** Default false. */
+  noexec?: boolean;
+}
+
+/** A new proc instance (nosuid, nodev, noexec). */
+export interface ProcMount {
+  kind: 'proc';
+  target: string;
+}
+
+export type MountSpec = BindMount | FileEntry | SymlinkEntry | DirectoryEntry | TmpfsMount | ProcMount;
+
+export interface EnvironmentSpec {
+  image: ImageMount;
+  uid: number;
+  /** Primary gid. */
+  gid: number;
+  /**
+   * Supplementary groups, from SO_PEERGROUPS or NSS, never from the client's message.
+   * The primary gid is added when missing. gid_map maps each of them to itself.
+   */
+  groups: number[];
+  /** Container directories rebuilt on the scaffold, e.g. ['/etc', '/opt']; '/' is implicit. */
+  scaffoldDirs: string[];
+  /** Applied in order after the scaffold is built (put /dev before /dev/shm, etc.). */
+  mounts: MountSpec[];
+}
+
+/** A created environment: the two fds keep the namespaces alive until close(). */
+export interface Environment {
+  userNsFd: number;
+  mntNsFd: number;
+  /** Milliseconds the helper took (spawn to fds received). */
+  setupMs: number;
+  close(): void;
+}
