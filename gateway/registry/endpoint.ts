@@ -1,0 +1,28 @@
+/** Where a registry lives and how to talk to it (one imagemanager.json Location). */
+import type { Platform } from './platform.js';
+
+export interface RegistryCredentials { username: string; password: string }
+
+export interface RegistryEndpoint {
+  /** e.g. https://registry-1.docker.io, http://127.0.0.1:5000 */
+  baseUrl: string;
+  /** Extra CA bundle (PEM) to trust for this registry, e.g. a site's own registry. */
+  caFile?: string;
+  /** `token`: Docker bearer token flow on a 401 challenge; `basic`: send Basic credentials directly. */
+  authMethod: 'token' | 'basic';
+  credentials?: RegistryCredentials;
+  /** Default linux/amd64. */
+  platform?: Platform;
+}
+
+/** Tunables a deployment rarely changes; tests shorten them. */
+export interface RegistryClientOptions {
+  /** Abort a request when no byte arrives for this long (default 60 s). */
+  idleTimeoutMs?: number;
+  /** Attempts per request on network errors and 5xx (default 5). */
+  attempts?: number;
+  /** First back-off delay, doubled per attempt (default 500 ms). */
+  backoffMs?: number;
+  /** Where http_proxy/https_proxy/no_proxy are read from (default process.env). */
+  env?: NodeJS.ProcessEnv;
+}
