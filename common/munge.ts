@@ -1,0 +1,119 @@
+/**
+ * MUNGE credentials through the `munge`/`unmunge` command-line tools (shared by the gateway and
+ * the shifterimg CLI). The CLIs are the stable interface of libmunge and need no native binding.
+ * `unmunge` prints `KEY: value` metadata lines, a blank line, then the payload; exit 15 means the
+ * credential expired, 17 that it was already used (replayed).
+ */
+import { spawn } from 'node:child_process';
+import { ShifterError } from './errors.js';
+
+export interface MungeIdentity {
+  uid: number;
+  gid: number;
+  /** Name as unmunge printed it (may be the number when the decoding host does not know it). */
+  user: string;
+  group: string;
+  payload: string;
+}
+
+export type MungeFailure = 'expired' | 'replayed' | 'invalid' | 'unavailable';
+
+/** A ShifterError that also says which munge failure happened, so edges can choose a status. */
+export class MungeError extends ShifterError {
+  readonly failure: MungeFailure;
+  constructor(failure: MungeFailure, message: string) {
+    super(failure === 'unavailable' ? 'UNREACHABLE' : 'AUTH_FAILED', message);
+    this.failure = failure;
+  }
+}
+
+interface RunResult { code: number | null; stdout: string; stderr: string }
+
+function run(cmd: string, args: string[], input: string, timeoutMs = 10_000): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.on('error', (e) => { clearTimeout(timer); reject(e); });
+    child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(input);
+  });
+}
+
+function missingTool(tool: string, e: unknown): MungeError {
+  const errno = (e as NodeJS.ErrnoException).code;
+  if (errno === 'ENOENT') {
+    return new MungeError('unavailable', `${tool} is not installed; install the munge package (apt-get install munge)`);
+  }
+  return new MungeError('unavailable', `cannot run ${tool}: ${(e as Error).message}`);
+}
+
+/** Encodes `payload` as a MUNGE credential for the calling process's uid/gid. */
+export async function mungeEncode(payload: string, opts: { socket?: string; ttlSeconds?: number } = {}): Promise<string> {
+  const args: string[] = [];
+  if (opts.socket) args.push('--socket', opts.socket);
+  if (opts.ttlSeconds !== undefined) args.push('--ttl', String(opts.ttlSeconds));
+  let r: RunResult;
+  try {
+    r = await run('munge', args, payload);
+  } catch (e) {
+    throw missingTool('munge', e);
+  }
+  if (r.code !== 0) {
+    const why = r.stderr.trim().replace(/^munge: Error: /, '');
+    throw new MungeError('unavailable', `munge could not encode a credential: ${why}; is munged running${opts.socket ? ` on ${opts.socket}` : ''}?`);
+  }
+  return r.stdout.trim();
+}
+
+/** Parses `UID: name (1000)` style values. */
+function parseIdLine(value: string | undefined, what: string): { name: string; id: number } {
+  const m = /^(.*?)\s*\((\d+)\)$/.exec(value ?? '');
+  if (!m) throw new MungeError('invalid', `unmunge printed no ${what} line; the credential cannot be trusted`);
+  return { name: m[1] || m[2]!, id: Number(m[2]) };
+}
+
+/** Parses unmunge's output: metadata lines up to the first blank line, then the payload verbatim. */
+export function parseUnmungeOutput(out: string): MungeIdentity {
+  const blank = out.indexOf('\n\n');
+  const head = blank >= 0 ? out.slice(0, blank) : out;
+  const payload = blank >= 0 ? out.slice(blank + 2) : '';
+  const fields = new Map<string, string>();
+  for (const line of head.split('\n')) {
+    const i = line.indexOf(':');
+    if (i > 0) fields.set(line.slice(0, i).trim(), line.slice(i + 1).trim());
+  }
+  const status = fields.get('STATUS');
+  if (status !== 'Success (0)') {
+    throw new MungeError('invalid', `munge credential rejected: ${status ?? 'no STATUS line'}`);
+  }
+  const uid = parseIdLine(fields.get('UID'), 'UID');
+  const gid = parseIdLine(fields.get('GID'), 'GID');
+  return { uid: uid.id, user: uid.name, gid: gid.id, group: gid.name, payload };
+}
+
+/** Decodes a credential with the munged listening on `socket`. */
+export async function mungeDecode(cred: string, opts: { socket: string }): Promise<MungeIdentity> {
+  let r: RunResult;
+  try {
+    r = await run('unmunge', ['--socket', opts.socket], cred.trim() + '\n');
+  } catch (e) {
+    throw missingTool('unmunge', e);
+  }
+  switch (r.code) {
+    case 0: return parseUnmungeOutput(r.stdout);
+    case 15: throw new MungeError('expired', 'munge credential expired; create a fresh one (it is valid for its TTL, 5 minutes by default) and retry');
+    case 17: throw new MungeError('replayed', 'munge credential was already used (replayed); every request needs a fresh credential');
+    default: {
+      const why = r.stderr.trim().split('\n').pop()?.replace(/^unmunge: Error: /, '') ?? '';
+      if (/socket|connect|No such file/i.test(why)) {
+        throw new MungeError('unavailable', `cannot reach munged at ${opts.socket}: ${why}; check Platforms.<system>.mungeSocketPath and that munged runs`);
+      }
+      throw new MungeError('invalid', `munge credential is not valid: ${why || `unmunge exit ${r.code}`}`);
+    }
+  }
+}

@@ -1,0 +1,351 @@
+/**
+ * `imagemanager.json`: upstream Shifter's gateway config, every key of upstream's example/schema
+ * accepted, validated into a typed `GatewayConfig`. Errors name the key, what is wrong and the fix;
+ * unknown keys produce warnings (returned, the caller logs them).
+ *
+ * Differences from upstream (copy into the admin docs):
+ * - `PullUpdateTimeout` (seconds, default 300) is really used: READY images younger than it are not
+ *   re-pulled, FAILURE records younger than it are shown instead of re-pulled. (Upstream only read
+ *   it when a key named `PullUpdateTime` existed, so it was always 300.)
+ * - `ConverterOptions` is validated under its real name (upstream checked `ConvertOptions`).
+ *   `ConverterOptions.squashfs` (string or list) is passed to the squashfs converter.
+ * - `MongoDBURI`/`MongoDB` are optional: without `MongoDBURI` metadata lives in a local SQLite file
+ *   (`MetadataStore`, default `<CacheDirectory>/gateway.sqlite`; NOTE: that file is no longer a
+ *   disposable cache). With `MongoDBURI` the official driver is used; `MongoDB` defaults to `Shifter`.
+ * - `Locations.<host>.url` may be `http://` (explicit opt-in for an insecure registry) or `https://`;
+ *   a relative `sslcacert` is resolved against the config file's directory (upstream: the cwd).
+ * - `DefaultImageFormat` must be `squashfs` (`cramfs`, `ext4`, `mock` are refused with a message).
+ * - `Platforms.<sys>.accesstype: "remote"` (ssh/scp transfer) is refused for now with a clear message.
+ * - `Platforms.<sys>.use_external` / `policy_file` are accepted and ignored with a warning: the native
+ *   registry client handles schema 2, OCI and manifest lists itself.
+ * - Unused upstream keys (`DefaultLustreReplication`, `DefaultOstCount`, `DefaultImageRemote`,
+ *   `PullUpdateTime`, `Locations.*.authentication`, `Platforms.*.usergroupService`, `mountCommand`)
+ *   are accepted silently.
+ * New optional keys:
+ * - `MetadataStore`: SQLite file path (see above).
+ * - `LayerConcurrency`: parallel layer downloads per pull (default 3).
+ * - `Platforms.<sys>.platform`: `os/arch[/variant]` chosen from manifest lists (default `linux/amd64`).
+ * - `HeartbeatTimeout`: seconds after which a non-READY record without progress is re-pullable
+ *   (default 3600, upstream's fixed value).
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { ShifterError } from '../../common/errors.js';
+
+export type AuthenticationMode = 'munge' | 'mock';
+export type RegistryAuthMethod = 'token' | 'basic';
+
+export interface LocationConfig {
+  name: string;
+  remotetype: 'dockerv2';
+  /** Base URL, no trailing slash: `https://<name>` unless `url` says otherwise. */
+  baseUrl: string;
+  caFile?: string;
+  authMethod: RegistryAuthMethod;
+}
+
+export interface PlatformConfig {
+  name: string;
+  mungeSocketPath: string;
+  accesstype: 'local';
+  admins: string[];
+  imageDir: string;
+  /** `os/arch[/variant]`, picked from manifest lists. */
+  platform: string;
+}
+
+export interface GatewayConfig {
+  /** The file this came from ('' when built from an object). */
+  source: string;
+  workerThreads: number;
+  logLevel: string;
+  defaultImageLocation: string;
+  defaultImageFormat: 'squashfs';
+  pullUpdateTimeoutSec: number;
+  heartbeatTimeoutSec: number;
+  /** Seconds, or null when images never expire. */
+  imageExpirationTimeoutSec: number | null;
+  mongo: { uri: string; db: string } | null;
+  metadataStore: string;
+  cacheDirectory: string;
+  expandDirectory: string;
+  metrics: boolean;
+  authentication: AuthenticationMode;
+  importUsers: 'all' | 'none' | string[];
+  converterOptions: Record<string, string[]>;
+  examiner: string | null;
+  layerConcurrency: number;
+  locations: Record<string, LocationConfig>;
+  platforms: Record<string, PlatformConfig>;
+}
+
+export interface LoadedConfig { config: GatewayConfig; warnings: string[] }
+
+export const DEFAULT_CONFIG_PATH = '/etc/shifter/imagemanager.json';
+
+const TOP_KEYS = new Set([
+  'WorkerThreads', 'LogLevel', 'DefaultImageLocation', 'DefaultImageFormat', 'PullUpdateTimeout',
+  'ImageExpirationTimeout', 'MongoDBURI', 'MongoDB', 'CacheDirectory', 'ExpandDirectory', 'Metrics',
+  'Authentication', 'ImportUsers', 'ConverterOptions', 'examiner', 'Locations', 'Platforms',
+  'MetadataStore', 'LayerConcurrency', 'HeartbeatTimeout',
+]);
+const UNUSED_TOP_KEYS = new Set(['DefaultLustreReplication', 'DefaultOstCount', 'DefaultImageRemote', 'PullUpdateTime']);
+const LOCATION_KEYS = new Set(['remotetype', 'url', 'sslcacert', 'authMethod', 'authentication']);
+const PLATFORM_KEYS = new Set([
+  'mungeSocketPath', 'accesstype', 'admins', 'use_external', 'policy_file', 'local', 'host', 'ssh',
+  'usergroupService', 'mountCommand', 'platform',
+]);
+const LOG_LEVELS = ['debug', 'info', 'warn', 'warning', 'error', 'critical'];
+
+type Json = Record<string, unknown>;
+
+function bad(key: string, problem: string, fix: string): ShifterError {
+  return new ShifterError('BAD_CONFIG', `imagemanager.json: ${key} ${problem}; ${fix}`);
+}
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function str(obj: Json, key: string, path: string, fallback?: string): string {
+  const v = obj[key];
+  if (v === undefined || v === null) {
+    if (fallback !== undefined) return fallback;
+    throw bad(path, 'is missing', `add "${key}": "<value>"`);
+  }
+  if (typeof v !== 'string' || v === '') throw bad(path, `must be a non-empty string (got ${JSON.stringify(v)})`, `set it to a string`);
+  return v;
+}
+
+function positiveInt(obj: Json, key: string, path: string, fallback: number, min = 1): number {
+  const v = obj[key];
+  if (v === undefined || v === null) return fallback;
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min) {
+    throw bad(path, `must be an integer >= ${min} (got ${JSON.stringify(v)})`, `e.g. "${key}": ${fallback}`);
+  }
+  return n;
+}
+
+function bool(obj: Json, key: string, path: string, fallback: boolean): boolean {
+  const v = obj[key];
+  if (v === undefined || v === null) return fallback;
+  if (typeof v === 'boolean') return v;
+  if (v === 'true' || v === 'True') return true;
+  if (v === 'false' || v === 'False') return false;
+  throw bad(path, `must be true or false (got ${JSON.stringify(v)})`, `write "${key}": true or false`);
+}
+
+/** Upstream's `"D:H:M:S"` (fewer fields allowed: `"H:M:S"`, `"S"`). */
+export function parseExpirationTimeout(v: string): number | null {
+  const parts = v.split(':');
+  if (parts.length > 4 || parts.some((p) => !/^\d+$/.test(p))) return null;
+  const mult = [86400, 3600, 60, 1].slice(4 - parts.length);
+  return parts.reduce((acc, p, i) => acc + Number(p) * mult[i]!, 0);
+}
+
+function stringList(v: unknown, path: string, fix: string): string[] {
+  if (typeof v === 'string') return v.split(/\s+/).filter(Boolean);
+  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v as string[];
+  throw bad(path, `must be a string or a list of strings (got ${JSON.stringify(v)})`, fix);
+}
+
+function absPath(p: string, base: string): string {
+  return isAbsolute(p) ? p : resolve(base, p);
+}
+
+function parseLocation(name: string, raw: unknown, baseDir: string, warnings: string[]): LocationConfig {
+  const path = `Locations.${name}`;
+  if (!isObject(raw)) throw bad(path, 'must be an object', `write "${name}": {"url": "https://${name}"}`);
+  for (const k of Object.keys(raw)) if (!LOCATION_KEYS.has(k)) warnings.push(`imagemanager.json: unknown key ${path}.${k} ignored (known: ${[...LOCATION_KEYS].join(', ')})`);
+  const remotetype = str(raw, 'remotetype', `${path}.remotetype`, 'dockerv2');
+  if (remotetype !== 'dockerv2') {
+    throw bad(`${path}.remotetype`, `is "${remotetype}", which is not supported`, 'use "dockerv2" (Docker Registry HTTP API v2 / OCI distribution)');
+  }
+  let baseUrl = `https://${name}`;
+  if (raw.url !== undefined && raw.url !== null) {
+    const url = str(raw, 'url', `${path}.url`);
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw bad(`${path}.url`, `is not a URL (got "${url}")`, `write e.g. "https://${name}" or "http://127.0.0.1:5000"`);
+    }
+    if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') {
+      throw bad(`${path}.url`, `has scheme "${parsed.protocol}"`, 'use http:// or https://');
+    }
+    baseUrl = url.replace(/\/+$/, '');
+  }
+  const authMethod = str(raw, 'authMethod', `${path}.authMethod`, 'token');
+  if (authMethod !== 'token' && authMethod !== 'basic') {
+    throw bad(`${path}.authMethod`, `is "${authMethod}"`, 'use "token" (bearer tokens, the default) or "basic"');
+  }
+  const loc: LocationConfig = { name, remotetype: 'dockerv2', baseUrl, authMethod };
+  if (raw.sslcacert !== undefined && raw.sslcacert !== null) loc.caFile = absPath(str(raw, 'sslcacert', `${path}.sslcacert`), baseDir);
+  return loc;
+}
+
+function parsePlatform(name: string, raw: unknown, warnings: string[]): PlatformConfig {
+  const path = `Platforms.${name}`;
+  if (!isObject(raw)) throw bad(path, 'must be an object', `write "${name}": {"accesstype": "local", "local": {"imageDir": "/images"}, "mungeSocketPath": "/run/munge/munge.socket.2", "admins": ["root"]}`);
+  for (const k of Object.keys(raw)) if (!PLATFORM_KEYS.has(k)) warnings.push(`imagemanager.json: unknown key ${path}.${k} ignored (known: ${[...PLATFORM_KEYS].join(', ')})`);
+  const accesstype = str(raw, 'accesstype', `${path}.accesstype`, 'local');
+  if (accesstype === 'remote') {
+    throw bad(`${path}.accesstype`, 'is "remote", and ssh/scp transfer is not supported yet', 'use "local" with local.imageDir on a filesystem the gateway host mounts');
+  }
+  if (accesstype !== 'local') throw bad(`${path}.accesstype`, `is "${accesstype}"`, 'use "local"');
+  const local = raw.local;
+  if (!isObject(local)) throw bad(`${path}.local`, 'is missing or not an object', `add "local": {"imageDir": "/path/to/images"}`);
+  const imageDir = str(local, 'imageDir', `${path}.local.imageDir`);
+  if (!isAbsolute(imageDir)) throw bad(`${path}.local.imageDir`, `must be an absolute path (got "${imageDir}")`, 'write the full path, e.g. "/var/lib/shifter/images"');
+  let admins: string[] = [];
+  if (raw.admins !== undefined && raw.admins !== null) {
+    if (!Array.isArray(raw.admins) || !raw.admins.every((a) => typeof a === 'string')) {
+      throw bad(`${path}.admins`, 'must be a list of user names', 'write e.g. "admins": ["root"]');
+    }
+    admins = raw.admins as string[];
+  }
+  if (raw.use_external === true) warnings.push(`imagemanager.json: ${path}.use_external is ignored: the native registry client handles schema 2, OCI and manifest lists`);
+  if (raw.policy_file !== undefined) warnings.push(`imagemanager.json: ${path}.policy_file is ignored (it was for skopeo in use_external mode)`);
+  const platform = str(raw, 'platform', `${path}.platform`, 'linux/amd64');
+  if (!/^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/.test(platform)) {
+    throw bad(`${path}.platform`, `is "${platform}"`, 'write os/arch[/variant], e.g. "linux/amd64" or "linux/arm64/v8"');
+  }
+  return {
+    name,
+    mungeSocketPath: str(raw, 'mungeSocketPath', `${path}.mungeSocketPath`, '/run/munge/munge.socket.2'),
+    accesstype: 'local',
+    admins,
+    imageDir,
+    platform,
+  };
+}
+
+/** Validates an already-parsed JSON object. `source` is the file path (for relative paths). */
+export function parseGatewayConfig(raw: unknown, source = ''): LoadedConfig {
+  const warnings: string[] = [];
+  if (!isObject(raw)) throw bad('(top level)', 'must be a JSON object', 'see imagemanager.json.example');
+  const baseDir = source ? dirname(resolve(source)) : process.cwd();
+  for (const k of Object.keys(raw)) {
+    if (!TOP_KEYS.has(k) && !UNUSED_TOP_KEYS.has(k)) warnings.push(`imagemanager.json: unknown key ${k} ignored`);
+  }
+
+  const logLevel = str(raw, 'LogLevel', 'LogLevel', 'info');
+  if (!LOG_LEVELS.includes(logLevel.toLowerCase())) throw bad('LogLevel', `is "${logLevel}"`, `use one of ${LOG_LEVELS.join(', ')}`);
+
+  const format = str(raw, 'DefaultImageFormat', 'DefaultImageFormat', 'squashfs');
+  if (format !== 'squashfs') {
+    throw bad('DefaultImageFormat', `is "${format}", which this gateway does not produce`, 'use "squashfs"');
+  }
+
+  let imageExpirationTimeoutSec: number | null = null;
+  if (raw.ImageExpirationTimeout !== undefined && raw.ImageExpirationTimeout !== null) {
+    const v = str(raw, 'ImageExpirationTimeout', 'ImageExpirationTimeout');
+    imageExpirationTimeoutSec = parseExpirationTimeout(v);
+    if (imageExpirationTimeoutSec === null) throw bad('ImageExpirationTimeout', `is "${v}"`, 'write "days:hours:minutes:seconds", e.g. "90:00:00:00"');
+  }
+
+  const cacheDirectory = absPath(str(raw, 'CacheDirectory', 'CacheDirectory'), baseDir);
+  const expandDirectory = absPath(str(raw, 'ExpandDirectory', 'ExpandDirectory'), baseDir);
+
+  let mongo: GatewayConfig['mongo'] = null;
+  if (raw.MongoDBURI !== undefined && raw.MongoDBURI !== null && raw.MongoDBURI !== '') {
+    const uri = str(raw, 'MongoDBURI', 'MongoDBURI');
+    if (!/^mongodb(\+srv)?:\/\//.test(uri)) throw bad('MongoDBURI', `is "${uri}"`, 'write mongodb://host:27017/ or remove it to use the built-in SQLite store');
+    mongo = { uri, db: str(raw, 'MongoDB', 'MongoDB', 'Shifter') };
+  }
+
+  const auth = str(raw, 'Authentication', 'Authentication', 'munge');
+  if (auth !== 'munge' && auth !== 'mock') throw bad('Authentication', `is "${auth}"`, 'use "munge" ("mock" is for tests only)');
+
+  let importUsers: GatewayConfig['importUsers'] = 'none';
+  const iu = raw.ImportUsers;
+  if (iu !== undefined && iu !== null) {
+    if (iu === 'all') importUsers = 'all';
+    else if (iu === 'none' || iu === 'None') importUsers = 'none';
+    else if (Array.isArray(iu) && iu.every((u) => typeof u === 'string')) importUsers = iu as string[];
+    else throw bad('ImportUsers', `is ${JSON.stringify(iu)}`, 'use "all", "none" or a list of user names');
+  }
+
+  const converterOptions: Record<string, string[]> = {};
+  if (raw.ConverterOptions !== undefined && raw.ConverterOptions !== null) {
+    if (!isObject(raw.ConverterOptions)) throw bad('ConverterOptions', 'must be an object', 'write e.g. "ConverterOptions": {"squashfs": ["--compressor", "zstd"]}');
+    for (const [fmt, v] of Object.entries(raw.ConverterOptions)) {
+      converterOptions[fmt] = stringList(v, `ConverterOptions.${fmt}`, `write e.g. "${fmt}": ["--compressor", "zstd"]`);
+    }
+  }
+
+  let examiner: string | null = null;
+  if (raw.examiner !== undefined && raw.examiner !== null && raw.examiner !== '') {
+    examiner = absPath(str(raw, 'examiner', 'examiner'), baseDir);
+  }
+
+  const locations: Record<string, LocationConfig> = {};
+  if (raw.Locations !== undefined && raw.Locations !== null) {
+    if (!isObject(raw.Locations)) throw bad('Locations', 'must be an object keyed by registry host', 'write e.g. "Locations": {"index.docker.io": {"remotetype": "dockerv2"}}');
+    for (const [name, v] of Object.entries(raw.Locations)) locations[name] = parseLocation(name, v, baseDir, warnings);
+  }
+  const defaultImageLocation = str(raw, 'DefaultImageLocation', 'DefaultImageLocation', 'index.docker.io');
+
+  if (!isObject(raw.Platforms) || Object.keys(raw.Platforms).length === 0) {
+    throw bad('Platforms', 'is missing or empty', 'add at least one system, e.g. "Platforms": {"mycluster": {"accesstype": "local", "local": {"imageDir": "/images"}, "mungeSocketPath": "/run/munge/munge.socket.2", "admins": ["root"]}}');
+  }
+  const platforms: Record<string, PlatformConfig> = {};
+  for (const [name, v] of Object.entries(raw.Platforms)) platforms[name] = parsePlatform(name, v, warnings);
+
+  const metadataStore = raw.MetadataStore !== undefined && raw.MetadataStore !== null
+    ? absPath(str(raw, 'MetadataStore', 'MetadataStore'), baseDir)
+    : resolve(cacheDirectory, 'gateway.sqlite');
+
+  const config: GatewayConfig = {
+    source,
+    workerThreads: positiveInt(raw, 'WorkerThreads', 'WorkerThreads', 1),
+    logLevel: logLevel.toLowerCase(),
+    defaultImageLocation,
+    defaultImageFormat: 'squashfs',
+    pullUpdateTimeoutSec: positiveInt(raw, 'PullUpdateTimeout', 'PullUpdateTimeout', 300, 0),
+    heartbeatTimeoutSec: positiveInt(raw, 'HeartbeatTimeout', 'HeartbeatTimeout', 3600),
+    imageExpirationTimeoutSec,
+    mongo,
+    metadataStore,
+    cacheDirectory,
+    expandDirectory,
+    metrics: bool(raw, 'Metrics', 'Metrics', false),
+    authentication: auth,
+    importUsers,
+    converterOptions,
+    examiner,
+    layerConcurrency: positiveInt(raw, 'LayerConcurrency', 'LayerConcurrency', 3),
+    locations,
+    platforms,
+  };
+  if (config.authentication === 'mock') warnings.push('imagemanager.json: "Authentication": "mock" is enabled: anyone can claim any identity; use it for tests only');
+  return { config, warnings };
+}
+
+/** Picks the config file: `--config`, else `$GWCONFIG`, else /etc/shifter/imagemanager.json. */
+export function configPathFrom(cliPath: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  return cliPath || env.GWCONFIG || DEFAULT_CONFIG_PATH;
+}
+
+export function loadGatewayConfig(path: string): LoadedConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    const errno = (e as NodeJS.ErrnoException).code;
+    throw new ShifterError('BAD_CONFIG', `cannot read ${path}${errno ? ` (${errno})` : ''}; pass --config FILE or set GWCONFIG`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new ShifterError('BAD_CONFIG', `${path} is not valid JSON: ${(e as Error).message}; fix the syntax`);
+  }
+  try {
+    return parseGatewayConfig(raw, path);
+  } catch (e) {
+    if (e instanceof ShifterError) throw new ShifterError('BAD_CONFIG', e.message.replace(/^imagemanager\.json:/, `${path}:`));
+    throw e;
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * Where image records live. Two implementations with one contract (tests run against both):
+ * SQLite (default, one local file, WAL + synchronous=FULL) and MongoDB (upstream's layout).
+ */
+import type { ImageStatus } from '../pull/status.js';
+import type { CompletedPull, ImageRecord, MetricRecord, NewPull, RecordKey, RecordPatch } from './record.js';
+
+export interface ImageStore {
+  /** Creates a PENDING pull record, first deleting non-READY records for the same system/type/pulltag. */
+  createPull(p: NewPull): Promise<ImageRecord>;
+  get(key: RecordKey): Promise<ImageRecord | null>;
+  /** The READY record carrying `tag` on system+type. */
+  findReadyByTag(system: string, itype: string, tag: string): Promise<ImageRecord | null>;
+  /** The newest non-READY record pulled as `pulltag` (in flight or failed). */
+  findPullByTag(system: string, itype: string, pulltag: string): Promise<ImageRecord | null>;
+  findReadyById(system: string, id: string): Promise<ImageRecord | null>;
+  listReady(system: string): Promise<ImageRecord[]>;
+  /** Records neither READY nor EXPIRED that have a pulltag (upstream's queue). */
+  listQueue(system: string): Promise<ImageRecord[]>;
+  listByStatus(statuses: readonly ImageStatus[]): Promise<ImageRecord[]>;
+  update(key: RecordKey, patch: RecordPatch): Promise<void>;
+  /**
+   * Finishes a pull in one step: if a READY record with the same id exists on the system it takes
+   * the new metadata/ACLs and the tag and the pull record is deleted; otherwise the pull record
+   * becomes READY. The tag moves off every other record of the system+type. Returns the READY record.
+   */
+  completePull(key: RecordKey, result: CompletedPull): Promise<ImageRecord>;
+  /** Deletes FAILURE records whose last_pull is older than `cutoff` (epoch s); returns the count. */
+  deleteFailuresBefore(cutoff: number): Promise<number>;
+  delete(key: RecordKey): Promise<void>;
+  addMetric(m: MetricRecord): Promise<void>;
+  /** The last `limit` metrics of a system, oldest first. */
+  listMetrics(system: string, limit: number): Promise<MetricRecord[]>;
+  close(): Promise<void>;
+}
