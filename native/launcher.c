@@ -1,0 +1,362 @@
+/*
+ * shifter: the per-rank launcher. Not setuid. It sends its argv/env/cwd to shifterd, receives
+ * the user+mount namespace fds of a prepared environment and execs the command inside, in
+ * place (same PID, signals, stdio and tty), so Slurm and MPI see the process they started.
+ * Protocol: proto/launch-protocol.md.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/capability.h>
+#include <linux/nsfs.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define MAX_BODY (4u * 1024 * 1024)
+#define MAX_LIST 65536u
+#define DEFAULT_SOCKET "/run/shifter/shifterd.sock"
+
+extern char **environ;
+
+static void die(const char *step, const char *detail, int err)
+{
+	if (err)
+		fprintf(stderr, "shifter: %s: %s: %s\n", step, detail, strerror(err));
+	else
+		fprintf(stderr, "shifter: %s: %s\n", step, detail);
+	exit(1);
+}
+
+struct buf {
+	char *data;
+	size_t len, cap;
+};
+
+static void buf_put(struct buf *b, const void *p, size_t n)
+{
+	if (b->len + n > MAX_BODY + 8)
+		die("request", "argv and environment exceed 4 MiB", 0);
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 4096;
+		while (cap < b->len + n)
+			cap *= 2;
+		b->data = realloc(b->data, cap);
+		if (!b->data)
+			die("request", "out of memory", ENOMEM);
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+}
+
+static void buf_u32(struct buf *b, uint32_t v)
+{
+	unsigned char le[4] = { v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >> 24) & 0xff };
+	buf_put(b, le, 4);
+}
+
+static void buf_list(struct buf *b, char **items)
+{
+	uint32_t n = 0;
+	while (items && items[n])
+		n++;
+	buf_u32(b, n);
+	for (uint32_t i = 0; i < n; i++)
+		buf_put(b, items[i], strlen(items[i]) + 1);
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static int connect_daemon(const char **path_out)
+{
+	const char *path = getenv("SHIFTERD_SOCKET");
+	if (!path || !*path)
+		path = DEFAULT_SOCKET;
+	*path_out = path;
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(addr.sun_path))
+		die("cannot connect to shifterd", "socket path too long", 0);
+	strcpy(addr.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		die("socket", "AF_UNIX", errno);
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		fprintf(stderr, "shifter: cannot connect to shifterd at %s: %s (is shifterd running?)\n",
+			path, strerror(errno));
+		exit(1);
+	}
+	return fd;
+}
+
+static void send_request(int fd, char **argv)
+{
+	struct buf b = { 0 };
+	char cwd[PATH_MAX];
+	if (!getcwd(cwd, sizeof(cwd)))
+		cwd[0] = '\0';
+	buf_put(&b, "SHL1\0\0\0\0", 8);
+	buf_list(&b, argv);
+	buf_list(&b, environ);
+	buf_put(&b, cwd, strlen(cwd) + 1);
+	uint32_t body = (uint32_t)(b.len - 8);
+	if (body > MAX_BODY)
+		die("request", "argv and environment exceed 4 MiB", 0);
+	unsigned char le[4] = { body & 0xff, (body >> 8) & 0xff, (body >> 16) & 0xff, (body >> 24) & 0xff };
+	memcpy(b.data + 4, le, 4);
+	for (size_t off = 0; off < b.len;) {
+		ssize_t n = send(fd, b.data + off, b.len - off, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			die("send request to shifterd", "write", errno);
+		off += (size_t)n;
+	}
+	free(b.data);
+}
+
+/* Reads the whole reply; fds[] receives the SCM_RIGHTS of the first segment. */
+static unsigned char *recv_reply(int fd, uint32_t *body_len, int fds[2], int *nfds)
+{
+	unsigned char head[8];
+	size_t got = 0;
+	*nfds = 0;
+	while (got < sizeof(head)) {
+		union {
+			struct cmsghdr h;
+			char space[CMSG_SPACE(sizeof(int) * 8)];
+		} ctl;
+		struct iovec iov = { head + got, sizeof(head) - got };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+				      .msg_control = ctl.space, .msg_controllen = sizeof(ctl.space) };
+		ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			die("read reply from shifterd", "recvmsg", errno);
+		if (n == 0)
+			die("read reply from shifterd", "connection closed before a reply", 0);
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+				continue;
+			int count = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			int *in = (int *)CMSG_DATA(c);
+			for (int i = 0; i < count; i++) {
+				if (*nfds < 2)
+					fds[*nfds] = in[i];
+				else
+					close(in[i]);
+				(*nfds)++;
+			}
+		}
+		if (msg.msg_flags & MSG_CTRUNC)
+			die("read reply from shifterd", "too many file descriptors attached", 0);
+		got += (size_t)n;
+	}
+	if (memcmp(head, "SHR1", 4) != 0)
+		die("read reply from shifterd", "bad magic (not a shifterd socket?)", 0);
+	*body_len = get_u32(head + 4);
+	if (*body_len < 1 || *body_len > MAX_BODY)
+		die("read reply from shifterd", "reply length out of range", 0);
+	unsigned char *body = malloc(*body_len);
+	if (!body)
+		die("read reply from shifterd", "out of memory", ENOMEM);
+	for (got = 0; got < *body_len;) {
+		ssize_t n = recv(fd, body + got, *body_len - got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			die("read reply from shifterd", "recv", errno);
+		if (n == 0)
+			die("read reply from shifterd", "truncated reply", 0);
+		got += (size_t)n;
+	}
+	return body;
+}
+
+struct cursor {
+	const unsigned char *p, *end;
+};
+
+static uint32_t cur_u32(struct cursor *c)
+{
+	if (c->end - c->p < 4)
+		die("read reply from shifterd", "truncated reply", 0);
+	uint32_t v = get_u32(c->p);
+	c->p += 4;
+	return v;
+}
+
+static char *cur_string(struct cursor *c)
+{
+	const unsigned char *nul = memchr(c->p, 0, (size_t)(c->end - c->p));
+	if (!nul)
+		die("read reply from shifterd", "string without terminator", 0);
+	char *s = (char *)c->p;
+	c->p = nul + 1;
+	return s;
+}
+
+static char **cur_list(struct cursor *c)
+{
+	uint32_t n = cur_u32(c);
+	if (n > MAX_LIST || n > (size_t)(c->end - c->p))
+		die("read reply from shifterd", "list count out of range", 0);
+	char **v = calloc((size_t)n + 1, sizeof(char *));
+	if (!v)
+		die("read reply from shifterd", "out of memory", ENOMEM);
+	for (uint32_t i = 0; i < n; i++)
+		v[i] = cur_string(c);
+	return v;
+}
+
+static void check_ns(int fd, int want_type, const char *what)
+{
+	int type = ioctl(fd, NS_GET_NSTYPE);
+	if (type < 0)
+		die("check namespace fd", what, errno);
+	if (type != want_type)
+		die("check namespace fd", what, EINVAL);
+}
+
+static void enter_namespaces(int userfd, int mntfd)
+{
+	check_ns(userfd, CLONE_NEWUSER, "user namespace");
+	uid_t owner;
+	if (ioctl(userfd, NS_GET_OWNER_UID, &owner) < 0)
+		die("check namespace fd", "NS_GET_OWNER_UID", errno);
+	if (owner != getuid())
+		die("check namespace fd", "user namespace belongs to another user", EPERM);
+	check_ns(mntfd, CLONE_NEWNS, "mount namespace");
+	if (setns(userfd, CLONE_NEWUSER) < 0)
+		die("setns", "user namespace", errno);
+	if (setns(mntfd, CLONE_NEWNS) < 0)
+		die("setns", "mount namespace", errno);
+	if (close(userfd) < 0 || close(mntfd) < 0)
+		die("close", "namespace fd", errno);
+}
+
+static void drop_privileges(void)
+{
+	int last = CAP_LAST_CAP;
+	FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
+	if (f) {
+		if (fscanf(f, "%d", &last) != 1 || last < 0 || last >= 100)
+			die("drop capabilities", "/proc/sys/kernel/cap_last_cap unreadable", 0);
+		fclose(f);
+	}
+	for (int cap = 0; cap <= last; cap++)
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+			die("drop capabilities", "PR_CAPBSET_DROP", errno);
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
+		die("drop capabilities", "PR_CAP_AMBIENT_CLEAR_ALL", errno);
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		die("drop capabilities", "PR_SET_NO_NEW_PRIVS", errno);
+}
+
+static const char *env_path(char **env)
+{
+	for (char **e = env; *e; e++)
+		if (strncmp(*e, "PATH=", 5) == 0)
+			return *e + 5;
+	return "/usr/local/bin:/usr/bin:/bin";
+}
+
+/* execve in place; only returns to report the failure with the exit code of a shell. */
+static void exec_command(char **argv, char **env)
+{
+	const char *cmd = argv[0];
+	int saved = ENOENT;
+	if (strchr(cmd, '/')) {
+		execve(cmd, argv, env);
+		saved = errno;
+	} else if (*cmd) {
+		const char *path = env_path(env);
+		size_t cmdlen = strlen(cmd);
+		char *full = malloc(strlen(path) + cmdlen + 2);
+		if (!full)
+			die("exec", "out of memory", ENOMEM);
+		for (const char *p = path;; p++) {
+			const char *colon = strchrnul(p, ':');
+			size_t dirlen = (size_t)(colon - p);
+			if (dirlen == 0)
+				strcpy(full, cmd);
+			else
+				sprintf(full, "%.*s/%s", (int)dirlen, p, cmd);
+			execve(full, argv, env);
+			/* Like execvp: remember a permission error, keep looking past "not there". */
+			if (errno == EACCES)
+				saved = EACCES;
+			else if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP)
+				saved = errno;
+			if (*colon == '\0' || (saved != ENOENT && saved != EACCES))
+				break;
+			p = colon;
+		}
+		free(full);
+	}
+	if (saved == ENOENT || saved == ENOTDIR) {
+		fprintf(stderr, "shifter: %s: command not found\n", cmd);
+		exit(127);
+	}
+	fprintf(stderr, "shifter: %s: %s\n", cmd, strerror(saved));
+	exit(126);
+}
+
+int main(int argc, char **argv)
+{
+	(void)argc;
+	const char *path;
+	int sock = connect_daemon(&path);
+	send_request(sock, argv);
+	uint32_t len;
+	int fds[2] = { -1, -1 }, nfds;
+	unsigned char *body = recv_reply(sock, &len, fds, &nfds);
+	if (close(sock) < 0)
+		die("close", path, errno);
+	struct cursor c = { body + 1, body + len };
+	if (body[0] == 0) {
+		for (int i = 0; i < nfds && i < 2; i++)
+			close(fds[i]);
+		if (len < 5)
+			die("read reply from shifterd", "truncated error reply", 0);
+		int32_t code = (int32_t)cur_u32(&c);
+		fwrite(c.p, 1, (size_t)(c.end - c.p), stderr);
+		exit(code >= 1 && code <= 255 ? code : 1);
+	}
+	if (body[0] != 1)
+		die("read reply from shifterd", "unknown reply kind", 0);
+	if (nfds != 2)
+		die("read reply from shifterd", "exec reply without exactly 2 namespace fds", 0);
+	char **cargv = cur_list(&c);
+	char **cenv = cur_list(&c);
+	const char *cwd = cur_string(&c);
+	const char *notice = cur_string(&c);
+	if (c.p != c.end)
+		die("read reply from shifterd", "trailing bytes in reply", 0);
+	if (!cargv[0])
+		die("read reply from shifterd", "empty command", 0);
+	enter_namespaces(fds[0], fds[1]);
+	if (chdir(*cwd ? cwd : "/") < 0) {
+		fprintf(stderr, "shifter: WARNING: cannot chdir to %s: %s, staying in /\n", cwd, strerror(errno));
+		if (chdir("/") < 0)
+			die("chdir", "/", errno);
+	}
+	drop_privileges();
+	if (*notice)
+		fputs(notice, stderr);
+	exec_command(cargv, cenv);
+	return 1;
+}

@@ -1,0 +1,6 @@
+export { loadAddon, nativeDir, type NativeAddon, type PeerCredentials, type ReceivedMessage } from './addon.js';
+export { attachImage } from './attach-image.js';
+export { createEnvironment } from './create-environment.js';
+export type * from './environment-spec.js';
+export type { ImageMount } from './image-mount.js';
+export { encodeSpec } from './spec-encoding.js';

@@ -1,0 +1,75 @@
+/**
+ * Turns an EnvironmentSpec into the stdin of `shifter-nshelper create-env`: NUL-terminated
+ * tokens (the grammar is in native/nshelper.c parse_spec). Pure, so it is checked without root.
+ */
+import { ShifterError } from '../../common/errors.js';
+import type { EnvironmentSpec, MountSpec } from './environment-spec.js';
+
+const MAX_GROUPS = 340;
+
+function checkPath(what: string, p: string): string {
+  if (!p.startsWith('/') || p.includes('\0') || p.split('/').includes('..')) {
+    throw new ShifterError('BAD_ARGUMENT', `${what} "${p}" must be an absolute path without ".." (fix the configuration or the --volume option)`);
+  }
+  return p;
+}
+
+function checkTarget(p: string): string {
+  checkPath('mount target', p);
+  if (p.replace(/\/+$/, '') === '') throw new ShifterError('BAD_ARGUMENT', 'a mount target cannot be "/"');
+  return p;
+}
+
+function checkId(what: string, n: number): number {
+  if (!Number.isInteger(n) || n <= 0 || n >= 2 ** 32 - 1) {
+    throw new ShifterError('BAD_ARGUMENT', `${what} ${n} is not a valid non-root id`);
+  }
+  return n;
+}
+
+function octal(mode: number): string {
+  return (mode & 0o7777).toString(8);
+}
+
+function mountTokens(m: MountSpec): string[] {
+  switch (m.kind) {
+    case 'bind': {
+      const flags: string[] = [];
+      if (m.readOnly) flags.push('ro');
+      if (m.recursive) flags.push('rec');
+      if (m.nosuid === false) flags.push('suid');
+      if (m.nodev === false) flags.push('dev');
+      if (m.noexec) flags.push('noexec');
+      flags.push(m.propagation ?? 'private');
+      if (m.asUser) flags.push('user');
+      return ['bind', checkPath('bind source', m.source), checkTarget(m.target), flags.join(',')];
+    }
+    case 'file':
+      if (m.content.includes('\0')) throw new ShifterError('BAD_ARGUMENT', `file ${m.target}: content must not contain NUL bytes`);
+      return ['file', checkTarget(m.target), octal(m.mode ?? 0o644), m.content];
+    case 'symlink':
+      if (m.linkTo.includes('\0') || m.linkTo === '') throw new ShifterError('BAD_ARGUMENT', `symlink ${m.target}: empty or invalid link text`);
+      return ['symlink', checkTarget(m.target), m.linkTo];
+    case 'dir':
+      return ['dir', checkTarget(m.target), octal(m.mode ?? 0o755)];
+    case 'tmpfs':
+      return ['tmpfs', checkTarget(m.target), octal(m.mode ?? 0o1777), String(m.sizeBytes ?? 64 * 1024 * 1024), m.noexec ? 'noexec' : ''];
+    case 'proc':
+      return ['proc', checkTarget(m.target)];
+  }
+}
+
+export function encodeSpec(spec: EnvironmentSpec): Buffer {
+  checkId('uid', spec.uid);
+  checkId('gid', spec.gid);
+  const groups = [...new Set([...spec.groups, spec.gid])];
+  groups.forEach((g) => checkId('group', g));
+  if (groups.length > MAX_GROUPS) {
+    throw new ShifterError('BAD_ARGUMENT', `user has ${groups.length} groups; at most ${MAX_GROUPS} can be mapped into a container`);
+  }
+  const tokens = ['uid', String(spec.uid), 'gid', String(spec.gid), 'groups', groups.join(',')];
+  for (const dir of spec.scaffoldDirs) tokens.push('scaffold', checkTarget(dir).replace(/\/+$/, ''));
+  for (const m of spec.mounts) tokens.push(...mountTokens(m));
+  tokens.push('end');
+  return Buffer.from(tokens.map((t) => `${t}\0`).join(''), 'utf8');
+}
