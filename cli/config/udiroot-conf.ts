@@ -1,0 +1,406 @@
+/**
+ * `udiRoot.conf`: the site configuration read by shifterimg, the launcher and the node daemon.
+ * Same format and keys as upstream (src/UdiRootConfig.c, udiRoot.conf.example.in) so existing
+ * files keep working:
+ *   - `key=value`, key and value trimmed, keys case-sensitive, no quoting;
+ *   - a line whose first non-blank character is `#` is a comment;
+ *   - a value ending in `\` continues on the next line, the pieces joined with a space;
+ *   - space-separated lists; list keys given twice accumulate, like upstream.
+ *
+ * Differences from upstream, on purpose:
+ *   - an unknown key is a warning (upstream refused the whole file, so one stray key from a newer
+ *     or older version stopped every container on the machine);
+ *   - deprecated keys (autoLoadKernelModule, kmodBasePath, kmodCacheFile, optionalSshdAsRoot,
+ *     nodeContextPrefix) warn "ignored";
+ *   - a line without `=` and a scalar key given twice are warnings (upstream skipped or overwrote
+ *     silently);
+ *   - which keys are required depends on who reads the file: `requireUdiRootKeys` is called by
+ *     each program for the keys it uses, so shifterimg does not need `ddPath`;
+ *   - bad numbers and booleans are errors naming the line (upstream's strtol read "yes" as 0);
+ *   - unknown `module_<name>_<subkey>` subkeys are warnings (upstream ignored them silently).
+ *
+ * Keys this project adds (also listed in `documentedNewKeys`):
+ *   - `mungeSocketPath`: the munged socket clients use to make credentials
+ *     (default: munge's own default, /run/munge/munge.socket.2);
+ *   - `shifterdSocket`: the node daemon's unix socket the launcher talks to
+ *     (no default here: the node daemon defines it).
+ *
+ * This module is pure; reading the file, finding it and checking its owner live in
+ * udiroot-file.ts.
+ */
+import { ShifterError } from '../../common/errors.js';
+import { isImageType, IMAGE_TYPES, type ImageType } from '../image-descriptor.js';
+
+export type MountPropagationStyle = 'private' | 'slave';
+
+export const DEFAULT_MUNGE_SOCKET = '/run/munge/munge.socket.2';
+
+export interface ShifterModuleConfig {
+  readonly name: string;
+  readonly userhook?: string;
+  readonly roothook?: string;
+  readonly siteEnv: readonly string[];
+  readonly siteEnvPrepend: readonly string[];
+  readonly siteEnvAppend: readonly string[];
+  readonly siteEnvUnset: readonly string[];
+  readonly conflict: readonly string[];
+  /** Raw siteFs values, one per line, for the volume-map parser. */
+  readonly siteFs: readonly string[];
+  readonly copyPath?: string;
+  readonly enabled: boolean;
+}
+
+export interface UdiRootConfig {
+  /** The file this came from, for messages. */
+  readonly sourceFile: string;
+
+  readonly udiMount?: string;
+  readonly loopMount?: string;
+  readonly imagePath?: string;
+  readonly udiRootPath?: string;
+  readonly sitePreMountHook?: string;
+  readonly sitePostMountHook?: string;
+  readonly optUdiImage?: string;
+  readonly etcPath?: string;
+
+  readonly allowLocalChroot: boolean;
+  readonly allowLibcPwdCalls: boolean;
+  readonly populateEtcDynamically: boolean;
+  readonly usersToImport: readonly string[];
+  /** false (the default): remount the container root read-only after setup. */
+  readonly mountUdiRootWritable: boolean;
+  readonly maxGroupCount: number;
+
+  readonly modprobePath?: string;
+  readonly insmodPath?: string;
+  readonly cpPath?: string;
+  readonly mvPath?: string;
+  readonly chmodPath?: string;
+  readonly ddPath?: string;
+  readonly mkfsXfsPath?: string;
+  readonly rootfsType?: string;
+
+  /** Seconds; undefined means no timeout (upstream's curl default). */
+  readonly gatewayTimeout?: number;
+  /** Raw siteFs values, one per siteFs line (each may hold several `;`-separated maps). */
+  readonly siteFs: readonly string[];
+  readonly siteEnv: readonly string[];
+  readonly siteEnvAppend: readonly string[];
+  readonly siteEnvPrepend: readonly string[];
+  readonly siteEnvUnset: readonly string[];
+  readonly imageGateway: readonly string[];
+  readonly batchType?: string;
+  readonly system?: string;
+  readonly defaultImageType: ImageType;
+
+  readonly perNodeCachePath?: string;
+  /** Kept as written (e.g. `10G`): upstream never enforced it. */
+  readonly perNodeCacheSizeLimit?: string;
+  readonly perNodeCacheAllowedFsType: readonly string[];
+  readonly mountPropagationStyle: MountPropagationStyle;
+
+  readonly defaultModules: readonly string[];
+  readonly modules: ReadonlyMap<string, ShifterModuleConfig>;
+
+  readonly mungeSocketPath: string;
+  readonly shifterdSocket?: string;
+}
+
+export interface ConfigWarning {
+  readonly line: number;
+  readonly key: string;
+  /** Complete, `<file>:<line>: ...`, ready to print. */
+  readonly message: string;
+}
+
+export interface ParsedUdiRootConf {
+  readonly config: UdiRootConfig;
+  readonly warnings: readonly ConfigWarning[];
+}
+
+export const documentedNewKeys = ['mungeSocketPath', 'shifterdSocket'] as const;
+
+const STRING_KEYS = [
+  'udiMount', 'loopMount', 'imagePath', 'udiRootPath', 'sitePreMountHook', 'sitePostMountHook',
+  'optUdiImage', 'etcPath', 'modprobePath', 'insmodPath', 'cpPath', 'mvPath', 'chmodPath', 'ddPath',
+  'mkfsXfsPath', 'rootfsType', 'batchType', 'system', 'perNodeCachePath', 'perNodeCacheSizeLimit',
+  'mungeSocketPath', 'shifterdSocket',
+] as const;
+const BOOLEAN_KEYS = ['allowLocalChroot', 'allowLibcPwdCalls', 'populateEtcDynamically', 'mountUdiRootWritable'] as const;
+const LIST_KEYS = [
+  'usersToImport', 'siteEnv', 'siteEnvAppend', 'siteEnvPrepend', 'siteEnvUnset', 'imageGateway',
+  'perNodeCacheAllowedFsType',
+] as const;
+const DEPRECATED_KEYS = ['autoLoadKernelModule', 'kmodBasePath', 'kmodCacheFile', 'optionalSshdAsRoot', 'nodeContextPrefix'];
+/** Keys upstream once documented but never (or no longer) parsed; a hint beats "unknown". */
+const HISTORICAL_KEYS: Record<string, string> = {
+  siteResources: 'GPU support moved to modules (module_<name>_*)',
+  udiImagePath: 'use optUdiImage',
+};
+
+type StringKey = (typeof STRING_KEYS)[number];
+type BooleanKey = (typeof BOOLEAN_KEYS)[number];
+type ListKey = (typeof LIST_KEYS)[number];
+
+/** Every key the parser understands, for documentation and tests. */
+export const KNOWN_KEYS: readonly string[] = [
+  ...STRING_KEYS, ...BOOLEAN_KEYS, ...LIST_KEYS,
+  'maxGroupCount', 'gatewayTimeout', 'siteFs', 'defaultImageType', 'mountPropagationStyle', 'defaultModules',
+];
+
+const MODULE_LIST_SUBKEYS = ['siteEnv', 'siteEnvPrepend', 'siteEnvAppend', 'siteEnvUnset', 'conflict'] as const;
+type ModuleListSubkey = (typeof MODULE_LIST_SUBKEYS)[number];
+
+interface MutableModule {
+  name: string;
+  userhook?: string;
+  roothook?: string;
+  siteEnv: string[];
+  siteEnvPrepend: string[];
+  siteEnvAppend: string[];
+  siteEnvUnset: string[];
+  conflict: string[];
+  siteFs: string[];
+  copyPath?: string;
+  enabled: boolean;
+}
+
+interface Entry { key: string; value: string; line: number }
+
+function splitList(value: string): string[] {
+  return value.split(/\s+/).filter((s) => s.length > 0);
+}
+
+/** Joins continuation lines and drops comments and blanks; reports lines without `=`. */
+function entries(text: string, warn: (line: number, key: string, msg: string) => void): Entry[] {
+  const out: Entry[] = [];
+  const lines = text.split(/\r?\n/);
+  let pending: Entry | undefined;
+  for (let i = 0; i < lines.length; i++) {
+    const lineNo = i + 1;
+    const raw = lines[i] ?? '';
+    if (pending) {
+      const piece = raw.trim();
+      const continues = piece.endsWith('\\');
+      const text = (continues ? piece.slice(0, -1) : piece).trim();
+      pending.value = text.length > 0 ? (pending.value.length > 0 ? `${pending.value} ${text}` : text) : pending.value;
+      if (!continues) { out.push(pending); pending = undefined; }
+      continue;
+    }
+    const trimmed = raw.trim();
+    if (trimmed.length === 0 || trimmed.startsWith('#')) continue;
+    const eq = trimmed.indexOf('=');
+    if (eq < 0) {
+      warn(lineNo, '', `line has no '=' and was ignored (expected key=value): ${trimmed.slice(0, 60)}`);
+      continue;
+    }
+    const key = trimmed.slice(0, eq).trim();
+    let value = trimmed.slice(eq + 1).trim();
+    if (key.length === 0) {
+      warn(lineNo, '', `line has no key before '=' and was ignored`);
+      continue;
+    }
+    const continues = value.endsWith('\\');
+    if (continues) value = value.slice(0, -1).trim();
+    const entry = { key, value, line: lineNo };
+    if (continues) pending = entry; else out.push(entry);
+  }
+  if (pending) out.push(pending);
+  return out;
+}
+
+function badValue(fileName: string, e: Entry, expected: string): ShifterError {
+  return new ShifterError('BAD_CONFIG',
+    `${fileName}:${e.line}: ${e.key}=${e.value} is not valid: expected ${expected}`);
+}
+
+function parseBoolean(fileName: string, e: Entry): boolean {
+  // Upstream used strtol(value) != 0; accept the words people actually write too.
+  if (/^[+-]?\d+$/.test(e.value)) return Number(e.value) !== 0;
+  if (/^(true|yes|on)$/i.test(e.value)) return true;
+  if (/^(false|no|off)$/i.test(e.value)) return false;
+  throw badValue(fileName, e, '0 or 1');
+}
+
+function parseCount(fileName: string, e: Entry): number {
+  if (!/^\d+$/.test(e.value)) throw badValue(fileName, e, 'a whole number >= 0');
+  const n = Number(e.value);
+  if (!Number.isSafeInteger(n)) throw badValue(fileName, e, 'a whole number >= 0');
+  return n;
+}
+
+function parseSeconds(fileName: string, e: Entry): number {
+  if (!/^\d+(\.\d+)?$/.test(e.value)) throw badValue(fileName, e, 'a number of seconds, e.g. 30');
+  return Number(e.value);
+}
+
+/**
+ * Parses the text of a udiRoot.conf. Throws ShifterError('BAD_CONFIG') for values that cannot
+ * mean anything (bad number, unknown image type, bad propagation style); everything merely
+ * surprising is returned as a warning.
+ */
+export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootConf {
+  const warnings: ConfigWarning[] = [];
+  const warn = (line: number, key: string, msg: string): void => {
+    warnings.push({ line, key, message: `${fileName}:${line}: ${msg}` });
+  };
+
+  const strings: Partial<Record<StringKey, string>> = {};
+  const booleans: Partial<Record<BooleanKey, boolean>> = {};
+  const lists: Record<ListKey, string[]> = {
+    usersToImport: [], siteEnv: [], siteEnvAppend: [], siteEnvPrepend: [], siteEnvUnset: [],
+    imageGateway: [], perNodeCacheAllowedFsType: [],
+  };
+  const siteFs: string[] = [];
+  const modules = new Map<string, MutableModule>();
+  let maxGroupCount = 0;
+  let gatewayTimeout: number | undefined;
+  let defaultImageType: ImageType = 'docker';
+  let mountPropagationStyle: MountPropagationStyle = 'private';
+  let defaultModules: string[] = [];
+  const seenScalars = new Map<string, number>();
+
+  const noteScalar = (e: Entry): void => {
+    const previous = seenScalars.get(e.key);
+    if (previous !== undefined) {
+      warn(e.line, e.key, `${e.key} is set again (first on line ${previous}); the value on line ${e.line} wins`);
+    }
+    seenScalars.set(e.key, e.line);
+  };
+
+  for (const e of entries(text, warn)) {
+    const key = e.key;
+    if ((STRING_KEYS as readonly string[]).includes(key)) {
+      noteScalar(e);
+      strings[key as StringKey] = e.value;
+    } else if ((BOOLEAN_KEYS as readonly string[]).includes(key)) {
+      noteScalar(e);
+      booleans[key as BooleanKey] = parseBoolean(fileName, e);
+    } else if ((LIST_KEYS as readonly string[]).includes(key)) {
+      lists[key as ListKey].push(...splitList(e.value));
+    } else if (key === 'siteFs') {
+      if (e.value.length > 0) siteFs.push(e.value);
+    } else if (key === 'maxGroupCount') {
+      noteScalar(e);
+      maxGroupCount = parseCount(fileName, e);
+    } else if (key === 'gatewayTimeout') {
+      noteScalar(e);
+      gatewayTimeout = parseSeconds(fileName, e);
+    } else if (key === 'defaultImageType') {
+      noteScalar(e);
+      if (!isImageType(e.value)) throw badValue(fileName, e, `one of ${IMAGE_TYPES.join(', ')}`);
+      defaultImageType = e.value;
+    } else if (key === 'mountPropagationStyle') {
+      noteScalar(e);
+      if (e.value !== 'private' && e.value !== 'slave') throw badValue(fileName, e, 'private or slave');
+      mountPropagationStyle = e.value;
+    } else if (key === 'defaultModules') {
+      noteScalar(e);
+      defaultModules = e.value.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+    } else if (key.startsWith('module_')) {
+      assignModuleKey(modules, e, fileName, warn);
+    } else if (DEPRECATED_KEYS.includes(key)) {
+      warn(e.line, key, `${key} is deprecated and ignored; remove it`);
+    } else if (HISTORICAL_KEYS[key] !== undefined) {
+      warn(e.line, key, `${key} is no longer supported and was ignored: ${HISTORICAL_KEYS[key]}`);
+    } else {
+      warn(e.line, key, `unknown key '${key}' was ignored (check the spelling; keys are case-sensitive)`);
+    }
+  }
+
+  for (const name of defaultModules) {
+    if (!modules.has(name)) {
+      warn(seenScalars.get('defaultModules') ?? 0, 'defaultModules',
+        `defaultModules names '${name}', but no module_${name}_* keys define it`);
+    }
+  }
+
+  const frozenModules = new Map<string, ShifterModuleConfig>();
+  for (const [name, m] of modules) frozenModules.set(name, { ...m });
+
+  const config: UdiRootConfig = {
+    sourceFile: fileName,
+    ...strings,
+    allowLocalChroot: booleans.allowLocalChroot ?? false,
+    allowLibcPwdCalls: booleans.allowLibcPwdCalls ?? false,
+    populateEtcDynamically: booleans.populateEtcDynamically ?? false,
+    mountUdiRootWritable: booleans.mountUdiRootWritable ?? false,
+    usersToImport: lists.usersToImport,
+    maxGroupCount,
+    gatewayTimeout,
+    siteFs,
+    siteEnv: lists.siteEnv,
+    siteEnvAppend: lists.siteEnvAppend,
+    siteEnvPrepend: lists.siteEnvPrepend,
+    siteEnvUnset: lists.siteEnvUnset,
+    imageGateway: lists.imageGateway,
+    defaultImageType,
+    perNodeCacheAllowedFsType: lists.perNodeCacheAllowedFsType,
+    mountPropagationStyle,
+    defaultModules,
+    modules: frozenModules,
+    mungeSocketPath: strings.mungeSocketPath ?? DEFAULT_MUNGE_SOCKET,
+  };
+  return { config, warnings };
+}
+
+/** `module_<name>_<subkey>`: the name cannot contain `_` because upstream splits on it. */
+function assignModuleKey(
+  modules: Map<string, MutableModule>, e: Entry, fileName: string,
+  warn: (line: number, key: string, msg: string) => void,
+): void {
+  const parts = e.key.split('_');
+  if (parts.length !== 3 || !parts[1] || !parts[2]) {
+    warn(e.line, e.key, `'${e.key}' is not module_<name>_<setting> (module names cannot contain '_'); ignored`);
+    return;
+  }
+  const name = parts[1];
+  const subkey = parts[2];
+  let m = modules.get(name);
+  if (!m) {
+    m = { name, siteEnv: [], siteEnvPrepend: [], siteEnvAppend: [], siteEnvUnset: [], conflict: [], siteFs: [], enabled: true };
+    modules.set(name, m);
+  }
+  if ((MODULE_LIST_SUBKEYS as readonly string[]).includes(subkey)) {
+    // Upstream replaced the list on each occurrence; accumulating matches the top-level keys.
+    m[subkey as ModuleListSubkey].push(...splitList(e.value));
+  } else if (subkey === 'userhook' || subkey === 'roothook' || subkey === 'copyPath') {
+    m[subkey] = e.value;
+  } else if (subkey === 'siteFs') {
+    if (e.value.length > 0) m.siteFs.push(e.value);
+  } else if (subkey === 'enabled') {
+    m.enabled = parseBoolean(fileName, e);
+  } else {
+    const hint = subkey.toLowerCase() === 'copypath' ? ` (did you mean module_${name}_copyPath?)` : '';
+    warn(e.line, e.key, `unknown module setting '${subkey}' in ${e.key} was ignored${hint}`);
+  }
+}
+
+/** Keys a program can insist on; list keys count as missing when empty. */
+export type RequirableKey =
+  | 'udiMount' | 'loopMount' | 'imagePath' | 'udiRootPath' | 'etcPath' | 'rootfsType'
+  | 'modprobePath' | 'insmodPath' | 'cpPath' | 'mvPath' | 'chmodPath' | 'ddPath' | 'mkfsXfsPath'
+  | 'optUdiImage' | 'system' | 'imageGateway' | 'shifterdSocket' | 'perNodeCachePath';
+
+const REQUIRED_EXAMPLES: Record<RequirableKey, string> = {
+  udiMount: '/var/udiMount', loopMount: '/var/udiLoopMount', imagePath: '/images',
+  udiRootPath: '/opt/shifter', etcPath: '/etc/shifter/shifter_etc_files', rootfsType: 'tmpfs',
+  modprobePath: '/sbin/modprobe', insmodPath: '/sbin/insmod', cpPath: '/bin/cp', mvPath: '/bin/mv',
+  chmodPath: '/bin/chmod', ddPath: '/bin/dd', mkfsXfsPath: '/sbin/mkfs.xfs',
+  optUdiImage: '/opt/shifter/opt/udiImage', system: 'mycluster', imageGateway: 'http://imagegw:5000',
+  shifterdSocket: '/run/shifterd.sock', perNodeCachePath: '/tmp',
+};
+
+/** Throws one BAD_CONFIG error naming every missing key and the file to add them to. */
+export function requireUdiRootKeys(config: UdiRootConfig, keys: readonly RequirableKey[]): void {
+  const missing = keys.filter((k) => {
+    const v = config[k];
+    if (Array.isArray(v)) return v.length === 0;
+    return typeof v !== 'string' || v.length === 0;
+  });
+  if (missing.length === 0) return;
+  const lines = missing.map((k) => `${k}=${REQUIRED_EXAMPLES[k]}`).join(', ');
+  throw new ShifterError('BAD_CONFIG',
+    `${config.sourceFile}: ${missing.length === 1 ? 'key' : 'keys'} ${missing.join(', ')} ` +
+    `${missing.length === 1 ? 'is' : 'are'} missing: add e.g. ${lines}`);
+}

@@ -1,0 +1,139 @@
+/**
+ * The shifterimg command line: pull, list and look up images through the image gateway (upstream src/shifterimg.c).
+ * Errors end as one line on stderr and a documented exit code (exit-codes.ts), never a stack trace.
+ */
+import { Command, CommanderError } from 'commander';
+import { ShifterError, describeError, isShifterError } from '../../common/errors.js';
+import { mungeEncode } from '../../common/munge.js';
+import { readUdiRootConf, resolveUdiRootConfPath } from '../config/udiroot-file.js';
+import { requireUdiRootKeys, type UdiRootConfig } from '../config/udiroot-conf.js';
+import type { CommandContext, Output } from './command-context.js';
+import { runImages } from './commands/images.js';
+import { runLookup } from './commands/lookup.js';
+import { runPull } from './commands/pull.js';
+import { runQueue } from './commands/queue.js';
+import { EXIT, EXIT_CODES_HELP, exitCodeFor, type ExitCode } from './exit-codes.js';
+import { GatewayClient, type PullAcl } from './gateway-client.js';
+import { getentLookup, resolveIds, splitIdLists } from './identity-lists.js';
+
+interface GlobalOptions {
+  config?: string;
+  verbose?: boolean;
+  user?: string[];
+  group?: string[];
+}
+
+export interface Streams { stdout: Output; stderr: Output }
+
+const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
+
+function validateGateways(config: UdiRootConfig): void {
+  for (const g of config.imageGateway) {
+    let ok = false;
+    try {
+      const u = new URL(g);
+      ok = u.protocol === 'http:' || u.protocol === 'https:';
+    } catch { /* reported below */ }
+    if (!ok) {
+      throw new ShifterError('BAD_CONFIG',
+        `imageGateway entry '${g}' in ${config.sourceFile} is not an http(s) URL: write e.g. imageGateway=http://imagegw:5000`);
+    }
+  }
+}
+
+async function loadContext(opts: GlobalOptions, streams: Streams): Promise<CommandContext> {
+  const path = resolveUdiRootConfPath(opts.config);
+  // shifterimg runs unprivileged and only reads gateway settings, so the root-owner check is not applied.
+  const { config, warnings } = await readUdiRootConf(path);
+  for (const w of warnings) streams.stderr.write(`shifterimg: warning: ${w.message}\n`);
+  requireUdiRootKeys(config, ['system', 'imageGateway']);
+  validateGateways(config);
+  const system = config.system as string;
+  const verbose = opts.verbose === true;
+  const client = new GatewayClient({
+    gateways: config.imageGateway,
+    system,
+    timeoutSeconds: config.gatewayTimeout,
+    // No registry logins yet, so the payload is empty, as upstream sends without credentials.
+    credential: () => mungeEncode('', { socket: config.mungeSocketPath }),
+    ...(verbose ? {
+      onResponse: (r) => {
+        streams.stderr.write(`shifterimg: ${r.method} ${r.url} -> HTTP ${r.status}\n`);
+        streams.stdout.write(`${r.body}\n`);
+      },
+    } : {}),
+  });
+  return { config, system, client, stdout: streams.stdout, stderr: streams.stderr, verbose };
+}
+
+async function pullAcl(opts: GlobalOptions): Promise<PullAcl> {
+  return {
+    uids: await resolveIds(splitIdLists(opts.user ?? [], 'user'), 'user', getentLookup),
+    gids: await resolveIds(splitIdLists(opts.group ?? [], 'group'), 'group', getentLookup),
+  };
+}
+
+export async function main(argv: readonly string[], streams: Streams): Promise<ExitCode> {
+  let result: ExitCode = EXIT.OK;
+  const program = new Command();
+  program
+    .name('shifterimg')
+    .description('Pull, list and look up container images through the Shifter image gateway.')
+    .usage('[options] <command> [image]')
+    .option('--config <file>', 'udiRoot.conf to read (default: $SHIFTER_UDIROOT_CONF, else /etc/shifter/udiRoot.conf)')
+    .option('-v, --verbose', 'also print the raw JSON answers of the gateway')
+    .option('-u, --user <list>', 'pull: users (names or uids, comma-separated; repeatable) allowed to use the image, making it private', collect)
+    .option('-g, --group <list>', 'pull: groups (names or gids, comma-separated; repeatable) allowed to use the image, making it private', collect)
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => streams.stdout.write(s),
+      writeErr: (s) => streams.stderr.write(s),
+      outputError: (s, write) => write(`shifterimg: ${s.replace(/^error: /, '')}`),
+    })
+    .addHelpText('after', `
+Images are written [type:]tag, type one of docker, custom, id, local (default: defaultImageType
+from udiRoot.conf, usually docker); a docker tag without a version gets :latest.
+  shifterimg pull docker:ubuntu:22.04
+  shifterimg -u alice,bob pull registry.example.org:5000/team/app:1.0
+${EXIT_CODES_HELP}`);
+
+  const ctx = (): Promise<CommandContext> => loadContext(program.opts<GlobalOptions>(), streams);
+
+  program.command('images')
+    .description('list the images available on this system')
+    .action(async () => { result = await runImages(await ctx()); });
+  program.command('lookup')
+    .description('print the id of a pulled image (exit 1 if there is none)')
+    .argument('<image>', 'image, e.g. docker:ubuntu:22.04')
+    .action(async (image: string) => { result = await runLookup(await ctx(), image); });
+  program.command('pull')
+    .description('pull an image and follow the pull until it is ready or has failed')
+    .argument('<image>', 'image, e.g. docker:ubuntu:22.04')
+    .action(async (image: string) => {
+      const acl = await pullAcl(program.opts<GlobalOptions>());
+      result = await runPull(await ctx(), image, acl, true);
+    });
+  program.command('pullnb')
+    .description('ask for a pull and print its current status once, without waiting')
+    .argument('<image>', 'image, e.g. docker:ubuntu:22.04')
+    .action(async (image: string) => {
+      const acl = await pullAcl(program.opts<GlobalOptions>());
+      result = await runPull(await ctx(), image, acl, false);
+    });
+  program.command('queue')
+    .description('list the pulls the gateway is working on')
+    .action(async () => { result = await runQueue(await ctx()); });
+
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.OK : EXIT.USAGE_OR_CONFIG;
+    if (isShifterError(e)) {
+      streams.stderr.write(`shifterimg: ${e.message}\n`);
+    } else {
+      streams.stderr.write(`shifterimg: internal error (please report it): ${describeError(e)}\n`);
+    }
+    return exitCodeFor(e);
+  }
+  return result;
+}
