@@ -1,0 +1,197 @@
+/**
+ * One HTTP(S) exchange with a registry, token server or blob store, streaming the body.
+ * Node's http/https modules rather than fetch: fetch can neither use a CA file per registry nor
+ * honour http_proxy on Node 20. Connections are not pooled (each request owns its socket) so an
+ * inactivity timeout and a mid-body abort affect exactly one request.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import tls from 'node:tls';
+import { proxyAuthorization, proxyFor } from './proxy.js';
+
+/** A failure worth retrying: the network, a timeout, or a 5xx/429 answer. */
+export class TransientError extends Error {
+  readonly url: string;
+  readonly status: number | undefined;
+  override readonly cause?: unknown;
+
+  constructor(message: string, url: string, status?: number, cause?: unknown) {
+    super(message);
+    this.name = 'TransientError';
+    this.url = url;
+    this.status = status;
+    this.cause = cause;
+  }
+}
+
+export interface HttpRequest {
+  method: 'GET' | 'HEAD';
+  url: URL;
+  headers: Record<string, string>;
+  /** PEM bundle trusted in addition to the system roots. */
+  ca?: string;
+  env: NodeJS.ProcessEnv;
+  /** Abort when no byte moves for this long, during connect, headers or body. */
+  idleTimeoutMs: number;
+  signal?: AbortSignal;
+}
+
+export interface HttpResponse {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  /** The URL that answered (after redirects). */
+  url: URL;
+  body: http.IncomingMessage;
+}
+
+function bareHost(hostname: string): string {
+  return hostname.startsWith('[') ? hostname.slice(1, -1) : hostname;
+}
+
+function portOf(url: URL): number {
+  return Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+}
+
+function trustedCa(ca: string | undefined): string[] | undefined {
+  return ca === undefined ? undefined : [...tls.rootCertificates, ca];
+}
+
+function networkError(e: unknown, url: URL): Error {
+  if (e instanceof TransientError || (e as Error | undefined)?.name === 'AbortError') return e as Error;
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  const msg = (e as Error | undefined)?.message ?? String(e);
+  return new TransientError(code && !msg.includes(code) ? `${msg} (${code})` : msg, url.href, undefined, e);
+}
+
+function openTunnel(proxy: URL, target: URL, req: HttpRequest): Promise<net.Socket> {
+  const authority = `${target.hostname}:${portOf(target)}`;
+  const headers: Record<string, string> = { host: authority };
+  const pa = proxyAuthorization(proxy);
+  if (pa) headers['proxy-authorization'] = pa;
+  const mod = proxy.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    const connectReq = mod.request({
+      host: bareHost(proxy.hostname), port: portOf(proxy), method: 'CONNECT', path: authority, headers, agent: false,
+      ...(req.signal ? { signal: req.signal } : {}),
+    });
+    connectReq.setTimeout(req.idleTimeoutMs, () => connectReq.destroy(
+      new TransientError(`the proxy ${proxy.host} did not answer CONNECT within ${req.idleTimeoutMs / 1000} s`, target.href)));
+    connectReq.on('connect', (res, socket) => {
+      if (res.statusCode !== 200) {
+        socket.destroy();
+        reject(new TransientError(`the proxy ${proxy.host} refused to connect to ${authority} (HTTP ${res.statusCode})`, target.href, res.statusCode));
+        return;
+      }
+      resolve(socket);
+    });
+    connectReq.on('error', (e) => reject(networkError(e, target)));
+    connectReq.end();
+  });
+}
+
+/** Sends one request (no redirect handling) and resolves when the response headers arrive. */
+export async function send(req: HttpRequest): Promise<HttpResponse> {
+  const { url } = req;
+  const isHttps = url.protocol === 'https:';
+  const proxy = proxyFor(url, req.env);
+  const headers: Record<string, string> = { ...req.headers, host: url.host };
+  const path = `${url.pathname}${url.search}`;
+  const common = { method: req.method, agent: false as const, ...(req.signal ? { signal: req.signal } : {}) };
+
+  let options: http.RequestOptions | https.RequestOptions;
+  let mod: typeof http | typeof https = isHttps ? https : http;
+  if (proxy && !isHttps) {
+    const pa = proxyAuthorization(proxy);
+    if (pa) headers['proxy-authorization'] = pa;
+    mod = proxy.protocol === 'https:' ? https : http;
+    options = { ...common, host: bareHost(proxy.hostname), port: portOf(proxy), path: url.href, headers };
+  } else if (proxy && isHttps) {
+    const raw = await openTunnel(proxy, url, req);
+    const host = bareHost(url.hostname);
+    const ca = trustedCa(req.ca);
+    const secure = tls.connect({ socket: raw, host, ...(net.isIP(host) ? {} : { servername: host }), ...(ca ? { ca } : {}) });
+    mod = http;
+    options = { ...common, path, headers, createConnection: () => secure };
+  } else {
+    const ca = trustedCa(req.ca);
+    options = { ...common, host: bareHost(url.hostname), port: portOf(url), path, headers, ...(ca ? { ca } : {}) };
+  }
+
+  return new Promise((resolve, reject) => {
+    let response: http.IncomingMessage | undefined;
+    const r = mod.request(options, (res) => {
+      response = res;
+      resolve({ status: res.statusCode ?? 0, headers: res.headers, url, body: res });
+    });
+    r.setTimeout(req.idleTimeoutMs, () => {
+      const err = new TransientError(`${url.host} sent nothing for ${req.idleTimeoutMs / 1000} s`, url.href);
+      response?.destroy(err);
+      r.destroy(err);
+    });
+    r.on('error', (e) => reject(networkError(e, url)));
+    r.end();
+  });
+}
+
+/** Headers for following a redirect: credentials never go to another origin (upstream #232: S3 rejects them). */
+export function headersForRedirect(from: URL, to: URL, headers: Record<string, string>): Record<string, string> {
+  if (from.origin === to.origin) return headers;
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() !== 'authorization') out[k] = v;
+  return out;
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const MAX_REDIRECTS = 10;
+
+/** Like `send`, following Location redirects. */
+export async function sendFollowingRedirects(req: HttpRequest): Promise<HttpResponse> {
+  let current = req;
+  for (let hop = 0; ; hop++) {
+    const res = await send(current);
+    const location = res.headers.location;
+    if (!REDIRECTS.has(res.status) || location === undefined) return res;
+    res.body.destroy();
+    if (hop >= MAX_REDIRECTS) {
+      throw new TransientError(`more than ${MAX_REDIRECTS} redirects starting at ${req.url.href}`, req.url.href);
+    }
+    const next = new URL(location, current.url);
+    if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+      throw new TransientError(`redirect to unsupported URL scheme ${next.protocol}`, current.url.href);
+    }
+    current = { ...current, url: next, headers: headersForRedirect(current.url, next, current.headers) };
+  }
+}
+
+/** Reads a whole (small) body, refusing more than `limit` bytes. */
+export async function readBody(res: HttpResponse, limit: number): Promise<Buffer> {
+  const declared = Number(res.headers['content-length'] ?? NaN);
+  if (declared > limit) {
+    res.body.destroy();
+    throw new RangeError(`${res.url.href} sent ${declared} bytes, more than the ${limit} allowed`);
+  }
+  const chunks: Buffer[] = [];
+  let n = 0;
+  try {
+    for await (const chunk of res.body) {
+      n += (chunk as Buffer).length;
+      if (n > limit) {
+        res.body.destroy();
+        throw new RangeError(`${res.url.href} sent more than the ${limit} bytes allowed`);
+      }
+      chunks.push(chunk as Buffer);
+    }
+  } catch (e) {
+    if (e instanceof RangeError) throw e;
+    throw networkError(e, res.url);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Discards a body we will not read; the socket is not reused, so destroying is enough. */
+export function discard(res: HttpResponse): void {
+  res.body.destroy();
+}
+
+export { networkError };
