@@ -31,6 +31,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ShifterError } from '../../common/errors.js';
+import { isDockerHub } from '../reference/image-ref.js';
 
 export type AuthenticationMode = 'munge' | 'mock';
 export type RegistryAuthMethod = 'token' | 'basic';
@@ -38,7 +39,7 @@ export type RegistryAuthMethod = 'token' | 'basic';
 export interface LocationConfig {
   name: string;
   remotetype: 'dockerv2';
-  /** Base URL, no trailing slash: `https://<name>` unless `url` says otherwise. */
+  /** Base URL, no trailing slash: `https://<name>` (Docker Hub: registry-1.docker.io) unless `url` says otherwise. */
   baseUrl: string;
   caFile?: string;
   authMethod: RegistryAuthMethod;
@@ -107,11 +108,11 @@ function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function str(obj: Json, key: string, path: string, fallback?: string): string {
+function str(obj: Json, key: string, path: string, fallback?: string, example = '<value>'): string {
   const v = obj[key];
   if (v === undefined || v === null) {
     if (fallback !== undefined) return fallback;
-    throw bad(path, 'is missing', `add "${key}": "<value>"`);
+    throw bad(path, 'is missing', `add "${key}": "${example}"`);
   }
   if (typeof v !== 'string' || v === '') throw bad(path, `must be a non-empty string (got ${JSON.stringify(v)})`, `set it to a string`);
   return v;
@@ -162,7 +163,7 @@ function parseLocation(name: string, raw: unknown, baseDir: string, warnings: st
   if (remotetype !== 'dockerv2') {
     throw bad(`${path}.remotetype`, `is "${remotetype}", which is not supported`, 'use "dockerv2" (Docker Registry HTTP API v2 / OCI distribution)');
   }
-  let baseUrl = `https://${name}`;
+  let baseUrl = isDockerHub(name) ? 'https://registry-1.docker.io' : `https://${name}`;
   if (raw.url !== undefined && raw.url !== null) {
     const url = str(raw, 'url', `${path}.url`);
     let parsed: URL;
@@ -196,7 +197,7 @@ function parsePlatform(name: string, raw: unknown, warnings: string[]): Platform
   if (accesstype !== 'local') throw bad(`${path}.accesstype`, `is "${accesstype}"`, 'use "local"');
   const local = raw.local;
   if (!isObject(local)) throw bad(`${path}.local`, 'is missing or not an object', `add "local": {"imageDir": "/path/to/images"}`);
-  const imageDir = str(local, 'imageDir', `${path}.local.imageDir`);
+  const imageDir = str(local, 'imageDir', `${path}.local.imageDir`, undefined, '/var/lib/shifter/images');
   if (!isAbsolute(imageDir)) throw bad(`${path}.local.imageDir`, `must be an absolute path (got "${imageDir}")`, 'write the full path, e.g. "/var/lib/shifter/images"');
   let admins: string[] = [];
   if (raw.admins !== undefined && raw.admins !== null) {
@@ -245,8 +246,8 @@ export function parseGatewayConfig(raw: unknown, source = ''): LoadedConfig {
     if (imageExpirationTimeoutSec === null) throw bad('ImageExpirationTimeout', `is "${v}"`, 'write "days:hours:minutes:seconds", e.g. "90:00:00:00"');
   }
 
-  const cacheDirectory = absPath(str(raw, 'CacheDirectory', 'CacheDirectory'), baseDir);
-  const expandDirectory = absPath(str(raw, 'ExpandDirectory', 'ExpandDirectory'), baseDir);
+  const cacheDirectory = absPath(str(raw, 'CacheDirectory', 'CacheDirectory', undefined, '/var/cache/shifter/layers'), baseDir);
+  const expandDirectory = absPath(str(raw, 'ExpandDirectory', 'ExpandDirectory', undefined, '/var/tmp/shifter/expand'), baseDir);
 
   let mongo: GatewayConfig['mongo'] = null;
   if (raw.MongoDBURI !== undefined && raw.MongoDBURI !== null && raw.MongoDBURI !== '') {
@@ -319,7 +320,6 @@ export function parseGatewayConfig(raw: unknown, source = ''): LoadedConfig {
     locations,
     platforms,
   };
-  if (config.authentication === 'mock') warnings.push('imagemanager.json: "Authentication": "mock" is enabled: anyone can claim any identity; use it for tests only');
   return { config, warnings };
 }
 

@@ -1,0 +1,96 @@
+/**
+ * `shifter-gateway [--config FILE] [--listen HOST:PORT]`: the image gateway service.
+ * Config: --config, else $GWCONFIG, else /etc/shifter/imagemanager.json.
+ * Listen: default 0.0.0.0:8000, upstream's `python -m shifter_imagegw.api` port (its gunicorn
+ * unit used 5000; pass --listen to match an existing `imageGateway` URL).
+ * A bad config or command line prints one line and exits 2; SIGTERM/SIGINT stop accepting
+ * requests and leave running pulls to be resumed at the next start.
+ */
+import { describeError, isShifterError } from '../common/errors.js';
+import { createLogger } from '../common/logger.js';
+import { buildApi } from './api/server.js';
+import { createAuthenticator } from './auth/session.js';
+import { configPathFrom, loadGatewayConfig } from './config/imagemanager.js';
+import { PullManager } from './pull/manager.js';
+import { openImageStore } from './store/open-store.js';
+
+const USAGE = 'usage: shifter-gateway [--config FILE] [--listen HOST:PORT]';
+
+interface Args { config?: string; listen: { host: string; port: number } }
+
+function usageError(message: string): never {
+  process.stderr.write(`shifter-gateway: ${message}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+export function parseListen(s: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) usageError(`--listen "${s}" is not HOST:PORT (e.g. 127.0.0.1:8000 or 0.0.0.0:8000)`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = { listen: { host: '0.0.0.0', port: 8000 } };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    const value = () => inline ?? argv[++i] ?? usageError(`${flag} needs a value`);
+    if (flag === '--config' || flag === '-c') args.config = value();
+    else if (flag === '--listen' || flag === '-l') args.listen = parseListen(value());
+    else if (flag === '--help' || flag === '-h') { process.stdout.write(`${USAGE}\n`); process.exit(0); }
+    else usageError(`unknown argument "${a}"`);
+  }
+  return args;
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const path = configPathFrom(args.config);
+  let loaded;
+  try {
+    loaded = loadGatewayConfig(path);
+  } catch (e) {
+    process.stderr.write(`shifter-gateway: ${describeError(e)}\n`);
+    process.exit(2);
+  }
+  const { config, warnings } = loaded;
+  const log = createLogger('shifter-gateway', process.env.SHIFTER_LOG_LEVEL ?? config.logLevel);
+  for (const w of warnings) log.warn(w);
+  if (config.authentication === 'mock') log.warn('mock authentication is enabled: it is insecure, any client can claim any user; never use it in production');
+
+  const store = await openImageStore(config);
+  const manager = new PullManager(store, config, log.child({ component: 'pull' }));
+  await manager.recover();
+  const app = buildApi({ config, store, manager, auth: createAuthenticator(config.authentication), log: log.child({ component: 'api' }) });
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down: no new requests; running pulls resume at the next start');
+    await app.close().catch((e: unknown) => log.error({ err: describeError(e) }, 'closing the HTTP server failed'));
+    await manager.stop();
+    await store.close().catch((e: unknown) => log.error({ err: describeError(e) }, 'closing the store failed'));
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+
+  try {
+    await app.listen({ host: args.listen.host, port: args.listen.port });
+  } catch (e) {
+    process.stderr.write(`shifter-gateway: cannot listen on ${args.listen.host}:${args.listen.port}: ${describeError(e)}\n`);
+    await manager.stop();
+    await store.close();
+    process.exit(2);
+  }
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : args.listen.port;
+  log.info({ host: args.listen.host, port, config: path, store: config.mongo ? 'mongodb' : config.metadataStore }, `listening on http://${args.listen.host}:${port}`);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`shifter-gateway: ${isShifterError(e) ? e.message : `internal error: ${describeError(e)}`}\n`);
+  process.exit(isShifterError(e) && e.code === 'BAD_CONFIG' ? 2 : 1);
+});

@@ -1,0 +1,266 @@
+/**
+ * The pull manager: decides whether a pull request starts a pull, runs pulls on at most
+ * `WorkerThreads` workers (the rest wait in a FIFO queue), writes every status change to the
+ * store, and at startup repairs what a crash or kill left behind:
+ * - READY records whose `<id>.squashfs`/`<id>.meta` are missing become FAILURE (re-pullable at once);
+ * - in-flight records are re-queued (they restart from the manifest; downloaded blobs are reused
+ *   from the cache), except pulls that used the caller's registry credentials, which are never
+ *   stored: those become FAILURE with a message asking to pull again;
+ * - temporary files in every imageDir and pull scratch dirs in ExpandDirectory are deleted.
+ * SIGTERM (stop) aborts running pulls without touching their records, so the next start resumes them.
+ */
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { access } from 'node:fs/promises';
+import { isTemporaryName } from '../../common/atomic-write.js';
+import { describeError, isShifterError, ShifterError } from '../../common/errors.js';
+import type { Logger } from '../../common/logger.js';
+import { credentialsFor, type Session } from '../auth/session.js';
+import type { GatewayConfig } from '../config/imagemanager.js';
+import { parseImageReference } from '../reference/image-ref.js';
+import type { ImageStore } from '../store/image-store.js';
+import type { ImageRecord, PullProgress, RecordKey } from '../store/record.js';
+import { imageFiles, runPullPipeline, type PullRequest } from './pipeline.js';
+import { decidePull, progressMessage } from './rules.js';
+import { assertMove, IN_FLIGHT, type ImageStatus } from './status.js';
+
+const WORKDIR_PREFIX = 'gw-pull-';
+const HEARTBEAT_MS = 30_000;
+const PROGRESS_WRITE_MS = 500;
+
+interface Job {
+  key: RecordKey;
+  req: PullRequest;
+  tokens: Record<string, string>;
+  abort: AbortController;
+  done?: Promise<void>;
+}
+
+class ShutdownSignal extends Error {}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export class PullManager {
+  private readonly queue: Job[] = [];
+  private readonly running = new Map<RecordKey, Job>();
+  private readonly imageLocks = new Map<string, Promise<unknown>>();
+  private readonly tagLocks = new Map<string, Promise<unknown>>();
+  private stopping = false;
+
+  constructor(
+    private readonly store: ImageStore,
+    private readonly config: GatewayConfig,
+    private readonly log: Logger,
+  ) {}
+
+  private now(): number {
+    return Date.now() / 1000;
+  }
+
+  /** Upstream `update_states`: FAILURE records older than PullUpdateTimeout disappear. */
+  async expireFailures(): Promise<void> {
+    await this.store.deleteFailuresBefore(this.now() - this.config.pullUpdateTimeoutSec);
+  }
+
+  /** Runs `fn` with no other `fn` for the same key running (promise chain per key). */
+  private async serialized<T>(locks: Map<string, Promise<unknown>>, key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = locks.get(key) ?? Promise.resolve();
+    const next = prev.catch(() => undefined).then(fn);
+    locks.set(key, next);
+    try {
+      return await next;
+    } finally {
+      if (locks.get(key) === next) locks.delete(key);
+    }
+  }
+
+  /** Handles POST /api/pull: returns the record to show, starting a pull when the rules say so. */
+  async pull(req: PullRequest, session: Session): Promise<ImageRecord> {
+    if (this.stopping) throw new ShifterError('UNREACHABLE', 'the gateway is shutting down; retry in a moment');
+    if (req.itype !== 'docker') {
+      throw new ShifterError('BAD_ARGUMENT', `images of type "${req.itype}" cannot be pulled; use type docker (custom images come from doimport)`);
+    }
+    const ref = parseImageReference(req.tag, this.config.defaultImageLocation);
+    const credentialed = credentialsFor(session, ref.location) !== null;
+    return this.serialized(this.tagLocks, `${req.system}\0${req.itype}\0${req.tag}`, async () => {
+      await this.expireFailures();
+      const pending = await this.store.findPullByTag(req.system, req.itype, req.tag);
+      const ready = await this.store.findReadyByTag(req.system, req.itype, req.tag);
+      const decision = decidePull({ pending, ready, userACL: req.userACL, groupACL: req.groupACL, now: this.now() }, this.config);
+      if (decision.action === 'return') return decision.record;
+      const rec = await this.store.createPull({
+        system: req.system, itype: req.itype, pulltag: req.tag, userACL: req.userACL, groupACL: req.groupACL,
+        format: this.config.defaultImageFormat, credentialed, now: this.now(),
+      });
+      this.log.info({ key: rec.key, tag: req.tag, system: req.system }, 'pull queued');
+      this.enqueue({ key: rec.key, req, tokens: session.tokens, abort: new AbortController() });
+      return rec;
+    });
+  }
+
+  private enqueue(job: Job): void {
+    this.queue.push(job);
+    this.pump();
+  }
+
+  private pump(): void {
+    while (!this.stopping && this.running.size < this.config.workerThreads && this.queue.length > 0) {
+      const job = this.queue.shift()!;
+      this.running.set(job.key, job);
+      job.done = this.run(job).finally(() => {
+        this.running.delete(job.key);
+        this.pump();
+      });
+    }
+  }
+
+  private async run(job: Job): Promise<void> {
+    const { key, req } = job;
+    const log = this.log.child({ pull: key, tag: req.tag, system: req.system });
+    const signal = job.abort.signal;
+    let status: ImageStatus = 'PENDING';
+    let lastProgressWrite = 0;
+    let pendingProgress: PullProgress | null = null;
+    const write = async (patch: Parameters<ImageStore['update']>[1]) => {
+      if (signal.aborted) throw new ShutdownSignal();
+      await this.store.update(key, { ...patch, last_heartbeat: this.now() });
+    };
+    const flushProgress = async () => {
+      if (!pendingProgress) return;
+      const p = pendingProgress;
+      pendingProgress = null;
+      lastProgressWrite = Date.now();
+      await write({ progress: p, status_message: progressMessage(p) });
+    };
+    const heartbeat = setInterval(() => {
+      this.store.update(key, { last_heartbeat: this.now() }).catch(() => undefined);
+    }, HEARTBEAT_MS);
+    const workDir = join(this.config.expandDirectory, `${WORKDIR_PREFIX}${key}`);
+    try {
+      const result = await runPullPipeline(req, {
+        config: this.config,
+        log,
+        credentials: (location) => credentialsFor({ system: req.system, identity: null, tokens: job.tokens, isAdmin: false }, location),
+        withImageLock: (id, fn) => this.serialized(this.imageLocks, `${req.system}\0${id}`, fn),
+        signal,
+        workDir,
+      }, {
+        status: async (next, message) => {
+          await flushProgress();
+          if (next !== status) assertMove(status, next);
+          status = next;
+          await write({ status: next, status_message: message });
+        },
+        progress: (p) => {
+          pendingProgress = p;
+          if (Date.now() - lastProgressWrite >= PROGRESS_WRITE_MS || p.layersDone === p.layersTotal) {
+            flushProgress().catch((e: unknown) => log.debug({ err: describeError(e) }, 'progress write skipped'));
+          }
+        },
+        identified: (id, location) => write({ id, location }),
+      });
+      if (signal.aborted) throw new ShutdownSignal();
+      assertMove(status, 'READY');
+      const rec = await this.store.completePull(key, result);
+      log.info({ id: rec.id, key: rec.key }, 'pull complete: READY');
+    } catch (e) {
+      if (e instanceof ShutdownSignal || (signal.aborted && this.stopping)) {
+        log.info('pull interrupted by shutdown; it resumes at the next start');
+      } else if (isShifterError(e) && e.code === 'NOT_FOUND' && !(await this.store.get(key))) {
+        log.warn('pull record was replaced by a newer pull; dropping this one');
+      } else {
+        const message = isShifterError(e) ? e.message : `internal error: ${describeError(e)}`;
+        if (isShifterError(e)) log.warn({ code: e.code }, `pull failed: ${message}`);
+        else log.error({ err: e }, 'pull failed with an unexpected error');
+        await this.store.update(key, {
+          status: 'FAILURE', status_message: message, last_heartbeat: this.now(), progress: null,
+        }).catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot record the pull failure'));
+      }
+    } finally {
+      clearInterval(heartbeat);
+      await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+
+  /** Records still waiting or being worked on in this process (for tests and shutdown). */
+  get activeCount(): number {
+    return this.queue.length + this.running.size;
+  }
+
+  /** Startup repair; call once before serving requests. */
+  async recover(): Promise<void> {
+    await mkdir(this.config.expandDirectory, { recursive: true });
+    await mkdir(this.config.cacheDirectory, { recursive: true });
+    for (const entry of await readdir(this.config.expandDirectory)) {
+      if (entry.startsWith(WORKDIR_PREFIX) || isTemporaryName(entry)) {
+        await rm(join(this.config.expandDirectory, entry), { recursive: true, force: true });
+      }
+    }
+    for (const platform of Object.values(this.config.platforms)) {
+      await mkdir(platform.imageDir, { recursive: true });
+      for (const entry of await readdir(platform.imageDir)) {
+        if (isTemporaryName(entry)) {
+          await rm(join(platform.imageDir, entry), { force: true });
+          this.log.info({ file: entry, imageDir: platform.imageDir }, 'removed a partial file left by an interrupted transfer');
+        }
+      }
+    }
+
+    for (const rec of await this.store.listByStatus(['READY'])) {
+      const platform = this.config.platforms[rec.system];
+      if (!platform || !rec.id) continue;
+      const files = imageFiles(platform, rec.id);
+      if (await exists(files.image) && await exists(files.meta)) continue;
+      this.log.warn({ id: rec.id, system: rec.system }, 'READY image has missing files; marking it FAILURE');
+      await this.store.update(rec.key, {
+        status: 'FAILURE', last_pull: 0, last_heartbeat: this.now(),
+        status_message: `image files ${rec.id}.squashfs/.meta are missing from ${platform.imageDir}; pull the image again`,
+      });
+    }
+
+    for (const rec of await this.store.listByStatus([...IN_FLIGHT, 'INIT'])) {
+      const fail = (status_message: string) => this.store.update(rec.key, {
+        status: 'FAILURE', status_message, last_pull: 0, last_heartbeat: this.now(), progress: null,
+      });
+      if (!this.config.platforms[rec.system]) {
+        await fail(`the gateway restarted and system "${rec.system}" is no longer configured`);
+      } else if (rec.status === 'HASHING') {
+        await fail('the gateway restarted during an import; import the image again');
+      } else if (rec.credentialed) {
+        await fail('the gateway restarted during this pull; registry credentials are not kept on disk, so pull the image again');
+      } else {
+        if (rec.status !== 'PENDING') {
+          await this.store.update(rec.key, {
+            status: 'PENDING', status_message: 'Resumed after a gateway restart', last_heartbeat: this.now(), progress: null,
+          });
+        }
+        this.log.info({ key: rec.key, tag: rec.pulltag, was: rec.status }, 'resuming an interrupted pull');
+        this.enqueue({
+          key: rec.key,
+          req: { system: rec.system, itype: rec.itype, tag: rec.pulltag, userACL: rec.userACL, groupACL: rec.groupACL },
+          tokens: {},
+          abort: new AbortController(),
+        });
+      }
+    }
+  }
+
+  /** Stops taking work; running pulls are aborted and left in flight for the next start. */
+  async stop(timeoutMs = 10_000): Promise<void> {
+    this.stopping = true;
+    this.queue.length = 0;
+    const jobs = [...this.running.values()];
+    for (const job of jobs) job.abort.abort();
+    await Promise.race([
+      Promise.allSettled(jobs.map((j) => j.done)),
+      new Promise((r) => setTimeout(r, timeoutMs).unref()),
+    ]);
+  }
+}

@@ -1,0 +1,184 @@
+/**
+ * One pull, start to finish: resolve the manifest, download the layers into the blob cache,
+ * convert them to squashfs, run the optional examiner, then transfer `<id>.squashfs` and finally
+ * `<id>.meta` into the system's imageDir. The meta file is written last, so "meta exists" means
+ * "the image is complete"; both go through temp + fsync + rename.
+ * If both files already exist (the same image under another tag, or an ACL change), only the meta
+ * file is rewritten (upstream's meta-only path).
+ */
+import { execFile } from 'node:child_process';
+import { access, chmod, copyFile, mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { commitFile, temporaryNameFor, writeFileAtomic } from '../../common/atomic-write.js';
+import { asShifterError, ShifterError } from '../../common/errors.js';
+import type { Logger } from '../../common/logger.js';
+import { formatImageMeta } from '../../common/image-meta.js';
+import { convertLayersToSquashfs } from '../convert/index.js';
+import { isDockerHub, parseImageReference, referenceForManifest } from '../reference/image-ref.js';
+import { BlobCache, fetchLayers, RegistryClient, type FetchProgress, type Platform, type RegistryEndpoint } from '../registry/index.js';
+import type { GatewayConfig, PlatformConfig } from '../config/imagemanager.js';
+import type { RegistryLogin } from '../auth/session.js';
+import type { CompletedPull } from '../store/record.js';
+import type { ImageStatus } from './status.js';
+
+export interface PullRequest {
+  system: string;
+  itype: string;
+  tag: string;
+  userACL: number[];
+  groupACL: number[];
+}
+
+/** What the pipeline reports back; the manager turns these into store writes. */
+export interface PipelineHooks {
+  status(status: ImageStatus, message: string): Promise<void>;
+  progress(p: FetchProgress): void;
+  identified(id: string, location: string): Promise<void>;
+}
+
+export interface PipelineContext {
+  config: GatewayConfig;
+  log: Logger;
+  /** Credentials for a location (from the caller's session), or null. */
+  credentials(location: string): RegistryLogin | null;
+  /** Serialises work on one image id across concurrent pulls in this process. */
+  withImageLock<T>(id: string, fn: () => Promise<T>): Promise<T>;
+  signal: AbortSignal;
+  /** Scratch directory owned by this pull (under ExpandDirectory), removed afterwards. */
+  workDir: string;
+}
+
+export function imageFiles(platform: PlatformConfig, id: string): { image: string; meta: string } {
+  return { image: join(platform.imageDir, `${id}.squashfs`), meta: join(platform.imageDir, `${id}.meta`) };
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function parsePlatform(s: string): Platform {
+  const [os, architecture, variant] = s.split('/') as [string, string, string?];
+  return variant ? { os, architecture, variant } : { os, architecture };
+}
+
+function endpointFor(config: GatewayConfig, platform: PlatformConfig, location: string, login: RegistryLogin | null): RegistryEndpoint {
+  const loc = config.locations[location];
+  const endpoint: RegistryEndpoint = {
+    // Docker Hub's API lives on registry-1.docker.io whichever alias the tag or config used.
+    baseUrl: loc?.baseUrl ?? (isDockerHub(location) ? 'https://registry-1.docker.io' : `https://${location}`),
+    authMethod: loc?.authMethod ?? 'token',
+    platform: parsePlatform(platform.platform),
+  };
+  if (loc?.caFile) endpoint.caFile = loc.caFile;
+  if (login) endpoint.credentials = login;
+  return endpoint;
+}
+
+function runExaminer(examiner: string, imagePath: string, id: string, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile(examiner, [imagePath, id], { signal, timeout: 3600_000, maxBuffer: 4 << 20 }, (err, _stdout, stderr) => {
+      if (!err) return resolve();
+      if (signal.aborted) return reject(err);
+      const why = String(stderr).trim().split('\n').pop() ?? '';
+      const code = (err as NodeJS.ErrnoException & { code?: unknown }).code;
+      reject(new ShifterError('UNSAFE_CONTENT',
+        `the examiner ${examiner} rejected image ${id} (${typeof code === 'number' ? `exit ${code}` : String(code ?? err.message)})${why ? `: ${why}` : ''}`));
+    });
+  });
+}
+
+/**
+ * Copies into `finalPath` through a temporary name: the final name only ever holds a complete file.
+ * Mode 0600 as upstream: only root (the runtime) reads images, so ACLs cannot be bypassed.
+ */
+async function transferFile(src: string, finalPath: string): Promise<void> {
+  const tmp = temporaryNameFor(finalPath);
+  try {
+    await copyFile(src, tmp);
+    await chmod(tmp, 0o600);
+    await commitFile(tmp, finalPath);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw asShifterError(e, 'IO_ERROR', `cannot write ${finalPath}`);
+  }
+}
+
+export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, hooks: PipelineHooks): Promise<CompletedPull> {
+  const { config, log, signal } = ctx;
+  const platform = config.platforms[req.system];
+  if (!platform) throw new ShifterError('NOT_FOUND', `system "${req.system}" is not configured`);
+
+  const ref = parseImageReference(req.tag, config.defaultImageLocation);
+  await hooks.status('PULLING', `Getting manifest for ${ref.location}/${ref.repository}:${referenceForManifest(ref)}`);
+  const login = ctx.credentials(ref.location);
+  const client = new RegistryClient(endpointFor(config, platform, ref.location, login), log);
+  const resolved = await client.resolve(ref.repository, referenceForManifest(ref), signal);
+  const id = resolved.manifestDigest.replace(/^sha256:/, '');
+  if (!/^[0-9a-f]{64}$/.test(id)) throw new ShifterError('REGISTRY_ERROR', `the registry returned a manifest digest "${resolved.manifestDigest}" that is not sha256`);
+  await hooks.identified(id, ref.location);
+
+  const isPrivate = resolved.usedCredentials || req.userACL.length > 0 || req.groupACL.length > 0;
+  const aclInMeta = isPrivate && !process.env.DISABLE_ACL_METADATA;
+  const cfg = resolved.config;
+  const files = imageFiles(platform, id);
+
+  return ctx.withImageLock(id, async () => {
+    let metaOnly = false;
+    if (await exists(files.image) && await exists(files.meta)) {
+      metaOnly = true;
+      await hooks.status('TRANSFER', `Image ${id.slice(0, 12)} is already on ${req.system}; updating its metadata`);
+    } else {
+      const cache = new BlobCache(config.cacheDirectory);
+      const paths = await fetchLayers(client, ref.repository, resolved.layers, cache, {
+        concurrency: config.layerConcurrency, signal, onProgress: hooks.progress,
+      });
+      await hooks.status('CONVERSION', `Converting ${resolved.layers.length} layers to squashfs`);
+      await mkdir(ctx.workDir, { recursive: true });
+      const converted = join(ctx.workDir, `${id}.squashfs`);
+      const layers = resolved.layers.map((l, i) => ({ path: paths[i]!, mediaType: l.mediaType, digest: l.digest }));
+      const options: Parameters<typeof convertLayersToSquashfs>[2] = { log, signal };
+      const extra = config.converterOptions.squashfs;
+      if (extra) options.compression = extra;
+      await convertLayersToSquashfs(layers, converted, options);
+      if (config.examiner) {
+        await hooks.status('EXAMINATION', `Running the examiner on image ${id.slice(0, 12)}`);
+        await runExaminer(config.examiner, converted, id, signal);
+      }
+      await hooks.status('TRANSFER', `Copying image ${id.slice(0, 12)} to ${req.system}`);
+      await transferFile(converted, files.image);
+    }
+    const meta = formatImageMeta({
+      format: 'squashfs',
+      entrypoint: cfg.entrypoint,
+      cmd: cfg.cmd,
+      workdir: cfg.workingDir,
+      env: cfg.env,
+      userAcl: aclInMeta ? req.userACL : [],
+      groupAcl: aclInMeta ? req.groupACL : [],
+      labels: cfg.labels,
+      user: cfg.user,
+    });
+    await writeFileAtomic(files.meta, meta, 0o600).catch((e: unknown) => { throw asShifterError(e, 'IO_ERROR', `cannot write ${files.meta}`); });
+    log.info({ id, tag: req.tag, system: req.system, metaOnly }, 'image transferred');
+    return {
+      id,
+      format: 'squashfs',
+      ENV: cfg.env,
+      ENTRY: cfg.entrypoint,
+      CMD: cfg.cmd,
+      WORKDIR: cfg.workingDir,
+      LABELS: cfg.labels,
+      USER: cfg.user,
+      userACL: req.userACL,
+      groupACL: req.groupACL,
+      private: isPrivate,
+      now: Date.now() / 1000,
+      status_message: metaOnly ? 'Image ready (already on the system; metadata updated)' : 'Image ready',
+    };
+  });
+}
