@@ -33,7 +33,7 @@ export type EntrySpec =
   | { type: 'whiteout'; path: string }
   /** `<path>/.wh..wh..opq`: hides what lower layers hold inside directory `path`. */
   | { type: 'opaque'; path: string }
-  | ({ type: 'fifo' | 'char-device' | 'block-device'; path: string; major?: number; minor?: number } & EntryAttrs)
+  | ({ type: 'fifo' | 'character-device' | 'block-device'; path: string; major?: number; minor?: number } & EntryAttrs)
   /** Any header exactly as given (raw names such as `../x` or `/etc/x`). */
   | { type: 'raw'; header: TarHeader; content?: Buffer };
 
@@ -103,7 +103,7 @@ export async function layerTar(entries: EntrySpec[]): Promise<Buffer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
   const done = new Promise<void>((resolve, reject) => {
-    pack.on('data', (c: Buffer) => { chunks.push(c); });
+    pack.on('data', (c: unknown) => { chunks.push(c as Buffer); });
     pack.on('end', () => resolve());
     pack.on('error', reject);
   });
