@@ -395,18 +395,33 @@ static void set_fs_identity(const struct spec *s, int as_user)
 	}
 }
 
-/* Detached clone of a bind source with its flags set before it is visible anywhere. */
+/*
+ * Detached clone of a bind source with its flags set before it is visible anywhere. A user
+ * volume is opened as the user, who must be able to read it (and search it, for a directory);
+ * the clone is then made from that fd, so root's credentials never resolve the user's path.
+ */
 static void clone_source(const struct spec *s, struct op *op)
 {
-	if (op->as_user)
+	int from = AT_FDCWD, flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (op->recursive ? AT_RECURSIVE : 0);
+	const char *path = op->source;
+	if (op->as_user) {
 		set_fs_identity(s, 1);
-	op->tree = open_tree(AT_FDCWD, op->source,
-			     OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (op->recursive ? AT_RECURSIVE : 0));
-	int err = errno;
-	if (op->as_user)
+		from = open(op->source, O_PATH | O_CLOEXEC);
+		struct stat st;
+		int err = from < 0 || fstat(from, &st) < 0 ? errno : 0;
+		if (!err && faccessat(from, "", S_ISDIR(st.st_mode) ? R_OK | X_OK : R_OK, AT_EMPTY_PATH | AT_EACCESS) < 0)
+			err = errno;
 		set_fs_identity(s, 0);
+		if (err)
+			die("open volume source as the user", op->source, err);
+		path = "";
+		flags |= AT_EMPTY_PATH;
+	}
+	op->tree = open_tree(from, path, flags);
 	if (op->tree < 0)
-		die(op->as_user ? "open volume source as the user" : "open bind source", op->source, err);
+		die("open bind source", op->source, errno);
+	if (from >= 0 && close(from) < 0)
+		die("close", op->source, errno);
 	struct mount_attr attr = { .attr_set = op->attr, .propagation = op->slave ? MS_SLAVE : MS_PRIVATE };
 	if (mount_setattr(op->tree, "", AT_EMPTY_PATH | (op->recursive ? AT_RECURSIVE : 0), &attr, sizeof(attr)) < 0)
 		die("mount_setattr", op->source, errno);
