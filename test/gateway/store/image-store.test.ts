@@ -1,0 +1,159 @@
+/**
+ * One contract, run against every store: SQLite always, MongoDB when SHIFTER_TEST_MONGODB_URI
+ * names a server. Without it the MongoDB tests are not registered at all (a skip notice is
+ * printed) rather than counted as passes; the SQLite ones keep this file non-empty.
+ */
+import test from 'ava';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { ImageStore } from '../../../gateway/store/image-store.js';
+import { SqliteImageStore } from '../../../gateway/store/sqlite-store.js';
+import { MongoImageStore } from '../../../gateway/store/mongo-store.js';
+import type { CompletedPull, NewPull } from '../../../gateway/store/record.js';
+
+const dirs: string[] = [];
+const stores: ImageStore[] = [];
+test.after.always(async () => {
+  for (const s of stores) await s.close().catch(() => undefined);
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+type Factory = () => Promise<ImageStore>;
+const factories: [string, Factory][] = [[
+  'sqlite', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'store-'));
+    dirs.push(dir);
+    const s = new SqliteImageStore(join(dir, 'sub', 'gateway.sqlite'));
+    stores.push(s);
+    return s;
+  },
+]];
+const mongoUri = process.env.SHIFTER_TEST_MONGODB_URI;
+if (mongoUri) {
+  factories.push(['mongodb', async () => {
+    const s = await MongoImageStore.connect(mongoUri, `shifter_test_${randomBytes(6).toString('hex')}`);
+    stores.push(s);
+    return s;
+  }]);
+} else {
+  console.log('MongoDB store tests SKIPPED: set SHIFTER_TEST_MONGODB_URI (e.g. mongodb://127.0.0.1:27017) to run them');
+}
+
+const pull = (over: Partial<NewPull> = {}): NewPull => ({
+  system: 'sys', itype: 'docker', pulltag: 'ubuntu:latest', userACL: [], groupACL: [], format: 'squashfs',
+  credentialed: false, now: 1000, ...over,
+});
+const done = (id: string, over: Partial<CompletedPull> = {}): CompletedPull => ({
+  id, format: 'squashfs', ENV: ['PATH=/bin'], ENTRY: ['/bin/sh'], CMD: null, WORKDIR: '/', LABELS: { a: 'b' }, USER: null,
+  userACL: [], groupACL: [], private: false, now: 2000, status_message: 'Image ready', ...over,
+});
+const ID1 = 'a'.repeat(64);
+const ID2 = 'b'.repeat(64);
+
+for (const [name, make] of factories) {
+  test(`${name}: a new pull is PENDING and replaces an older non-READY pull of the same tag`, async (t) => {
+    const s = await make();
+    const first = await s.createPull(pull());
+    await s.update(first.key, { status: 'FAILURE', status_message: 'boom' });
+    const second = await s.createPull(pull({ now: 1100 }));
+    t.is(second.status, 'PENDING');
+    t.is(await s.get(first.key), null);
+    t.is((await s.findPullByTag('sys', 'docker', 'ubuntu:latest'))?.key, second.key);
+    t.deepEqual((await s.listQueue('sys')).map((r) => [r.status, r.pulltag]), [['PENDING', 'ubuntu:latest']]);
+  });
+
+  test(`${name}: completing a pull makes it READY, findable by tag and id, and out of the queue`, async (t) => {
+    const s = await make();
+    const p = await s.createPull(pull());
+    const rec = await s.completePull(p.key, done(ID1));
+    t.is(rec.status, 'READY');
+    t.deepEqual(rec.tag, ['ubuntu:latest']);
+    t.deepEqual(rec.ENV, ['PATH=/bin']);
+    t.is((await s.findReadyByTag('sys', 'docker', 'ubuntu:latest'))?.id, ID1);
+    t.is((await s.findReadyById('sys', ID1))?.key, p.key);
+    t.is(await s.findReadyByTag('other', 'docker', 'ubuntu:latest'), null);
+    t.deepEqual(await s.listQueue('sys'), []);
+    t.deepEqual((await s.listReady('sys')).map((r) => r.id), [ID1]);
+  });
+
+  test(`${name}: a second tag of the same image id joins the existing record (dedupe by id)`, async (t) => {
+    const s = await make();
+    const a = await s.createPull(pull());
+    await s.completePull(a.key, done(ID1));
+    const b = await s.createPull(pull({ pulltag: 'ubuntu:24.04' }));
+    const rec = await s.completePull(b.key, done(ID1, { now: 3000 }));
+    t.is(rec.key, a.key);
+    t.deepEqual([...rec.tag].sort(), ['ubuntu:24.04', 'ubuntu:latest']);
+    t.is(rec.last_pull, 3000);
+    t.is(await s.get(b.key), null);
+    t.is((await s.listReady('sys')).length, 1);
+  });
+
+  test(`${name}: a tag moves to the newest image`, async (t) => {
+    const s = await make();
+    const a = await s.createPull(pull());
+    await s.completePull(a.key, done(ID1));
+    const b = await s.createPull(pull({ now: 1500 }));
+    await s.completePull(b.key, done(ID2));
+    t.is((await s.findReadyByTag('sys', 'docker', 'ubuntu:latest'))?.id, ID2);
+    t.deepEqual((await s.get(a.key))?.tag, []);
+    t.is((await s.listReady('sys')).length, 2);
+  });
+
+  test(`${name}: public images drop their ACLs, private ones keep them`, async (t) => {
+    const s = await make();
+    const a = await s.createPull(pull({ userACL: [5, 1000] }));
+    const pub = await s.completePull(a.key, done(ID1, { userACL: [5, 1000], private: false }));
+    t.deepEqual(pub.userACL, []);
+    const b = await s.createPull(pull({ pulltag: 'secret:1', userACL: [5, 1000] }));
+    const priv = await s.completePull(b.key, done(ID2, { userACL: [5, 1000], groupACL: [7], private: true }));
+    t.deepEqual(priv.userACL, [5, 1000]);
+    t.deepEqual(priv.groupACL, [7]);
+    t.true(priv.private);
+  });
+
+  test(`${name}: old FAILURE records are deleted, recent ones kept; listByStatus finds in-flight pulls`, async (t) => {
+    const s = await make();
+    const old = await s.createPull(pull({ pulltag: 'old:1', now: 100 }));
+    await s.update(old.key, { status: 'FAILURE' });
+    const fresh = await s.createPull(pull({ pulltag: 'new:1', now: 900 }));
+    await s.update(fresh.key, { status: 'FAILURE' });
+    const running = await s.createPull(pull({ pulltag: 'run:1', now: 950 }));
+    await s.update(running.key, { status: 'PULLING', progress: { layersDone: 1, layersTotal: 3, bytesDone: 10, bytesTotal: 30 } });
+    t.is(await s.deleteFailuresBefore(500), 1);
+    t.is(await s.get(old.key), null);
+    t.truthy(await s.get(fresh.key));
+    const inflight = await s.listByStatus(['PENDING', 'PULLING']);
+    t.deepEqual(inflight.map((r) => r.pulltag), ['run:1']);
+    t.deepEqual(inflight[0]!.progress, { layersDone: 1, layersTotal: 3, bytesDone: 10, bytesTotal: 30 });
+  });
+
+  test(`${name}: updating a deleted record is a NOT_FOUND error`, async (t) => {
+    const s = await make();
+    const a = await s.createPull(pull());
+    await s.delete(a.key);
+    await t.throwsAsync(s.update(a.key, { status: 'PULLING' }), { message: /no longer exists/ });
+  });
+
+  test(`${name}: metrics keep the last N per system in insertion order`, async (t) => {
+    const s = await make();
+    for (let i = 0; i < 5; i++) await s.addMetric({ user: 'u', uid: 1, system: 'sys', type: 'docker', tag: `t${i}`, id: ID1, time: i });
+    await s.addMetric({ user: 'u', uid: 1, system: 'other', type: 'docker', tag: 'x', id: ID1, time: 9 });
+    t.deepEqual((await s.listMetrics('sys', 3)).map((m) => m.tag), ['t2', 't3', 't4']);
+  });
+}
+
+test('sqlite: records survive reopening the file (WAL, synchronous=FULL)', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'store-'));
+  dirs.push(dir);
+  const file = join(dir, 'g.sqlite');
+  const a = new SqliteImageStore(file);
+  const p = await a.createPull(pull());
+  await a.completePull(p.key, done(ID1));
+  await a.close();
+  const b = new SqliteImageStore(file);
+  stores.push(b);
+  t.is((await b.findReadyByTag('sys', 'docker', 'ubuntu:latest'))?.id, ID1);
+});
