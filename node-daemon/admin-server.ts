@@ -1,0 +1,112 @@
+/**
+ * The gRPC admin API of proto/shifterd.proto on a root-only unix socket (mode 0600: the file
+ * mode is the access control, see the proto header).
+ */
+import { execFile } from 'node:child_process';
+import { chmod } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import type { Logger } from '../common/logger.js';
+import { ShifterError, describeError, isShifterError, type ErrorCode } from '../common/errors.js';
+import type { ModuleChoice } from '../cli/shifter/options.js';
+import type { DaemonState, LaunchService } from './launch-service.js';
+import { prepareSocketPath } from './launch-server.js';
+
+export const PROTO_PATH = fileURLToPath(new URL('../../proto/shifterd.proto', import.meta.url));
+
+export function loadShifterdProto(): grpc.GrpcObject {
+  const def = protoLoader.loadSync(PROTO_PATH, { keepCase: false, longs: Number, defaults: true });
+  return grpc.loadPackageDefinition(def);
+}
+
+export function shifterdServiceClient(proto: grpc.GrpcObject): grpc.ServiceClientConstructor {
+  return ((proto.shifterd as grpc.GrpcObject).v1 as grpc.GrpcObject).Shifterd as grpc.ServiceClientConstructor;
+}
+
+function grpcStatus(code: ErrorCode): grpc.status {
+  switch (code) {
+    case 'BAD_ARGUMENT': return grpc.status.INVALID_ARGUMENT;
+    case 'NOT_FOUND': return grpc.status.NOT_FOUND;
+    case 'PERMISSION_DENIED': return grpc.status.PERMISSION_DENIED;
+    case 'UNREACHABLE': return grpc.status.UNAVAILABLE;
+    case 'BAD_CONFIG': return grpc.status.FAILED_PRECONDITION;
+    default: return grpc.status.INTERNAL;
+  }
+}
+
+function toGrpcError(e: unknown, log: Logger): grpc.ServiceError {
+  if (!isShifterError(e)) log.error({ err: e }, 'admin call failed with an unexpected error');
+  const err = new Error(isShifterError(e) ? e.message : `internal error: ${describeError(e)}`) as grpc.ServiceError;
+  err.code = isShifterError(e) ? grpcStatus(e.code) : grpc.status.INTERNAL;
+  return err;
+}
+
+/** The user's groups from NSS, as `id -G` prints them (primary first). */
+function nssGroups(uid: number): Promise<number[]> {
+  return new Promise((resolve, reject) => {
+    execFile('id', ['-G', String(uid)], { timeout: 10_000 }, (err, stdout) => {
+      if (err) reject(new ShifterError('NOT_FOUND', `uid ${uid} is unknown to NSS on this node: pass its groups explicitly`));
+      else resolve(stdout.trim().split(/\s+/).filter((s) => s !== '').map(Number));
+    });
+  });
+}
+
+interface PrepareRequest { uid: number; gid: number; groups: number[]; image: string; volumes: string[]; modules: string[]; noModules: boolean }
+
+export async function startAdminServer(opts: {
+  socketPath: string;
+  service: LaunchService;
+  state: () => DaemonState;
+  log: Logger;
+  launchSocket?: string;
+}): Promise<{ close(): Promise<void> }> {
+  const { service, log } = opts;
+  const started = Date.now();
+  const server = new grpc.Server();
+  const wrap = <Req, Res>(fn: (req: Req) => Promise<Res>) =>
+    (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>): void => {
+      fn(call.request).then((res) => callback(null, res), (e: unknown) => callback(toGrpcError(e, log)));
+    };
+
+  server.addService(shifterdServiceClient(loadShifterdProto()).service, {
+    PrepareEnvironment: wrap(async (req: PrepareRequest) => {
+      if (req.image === '') throw new ShifterError('BAD_ARGUMENT', 'image is required');
+      const groups = req.groups.length > 0 ? req.groups : await nssGroups(req.uid);
+      const modules: ModuleChoice = req.noModules ? { kind: 'none' } : req.modules.length > 0 ? { kind: 'list', names: req.modules } : { kind: 'default' };
+      const prepared = await service.prepare({
+        caller: { uid: req.uid, gid: req.gid, groups: [...new Set(groups.filter((g) => g !== 0))] },
+        image: req.image, volumes: req.volumes, modules,
+      });
+      prepared.lease.release();
+      return { key: prepared.key, uid: req.uid, imageId: prepared.image.id, reused: prepared.lease.reused, setupMs: prepared.setupMs };
+    }),
+    ListEnvironments: wrap(async () => ({
+      environments: service.cache.list().map((e) => ({
+        key: e.key, uid: (JSON.parse(e.key) as number[])[0], imageId: e.imageId, leases: e.leases, idleSeconds: e.idleMs / 1000,
+      })),
+    })),
+    ReleaseEnvironment: wrap(async (req: { key: string }) => ({ released: service.cache.remove(req.key) })),
+    Status: wrap(async () => {
+      const s = opts.state();
+      return {
+        environments: service.cache.size, imagesAttached: service.pool.attached, configGeneration: s.generation,
+        uptimeSeconds: (Date.now() - started) / 1000, configFile: s.config.sourceFile, launchSocket: opts.launchSocket ?? '',
+      };
+    }),
+  });
+
+  await prepareSocketPath(opts.socketPath);
+  await new Promise<void>((resolve, reject) => {
+    server.bindAsync(`unix://${opts.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+  });
+  // shifterd runs with umask 077, so the socket is never connectable by others, even before this.
+  await chmod(opts.socketPath, 0o600);
+  log.info({ socket: opts.socketPath }, 'admin gRPC socket listening');
+  return {
+    close: () => new Promise<void>((resolve) => {
+      server.tryShutdown(() => resolve());
+      setTimeout(() => { server.forceShutdown(); resolve(); }, 2000).unref();
+    }),
+  };
+}

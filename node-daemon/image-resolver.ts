@@ -1,0 +1,181 @@
+/**
+ * From what the user typed to an image file on this node: `id:<hex>` is used directly;
+ * `docker:`/`custom:` names (or bare names, with defaultImageType) are looked up in the image
+ * gateway, which answers with the id. Lookups are cached briefly so a 1000-rank job start asks
+ * the gateway once, not 1000 times. The image's .meta (entrypoint, env, ACLs) is read from
+ * imagePath and its ACL enforced against the kernel-given identity of the caller.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LRUCache } from 'lru-cache';
+import { ShifterError, describeError } from '../common/errors.js';
+import {
+  formatImageDescriptor, isImageId, parseImageDescriptor,
+  type ImageDescriptor, type ImageId, type ImageType,
+} from '../cli/image-descriptor.js';
+import type { ImageRunConfig } from '../cli/shifter/command.js';
+import { parseImageMeta } from '../common/image-meta.js';
+
+/** What shifterd needs from `<id>.meta`. */
+export interface ImageMetaInfo {
+  run: ImageRunConfig;
+  /** Empty lists on both: a public image. */
+  userAcl: readonly number[];
+  groupAcl: readonly number[];
+}
+
+export function metaInfoFromText(text: string, fileName: string): ImageMetaInfo {
+  let meta;
+  try {
+    meta = parseImageMeta(text);
+  } catch (e) {
+    throw new ShifterError('BAD_CONFIG', `${fileName}: ${describeError(e)}`, e);
+  }
+  return {
+    run: { entrypoint: meta.entrypoint ?? undefined, cmd: meta.cmd ?? undefined, workdir: meta.workdir ?? undefined, env: meta.env },
+    userAcl: meta.userAcl,
+    groupAcl: meta.groupAcl,
+  };
+}
+
+export interface Caller {
+  uid: number;
+  gid: number;
+  groups: readonly number[];
+}
+
+export interface ResolvedImage {
+  id: ImageId;
+  descriptor: ImageDescriptor;
+  /** `<imagePath>/<id>.squashfs` */
+  squashfsPath: string;
+  meta: ImageMetaInfo;
+}
+
+export interface ResolverOptions {
+  imagePath: string;
+  gateways: readonly string[];
+  system: string | undefined;
+  defaultImageType: ImageType;
+  /** Per gateway request; undefined -> 30 s. */
+  timeoutMs?: number;
+  /** How long a gateway answer is reused. */
+  cacheTtlMs?: number;
+  /** A munge credential for the caller, sent as the `authentication` header (private images). */
+  credentialFor?: (caller: Caller) => Promise<string | undefined>;
+}
+
+/** upstream check_image_permissions: public when both lists are empty. */
+export function checkImageAcl(meta: ImageMetaInfo, caller: Caller, imageName: string): void {
+  if (meta.userAcl.length === 0 && meta.groupAcl.length === 0) return;
+  if (meta.userAcl.includes(caller.uid)) return;
+  if (meta.groupAcl.includes(caller.gid) || caller.groups.some((g) => meta.groupAcl.includes(g))) return;
+  throw new ShifterError('PERMISSION_DENIED', `permission denied to image ${imageName}: it is private and uid ${caller.uid} and your groups are not on its access list; ask its owner to re-pull it with --user/--group`);
+}
+
+interface LookupRecord { id?: unknown; status?: unknown }
+
+export class ImageResolver {
+  private readonly opts: ResolverOptions;
+  private readonly lookups: LRUCache<string, ImageId>;
+
+  constructor(opts: ResolverOptions) {
+    this.opts = opts;
+    this.lookups = new LRUCache<string, ImageId>({ max: 1000, ttl: opts.cacheTtlMs ?? 30_000 });
+  }
+
+  /** Parses and resolves `request`, reads the meta and checks the ACL for `caller`. */
+  async resolve(request: string, caller: Caller): Promise<ResolvedImage> {
+    const descriptor = parseImageDescriptor(request, this.opts.defaultImageType);
+    const name = formatImageDescriptor(descriptor);
+    let id: ImageId;
+    switch (descriptor.type) {
+      case 'id':
+        if (!isImageId(descriptor.tag)) throw new ShifterError('BAD_ARGUMENT', `'${request}' is not a valid image id`);
+        id = descriptor.tag;
+        break;
+      case 'local':
+        throw new ShifterError('BAD_ARGUMENT', `local: images (${descriptor.tag}) are not supported by shifterd; use a gateway image (shifterimg pull ...)`);
+      default:
+        id = await this.lookup(descriptor, caller);
+    }
+    const meta = await this.readMeta(id, name);
+    checkImageAcl(meta, caller, name);
+    return { id, descriptor, squashfsPath: join(this.opts.imagePath, `${id}.squashfs`), meta };
+  }
+
+  private async readMeta(id: ImageId, name: string): Promise<ImageMetaInfo> {
+    const metaPath = join(this.opts.imagePath, `${id}.meta`);
+    const imageFile = join(this.opts.imagePath, `${id}.squashfs`);
+    let text: string;
+    try {
+      text = await readFile(metaPath, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new ShifterError('NOT_FOUND', `image ${name} is not on this system (no ${metaPath}); run \`shifterimg pull ${name}\``);
+      }
+      throw new ShifterError('IO_ERROR', `cannot read ${metaPath}: ${describeError(e)}`, e);
+    }
+    const meta = metaInfoFromText(text, metaPath);
+    try {
+      await stat(imageFile);
+    } catch {
+      throw new ShifterError('NOT_FOUND', `image ${name} has metadata but no ${imageFile}; run \`shifterimg pull ${name}\` again`);
+    }
+    return meta;
+  }
+
+  private async lookup(d: ImageDescriptor, caller: Caller): Promise<ImageId> {
+    const name = formatImageDescriptor(d);
+    const { gateways, system } = this.opts;
+    if (gateways.length === 0 || system === undefined) {
+      throw new ShifterError('BAD_CONFIG', `cannot look up ${name}: udiRoot.conf sets no imageGateway/system; use --image=id:<id> or configure the gateway`);
+    }
+    const credential = await this.opts.credentialFor?.(caller);
+    const cacheKey = `${credential === undefined ? '' : caller.uid}|${name}`;
+    const cached = this.lookups.get(cacheKey);
+    if (cached !== undefined) return cached;
+
+    const path = `/api/lookup/${encodeURIComponent(system)}/${d.type}/${encodeURI(d.tag)}/`;
+    const failures: string[] = [];
+    for (const gw of gateways) {
+      const url = gw.replace(/\/+$/, '') + path;
+      let res: Response;
+      try {
+        res = await fetch(url, {
+          headers: credential === undefined ? {} : { authentication: credential },
+          signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000),
+        });
+      } catch (e) {
+        const cause = (e as { cause?: { code?: string } }).cause?.code;
+        failures.push(`${gw} (${cause ?? describeError(e)})`);
+        continue;
+      }
+      const body = await res.text();
+      if (res.status === 404) {
+        throw new ShifterError('NOT_FOUND', `image not found: ${name} is not on ${system} or you may not use it; run \`shifterimg pull ${name}\``);
+      }
+      if (!res.ok) {
+        failures.push(`${gw} (HTTP ${res.status})`);
+        continue;
+      }
+      let record: LookupRecord;
+      try {
+        record = JSON.parse(body) as LookupRecord;
+      } catch {
+        failures.push(`${gw} (answer is not JSON)`);
+        continue;
+      }
+      if (record.status !== undefined && record.status !== 'READY') {
+        throw new ShifterError('NOT_FOUND', `image ${name} is not ready (status ${String(record.status)}); wait for \`shifterimg pull ${name}\` to finish`);
+      }
+      if (typeof record.id !== 'string' || !isImageId(record.id)) {
+        failures.push(`${gw} (answer has no valid image id)`);
+        continue;
+      }
+      this.lookups.set(cacheKey, record.id);
+      return record.id;
+    }
+    throw new ShifterError('UNREACHABLE', `image gateway unreachable at ${failures.join(', ')}: cannot look up ${name}; check imageGateway in udiRoot.conf, or use --image=id:<id>`);
+  }
+}

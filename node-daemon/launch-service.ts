@@ -1,0 +1,196 @@
+/**
+ * One launch, from the launcher's raw argv/env/cwd and the kernel-given identity to the reply:
+ * parse and check everything that depends only on the request first (options, volumes,
+ * modules, image, argv, workdir, env), and only then get or build the environment, so a typo
+ * costs no namespace work.
+ *
+ * Exit codes of error replies: 0 for --help, 1 for anything the user can fix (bad option,
+ * unknown image, permission, unreachable gateway, bad site config), 125 for failures inside
+ * shifterd or the native helper (as docker uses 125 for its own failures); 126/127 come from
+ * the launcher when the command cannot be run.
+ */
+import type { Logger } from '../common/logger.js';
+import { ShifterError, describeError, isShifterError } from '../common/errors.js';
+import { formatImageDescriptor } from '../cli/image-descriptor.js';
+import type { UdiRootConfig } from '../cli/config/udiroot-conf.js';
+import { parseShifterCommandLine, type ModuleChoice } from '../cli/shifter/options.js';
+import { parseVolumeTexts, volumeSignature, type VolumeSpec } from '../cli/shifter/volumes.js';
+import { selectModules } from '../cli/shifter/modules.js';
+import { containerArgv, containerEnv, containerWorkdir, envToList, parseEnvFile } from '../cli/shifter/command.js';
+import type { Environment, EnvironmentSpec } from './native/environment-spec.js';
+import type { ImageMount } from './native/image-mount.js';
+import { EnvironmentCache, ImageMountPool, environmentKey, type Lease } from './environment-cache.js';
+import { etcEntriesFor } from './etc-files.js';
+import type { Caller, ImageResolver, ResolvedImage } from './image-resolver.js';
+import { buildEnvironmentSpec, type CompiledModule, type SiteSetup } from './spec-builder.js';
+import type { LaunchRequest } from './launch-codec.js';
+import { readFileAsUser } from './user-file.js';
+import { probeImage } from './image-probe.js';
+
+export interface DaemonState {
+  config: UdiRootConfig;
+  site: SiteSetup;
+  /** Bumped by every successful reload; part of every cache key. */
+  generation: number;
+  resolver: ImageResolver;
+}
+
+export interface NativeOps {
+  attachImage(path: string): Promise<ImageMount>;
+  createEnvironment(spec: EnvironmentSpec): Promise<Environment>;
+}
+
+export interface PeerIdentity {
+  pid: number;
+  uid: number;
+  gid: number;
+  groups: readonly number[];
+}
+
+export type LaunchOutcome =
+  | { kind: 'error'; exitCode: number; message: string }
+  | { kind: 'exec'; lease: Lease<Environment>; argv: string[]; env: string[]; cwd: string; notice: string };
+
+export interface PrepareParams {
+  caller: Caller;
+  image: string;
+  volumes: readonly string[];
+  modules: ModuleChoice;
+  /** Runs after the image is resolved, before any namespace work (argv/workdir checks). */
+  beforeBuild?: (image: ResolvedImage) => void;
+}
+
+export interface Prepared {
+  lease: Lease<Environment>;
+  image: ResolvedImage;
+  key: string;
+  modules: CompiledModule[];
+  setupMs: number;
+}
+
+export function envListToMap(env: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const entry of env) {
+    const eq = entry.indexOf('=');
+    if (eq <= 0) continue;
+    const k = entry.slice(0, eq);
+    if (!(k in out)) out[k] = entry.slice(eq + 1); // getenv() sees the first
+  }
+  return out;
+}
+
+/** One line, no control characters: what the launcher prints. */
+function oneLine(s: string): string {
+  return s.replace(/[\r\n\t]+/g, ' ').replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '?').trim();
+}
+
+export class LaunchService {
+  readonly cache: EnvironmentCache<Environment>;
+  readonly pool: ImageMountPool<ImageMount>;
+
+  constructor(
+    private readonly state: () => DaemonState,
+    private readonly native: NativeOps,
+    private readonly log: Logger,
+    cacheOptions: { max: number; idleTtlMs: number },
+  ) {
+    this.pool = new ImageMountPool<ImageMount>();
+    this.cache = new EnvironmentCache<Environment>(cacheOptions, (imageId) => this.pool.release(imageId));
+  }
+
+  /** Turns any failure into the reply the user sees; logs bugs with their stack. */
+  errorOutcome(e: unknown, context: Record<string, unknown>): LaunchOutcome {
+    if (isShifterError(e)) {
+      const internal = e.code === 'INTERNAL' || e.code === 'IO_ERROR';
+      this.log[internal ? 'error' : 'info']({ ...context, code: e.code, err: e.message }, 'launch refused');
+      return { kind: 'error', exitCode: internal ? 125 : 1, message: `shifter: ${oneLine(e.message)}\n` };
+    }
+    this.log.error({ ...context, err: e }, 'launch failed with an unexpected error');
+    return { kind: 'error', exitCode: 125, message: `shifter: internal error in shifterd (${oneLine(describeError(e))}); see the shifterd log\n` };
+  }
+
+  async launch(req: LaunchRequest, peer: PeerIdentity): Promise<LaunchOutcome> {
+    const context = { pid: peer.pid, uid: peer.uid };
+    try {
+      return await this.launchOrThrow(req, peer);
+    } catch (e) {
+      return this.errorOutcome(e, context);
+    }
+  }
+
+  /** Resolves the image and gets or builds the environment; shared by launches and gRPC. */
+  async prepare(p: PrepareParams): Promise<Prepared> {
+    const { site, config, generation, resolver } = this.state();
+    if (p.caller.uid === 0 || p.caller.gid === 0) {
+      throw new ShifterError('PERMISSION_DENIED', 'shifter does not run containers as root (uid or gid 0); run it as a regular user');
+    }
+    const userVolumes: VolumeSpec[] = parseVolumeTexts(p.volumes, 'user');
+    const modules = selectModules(p.modules, config.defaultModules, config.modules).map((m) => site.modules.get(m.name)!);
+    const image = await resolver.resolve(p.image, p.caller);
+    p.beforeBuild?.(image);
+    const key = environmentKey({
+      uid: p.caller.uid, gid: p.caller.gid, groups: p.caller.groups, imageId: image.id,
+      volumeSignature: volumeSignature(userVolumes), modules: modules.map((m) => m.config.name), generation,
+    });
+    let setupMs = 0;
+    const lease = await this.cache.acquire(key, image.id, async () => {
+      const mount = await this.pool.acquire(image.id, () => this.native.attachImage(image.squashfsPath));
+      try {
+        const etc = await etcEntriesFor({
+          populateEtcDynamically: config.populateEtcDynamically, etcPath: config.etcPath,
+          usersToImport: config.usersToImport, maxGroupCount: config.maxGroupCount,
+        }, p.caller.uid, p.caller.gid, p.caller.groups);
+        const spec = buildEnvironmentSpec({
+          site, image: mount, layout: await probeImage(mount), uid: p.caller.uid, gid: p.caller.gid, groups: p.caller.groups, etc, modules, userVolumes,
+        });
+        const env = await this.native.createEnvironment(spec);
+        setupMs = env.setupMs;
+        this.log.info({ uid: p.caller.uid, image: image.id, ms: env.setupMs }, 'environment created');
+        return env;
+      } catch (e) {
+        this.pool.release(image.id);
+        throw e;
+      }
+    });
+    return { lease, image, key, modules, setupMs };
+  }
+
+  private async launchOrThrow(req: LaunchRequest, peer: PeerIdentity): Promise<LaunchOutcome> {
+    const callerEnv = envListToMap(req.env);
+    const parsed = parseShifterCommandLine(req.argv.slice(1), callerEnv);
+    if (parsed.kind === 'help') return { kind: 'error', exitCode: 0, message: parsed.text.replace(/\n+$/, '\n') };
+    const o = parsed.options;
+    if (o.image === undefined) {
+      throw new ShifterError('BAD_ARGUMENT', 'no image given: use --image=NAME:TAG (or set SHIFTER_IMAGETYPE and SHIFTER_IMAGE)');
+    }
+    // gid 0 as a supplementary group is dropped (upstream replaced it with the primary gid).
+    const caller: Caller = { uid: peer.uid, gid: peer.gid, groups: [...new Set(peer.groups.filter((g) => g !== 0))] };
+    // Checked before any namespace work, and the file is read with the caller's credentials.
+    const envFile = o.envFile === undefined ? [] : parseEnvFile(await readFileAsUser(o.envFile, req.cwd, caller), o.envFile);
+
+    const { config } = this.state();
+    const started = process.hrtime.bigint();
+    let argv: string[] = [];
+    let cwd = '/';
+    const prepared = await this.prepare({
+      caller, image: o.image, volumes: o.volumes, modules: o.modules,
+      beforeBuild: (image) => {
+        const name = formatImageDescriptor(image.descriptor);
+        argv = containerArgv(o.entrypoint, o.command, image.meta.run, name);
+        cwd = containerWorkdir(o.workdir, req.cwd === '' ? '/' : req.cwd, image.meta.run, name);
+      },
+    });
+    const { image, modules } = prepared;
+    const env = containerEnv({
+      callerEnv, clearEnv: o.clearEnv, imageRequest: o.imageRequest ?? o.image, imageId: image.id, image: image.meta.run,
+      envFile, cliEnv: o.env,
+      modules: modules.map((m) => m.config),
+      site: config,
+    });
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    const notice = o.verbose
+      ? `shifter: image ${formatImageDescriptor(image.descriptor)} is ${image.id}; environment ${prepared.lease.reused ? 'reused' : `created in ${prepared.setupMs.toFixed(1)} ms`}; ready in ${ms.toFixed(1)} ms\n`
+      : '';
+    return { kind: 'exec', lease: prepared.lease, argv, env: envToList(env), cwd, notice };
+  }
+}

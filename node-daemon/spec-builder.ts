@@ -1,0 +1,162 @@
+/**
+ * The EnvironmentSpec for one launch: the image read-only on a tmpfs scaffold, the site's /etc
+ * files, /proc, /dev, /sys, /tmp, /var/tmp, siteFs and module siteFs with their flags,
+ * optUdiImage and module copyPaths (bound read-only, not copied), then the user's volumes,
+ * whose sources the native helper opens with the user's credentials.
+ *
+ * Site settings are compiled once per config load (compileSite), so a bad siteFs stops
+ * shifterd at start or reload instead of failing every launch.
+ *
+ * Not supported yet, refused at compile time rather than silently skipped (the site relies on
+ * them): sitePreMountHook/sitePostMountHook and module roothook/userhook (the native helper has
+ * no hook step), perNodeCache volumes.
+ */
+import { existsSync } from 'node:fs';
+import { ShifterError } from '../common/errors.js';
+import type { ShifterModuleConfig, UdiRootConfig, MountPropagationStyle } from '../cli/config/udiroot-conf.js';
+import { parseVolumeTexts, type VolumeSpec } from '../cli/shifter/volumes.js';
+import type { BindMount, EnvironmentSpec, FileEntry, MountSpec, SymlinkEntry } from './native/environment-spec.js';
+import type { ImageMount } from './native/image-mount.js';
+import type { ImageLayout } from './image-probe.js';
+
+export interface CompiledModule {
+  config: ShifterModuleConfig;
+  siteFs: VolumeSpec[];
+}
+
+export interface SiteSetup {
+  siteFs: VolumeSpec[];
+  modules: ReadonlyMap<string, CompiledModule>;
+  propagation: MountPropagationStyle;
+  optUdiImage: string | undefined;
+  /** Host /var/tmp exists (bound into the container when it does). */
+  hostVarTmp: boolean;
+}
+
+function unsupported(config: UdiRootConfig, what: string): ShifterError {
+  return new ShifterError('BAD_CONFIG', `${config.sourceFile}: ${what} is not supported by shifterd yet; remove it`);
+}
+
+function siteVolumes(config: UdiRootConfig, texts: readonly string[], where: string): VolumeSpec[] {
+  try {
+    const specs = parseVolumeTexts(texts, 'site');
+    if (specs.some((s) => s.perNodeCache !== undefined)) throw unsupported(config, `perNodeCache in ${where}`);
+    return specs;
+  } catch (e) {
+    if (e instanceof ShifterError && e.code === 'BAD_ARGUMENT') {
+      throw new ShifterError('BAD_CONFIG', `${config.sourceFile}: ${where}: ${e.message}`);
+    }
+    throw e;
+  }
+}
+
+export function compileSite(config: UdiRootConfig): SiteSetup {
+  if (config.sitePreMountHook !== undefined) throw unsupported(config, 'sitePreMountHook');
+  if (config.sitePostMountHook !== undefined) throw unsupported(config, 'sitePostMountHook');
+  const modules = new Map<string, CompiledModule>();
+  for (const [name, m] of config.modules) {
+    if (m.roothook !== undefined) throw unsupported(config, `module_${name}_roothook`);
+    if (m.userhook !== undefined) throw unsupported(config, `module_${name}_userhook`);
+    if (m.copyPath !== undefined && !m.copyPath.startsWith('/')) {
+      throw new ShifterError('BAD_CONFIG', `${config.sourceFile}: module_${name}_copyPath must be an absolute path`);
+    }
+    modules.set(name, { config: m, siteFs: siteVolumes(config, m.siteFs, `module_${name}_siteFs`) });
+  }
+  if (config.optUdiImage !== undefined && !config.optUdiImage.startsWith('/')) {
+    throw new ShifterError('BAD_CONFIG', `${config.sourceFile}: optUdiImage must be an absolute path`);
+  }
+  if (config.optUdiImage !== undefined) {
+    for (const m of modules.values()) {
+      const point = `${config.optUdiImage}/modules/${m.config.name}`;
+      if (m.config.copyPath !== undefined && !existsSync(point)) {
+        throw new ShifterError('BAD_CONFIG', `${config.sourceFile}: module_${m.config.name}_copyPath needs the directory ${point} (its mount point under optUdiImage): mkdir it`);
+      }
+    }
+  }
+  return {
+    siteFs: siteVolumes(config, config.siteFs, 'siteFs'),
+    modules,
+    propagation: config.mountPropagationStyle,
+    optUdiImage: config.optUdiImage,
+    hostVarTmp: existsSync('/var/tmp'),
+  };
+}
+
+function volumeBind(v: VolumeSpec, defaultPropagation: MountPropagationStyle): BindMount {
+  const underDev = v.source === '/dev' || v.source.startsWith('/dev/');
+  return {
+    kind: 'bind',
+    source: v.source,
+    target: v.target,
+    readOnly: v.readOnly,
+    recursive: v.recursive || v.source === '/dev',
+    nosuid: true,
+    nodev: !underDev,
+    propagation: v.propagation ?? defaultPropagation,
+    asUser: v.origin === 'user',
+  };
+}
+
+export interface SpecInput {
+  site: SiteSetup;
+  image: ImageMount;
+  layout: ImageLayout;
+  uid: number;
+  gid: number;
+  groups: readonly number[];
+  etc: ReadonlyArray<FileEntry | SymlinkEntry>;
+  modules: readonly CompiledModule[];
+  userVolumes: readonly VolumeSpec[];
+}
+
+export function buildEnvironmentSpec(input: SpecInput): EnvironmentSpec {
+  const { site } = input;
+  if (input.userVolumes.some((v) => v.perNodeCache !== undefined)) {
+    throw new ShifterError('BAD_ARGUMENT', 'perNodeCache volumes are not supported by this system yet; use a plain --volume');
+  }
+  const copyModules = input.modules.filter((m) => m.config.copyPath !== undefined);
+  const needOpt = site.optUdiImage !== undefined || copyModules.length > 0;
+
+  const { dirs } = input.layout;
+  const mounts: MountSpec[] = [];
+  // Missing top-level directories are made on the scaffold root; existing ones are rebuilt
+  // one level down (scaffoldDirs) so files and mount points can be added inside them.
+  const scaffoldDirs = ['/etc'];
+  if (!dirs.has('/etc')) mounts.push({ kind: 'dir', target: '/etc', mode: 0o755 });
+  mounts.push(...input.etc);
+  mounts.push({ kind: 'proc', target: '/proc' });
+  mounts.push({ kind: 'bind', source: '/dev', target: '/dev', readOnly: false, recursive: true, nosuid: true, nodev: false });
+  mounts.push({ kind: 'bind', source: '/sys', target: '/sys', readOnly: true, recursive: true });
+  mounts.push({ kind: 'bind', source: '/tmp', target: '/tmp', readOnly: false });
+  if (site.hostVarTmp) {
+    if (!dirs.has('/var')) mounts.push({ kind: 'dir', target: '/var', mode: 0o755 });
+    else if (!dirs.has('/var/tmp')) scaffoldDirs.push('/var');
+    mounts.push({ kind: 'bind', source: '/var/tmp', target: '/var/tmp', readOnly: false });
+  }
+  if (needOpt && dirs.has('/opt')) scaffoldDirs.push('/opt');
+  if (site.optUdiImage !== undefined) {
+    mounts.push({ kind: 'bind', source: site.optUdiImage, target: '/opt/udiImage', readOnly: true, recursive: true });
+  } else if (copyModules.length > 0) {
+    mounts.push({ kind: 'dir', target: '/opt/udiImage', mode: 0o755 });
+    mounts.push({ kind: 'dir', target: '/opt/udiImage/modules', mode: 0o755 });
+  }
+  for (const m of copyModules) {
+    const target = `/opt/udiImage/modules/${m.config.name}`;
+    // Under a bound optUdiImage the mount point must exist there (checked by compileSite).
+    if (site.optUdiImage === undefined) mounts.push({ kind: 'dir', target, mode: 0o755 });
+    mounts.push({ kind: 'bind', source: m.config.copyPath!, target, readOnly: true, recursive: true });
+  }
+  for (const v of site.siteFs) mounts.push(volumeBind(v, site.propagation));
+  for (const m of input.modules) for (const v of m.siteFs) mounts.push(volumeBind(v, site.propagation));
+  for (const v of input.userVolumes) mounts.push(volumeBind(v, site.propagation));
+
+  const groups = [...new Set([input.gid, ...input.groups])];
+  return {
+    image: input.image,
+    uid: input.uid,
+    gid: input.gid,
+    groups,
+    scaffoldDirs,
+    mounts,
+  };
+}
