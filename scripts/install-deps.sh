@@ -14,7 +14,6 @@ APT_PACKAGES=(
   apache2-utils        # htpasswd -B for registry basic-auth tests
   zstd pigz            # layer decompression
   bubblewrap hyperfine # runtime benchmarks
-  busybox-static       # tiny rootfs for shifterd integration test images
   openssl uidmap util-linux iproute2 procps build-essential python3
   busybox-static       # static userland for the native runtime tests' tiny squashfs image
 )
