@@ -32,7 +32,6 @@ export interface QueueEntry {
 
 /** Removes C0/C1 control characters (including ESC) so the text prints as plain text. */
 export function sanitizeForTerminal(s: string): string {
-  // eslint-disable-next-line no-control-regex
   return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ');
 }
 
@@ -80,19 +79,19 @@ export function parseImageRecord(v: unknown, what: string): GatewayImageRecord {
   if (status.length === 0) {
     throw new GatewayAnswerError(`the gateway's answer to ${what} has no status`);
   }
-  const rawTags = Array.isArray(v.tag) ? v.tag : [v.tag];
-  const tags = rawTags.map(text).filter((t) => t.length > 0);
-  const record: GatewayImageRecord = {
+  const rawTags: unknown[] = Array.isArray(v.tag) ? v.tag : [v.tag];
+  const lastPull = parseTime(v.last_pull);
+  const progress = parseProgress(v.progress);
+  return {
     id: text(v.id),
     system: text(v.system),
     itype: text(v.itype),
-    tags,
+    tags: rawTags.map(text).filter((t) => t.length > 0),
     status,
     statusMessage: text(v.status_message).trim(),
-    ...(parseTime(v.last_pull) ? { lastPull: parseTime(v.last_pull) } : {}),
-    ...(parseProgress(v.progress) ? { progress: parseProgress(v.progress) } : {}),
+    ...(lastPull ? { lastPull } : {}),
+    ...(progress ? { progress } : {}),
   };
-  return record;
 }
 
 export function parseImageList(v: unknown): GatewayImageRecord[] {
