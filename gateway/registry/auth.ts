@@ -45,7 +45,9 @@ export function parseChallenges(header: string | string[] | undefined): Challeng
         }
         i++;
       } else {
-        value = token();
+        const start = i;
+        while (i < text.length && !/[\s,]/.test(text[i]!)) i++;
+        value = text.slice(start, i);
       }
       challenge.params[name.toLowerCase()] = value;
     }
