@@ -19,12 +19,16 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #define MAX_BODY (4u * 1024 * 1024)
 #define MAX_LIST 65536u
 #define DEFAULT_SOCKET "/run/shifter/shifterd.sock"
+/* Preparing an environment may mount a large image over a lazy FUSE fetch: be patient, not forever. */
+#define REPLY_TIMEOUT_S 600
+#define REPLY_TIMEOUT_TEXT "600 s"
 
 extern char **environ;
 
@@ -93,6 +97,9 @@ static int connect_daemon(const char **path_out)
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		die("socket", "AF_UNIX", errno);
+	struct timeval tv = { .tv_sec = REPLY_TIMEOUT_S };
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+		die("setsockopt", "SO_RCVTIMEO", errno);
 	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
 		fprintf(stderr, "shifter: cannot connect to shifterd at %s: %s (is shifterd running?)\n",
 			path, strerror(errno));
@@ -144,6 +151,8 @@ static unsigned char *recv_reply(int fd, uint32_t *body_len, int fds[2], int *nf
 		ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && errno == EAGAIN)
+			die("read reply from shifterd", "no answer within " REPLY_TIMEOUT_TEXT, 0);
 		if (n < 0)
 			die("read reply from shifterd", "recvmsg", errno);
 		if (n == 0)
@@ -177,6 +186,8 @@ static unsigned char *recv_reply(int fd, uint32_t *body_len, int fds[2], int *nf
 		ssize_t n = recv(fd, body + got, *body_len - got, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && errno == EAGAIN)
+			die("read reply from shifterd", "no answer within " REPLY_TIMEOUT_TEXT, 0);
 		if (n < 0)
 			die("read reply from shifterd", "recv", errno);
 		if (n == 0)
@@ -248,7 +259,8 @@ static void enter_namespaces(int userfd, int mntfd)
 		die("close", "namespace fd", errno);
 }
 
-static void drop_privileges(void)
+/* Read on the host, before entering: the container may have no /proc. */
+static int last_capability(void)
 {
 	int last = CAP_LAST_CAP;
 	FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
@@ -257,6 +269,11 @@ static void drop_privileges(void)
 			die("drop capabilities", "/proc/sys/kernel/cap_last_cap unreadable", 0);
 		fclose(f);
 	}
+	return last;
+}
+
+static void drop_privileges(int last)
+{
 	for (int cap = 0; cap <= last; cap++)
 		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
 			die("drop capabilities", "PR_CAPBSET_DROP", errno);
@@ -318,6 +335,8 @@ static void exec_command(char **argv, char **env)
 int main(int argc, char **argv)
 {
 	(void)argc;
+	if (geteuid() != getuid() || getegid() != getgid())
+		die("refusing to run", "shifter must not be installed setuid or setgid", EPERM);
 	const char *path;
 	int sock = connect_daemon(&path);
 	send_request(sock, argv);
@@ -348,13 +367,14 @@ int main(int argc, char **argv)
 		die("read reply from shifterd", "trailing bytes in reply", 0);
 	if (!cargv[0])
 		die("read reply from shifterd", "empty command", 0);
+	int last_cap = last_capability();
 	enter_namespaces(fds[0], fds[1]);
 	if (chdir(*cwd ? cwd : "/") < 0) {
 		fprintf(stderr, "shifter: WARNING: cannot chdir to %s: %s, staying in /\n", cwd, strerror(errno));
 		if (chdir("/") < 0)
 			die("chdir", "/", errno);
 	}
-	drop_privileges();
+	drop_privileges(last_cap);
 	if (*notice)
 		fputs(notice, stderr);
 	exec_command(cargv, cenv);

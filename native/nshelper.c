@@ -576,10 +576,14 @@ static int open_in_root(int root, const char *path, int flags)
 	return (int)syscall(SYS_openat2, root, path, &how, sizeof(how));
 }
 
-/* Parent directory of target, resolved inside root without following any symlink. */
+/*
+ * Parent directory of target, walked one component at a time from root without following
+ * any symlink, creating missing directories (mkdir -p): that only succeeds on the scaffold,
+ * the image is read-only.
+ */
 static int open_parent(int root, const char *target, const char **name)
 {
-	static char parent[4096];
+	char parent[4096];
 	snprintf(parent, sizeof(parent), "%s", target);
 	while (strlen(parent) > 1 && parent[strlen(parent) - 1] == '/')
 		parent[strlen(parent) - 1] = '\0';
@@ -588,11 +592,30 @@ static int open_parent(int root, const char *target, const char **name)
 	if (!**name || !strcmp(*name, ".") || !strcmp(*name, ".."))
 		die("resolve target", target, EINVAL);
 	*slash = '\0';
-	int fd = open_in_root(root, *parent ? parent : "/", O_PATH | O_DIRECTORY);
-	if (fd < 0)
-		die(errno == ELOOP ? "resolve target (a symlink in the image is on the path; refused)" : "resolve target",
-		    target, errno);
-	return fd;
+	int dir = fcntl(root, F_DUPFD_CLOEXEC, 0);
+	if (dir < 0)
+		die("dup", "root", errno);
+	char *save = NULL;
+	for (char *c = strtok_r(parent, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+		if (!strcmp(c, "."))
+			continue;
+		int next = open_in_root(dir, c, O_PATH | O_DIRECTORY);
+		if (next < 0 && errno == ENOENT) {
+			if (mkdirat(dir, c, 0755) < 0)
+				die(errno == EROFS ? "create mount point parent (it would be in the image: create it there "
+						     "or list its parent in scaffoldDirs)" : "create mount point parent",
+				    target, errno);
+			next = open_in_root(dir, c, O_PATH | O_DIRECTORY);
+		}
+		if (next < 0)
+			die(errno == ELOOP ? "resolve target (a symlink in the image is on the path; refused)"
+					   : "resolve target",
+			    target, errno);
+		if (close(dir) < 0)
+			die("close", target, errno);
+		dir = next;
+	}
+	return dir;
 }
 
 static void remove_existing(int dir, const char *name, const char *target)
@@ -720,10 +743,13 @@ static void write_proc(int procfd, pid_t pid, const char *file, const char *text
 }
 
 /* The child becomes the user and copies the mount namespace into its own user namespace. */
-static void become_user(const struct spec *s, int ready_w, int go_r)
+static void become_user(const struct spec *s, int procfd, int ready_w, int go_r)
 {
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		die("prctl", "PR_SET_PDEATHSIG", errno);
+	/* Nothing of root's (result socket, image mount, host /proc) stays open as the user. */
+	if (close(RESULT_FD) < 0 || close(IMAGE_FD) < 0 || close(procfd) < 0)
+		die("close", "root fds before becoming the user", errno);
 	if (setgroups((size_t)s->ngroups, s->groups) < 0)
 		die("setgroups", "user groups", errno);
 	if (setresgid(s->gid, s->gid, s->gid) < 0)
@@ -841,7 +867,7 @@ static int cmd_create_env(void)
 	if (pid == 0) {
 		close(ready[0]);
 		close(go[1]);
-		become_user(&s, ready[1], go[0]);
+		become_user(&s, procfd, ready[1], go[0]);
 	}
 	if (close(ready[1]) < 0 || close(go[0]) < 0)
 		die("close", "pipes", errno);

@@ -95,7 +95,7 @@ export interface EnvironmentSpec {
   gid: number;
   /**
    * Supplementary groups, from SO_PEERGROUPS or NSS, never from the client's message.
-   * The primary gid is added when missing. gid_map maps each of them to itself.
+   * The primary gid is added when missing, group 0 is dropped. gid_map maps each to itself.
    */
   groups: number[];
   /** Container directories rebuilt on the scaffold, e.g. ['/etc', '/opt']; '/' is implicit. */

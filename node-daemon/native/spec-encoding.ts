@@ -62,7 +62,8 @@ function mountTokens(m: MountSpec): string[] {
 export function encodeSpec(spec: EnvironmentSpec): Buffer {
   checkId('uid', spec.uid);
   checkId('gid', spec.gid);
-  const groups = [...new Set([...spec.groups, spec.gid])];
+  // Like upstream, group 0 is never carried into a container (only the primary gid may not be 0).
+  const groups = [...new Set([...spec.groups.filter((g) => g !== 0), spec.gid])];
   groups.forEach((g) => checkId('group', g));
   if (groups.length > MAX_GROUPS) {
     throw new ShifterError('BAD_ARGUMENT', `user has ${groups.length} groups; at most ${MAX_GROUPS} can be mapped into a container`);

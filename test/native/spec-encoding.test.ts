@@ -1,0 +1,50 @@
+import test from 'ava';
+import type { EnvironmentSpec, ImageMount } from '../../node-daemon/native/index.js';
+import { encodeSpec } from '../../node-daemon/native/spec-encoding.js';
+
+const image: ImageMount = { path: '/images/x.sqfs', fd: 9, loopDevice: '/dev/loop9', release() {} };
+const base: EnvironmentSpec = { image, uid: 1001, gid: 1001, groups: [100, 0, 1001], scaffoldDirs: ['/etc/'], mounts: [] };
+
+const tokens = (spec: EnvironmentSpec) => encodeSpec(spec).toString('utf8').split('\0').slice(0, -1);
+
+test('identity, scaffold dirs and every mount kind become helper tokens', (t) => {
+  const out = tokens({
+    ...base,
+    mounts: [
+      { kind: 'bind', source: '/dev', target: '/dev', readOnly: false, recursive: true, nodev: false },
+      { kind: 'bind', source: '/home/u/data', target: '/data', readOnly: true, asUser: true, propagation: 'slave', noexec: true },
+      { kind: 'file', target: '/etc/passwd', content: 'u:x:1001:1001::/:/bin/sh\n' },
+      { kind: 'symlink', target: '/etc/mtab', linkTo: '/proc/mounts' },
+      { kind: 'dir', target: '/scratch', mode: 0o700 },
+      { kind: 'tmpfs', target: '/run', sizeBytes: 1024, noexec: true },
+      { kind: 'proc', target: '/proc' },
+    ],
+  });
+  t.deepEqual(out, [
+    'uid', '1001', 'gid', '1001', 'groups', '100,1001',
+    'scaffold', '/etc',
+    'bind', '/dev', '/dev', 'rec,dev,private',
+    'bind', '/home/u/data', '/data', 'ro,noexec,slave,user',
+    'file', '/etc/passwd', '644', 'u:x:1001:1001::/:/bin/sh\n',
+    'symlink', '/etc/mtab', '/proc/mounts',
+    'dir', '/scratch', '700',
+    'tmpfs', '/run', '1777', '1024', 'noexec',
+    'proc', '/proc',
+    'end',
+  ]);
+});
+
+test('the primary gid is always among the groups', (t) => {
+  t.deepEqual(tokens({ ...base, groups: [] }).slice(4, 6), ['groups', '1001']);
+});
+
+test('bad specs are refused with a message naming the problem', (t) => {
+  const bad = (spec: Partial<EnvironmentSpec>) => t.throws(() => encodeSpec({ ...base, ...spec }))?.message;
+  t.regex(bad({ uid: 0 })!, /uid 0 is not a valid non-root id/);
+  t.regex(bad({ gid: 0 })!, /gid 0 is not a valid non-root id/);
+  t.regex(bad({ mounts: [{ kind: 'bind', source: 'relative', target: '/x', readOnly: true }] })!, /bind source "relative" must be an absolute path/);
+  t.regex(bad({ mounts: [{ kind: 'bind', source: '/a', target: '/x/../etc', readOnly: true }] })!, /mount target "\/x\/\.\.\/etc" must be an absolute path without "\.\."/);
+  t.regex(bad({ mounts: [{ kind: 'proc', target: '/' }] })!, /cannot be "\/"/);
+  t.regex(bad({ mounts: [{ kind: 'file', target: '/etc/x', content: 'a\0b' }] })!, /must not contain NUL/);
+  t.regex(bad({ groups: Array.from({ length: 400 }, (_, i) => i + 1) })!, /at most 340/);
+});
