@@ -359,3 +359,59 @@ test.serial('timing: environment creation and launch', async (t) => {
   t.log(`setpriv+shifter true: ${viaShifter.toFixed(2)} ms per launch; setpriv+/bin/true: ${plain.toFixed(2)} ms (spawned from Node)`);
   t.true(median < 1000); // a sanity bound only: the machine is shared
 });
+
+/** Runs argv inside an environment as root from the host (root is unmapped there: it shows as 65534). */
+function inside(env: Environment, argv: string[]): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('nsenter', ['--preserve-credentials', '--user=/proc/self/fd/3', '--mount=/proc/self/fd/4', ...argv], {
+      stdio: ['ignore', 'pipe', 'pipe', env.userNsFd, env.mntNsFd],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout, stderr, pid: child.pid! }));
+  });
+}
+
+test('missing mount points are created on the scaffold, never in the image', async (t) => {
+  const base = { image, uid: user1.uid, gid: user1.gid, groups: [user1.gid], scaffoldDirs: [] };
+  const env = await createEnvironment({ ...base, mounts: [{ kind: 'bind', source: join(dir, 'data'), target: '/opt/udiImage/site', readOnly: true }] });
+  try {
+    const r = await inside(env, ['/bin/ls', '/opt/udiImage/site']);
+    t.is(r.code, 0, r.stderr);
+    t.is(r.stdout, 'shiftertest1\nshiftertest2\n');
+  } finally {
+    env.close();
+  }
+  const err = await t.throwsAsync(createEnvironment({ ...base, mounts: [{ kind: 'tmpfs', target: '/bin/newdir' }] }));
+  t.regex(err!.message, /^shifter-nshelper: create mount point \(the parent is in the image: create it there or list the parent in scaffoldDirs\): \/bin\/newdir: Read-only file system$/);
+});
+
+test('a slave volume receives host mounts made later, a private one does not', async (t) => {
+  const shared = join(dir, 'shared');
+  mkdirSync(join(shared, 'sub'), { recursive: true });
+  execFileSync('mount', ['--bind', shared, shared]);
+  try {
+    execFileSync('mount', ['--make-shared', shared]);
+    const base = { image, uid: user1.uid, gid: user1.gid, groups: [user1.gid], scaffoldDirs: [] };
+    const slave = await createEnvironment({ ...base, mounts: [{ kind: 'bind', source: shared, target: '/shared', readOnly: true, propagation: 'slave' }, { kind: 'proc', target: '/proc' }] });
+    const priv = await createEnvironment({ ...base, mounts: [{ kind: 'bind', source: shared, target: '/shared', readOnly: true }, { kind: 'proc', target: '/proc' }] });
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'later', join(shared, 'sub')]);
+      const seen = async (env: Environment) => {
+        const r = await inside(env, ['/bin/cat', '/proc/self/mountinfo']);
+        t.is(r.code, 0, r.stderr);
+        return r.stdout.split('\n').some((l) => l.split(' ')[4] === '/shared/sub');
+      };
+      t.true(await seen(slave));
+      t.false(await seen(priv));
+    } finally {
+      slave.close();
+      priv.close();
+    }
+  } finally {
+    execFileSync('umount', ['-R', shared]);
+  }
+});
