@@ -109,6 +109,7 @@ export class ShifterdFixture {
 
   /** Starts shifterd and resolves once it logs "shifterd ready". */
   async start(extraArgs: string[] = []): Promise<void> {
+    this.log = '';
     const child = spawn(process.execPath, [join(REPO, 'dist', 'node-daemon', 'main.js'), '--config', this.configPath, '--socket', this.socket, ...extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, SHIFTER_LOG_LEVEL: 'debug' },
