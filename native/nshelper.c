@@ -6,7 +6,8 @@
  *       fd 3: SOCK_SEQPACKET socket. Sends "loop=/dev/loopN" + [detached mount fd].
  *   shifter-nshelper create-env
  *       stdin: the spec (NUL-terminated tokens, see parse_spec), fd 3: as above,
- *       fd 4: the image mount fd from attach-image. Sends "ok" + [user ns fd, mnt ns fd].
+ *       fd 4: the image mount fd from attach-image. Sends "ok us=<microseconds it took>"
+ *       + [user ns fd, mnt ns fd].
  *
  * Errors: one line on stderr "shifter-nshelper: <step>: <path>: <errno text>", exit 1.
  */
@@ -34,6 +35,7 @@
 #include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RESULT_FD 3
@@ -805,9 +807,20 @@ static int open_ns(int procfd, pid_t pid, const char *ns)
 	return fd;
 }
 
+static long elapsed_us(const struct timespec *since)
+{
+	struct timespec now;
+	if (clock_gettime(CLOCK_MONOTONIC, &now) < 0)
+		die("clock_gettime", "CLOCK_MONOTONIC", errno);
+	return (now.tv_sec - since->tv_sec) * 1000000L + (now.tv_nsec - since->tv_nsec) / 1000;
+}
+
 static int cmd_create_env(void)
 {
 	static struct spec s;
+	struct timespec started;
+	if (clock_gettime(CLOCK_MONOTONIC, &started) < 0)
+		die("clock_gettime", "CLOCK_MONOTONIC", errno);
 	size_t len;
 	char *data = read_all(STDIN_FILENO, &len);
 	parse_spec(data, len, &s);
@@ -887,7 +900,9 @@ static int cmd_create_env(void)
 		die("waitpid", "user handover", errno);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		die("user handover", "the child failed", 0);
-	send_result("ok", fds, 2);
+	char text[64];
+	snprintf(text, sizeof(text), "ok us=%ld", elapsed_us(&started));
+	send_result(text, fds, 2);
 	return 0;
 }
 

@@ -11,13 +11,14 @@ import { encodeSpec } from './spec-encoding.js';
 export async function createEnvironment(spec: EnvironmentSpec): Promise<Environment> {
   if (spec.image.fd < 0) throw new ShifterError('INTERNAL', `image ${spec.image.path} was released`);
   const input = encodeSpec(spec);
-  const { fds, ms } = await runHelper(['create-env'], input, [spec.image.fd], 2);
+  const { text, fds, ms } = await runHelper(['create-env'], input, [spec.image.fd], 2);
   const addon = loadAddon();
   let open = true;
   return {
     userNsFd: fds[0]!,
     mntNsFd: fds[1]!,
     setupMs: ms,
+    helperMs: Number(/us=(\d+)/.exec(text)?.[1] ?? 0) / 1000,
     close() {
       if (!open) return;
       open = false;

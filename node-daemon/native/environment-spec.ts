@@ -108,7 +108,9 @@ export interface EnvironmentSpec {
 export interface Environment {
   userNsFd: number;
   mntNsFd: number;
-  /** Milliseconds the helper took (spawn to fds received). */
+  /** Milliseconds from spawning the helper to the fds received. */
   setupMs: number;
+  /** Milliseconds the helper itself spent (spec read to fds sent), without process startup. */
+  helperMs: number;
   close(): void;
 }

@@ -21,6 +21,9 @@ function classify(message: string): ErrorCode {
   return 'IO_ERROR';
 }
 
+/** A helper stuck this long (e.g. mounting an image served by a hung FUSE server) is killed. */
+const HELPER_TIMEOUT_MS = 120_000;
+
 /**
  * @param inheritFds fds given to the helper as fd 4, 5, ... (fd 3 is the result socket)
  * @param expectFds how many fds a successful result carries
@@ -42,12 +45,22 @@ export async function runHelper(args: string[], input: Buffer | null, inheritFds
       child.stdin!.on('error', () => { /* the exit status reports the failure */ });
       child.stdin!.end(input);
     }
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, HELPER_TIMEOUT_MS);
     const code = await new Promise<number | null>((resolve, reject) => {
       child.once('error', reject);
       child.once('close', (c) => resolve(c));
-    }).catch((e: Error) => {
-      throw new ShifterError('INTERNAL', `cannot run shifter-nshelper: ${e.message} (run "npm run build")`, e);
-    });
+    })
+      .catch((e: Error) => {
+        throw new ShifterError('INTERNAL', `cannot run shifter-nshelper: ${e.message} (run "npm run build")`, e);
+      })
+      .finally(() => clearTimeout(timer));
+    if (timedOut) {
+      throw new ShifterError('IO_ERROR', `shifter-nshelper ${args[0]} did not finish within ${HELPER_TIMEOUT_MS / 1000} s and was killed (a hung image source?)`);
+    }
     const result = addon.recvWithFds(mine, 4096, expectFds + 1);
     if (code !== 0 || !result) {
       result?.fds.forEach((fd) => addon.closeFd(fd));
