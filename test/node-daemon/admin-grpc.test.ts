@@ -1,0 +1,55 @@
+/** The gRPC admin API on the root-only socket: Status, PrepareEnvironment (then reused by a launch), List, Release. */
+import test from 'ava';
+import * as grpc from '@grpc/grpc-js';
+import { loadShifterdProto, shifterdServiceClient } from '../../node-daemon/admin-server.js';
+import { ShifterdFixture, ensureTestUser, EXTRA_GID } from './runtime-fixture.js';
+
+const user = ensureTestUser();
+const fx = new ShifterdFixture();
+let client: grpc.Client & Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res: any) => void) => void>;
+
+test.before(async () => {
+  await fx.start();
+  const Ctor = shifterdServiceClient(loadShifterdProto());
+  client = new Ctor(`unix://${fx.adminSocket}`, grpc.credentials.createInsecure()) as typeof client;
+});
+test.after.always(async () => {
+  client?.close();
+  await fx.cleanup();
+});
+
+function call<T = any>(method: string, req: unknown): Promise<T> {
+  return new Promise((resolve, reject) => client[method]!(req, (err, res) => (err ? reject(err) : resolve(res as T))));
+}
+
+test.serial('Status reports the daemon state', async (t) => {
+  const s = await call('Status', {});
+  t.is(s.configFile, fx.configPath);
+  t.is(s.launchSocket, fx.socket);
+  t.is(Number(s.configGeneration), 1);
+  t.is(s.environments, 0);
+});
+
+test.serial('PrepareEnvironment builds what a later launch reuses; List and Release', async (t) => {
+  const info = await call('PrepareEnvironment', { uid: user.uid, gid: user.gid, groups: [user.gid, EXTRA_GID], image: fx.images.bare.name });
+  t.false(info.reused);
+  t.is(info.imageId, fx.images.bare.id);
+  const list = await call('ListEnvironments', {});
+  t.deepEqual(list.environments.map((e: any) => [e.key, e.uid, e.imageId]), [[info.key, user.uid, fx.images.bare.id]]);
+  const launch = await fx.run([`--image=${fx.images.bare.name}`, '-v', 'true']);
+  t.is(launch.code, 0, launch.stderr);
+  t.regex(launch.stderr, /environment reused/);
+  t.true((await call('ReleaseEnvironment', { key: info.key })).released);
+  t.false((await call('ReleaseEnvironment', { key: info.key })).released);
+  t.is((await call('Status', {})).environments, 0);
+});
+
+test.serial('errors map to gRPC status codes with the same messages', async (t) => {
+  const root = await t.throwsAsync<grpc.ServiceError>(call('PrepareEnvironment', { uid: 0, gid: 0, image: fx.images.bare.name }));
+  t.is(root.code, grpc.status.PERMISSION_DENIED);
+  const missing = await t.throwsAsync<grpc.ServiceError>(call('PrepareEnvironment', { uid: user.uid, gid: user.gid, groups: [user.gid], image: `id:${'1'.repeat(64)}` }));
+  t.is(missing.code, grpc.status.NOT_FOUND);
+  t.regex(missing.details, /not on this system/);
+  const bad = await t.throwsAsync<grpc.ServiceError>(call('PrepareEnvironment', { uid: user.uid, gid: user.gid, image: fx.images.bare.name, volumes: ['/x:/etc'] }));
+  t.is(bad.code, grpc.status.INVALID_ARGUMENT);
+});
