@@ -46,7 +46,6 @@ function parseBaseUrl(raw: string): URL {
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw new ShifterError('BAD_CONFIG', `registry URL "${raw}" must start with https:// or http://`);
   }
-  url.pathname = url.pathname.replace(/\/+$/, '');
   url.search = '';
   url.hash = '';
   return url;
@@ -56,6 +55,8 @@ export class RegistryClient {
   readonly endpoint: RegistryEndpoint;
   private readonly log: Logger;
   private readonly base: URL;
+  /** Path prefix of the base URL without trailing slash ('' for most registries). */
+  private readonly basePath: string;
   private readonly idleTimeoutMs: number;
   private readonly attempts: number;
   private readonly backoffMs: number;
@@ -68,6 +69,7 @@ export class RegistryClient {
     this.endpoint = endpoint;
     this.log = log;
     this.base = parseBaseUrl(endpoint.baseUrl);
+    this.basePath = this.base.pathname.replace(/\/+$/, '');
     this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
     this.attempts = Math.max(1, options.attempts ?? 5);
     this.backoffMs = options.backoffMs ?? 500;
@@ -130,7 +132,7 @@ export class RegistryClient {
 
   private url(repository: string, kind: 'manifests' | 'blobs', reference: string): URL {
     const u = new URL(this.base.href);
-    u.pathname = `${this.base.pathname}/v2/${repository}/${kind}/${reference}`;
+    u.pathname = `${this.basePath}/v2/${repository}/${kind}/${reference}`;
     return u;
   }
 

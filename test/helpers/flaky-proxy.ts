@@ -99,11 +99,13 @@ export async function startFlakyProxy(upstreamUrl: string): Promise<FlakyProxy> 
         if (sent >= cut) return;
         const part = chunk.subarray(0, cut - sent);
         sent += part.length;
-        res.write(part);
-        if (sent >= cut) {
-          upRes.destroy();
-          if (mode === 'drop') res.socket?.destroy();
+        if (sent < cut) {
+          res.write(part);
+          return;
         }
+        upRes.destroy();
+        // Cut the connection only once the bytes before the cut have left, so the client gets exactly `cut`.
+        res.write(part, () => { if (mode === 'drop') setTimeout(() => res.socket?.destroy(), 20); });
       });
       upRes.on('end', () => { if (mode === 'corrupt') res.end(); });
     });

@@ -1,0 +1,197 @@
+/** Blob downloads through a misbehaving proxy: resume, corruption, redirects, stalls, cache reuse. */
+import test from 'ava';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { ShifterError } from '../../../common/errors.js';
+import { RegistryClient } from '../../../gateway/registry/client.js';
+import { BlobCache } from '../../../gateway/registry/blob-cache.js';
+import { fetchLayers, type FetchProgress } from '../../../gateway/registry/fetch-layers.js';
+import type { LayerDescriptor } from '../../../gateway/registry/manifest.js';
+import type { RegistryClientOptions, RegistryEndpoint } from '../../../gateway/registry/endpoint.js';
+import { freePort, imageConfig, pushImage, startRegistry, type RunningRegistry } from '../../helpers/registry.js';
+import { startFlakyProxy, type FlakyProxy } from '../../helpers/flaky-proxy.js';
+
+const log = pino({ level: 'silent' });
+const creds = { username: 'bob', password: 'bob-pw' };
+const LAYER_SIZE = 3 * 1024 * 1024 + 17;
+
+let reg: RunningRegistry;
+let proxy: FlakyProxy;
+const dirs: string[] = [];
+let nextRepo = 0;
+
+test.before(async () => {
+  reg = await startRegistry({ auth: { htpasswd: creds } });
+  proxy = await startFlakyProxy(reg.url);
+});
+
+test.after.always(async () => {
+  await proxy?.stop();
+  await reg?.stop();
+  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+});
+
+async function newCache(): Promise<BlobCache> {
+  const d = await mkdtemp(join(tmpdir(), 'blob-cache-test-'));
+  dirs.push(d);
+  return new BlobCache(d);
+}
+
+/** A fresh repository with one image of `count` random (incompressible) layers. */
+async function image(count = 1): Promise<{ repo: string; layers: LayerDescriptor[]; data: Buffer[] }> {
+  const repo = `blobs/r${nextRepo++}`;
+  const data = Array.from({ length: count }, () => randomBytes(LAYER_SIZE));
+  await pushImage(reg.url, repo, 'v', { layers: data, config: imageConfig({}), auth: creds });
+  const layers = (await client().resolve(repo, 'v')).layers;
+  return { repo, layers, data };
+}
+
+function client(e: Partial<RegistryEndpoint> = {}, o: RegistryClientOptions = {}): RegistryClient {
+  return new RegistryClient({ baseUrl: proxy.url, authMethod: 'basic', credentials: creds, ...e }, log, { attempts: 4, backoffMs: 20, ...o });
+}
+
+const blobGets = (repo: string, layer: LayerDescriptor) => proxy.requests.filter((r) => r.method === 'GET' && r.url === `/v2/${repo}/blobs/${layer.digest}`);
+
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+test.serial('a connection dropped mid-blob is resumed with a Range request and the blob verifies', async (t) => {
+  const { repo, layers } = await image();
+  const layer = layers[0]!;
+  const cache = await newCache();
+  proxy.dropBlobBodies(2, 1024 * 1024);
+  let bytes = 0;
+  const path = await client().fetchBlob(repo, layer, cache, (n) => { bytes += n; });
+  t.is(sha(await readFile(path)), layer.digest);
+  t.is(bytes, layer.size);
+  const gets = blobGets(repo, layer);
+  t.is(gets.length, 3);
+  t.is(gets[0]!.headers.range, undefined);
+  t.is(gets[1]!.headers.range, 'bytes=1048576-');
+  t.is(gets[2]!.headers.range, 'bytes=2097152-');
+  t.deepEqual(await readdir(join(cache.dir, 'sha256')), [layer.digest.slice(7)], 'no temporary file is left');
+});
+
+test.serial('a server that ignores Range gets a full download instead', async (t) => {
+  const { repo, layers } = await image();
+  const cache = await newCache();
+  proxy.ignoreRange(true);
+  proxy.dropBlobBodies(1, 1000);
+  let bytes = 0;
+  try {
+    const path = await client().fetchBlob(repo, layers[0]!, cache, (n) => { bytes += n; });
+    t.is(sha(await readFile(path)), layers[0]!.digest);
+  } finally {
+    proxy.ignoreRange(false);
+  }
+  t.is(bytes, layers[0]!.size, 'discarded bytes are subtracted from progress');
+  t.is(blobGets(repo, layers[0]!)[1]!.headers.range, 'bytes=1000-', 'the client asked for a range');
+});
+
+test.serial('a stalled transfer times out and resumes', async (t) => {
+  const { repo, layers } = await image();
+  const cache = await newCache();
+  proxy.stallBlobBodies(1, 4096);
+  const started = Date.now();
+  const path = await client({}, { idleTimeoutMs: 700 }).fetchBlob(repo, layers[0]!, cache);
+  t.is(sha(await readFile(path)), layers[0]!.digest);
+  t.true(Date.now() - started < 15_000);
+  t.is(blobGets(repo, layers[0]!)[1]!.headers.range, 'bytes=4096-');
+});
+
+test.serial('a corrupted blob is DIGEST_MISMATCH naming the digest, and nothing is left in the cache', async (t) => {
+  const { repo, layers } = await image();
+  const cache = await newCache();
+  proxy.corruptBlobBodies(10);
+  try {
+    const err = await t.throwsAsync(client().fetchBlob(repo, layers[0]!, cache), { instanceOf: ShifterError });
+    t.is(err?.code, 'DIGEST_MISMATCH');
+    t.true(err?.message.includes(layers[0]!.digest));
+  } finally {
+    proxy.corruptBlobBodies(0);
+  }
+  t.false(await cache.has(layers[0]!.digest));
+  t.deepEqual(await readdir(join(cache.dir, 'sha256')), []);
+});
+
+test.serial('a redirect to another host/port does not carry the Authorization header', async (t) => {
+  const { repo, layers } = await image();
+  const cache = await newCache();
+  proxy.redirectBlobs(true);
+  proxy.clearLog();
+  try {
+    const path = await client().fetchBlob(repo, layers[0]!, cache);
+    t.is(sha(await readFile(path)), layers[0]!.digest);
+  } finally {
+    proxy.redirectBlobs(false);
+  }
+  const redirected = proxy.requests.filter((r) => r.status === 307);
+  t.is(redirected.length, 1);
+  t.truthy(redirected[0]!.headers.authorization, 'the registry itself got the credentials');
+  t.is(proxy.storageRequests.length, 1);
+  t.is(proxy.storageRequests[0]!.headers.authorization, undefined);
+});
+
+test.serial('the cache is reused: a second fetch makes no blob request', async (t) => {
+  const { repo, layers } = await image();
+  const cache = await newCache();
+  const first = await client().fetchBlob(repo, layers[0]!, cache);
+  const count = blobGets(repo, layers[0]!).length;
+  t.is(count, 1);
+  const second = await client().fetchBlob(repo, layers[0]!, new BlobCache(cache.dir));
+  t.is(second, first);
+  t.is(blobGets(repo, layers[0]!).length, count);
+});
+
+test.serial('two concurrent fetches of one blob share a single download', async (t) => {
+  const { repo, layers } = await image();
+  const cache = await newCache();
+  const c = client();
+  const [a, b] = await Promise.all([c.fetchBlob(repo, layers[0]!, cache), c.fetchBlob(repo, layers[0]!, new BlobCache(cache.dir))]);
+  t.is(a, b);
+  t.is(blobGets(repo, layers[0]!).length, 1);
+});
+
+test.serial('fetchLayers downloads concurrently, in order, with progress that adds up', async (t) => {
+  const { repo, layers, data } = await image(4);
+  const cache = await newCache();
+  proxy.dropBlobBodies(1, 5000);
+  const seen: FetchProgress[] = [];
+  const paths = await fetchLayers(client(), repo, layers, cache, { concurrency: 3, onProgress: (p) => seen.push(p) });
+  t.deepEqual(paths, layers.map((l) => cache.pathFor(l.digest)));
+  for (let i = 0; i < 4; i++) t.true((await readFile(paths[i]!)).equals(data[i]!));
+  const last = seen[seen.length - 1]!;
+  t.deepEqual(last, { layersDone: 4, layersTotal: 4, bytesDone: 4 * LAYER_SIZE, bytesTotal: 4 * LAYER_SIZE });
+  t.true(seen.every((p, i) => i === 0 || p.layersDone >= seen[i - 1]!.layersDone));
+});
+
+test.serial('an anonymous pull through http_proxy reaches the registry by name via the proxy', async (t) => {
+  const anon = await startRegistry();
+  const fwd = await startFlakyProxy(anon.url);
+  try {
+    const data = randomBytes(100_000);
+    const pushed = await pushImage(anon.url, 'via/proxy', 'v', { layers: [data], config: imageConfig({ Env: ['X=1'] }) });
+    const port = new URL(anon.url).port;
+    const c = new RegistryClient({ baseUrl: `http://registry.test:${port}`, authMethod: 'token' }, log, { env: { http_proxy: fwd.url } });
+    const img = await c.resolve('via/proxy', 'v');
+    t.is(img.manifestDigest, pushed.manifestDigest);
+    const path = await c.fetchBlob('via/proxy', img.layers[0]!, await newCache());
+    t.true((await readFile(path)).equals(data));
+    t.true(fwd.requests.length >= 3);
+    t.true(fwd.requests.every((r) => r.url.startsWith(`http://registry.test:${port}/v2/via/proxy/`)));
+  } finally {
+    await fwd.stop();
+    await anon.stop();
+  }
+});
+
+test('an unreachable registry is UNREACHABLE naming the URL', async (t) => {
+  const port = await freePort();
+  const c = new RegistryClient({ baseUrl: `http://127.0.0.1:${port}`, authMethod: 'token' }, log, { attempts: 2, backoffMs: 10 });
+  const err = await t.throwsAsync(c.resolve('a/b', 'v'), { instanceOf: ShifterError });
+  t.is(err?.code, 'UNREACHABLE');
+  t.true(err?.message.includes(`http://127.0.0.1:${port}/v2/a/b/manifests/v`));
+  t.regex(err?.message ?? '', /ECONNREFUSED/);
+});
