@@ -1,11 +1,26 @@
 /**
  * Layer blobs in, one squashfs image out. The layers are flattened exactly as OCI defines
- * (whiteouts, opaque directories, type changes, hard links) in one streaming pass and piped as a
- * single tar into `tar2sqfs`; nothing is ever extracted to disk. The image appears at
- * `outputPath` only when complete (temporary name, fsync, rename).
+ * (gateway/flatten/planner.ts) in one streaming pass and piped as a single tar into `tar2sqfs`;
+ * nothing is ever extracted to disk. Layers 2..N are first read for their headers only, so the
+ * base layer, usually the biggest, is decompressed once. The image appears at `outputPath` only
+ * when complete (temporary name in the same directory, fsync, rename); on any failure or abort
+ * the temporary file is removed.
  */
+import { availableParallelism } from 'node:os';
+import { once } from 'node:events';
+import { stat, unlink } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
+import * as tar from 'tar-stream';
 import type { Logger } from '../../common/logger.js';
-import { ShifterError } from '../../common/errors.js';
+import { ShifterError, describeError, isShifterError } from '../../common/errors.js';
+import { commitFile, temporaryNameFor } from '../../common/atomic-write.js';
+import { layerCompression, type LayerCompression } from '../registry/media-types.js';
+import { LayerIndex } from '../flatten/layer-index.js';
+import { FlattenPlanner, NeedFullIndex } from '../flatten/planner.js';
+import { tar2sqfsSettings, type Tar2sqfsSettings } from './converter-options.js';
+import { openLayerSource, type LayerSource } from './layer-source.js';
+import { startTar2sqfs } from './tar2sqfs.js';
+import { hardLinkHeader, outputHeader, plannerHeader, type OutHeader } from './tar-entries.js';
 
 /** One layer blob on local disk, as listed in the image manifest. */
 export interface LayerFile {
@@ -42,14 +57,218 @@ export interface ConversionReport {
   seconds: number;
 }
 
+interface Layer extends LayerFile { compression: LayerCompression; number: number; count: number }
+
+class LayerReadError extends Error {
+  constructor(readonly layer: Layer, cause: unknown) {
+    super(describeError(cause));
+  }
+}
+
+const INDEX_CONCURRENCY = 2;
+
 /**
  * Flattens `layers` (bottom to top) into a squashfs image at `outputPath`.
  * Throws ShifterError('CONVERSION_FAILED') naming the layer digest when a layer is corrupt,
  * truncated or not a tar, and ShifterError('BAD_CONFIG') for an unknown converter option.
  */
 export async function convertLayersToSquashfs(
-  layers: LayerFile[], outputPath: string, opts: ConversionOptions,
+  layerFiles: LayerFile[], outputPath: string, opts: ConversionOptions,
 ): Promise<ConversionReport> {
-  void layers; void opts;
-  throw new ShifterError('INTERNAL', `squashfs conversion to ${outputPath} is still being written`);
+  const started = performance.now();
+  const settings = tar2sqfsSettings(opts.compression, availableParallelism());
+  if (layerFiles.length === 0) throw new ShifterError('CONVERSION_FAILED', 'the image has no layers, so there is nothing to convert: check the image manifest');
+  const layers: Layer[] = layerFiles.map((l, i) => ({ ...l, compression: compressionOf(l), number: i + 1, count: layerFiles.length }));
+  const tmp = temporaryNameFor(outputPath);
+  try {
+    let result: Omit<ConversionReport, 'bytes' | 'seconds'>;
+    try {
+      result = await convertOnce(layers, tmp, settings, opts, false);
+    } catch (e) {
+      if (!(e instanceof NeedFullIndex)) throw e;
+      opts.log.info({ reason: e.message }, 'indexing the base layer too and converting again');
+      await unlink(tmp).catch(() => undefined);
+      result = await convertOnce(layers, tmp, settings, opts, true);
+    }
+    throwIfAborted(opts.signal, outputPath);
+    await commitFile(tmp, outputPath);
+    const bytes = (await stat(outputPath)).size;
+    const seconds = (performance.now() - started) / 1000;
+    opts.log.info({ output: outputPath, entries: result.entries, dropped: result.dropped.length, bytes, seconds }, 'squashfs image written');
+    return { ...result, bytes, seconds };
+  } catch (e) {
+    await unlink(tmp).catch(() => undefined);
+    throw conversionError(e, outputPath, opts.signal);
+  }
+}
+
+function compressionOf(l: LayerFile): LayerCompression {
+  try {
+    return layerCompression(l.mediaType);
+  } catch (e) {
+    throw new ShifterError('CONVERSION_FAILED', `layer ${l.digest}: ${describeError(e)}`, e);
+  }
+}
+
+function throwIfAborted(signal: AbortSignal | undefined, outputPath: string): void {
+  if (signal?.aborted) throw new ShifterError('CONVERSION_FAILED', `the conversion to ${outputPath} was cancelled`);
+}
+
+function conversionError(e: unknown, outputPath: string, signal: AbortSignal | undefined): ShifterError {
+  if (signal?.aborted) return new ShifterError('CONVERSION_FAILED', `the conversion to ${outputPath} was cancelled`, e);
+  if (isShifterError(e)) return e;
+  if (e instanceof LayerReadError) {
+    const l = e.layer;
+    return new ShifterError('CONVERSION_FAILED',
+      `layer ${l.digest} (${l.number} of ${l.count}, ${l.compression === 'none' ? 'uncompressed' : l.compression}) is not a readable tar: ${e.message}. ` +
+      `The blob ${l.path} is corrupt or truncated: delete it from the cache and pull the image again`, e);
+  }
+  return new ShifterError('CONVERSION_FAILED', `converting to ${outputPath} failed: ${describeError(e)}`, e);
+}
+
+/** Tracks every helper started, so that a failure anywhere stops all of them. */
+class Teardown {
+  private readonly sources = new Set<LayerSource>();
+  private readonly listeners: (() => void)[] = [];
+  track(s: LayerSource): LayerSource { this.sources.add(s); return s; }
+  release(s: LayerSource): void { this.sources.delete(s); }
+  onStop(f: () => void): void { this.listeners.push(f); }
+  stop(): void {
+    for (const s of this.sources) s.close();
+    this.sources.clear();
+    for (const f of this.listeners.splice(0)) f();
+  }
+}
+
+/** Reads one layer's tar, calling `onEntry` for each member in order. */
+async function readLayer(
+  layer: Layer, teardown: Teardown,
+  onEntry: (ordinal: number, entry: tar.Header, stream: Readable) => Promise<void> | void,
+): Promise<void> {
+  const source = teardown.track(openLayerSource(layer.path, layer.compression));
+  const extract = tar.extract();
+  source.stream.on('error', (e) => extract.destroy(e));
+  source.stream.pipe(extract as unknown as Writable);
+  try {
+    let ordinal = 0;
+    for await (const entry of extract) await onEntry(ordinal++, entry.header, entry as unknown as Readable);
+    await source.finished;
+  } catch (e) {
+    source.close();
+    if (e instanceof NeedFullIndex || isShifterError(e)) throw e;
+    throw new LayerReadError(layer, e);
+  } finally {
+    teardown.release(source);
+  }
+}
+
+type Readable = { resume(): void; pipe(dest: unknown): unknown };
+
+function drain(stream: Readable): void {
+  stream.resume();
+}
+
+async function indexLayers(layers: Layer[], includeBase: boolean, teardown: Teardown): Promise<(LayerIndex | null)[]> {
+  const indexes: (LayerIndex | null)[] = layers.map(() => null);
+  const todo = layers.map((_, i) => i).filter((i) => includeBase || i > 0);
+  const worker = async () => {
+    for (let i = todo.shift(); i !== undefined; i = todo.shift()) {
+      const index = new LayerIndex();
+      await readLayer(layers[i]!, teardown, (ordinal, h, stream) => {
+        index.add(ordinal, plannerHeader(h));
+        drain(stream);
+      });
+      indexes[i] = index;
+    }
+  };
+  await Promise.all(Array.from({ length: INDEX_CONCURRENCY }, worker));
+  return indexes;
+}
+
+/** Writes tar entries into the pack, waiting for each to be consumed. */
+class TarWriter {
+  entries = 0;
+  constructor(private readonly pack: tar.Pack) {}
+
+  async write(header: OutHeader, content?: Readable): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const cb = (err?: Error | null) => (err ? reject(err) : resolve());
+      if (header.type === 'file' && content) content.pipe(this.pack.entry(header, cb));
+      else {
+        if (content) drain(content);
+        this.pack.entry(header, cb);
+      }
+    });
+    if (header.name !== './') this.entries++;
+  }
+}
+
+async function convertOnce(
+  layers: Layer[], tmp: string, settings: Tar2sqfsSettings, opts: ConversionOptions, indexBase: boolean,
+): Promise<Omit<ConversionReport, 'bytes' | 'seconds'>> {
+  const teardown = new Teardown();
+  let rejectStopped: (e: unknown) => void = () => undefined;
+  const stopped = new Promise<never>((_, reject) => { rejectStopped = reject; });
+  stopped.catch(() => undefined);
+  const onAbort = () => { rejectStopped(new ShifterError('CONVERSION_FAILED', 'cancelled')); teardown.stop(); };
+  if (opts.signal?.aborted) onAbort();
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const dropped: DroppedEntry[] = [];
+
+  const work = async () => {
+    const indexes = await indexLayers(layers, indexBase, teardown);
+    const planner = new FlattenPlanner(indexes);
+    const sq = startTar2sqfs(settings.args, tmp);
+    teardown.onStop(() => sq.kill());
+    sq.exited.catch((e: unknown) => { rejectStopped(e); teardown.stop(); });
+    const pack = tar.pack();
+    teardown.onStop(() => pack.destroy());
+    const pump = (async () => {
+      for await (const chunk of pack) {
+        if (!sq.stdin.write(chunk)) await once(sq.stdin, 'drain');
+      }
+      sq.stdin.end();
+    })();
+    pump.catch(() => undefined);
+    const out = new TarWriter(pack);
+
+    for (const layer of layers) {
+      const i = layer.number - 1;
+      planner.beginLayer(i);
+      await readLayer(layer, teardown, async (ordinal, h, stream) => {
+        const d = planner.decide(i, ordinal, plannerHeader(h));
+        if (d.action === 'emit') return out.write(outputHeader(d.path, h, settings), stream);
+        if (d.action === 'drop') {
+          dropped.push({ path: `${layer.digest}:${d.path}`, reason: d.reason });
+          opts.log.warn({ layer: layer.digest, path: d.path, reason: d.reason }, 'dropped a layer entry');
+        }
+        drain(stream);
+      });
+    }
+
+    const plan = planner.finish();
+    for (const layer of layers) {
+      const wanted = new Map(plan.materialise.filter((m) => m.layer === layer.number - 1).map((m) => [m.ordinal, m.path]));
+      if (wanted.size === 0) continue;
+      await readLayer(layer, teardown, async (ordinal, h, stream) => {
+        const path = wanted.get(ordinal);
+        if (path === undefined) return drain(stream);
+        return out.write(outputHeader(path, h, settings), stream);
+      });
+    }
+    for (const link of plan.links) await out.write(hardLinkHeader(link.path, link.target));
+    pack.finalize();
+    await pump;
+    await sq.exited;
+    return { entries: out.entries, dropped };
+  };
+
+  try {
+    const running = work();
+    running.catch(() => undefined);
+    return await Promise.race([running, stopped]);
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+    teardown.stop();
+  }
 }

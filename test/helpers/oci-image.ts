@@ -111,7 +111,8 @@ export async function layerTar(entries: EntrySpec[]): Promise<Buffer> {
     const { header, content } = e.type === 'raw' ? { header: e.header, content: e.content } : headerFor(e);
     await new Promise<void>((resolve, reject) => {
       const cb = (err?: Error | null) => (err ? reject(err) : resolve());
-      if (content) pack.entry(header, content, cb); else pack.entry(header, cb);
+      const isFile = header.type === undefined || header.type === 'file' || header.type === 'contiguous-file';
+      if (content || isFile) pack.entry(header, content ?? Buffer.alloc(0), cb); else pack.entry(header, cb);
     });
   }
   pack.finalize();
