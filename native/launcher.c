@@ -238,8 +238,10 @@ static void check_ns(int fd, int want_type, const char *what)
 	int type = ioctl(fd, NS_GET_NSTYPE);
 	if (type < 0)
 		die("check namespace fd", what, errno);
-	if (type != want_type)
-		die("check namespace fd", what, EINVAL);
+	if (type != want_type) {
+		fprintf(stderr, "shifter: check namespace fd: expected a %s fd, got another kind\n", what);
+		exit(1);
+	}
 }
 
 static void enter_namespaces(int userfd, int mntfd)

@@ -14,7 +14,9 @@ export interface LaunchRequest {
 
 export type LaunchReply =
   | { kind: 'error'; exitCode: number; message: string }
-  | { kind: 'exec'; userNsFd: number; mntNsFd: number; argv: string[]; env: string[]; cwd: string; notice: string };
+  | { kind: 'exec'; userNsFd: number; mntNsFd: number; argv: string[]; env: string[]; cwd: string; notice: string }
+  /** Bytes and fds sent as they are: for testing how the launcher copes with a broken daemon. */
+  | { kind: 'raw'; data: Buffer; fds: number[] };
 
 const MAX_BODY = 4 * 1024 * 1024;
 
@@ -53,7 +55,7 @@ export function decodeRequest(body: Buffer): LaunchRequest {
   return { argv, env, cwd };
 }
 
-export function encodeReply(reply: LaunchReply): Buffer {
+export function encodeReply(reply: Exclude<LaunchReply, { kind: 'raw' }>): Buffer {
   const body =
     reply.kind === 'error'
       ? Buffer.concat([Buffer.from([0]), (() => { const b = Buffer.alloc(4); b.writeInt32LE(reply.exitCode); return b; })(), Buffer.from(reply.message, 'utf8')])
@@ -89,8 +91,8 @@ export async function startLaunchDaemon(
       const cred = addon.getPeerCredentials(fd);
       decide(decodeRequest(buf.subarray(8, 8 + len)), cred)
         .then((reply) => {
-          const data = encodeReply(reply);
-          const fds = reply.kind === 'exec' ? [reply.userNsFd, reply.mntNsFd] : [];
+          const data = reply.kind === 'raw' ? reply.data : encodeReply(reply);
+          const fds = reply.kind === 'exec' ? [reply.userNsFd, reply.mntNsFd] : reply.kind === 'raw' ? reply.fds : [];
           const sent = addon.sendWithFds(fd, data, fds);
           sock.end(data.subarray(sent));
         })

@@ -18,7 +18,7 @@ import {
   type PeerCredentials,
 } from '../../node-daemon/native/index.js';
 import { buildTestImage } from './image-fixture.js';
-import { startLaunchDaemon, type LaunchDaemon, type LaunchReply } from './launch-daemon.js';
+import { encodeReply, startLaunchDaemon, type LaunchDaemon, type LaunchReply } from './launch-daemon.js';
 
 interface TestUser {
   name: string;
@@ -79,13 +79,23 @@ async function environmentFor(cred: PeerCredentials): Promise<Environment> {
   return env;
 }
 
-/** Test daemon policy: argv[1] may be --fail=CODE, --cwd=DIR or --as=UID (someone else's env). */
+/**
+ * Test daemon policy: argv[1] may be --fail=CODE, --cwd=DIR, --as=UID (someone else's env),
+ * or --broken=magic|nofds|swapped (a daemon that breaks the protocol).
+ */
 async function decide(req: { argv: string[]; env: string[]; cwd: string }, cred: PeerCredentials): Promise<LaunchReply> {
   let args = req.argv.slice(1);
   let cwd = req.cwd;
   let owner = cred;
   const opt = args[0] ?? '';
   if (opt.startsWith('--fail=')) return { kind: 'error', exitCode: Number(opt.slice(7)), message: 'shifterd: image not found: test:missing\n' };
+  if (opt.startsWith('--broken=')) {
+    const env = await environmentFor(cred);
+    const exec = encodeReply({ kind: 'exec', userNsFd: -1, mntNsFd: -1, argv: ['true'], env: [], cwd: '/', notice: '' });
+    if (opt === '--broken=magic') return { kind: 'raw', data: Buffer.concat([Buffer.from('HTTP'), exec.subarray(4)]), fds: [] };
+    if (opt === '--broken=nofds') return { kind: 'raw', data: exec, fds: [] };
+    return { kind: 'raw', data: exec, fds: [env.mntNsFd, env.userNsFd] };
+  }
   if (opt.startsWith('--cwd=')) {
     cwd = opt.slice(6);
     args = args.slice(1);
@@ -251,6 +261,18 @@ test('a missing working directory falls back to / with a warning', async (t) => 
   t.regex(r.stderr, /^shifter: WARNING: cannot chdir to \/no\/such\/dir: No such file or directory, staying in \/\n$/);
   const here = await shifter(user1, ['--cwd=/etc', 'pwd']);
   t.is(here.stdout, '/etc\n');
+});
+
+test('a daemon breaking the protocol gets one clear line and exit 1, nothing runs', async (t) => {
+  const broken = async (how: string) => {
+    const r = await shifter(user1, [`--broken=${how}`]);
+    t.is(r.code, 1);
+    t.is(r.stdout, '');
+    return r.stderr;
+  };
+  t.is(await broken('magic'), 'shifter: read reply from shifterd: bad magic (not a shifterd socket?)\n');
+  t.is(await broken('nofds'), 'shifter: read reply from shifterd: exec reply without exactly 2 namespace fds\n');
+  t.is(await broken('swapped'), 'shifter: check namespace fd: expected a user namespace fd, got another kind\n');
 });
 
 test('cannot connect: one clear line and exit 1', async (t) => {
