@@ -106,7 +106,8 @@ export class GatewayClient {
     const body: Record<string, string> = {};
     if (acl.uids.length > 0) body.allowed_uids = acl.uids.join(',');
     if (acl.gids.length > 0) body.allowed_gids = acl.gids.join(',');
-    return this.request('POST', routePath('pull', this.opts.system, image), JSON.stringify(body));
+    // progress=1 asks for the layer/byte counts; upstream gateways ignore the query.
+    return this.request('POST', `${routePath('pull', this.opts.system, image)}?progress=1`, JSON.stringify(body));
   }
 
   queue(): Promise<unknown> {

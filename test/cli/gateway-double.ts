@@ -74,7 +74,7 @@ export async function startGatewayDouble(script: GatewayScript): Promise<Gateway
     req.on('end', () => {
       const rawUrl = req.url ?? '';
       // /api/<route>/<system>/[<type>/<tag...>/]
-      const parts = rawUrl.replace(/^\/api\//, '').replace(/\/$/, '').split('/');
+      const parts = rawUrl.split('?')[0]!.replace(/^\/api\//, '').replace(/\/$/, '').split('/');
       const [route = '', system = '', type, ...tagParts] = parts.map(decodeURIComponent);
       const rec: RecordedRequest = {
         method: req.method ?? '', rawUrl, route, system, headers: req.headers, body,

@@ -142,7 +142,7 @@ test('pull: re-POSTs until READY, one line per status change, ACL body from -u/-
   const creds = new Set<string>();
   for (const req of gw.requests) {
     t.is(req.method, 'POST');
-    t.is(req.rawUrl, `/api/pull/${SYSTEM}/docker/me/app%3A1.0/`);
+    t.is(req.rawUrl, `/api/pull/${SYSTEM}/docker/me/app%3A1.0/?progress=1`);
     t.is(req.headers['content-type'], 'application/json');
     t.deepEqual(JSON.parse(req.body), { allowed_uids: '0,1234', allowed_gids: '0' });
     creds.add(req.headers.authentication as string);
