@@ -269,7 +269,8 @@ static int last_capability(void)
 	if (f) {
 		if (fscanf(f, "%d", &last) != 1 || last < 0 || last >= 100)
 			die("drop capabilities", "/proc/sys/kernel/cap_last_cap unreadable", 0);
-		fclose(f);
+		if (fclose(f) != 0)
+			die("close", "/proc/sys/kernel/cap_last_cap", errno);
 	}
 	return last;
 }

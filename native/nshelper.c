@@ -104,7 +104,8 @@ static int attach_loop(int backing, const char *image, char *dev, size_t devlen)
 		if (loop < 0)
 			die("open", dev, errno);
 		if (ioctl(loop, LOOP_CONFIGURE, &cfg) == 0) {
-			close(ctl);
+			if (close(ctl) < 0)
+				die("close", "/dev/loop-control", errno);
 			return loop;
 		}
 		int err = errno;
