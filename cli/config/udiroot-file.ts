@@ -1,7 +1,8 @@
 /**
  * Finding, reading and vetting udiRoot.conf on disk; the parsing itself is in udiroot-conf.ts.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import { ShifterError, describeError } from '../../common/errors.js';
 import { parseUdiRootConf, type ParsedUdiRootConf } from './udiroot-conf.js';
 
@@ -39,12 +40,16 @@ export async function readUdiRootConf(path: string): Promise<ParsedUdiRootConf> 
  * Returns the problem rather than throwing, so the daemon can decide how to report it.
  */
 export async function checkConfigFileTrust(path: string): Promise<ShifterError | undefined> {
-  let st;
+  let st: Stats;
   try {
     st = await stat(path);
   } catch (e) {
     return new ShifterError('BAD_CONFIG', `cannot check ${path}: ${describeError(e)}`, e);
   }
+  return trustProblem(path, st);
+}
+
+function trustProblem(path: string, st: Stats): ShifterError | undefined {
   if (!st.isFile()) {
     return new ShifterError('BAD_CONFIG', `${path} is not a regular file`);
   }
@@ -57,4 +62,24 @@ export async function checkConfigFileTrust(path: string): Promise<ShifterError |
       `${path} must not be writable by group or others (mode ${(st.mode & 0o777).toString(8)}): chmod go-w ${path}`);
   }
   return undefined;
+}
+
+/**
+ * For privileged readers (the node daemon): checks and reads the same open file, so the file
+ * cannot be swapped between the check and the read.
+ */
+export async function readTrustedUdiRootConf(path: string): Promise<ParsedUdiRootConf> {
+  let handle;
+  try {
+    handle = await open(path, 'r');
+  } catch (e) {
+    throw new ShifterError('BAD_CONFIG', `cannot read udiRoot.conf at ${path}: ${describeError(e)}`, e);
+  }
+  try {
+    const problem = trustProblem(path, await handle.stat());
+    if (problem) throw problem;
+    return parseUdiRootConf(await handle.readFile('utf8'), path);
+  } finally {
+    await handle.close();
+  }
 }

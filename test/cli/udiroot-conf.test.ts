@@ -6,7 +6,7 @@ import {
   DEFAULT_MUNGE_SOCKET, KNOWN_KEYS, documentedNewKeys, parseUdiRootConf, requireUdiRootKeys,
 } from '../../cli/config/udiroot-conf.js';
 import {
-  DEFAULT_UDIROOT_CONF, checkConfigFileTrust, readUdiRootConf, resolveUdiRootConfPath,
+  DEFAULT_UDIROOT_CONF, checkConfigFileTrust, readTrustedUdiRootConf, readUdiRootConf, resolveUdiRootConfPath,
 } from '../../cli/config/udiroot-file.js';
 import { ShifterError } from '../../common/errors.js';
 import { UPSTREAM_EXAMPLE } from './upstream-udiroot-example.js';
@@ -195,6 +195,7 @@ test('trust check: root-owned and not group/world-writable passes; anything else
   await writeFile(file, 'system=x\n', { mode: 0o644 });
   await chown(file, 0, 0);
   t.is(await checkConfigFileTrust(file), undefined);
+  t.is((await readTrustedUdiRootConf(file)).config.system, 'x');
 
   await chmod(file, 0o664);
   const writable = await checkConfigFileTrust(file);
@@ -205,6 +206,7 @@ test('trust check: root-owned and not group/world-writable passes; anything else
   await chown(file, 4321, 0);
   const owned = await checkConfigFileTrust(file);
   t.is(owned?.message, `${file} must be owned by root (it is owned by uid 4321): chown root ${file}`);
+  await t.throwsAsync(readTrustedUdiRootConf(file), { message: owned?.message ?? '' });
 
   const missing = await checkConfigFileTrust(join(dir, 'absent.conf'));
   t.is(missing?.code, 'BAD_CONFIG');
