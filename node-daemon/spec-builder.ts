@@ -134,6 +134,7 @@ export function buildEnvironmentSpec(input: SpecInput): EnvironmentSpec {
     mounts.push({ kind: 'bind', source: '/var/tmp', target: '/var/tmp', readOnly: false });
   }
   if (needOpt && dirs.has('/opt')) scaffoldDirs.push('/opt');
+  if (needOpt && !dirs.has('/opt')) mounts.push({ kind: 'dir', target: '/opt', mode: 0o755 });
   if (site.optUdiImage !== undefined) {
     mounts.push({ kind: 'bind', source: site.optUdiImage, target: '/opt/udiImage', readOnly: true, recursive: true });
   } else if (copyModules.length > 0) {

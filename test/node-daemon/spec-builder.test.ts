@@ -1,0 +1,86 @@
+import test from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseUdiRootConf } from '../../cli/config/udiroot-conf.js';
+import { parseVolumeTexts } from '../../cli/shifter/volumes.js';
+import { selectModules } from '../../cli/shifter/modules.js';
+import { buildEnvironmentSpec, compileSite } from '../../node-daemon/spec-builder.js';
+import type { ImageMount } from '../../node-daemon/native/image-mount.js';
+import type { BindMount } from '../../node-daemon/native/environment-spec.js';
+
+const image: ImageMount = { path: '/images/x.squashfs', fd: 99, loopDevice: '/dev/loop9', release() {} };
+
+function site(text: string) {
+  return compileSite(parseUdiRootConf(`imagePath=/images\n${text}`, 'udiRoot.conf').config);
+}
+
+function spec(text: string, dirs: string[], volumes: string[] = []) {
+  return buildEnvironmentSpec({
+    site: site(text), image, layout: { dirs: new Set(dirs) }, uid: 1000, gid: 100, groups: [5, 100], etc: [],
+    modules: [], userVolumes: parseVolumeTexts(volumes, 'user'),
+  });
+}
+
+test('identity, proc, /dev with devices, /tmp, and the user volume opened as the user', (t) => {
+  const s = spec('', ['/etc', '/var', '/var/tmp'], ['/scratch/run1:/data:ro']);
+  t.is(s.uid, 1000);
+  t.is(s.gid, 100);
+  t.deepEqual(s.groups, [100, 5]);
+  t.deepEqual(s.scaffoldDirs, ['/etc']);
+  const byTarget = new Map(s.mounts.map((m) => [m.target, m]));
+  t.is(byTarget.get('/proc')?.kind, 'proc');
+  t.like(byTarget.get('/dev') as BindMount, { source: '/dev', recursive: true, nodev: false, nosuid: true });
+  t.like(byTarget.get('/sys') as BindMount, { readOnly: true });
+  t.like(byTarget.get('/data') as BindMount, { source: '/scratch/run1', readOnly: true, asUser: true, nosuid: true, nodev: true, propagation: 'private' });
+  t.is(s.mounts[s.mounts.length - 1]!.target, '/data', 'user volumes come last');
+});
+
+test('missing /etc and /var are created; an image /var without tmp is rebuilt on the scaffold', (t) => {
+  const bare = spec('', []);
+  t.true(bare.mounts.some((m) => m.kind === 'dir' && m.target === '/etc'));
+  t.true(bare.mounts.some((m) => m.kind === 'dir' && m.target === '/var'));
+  const varOnly = spec('', ['/etc', '/var']);
+  t.deepEqual(varOnly.scaffoldDirs, ['/etc', '/var']);
+  t.false(varOnly.mounts.some((m) => m.kind === 'dir'));
+});
+
+test('siteFs flags and the site propagation style', (t) => {
+  const s = spec('siteFs=/global:/global:rec;/home\nmountPropagationStyle=slave', ['/etc', '/var', '/var/tmp']);
+  const global = s.mounts.find((m) => m.target === '/global') as BindMount;
+  t.like(global, { recursive: true, propagation: 'slave', asUser: false, readOnly: false });
+  t.like(s.mounts.find((m) => m.target === '/home') as BindMount, { source: '/home' });
+});
+
+test('optUdiImage is bound read-only at /opt/udiImage, scaffolding an image /opt', (t) => {
+  const s = spec('optUdiImage=/usr/lib/shifter/opt/udiImage', ['/etc', '/opt', '/var', '/var/tmp']);
+  t.like(s.mounts.find((m) => m.target === '/opt/udiImage') as BindMount, { source: '/usr/lib/shifter/opt/udiImage', readOnly: true });
+  t.deepEqual(s.scaffoldDirs, ['/etc', '/opt']);
+});
+
+test('module siteFs and copyPath', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'spec-'));
+  try {
+    const conf = parseUdiRootConf(`imagePath=/i\nmodule_mpich_siteFs=/opt/cray:/opt/cray:ro\nmodule_mpich_copyPath=${dir}\nmodule_gpu_siteFs=/usr/lib/nvidia:/nvidia\nmodule_gpu_conflict=mpich\n`, 'c').config;
+    const compiled = compileSite(conf);
+    const chosen = selectModules({ kind: 'list', names: ['mpich'] }, [], conf.modules).map((m) => compiled.modules.get(m.name)!);
+    const s = buildEnvironmentSpec({ site: compiled, image, layout: { dirs: new Set(['/etc']) }, uid: 1, gid: 1, groups: [], etc: [], modules: chosen, userVolumes: [] });
+    t.like(s.mounts.find((m) => m.target === '/opt/cray') as BindMount, { readOnly: true });
+    t.like(s.mounts.find((m) => m.kind === 'bind' && m.target === '/opt/udiImage/modules/mpich') as BindMount, { source: dir, readOnly: true });
+    t.true(s.mounts.some((m) => m.kind === 'dir' && m.target === '/opt'), 'the image has no /opt');
+    t.false(s.mounts.some((m) => m.target === '/nvidia'));
+    t.throws(() => selectModules({ kind: 'list', names: ['mpich', 'gpu'] }, [], conf.modules), { message: /conflict/ });
+    t.throws(() => selectModules({ kind: 'list', names: ['nope'] }, [], conf.modules), { message: /not configured.*available: mpich, gpu/ });
+    t.deepEqual(selectModules({ kind: 'default' }, ['gpu'], conf.modules).map((m) => m.name), ['gpu']);
+    t.deepEqual(selectModules({ kind: 'none' }, ['gpu'], conf.modules), []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('unsupported settings are refused at config load, not skipped', (t) => {
+  t.throws(() => site('sitePreMountHook=/etc/shifter/pre.sh'), { message: /sitePreMountHook is not supported/ });
+  t.throws(() => site('module_x_roothook=/x.sh'), { message: /module_x_roothook is not supported/ });
+  t.throws(() => site('siteFs=relative:/x'), { message: /udiRoot.conf: siteFs: .*not absolute/ });
+  t.throws(() => spec('', ['/etc'], ['/a:/cache:perNodeCache=size=1G']), { message: /perNodeCache volumes are not supported/ });
+});
