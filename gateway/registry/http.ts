@@ -8,6 +8,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
+import { ShifterError } from '../../common/errors.js';
 import { proxyAuthorization, proxyFor } from './proxy.js';
 
 /** A failure worth retrying: the network, a timeout, or a 5xx/429 answer. */
@@ -57,10 +58,18 @@ function trustedCa(ca: string | undefined): string[] | undefined {
   return ca === undefined ? undefined : [...tls.rootCertificates, ca];
 }
 
+const TLS_TRUST_CODES = /^(?:ERR_TLS_|ERR_SSL_|CERT_|SELF_SIGNED_CERT|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_|ERR_OSSL_)/;
+
 function networkError(e: unknown, url: URL): Error {
-  if (e instanceof TransientError || (e as Error | undefined)?.name === 'AbortError') return e as Error;
+  if (e instanceof TransientError || e instanceof ShifterError || (e as Error | undefined)?.name === 'AbortError') return e as Error;
   const code = (e as NodeJS.ErrnoException | undefined)?.code;
   const msg = (e as Error | undefined)?.message ?? String(e);
+  if (code && TLS_TRUST_CODES.test(code)) {
+    // Retrying cannot fix a certificate we do not trust.
+    return new ShifterError('UNREACHABLE',
+      `cannot verify the TLS certificate of ${url.host} (${msg}, ${code}); if the registry uses a private CA, ` +
+      'set the sslcacert of its Location to that CA\'s PEM file', e);
+  }
   return new TransientError(code && !msg.includes(code) ? `${msg} (${code})` : msg, url.href, undefined, e);
 }
 
@@ -112,7 +121,9 @@ export async function send(req: HttpRequest): Promise<HttpResponse> {
     const ca = trustedCa(req.ca);
     const secure = tls.connect({ socket: raw, host, ...(net.isIP(host) ? {} : { servername: host }), ...(ca ? { ca } : {}) });
     mod = http;
-    options = { ...common, path, headers, createConnection: () => secure };
+    // No agent at all: with `agent: false` Node would open its own connection instead of using ours.
+    const { agent: _unused, ...noAgent } = common;
+    options = { ...noAgent, path, headers, createConnection: () => secure };
   } else {
     const ca = trustedCa(req.ca);
     options = { ...common, host: bareHost(url.hostname), port: portOf(url), path, headers, ...(ca ? { ca } : {}) };

@@ -9,6 +9,8 @@
  *   proxy.corruptBlobBodies(1);     // first blob GET: flip one byte in the middle of the body
  *   proxy.ignoreRange(true);        // strip Range from blob GETs (a server that ignores Range: 200 + full body)
  *   proxy.redirectBlobs(true);      // blob GETs: 307 to proxy.storageUrl (another port), like S3
+ *   CONNECT host:port (https through https_proxy) opens a plain TCP tunnel to the upstream's
+ *   host and port whatever name was asked for (so start it with the https registry's URL).
  *   proxy.requests                  // every request on the main port: method, url, headers, status
  *   proxy.storageRequests           // every request on the storage port
  *   await proxy.stop();
@@ -20,7 +22,7 @@
  */
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
-import type { AddressInfo, Socket } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
 
 export interface ProxyRequestRecord {
   method: string;
@@ -130,6 +132,22 @@ export async function startFlakyProxy(upstreamUrl: string): Promise<FlakyProxy> 
     const headers = { ...req.headers };
     if (blob && stripRange) delete headers.range;
     forward(req, res, record, path, headers, blob);
+  });
+
+  main.on('connect', (req: http.IncomingMessage, client: Socket, head: Buffer) => {
+    requests.push({ method: 'CONNECT', url: req.url ?? '', headers: { ...req.headers }, status: 200 });
+    sockets.add(client);
+    const up = net.connect(Number(upstream.port), upstream.hostname, () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length > 0) up.write(head);
+      up.pipe(client);
+      client.pipe(up);
+    });
+    sockets.add(up);
+    up.on('error', () => client.destroy());
+    client.on('error', () => up.destroy());
+    up.on('close', () => { sockets.delete(up); client.destroy(); });
+    client.on('close', () => { sockets.delete(client); up.destroy(); });
   });
 
   const storage = http.createServer((req, res) => {

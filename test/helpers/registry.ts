@@ -5,7 +5,8 @@
  *   const reg = await startRegistry();                                  // no auth
  *   const reg = await startRegistry({ auth: { htpasswd: { username, password } } });
  *   const reg = await startRegistry({ auth: { token: tokenServer } });  // see token-server.ts
- *   reg.url   // http://127.0.0.1:PORT       reg.host  // 127.0.0.1:PORT
+ *   const reg = await startRegistry({ tls: true });   // https, self-signed; reg.caFile trusts it
+ *   reg.url   // http://127.0.0.1:PORT (https:// with tls)      reg.host  // 127.0.0.1:PORT
  *   const layer = gzipSync(await tarLayer([{ name: 'etc/hello', content: 'hi\n' }]));
  *   const { manifestDigest } = await pushImage(reg.url, 'team/app', '1.0',
  *     { layers: [layer], config: { config: { Env: ['A=1'] } }, manifestMediaType: 'docker', auth });
@@ -13,13 +14,17 @@
  *   await reg.stop();   // kills exactly the registry it started, removes its storage
  *
  * Each registry runs with its OWN config.yml (Debian's default enables htpasswd on a directory),
- * storage in a mkdtemp dir, on a free loopback port. `auth` for the push helpers is
+ * storage in a mkdtemp dir, on a free loopback port; it answers with a per-instance header, so
+ * a port taken by someone else in the meantime is never mistaken for ours. The TLS certificate
+ * is valid for 127.0.0.1, localhost and registry.test (the name tests use through a proxy). `auth` for the push helpers is
  * `{ username, password }`; they answer a Bearer challenge with a push token from its realm and a
  * Basic challenge with Basic credentials.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
+import https from 'node:https';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +35,8 @@ export interface Credentials { username: string; password: string }
 
 export interface StartRegistryOptions {
   auth?: { htpasswd: Credentials } | { token: TokenServer };
+  /** Serve https with a self-signed certificate (see RunningRegistry.caFile). */
+  tls?: boolean;
 }
 
 export interface RunningRegistry {
@@ -37,6 +44,8 @@ export interface RunningRegistry {
   url: string;
   /** 127.0.0.1:PORT */
   host: string;
+  /** With tls: the PEM certificate to trust. */
+  caFile?: string;
   stop(): Promise<void>;
 }
 
@@ -66,7 +75,30 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-function registryConfig(dir: string, port: number, auth: string): string {
+/** PEM CAs the push helpers trust, by registry origin. */
+const trusted = new Map<string, string>();
+
+interface Answer { status: number; headers: http.IncomingHttpHeaders; body: Buffer }
+
+/** A small HTTP(S) client for the helpers (fetch cannot trust a per-registry CA on Node 20). */
+function call(url: string, init: { method?: string; headers?: Record<string, string>; body?: Buffer } = {}): Promise<Answer> {
+  const u = new URL(url);
+  const ca = trusted.get(u.origin);
+  const mod = u.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = mod.request(u, { method: init.method ?? 'GET', headers: init.headers ?? {}, agent: false, ...(ca ? { ca } : {}) }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.setTimeout(30_000, () => req.destroy(new Error(`no answer from ${url} in 30 s`)));
+    req.on('error', reject);
+    req.end(init.body);
+  });
+}
+
+function registryConfig(dir: string, port: number, auth: string, nonce: string, tls: boolean): string {
   return `version: 0.1
 log:
   level: warn
@@ -83,7 +115,9 @@ storage:
 http:
   addr: 127.0.0.1:${port}
   secret: ${randomBytes(16).toString('hex')}
-${auth}`;
+  headers:
+    X-Shifter-Test-Registry: [${nonce}]
+${tls ? `  tls:\n    certificate: ${join(dir, 'tls.crt')}\n    key: ${join(dir, 'tls.key')}\n` : ''}${auth}`;
 }
 
 async function authSection(dir: string, auth: StartRegistryOptions['auth']): Promise<string> {
@@ -98,13 +132,13 @@ async function authSection(dir: string, auth: StartRegistryOptions['auth']): Pro
   return `auth:\n  token:\n    realm: ${t.realm}\n    service: ${t.service}\n    issuer: ${t.issuer}\n    rootcertbundle: ${t.certFile}\n`;
 }
 
-async function waitForRegistry(url: string, child: ChildProcess, log: () => string): Promise<boolean> {
+async function waitForRegistry(url: string, nonce: string, child: ChildProcess, log: () => string): Promise<boolean> {
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) return false;
     try {
-      const res = await fetch(`${url}/v2/`);
-      await res.arrayBuffer();
+      const res = await call(`${url}/v2/`);
+      if (res.headers['x-shifter-test-registry'] !== nonce) return false;
       if (res.status === 200 || res.status === 401) return true;
     } catch { /* not listening yet */ }
     await new Promise((r) => setTimeout(r, 50));
@@ -113,24 +147,38 @@ async function waitForRegistry(url: string, child: ChildProcess, log: () => stri
   throw new Error(`docker-registry did not answer ${url}/v2/ within 15 s: ${log()}`);
 }
 
+function makeCertificate(dir: string): void {
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'tls.key'), '-out', join(dir, 'tls.crt'),
+    '-subj', '/CN=shifter-test-registry', '-days', '2', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:registry.test'],
+  { stdio: 'ignore' });
+}
+
 export async function startRegistry(opts: StartRegistryOptions = {}): Promise<RunningRegistry> {
   const dir = await mkdtemp(join(tmpdir(), 'registry-'));
   const auth = await authSection(dir, opts.auth);
+  const tls = opts.tls === true;
+  if (tls) makeCertificate(dir);
+  const caFile = tls ? join(dir, 'tls.crt') : undefined;
+  const ca = caFile ? await readFile(caFile, 'utf8') : undefined;
   let lastLog = '';
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort();
     const config = join(dir, 'config.yml');
-    await writeFile(config, registryConfig(dir, port, auth));
+    const nonce = randomBytes(8).toString('hex');
+    await writeFile(config, registryConfig(dir, port, auth, nonce, tls));
     let log = '';
     const child = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
     child.stderr!.setEncoding('utf8').on('data', (d: string) => { log = (log + d).slice(-4000); });
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    const url = `http://127.0.0.1:${port}`;
-    if (await waitForRegistry(url, child, () => log)) {
+    const url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+    if (ca) trusted.set(url, ca);
+    if (await waitForRegistry(url, nonce, child, () => log)) {
       return {
         url,
         host: `127.0.0.1:${port}`,
+        ...(caFile ? { caFile } : {}),
         async stop() {
+          trusted.delete(url);
           if (child.exitCode === null && child.signalCode === null) {
             process.kill(child.pid!, 'SIGTERM');
             const timer = setTimeout(() => { if (child.exitCode === null) process.kill(child.pid!, 'SIGKILL'); }, 5000);
@@ -141,18 +189,23 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
         },
       };
     }
+    if (child.exitCode === null && child.signalCode === null) {
+      process.kill(child.pid!, 'SIGKILL');
+      await exited;
+    }
+    trusted.delete(url);
     lastLog = log;
   }
   await rm(dir, { recursive: true, force: true });
   throw new Error(`docker-registry failed to start 5 times: ${lastLog}`);
 }
 
-/** fetch() that answers the registry's auth challenge (Bearer token with pull+push, or Basic). */
-async function authedFetch(url: string, init: RequestInit, repo: string, auth: Credentials | undefined): Promise<Response> {
-  const first = await fetch(url, init);
+/** An HTTP call that answers the registry's auth challenge (Bearer token with pull+push, or Basic). */
+async function authedCall(url: string, init: { method: string; headers?: Record<string, string>; body?: Buffer }, repo: string,
+  auth: Credentials | undefined): Promise<Answer> {
+  const first = await call(url, init);
   if (first.status !== 401 || auth === undefined) return first;
-  await first.arrayBuffer();
-  const challenge = first.headers.get('www-authenticate') ?? '';
+  const challenge = String(first.headers['www-authenticate'] ?? '');
   const basic = `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}`;
   let authorization = basic;
   if (/^bearer/i.test(challenge)) {
@@ -160,26 +213,24 @@ async function authedFetch(url: string, init: RequestInit, repo: string, auth: C
     const tokenUrl = new URL(params.realm!);
     if (params.service) tokenUrl.searchParams.set('service', params.service);
     tokenUrl.searchParams.set('scope', `repository:${repo}:pull,push`);
-    const tr = await fetch(tokenUrl, { headers: { authorization: basic } });
+    const tr = await call(tokenUrl.href, { headers: { authorization: basic } });
     if (tr.status !== 200) throw new Error(`token server refused ${auth.username}: HTTP ${tr.status}`);
-    authorization = `Bearer ${((await tr.json()) as { token: string }).token}`;
+    authorization = `Bearer ${(JSON.parse(tr.body.toString('utf8')) as { token: string }).token}`;
   }
-  return fetch(url, { ...init, headers: { ...(init.headers as Record<string, string> | undefined), authorization } });
+  return call(url, { ...init, headers: { ...init.headers, authorization } });
 }
 
 /** Uploads a blob (monolithic POST + PUT) and returns its digest. */
 export async function pushBlob(registryUrl: string, repo: string, data: Buffer, auth?: Credentials): Promise<string> {
   const digest = sha256(data);
-  const start = await authedFetch(`${registryUrl}/v2/${repo}/blobs/uploads/`, { method: 'POST' }, repo, auth);
-  await start.arrayBuffer();
-  if (start.status !== 202) throw new Error(`starting a blob upload to ${repo} failed: HTTP ${start.status}`);
-  const location = new URL(start.headers.get('location')!, registryUrl);
+  const start = await authedCall(`${registryUrl}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers: { 'content-length': '0' } }, repo, auth);
+  if (start.status !== 202) throw new Error(`starting a blob upload to ${repo} failed: HTTP ${start.status} ${start.body.toString()}`);
+  const location = new URL(String(start.headers.location), registryUrl);
   location.searchParams.set('digest', digest);
-  const put = await authedFetch(location.href, {
+  const put = await authedCall(location.href, {
     method: 'PUT', body: data, headers: { 'content-type': 'application/octet-stream', 'content-length': String(data.length) },
   }, repo, auth);
-  const text = await put.text();
-  if (put.status !== 201) throw new Error(`uploading blob ${digest} to ${repo} failed: HTTP ${put.status} ${text}`);
+  if (put.status !== 201) throw new Error(`uploading blob ${digest} to ${repo} failed: HTTP ${put.status} ${put.body.toString()}`);
   return digest;
 }
 
@@ -187,11 +238,10 @@ export async function pushBlob(registryUrl: string, repo: string, data: Buffer, 
 export async function pushManifest(registryUrl: string, repo: string, reference: string, body: string | Buffer,
   mediaType: string, auth?: Credentials): Promise<string> {
   const bytes = Buffer.from(body);
-  const res = await authedFetch(`${registryUrl}/v2/${repo}/manifests/${reference}`, {
-    method: 'PUT', body: bytes, headers: { 'content-type': mediaType },
+  const res = await authedCall(`${registryUrl}/v2/${repo}/manifests/${reference}`, {
+    method: 'PUT', body: bytes, headers: { 'content-type': mediaType, 'content-length': String(bytes.length) },
   }, repo, auth);
-  const text = await res.text();
-  if (res.status !== 201) throw new Error(`pushing manifest ${repo}:${reference} failed: HTTP ${res.status} ${text}`);
+  if (res.status !== 201) throw new Error(`pushing manifest ${repo}:${reference} failed: HTTP ${res.status} ${res.body.toString()}`);
   return sha256(bytes);
 }
 

@@ -195,3 +195,33 @@ test('an unreachable registry is UNREACHABLE naming the URL', async (t) => {
   t.true(err?.message.includes(`http://127.0.0.1:${port}/v2/a/b/manifests/v`));
   t.regex(err?.message ?? '', /ECONNREFUSED/);
 });
+
+test('https: a private CA file is trusted, its absence is a clear UNREACHABLE, and https_proxy tunnels with CONNECT', async (t) => {
+  const secure = await startRegistry({ tls: true });
+  const tunnel = await startFlakyProxy(secure.url);
+  try {
+    const data = randomBytes(200_000);
+    const pushed = await pushImage(secure.url, 'tls/app', 'v', { layers: [data], config: imageConfig({}) });
+    const direct = new RegistryClient({ baseUrl: secure.url, authMethod: 'token', caFile: secure.caFile! }, log);
+    t.is((await direct.resolve('tls/app', 'v')).manifestDigest, pushed.manifestDigest);
+
+    const untrusted = new RegistryClient({ baseUrl: secure.url, authMethod: 'token' }, log);
+    const started = Date.now();
+    const err = await t.throwsAsync(untrusted.resolve('tls/app', 'v'), { instanceOf: ShifterError });
+    t.is(err?.code, 'UNREACHABLE');
+    t.regex(err?.message ?? '', /cannot verify the TLS certificate of 127\.0\.0\.1:\d+ \(self[- ]signed certificate.*set the sslcacert/i);
+    t.true(Date.now() - started < 2000, 'an untrusted certificate is not retried');
+
+    const port = new URL(secure.url).port;
+    const proxied = new RegistryClient({ baseUrl: `https://registry.test:${port}`, authMethod: 'token', caFile: secure.caFile! }, log,
+      { env: { https_proxy: tunnel.url, http_proxy: 'http://127.0.0.1:1' } });
+    const img = await proxied.resolve('tls/app', 'v');
+    t.is(img.manifestDigest, pushed.manifestDigest);
+    t.true((await readFile(await proxied.fetchBlob('tls/app', img.layers[0]!, await newCache()))).equals(data));
+    t.true(tunnel.requests.length >= 1);
+    t.true(tunnel.requests.every((r) => r.method === 'CONNECT' && r.url === `registry.test:${port}`));
+  } finally {
+    await tunnel.stop();
+    await secure.stop();
+  }
+});
