@@ -119,3 +119,26 @@ test.serial('a READY record whose files vanished is reported FAILURE after a res
   t.true((await readdir(join(dir, 'images'))).includes(`${id}.squashfs`));
   await g2.stop();
 });
+
+test.serial('SIGTERM stops the gateway cleanly (exit 0) and the interrupted pull resumes at the next start', async (t) => {
+  const layer = gzipSync(await tarLayer([{ name: 'term.bin', content: randomBytes(200_000).toString('hex') }]));
+  const pushed = await pushImage(reg.url, 'team/term', '1', { layers: [layer], config: imageConfig({}) });
+  proxy.stallBlobBodies(1);
+  const g1 = await start();
+  let rec = await pull(g1, 'team/term:1');
+  for (let i = 0; i < 100 && !String(rec.status_message).startsWith('Pulling layer'); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    rec = await pull(g1, 'team/term:1');
+  }
+  t.is(rec.status, 'PULLING');
+  t.is(await g1.stop(), 0);
+  t.regex(g1.logs(), /pull interrupted by shutdown; it resumes at the next start/);
+  const g2 = await start();
+  for (let i = 0; i < 200 && rec.status !== 'READY'; i++) {
+    const look = await fetch(`${g2.url}/api/lookup/sys/docker/team/term:1/`);
+    if (look.status === 200) rec = await look.json() as Rec;
+    else await new Promise((r) => setTimeout(r, 150));
+  }
+  t.is(rec.id, pushed.manifestDigest.replace('sha256:', ''));
+  await g2.stop();
+});
