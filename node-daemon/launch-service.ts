@@ -145,7 +145,7 @@ export class LaunchService {
         });
         const env = await this.native.createEnvironment(spec);
         setupMs = env.setupMs;
-        this.log.info({ uid: p.caller.uid, image: image.id, ms: env.setupMs }, 'environment created');
+        this.log.info({ uid: p.caller.uid, image: image.id, key, ms: env.setupMs }, 'environment created');
         return env;
       } catch (e) {
         this.pool.release(image.id);

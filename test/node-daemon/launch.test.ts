@@ -11,6 +11,9 @@ const user = ensureTestUser();
 const fx = new ShifterdFixture();
 
 test.before(async () => {
+  mkdirSync(join(fx.dir, 'tools'));
+  writeFileSync(join(fx.dir, 'tools', 'tool.txt'), 'module tool\n', { mode: 0o644 });
+  fx.writeConfig(['siteEnv=SHIFTER_RUNTIME=1', `module_tools_siteFs=${join(fx.dir, 'tools')}:/tools:ro`, 'module_tools_siteEnv=TOOLS=on']);
   await fx.start();
 });
 
@@ -172,4 +175,22 @@ test('the second launch of the same environment reuses it', async (t) => {
   const second = await fx.run([`--image=${fx.images.cmdOnly.name}`, '-v', 'true']);
   t.is(second.code, 0);
   t.regex(first.stderr + second.stderr, /environment reused/);
+});
+
+test('--module activates a site module: its siteFs and siteEnv', async (t) => {
+  const on = await fx.run([`--image=${fx.images.bare.name}`, '--module=tools', 'sh', '-c', 'cat /tools/tool.txt; echo $TOOLS']);
+  t.is(on.code, 0, on.stderr);
+  t.is(on.stdout, 'module tool\non\n');
+  const off = await fx.run([`--image=${fx.images.bare.name}`, 'sh', '-c', 'test -e /tools || echo no-tools; echo "[$TOOLS]"']);
+  t.is(off.stdout, 'no-tools\n[]\n');
+});
+
+test('concurrent launches of one environment share a single creation', async (t) => {
+  const vol = join(fx.dir, 'concurrent');
+  mkdirSync(vol);
+  chownSync(vol, user.uid, user.gid);
+  const created = (): number => fx.log.split('\n').filter((l) => l.includes('environment created') && l.includes(vol)).length;
+  const results = await Promise.all(Array.from({ length: 8 }, (_, i) => fx.run([`--image=${fx.images.bare.name}`, `--volume=${vol}:/data`, 'sh', '-c', `echo ${i} > /data/f${i}; echo ok`])));
+  t.true(results.every((r) => r.code === 0 && r.stdout === 'ok\n'), JSON.stringify(results.filter((r) => r.code !== 0)));
+  t.is(created(), 1);
 });

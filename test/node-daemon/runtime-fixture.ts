@@ -150,6 +150,7 @@ export class ShifterdFixture {
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
     child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.stdin.on('error', () => undefined); // the command may exit without reading its input
     child.stdin.end(opts.input ?? '');
     return new Promise((resolve) => child.once('close', (code) => resolve({ code, stdout, stderr })));
   }
