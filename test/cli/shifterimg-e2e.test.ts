@@ -1,9 +1,9 @@
 /**
  * End to end: bin/shifterimg → the real bin/shifter-gateway (munge authentication against a real
- * munged) → a real docker-registry: what a user sees when a pull fails or an image is unknown.
+ * munged) → a real docker-registry. What a user does on a login node: pull, images, lookup.
  */
 import test from 'ava';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -17,6 +17,7 @@ let registry: RunningRegistry;
 let gateway: RunningGateway;
 let dir: string;
 let conf: string;
+let manifestHex: string;
 
 test.before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'shifterimg-e2e-'));
@@ -26,9 +27,10 @@ test.before(async () => {
     { name: 'etc/', type: 'directory' },
     { name: 'etc/hello', content: 'hello from the image\n' },
   ]));
-  await pushImage(registry.url, 'team/app', '1.0', {
+  const pushed = await pushImage(registry.url, 'team/app', '1.0', {
     layers: [layer], config: imageConfig({ Env: ['PATH=/usr/bin:/bin', 'GREETING=hi'], Cmd: ['/bin/sh'] }), manifestMediaType: 'docker',
   });
+  manifestHex = pushed.manifestDigest.replace(/^sha256:/, '');
   gateway = await startGateway({
     dir,
     // The machine is shared with other test runs; a cold start can be slow.
@@ -51,6 +53,29 @@ test.after.always(async () => {
   await registry?.stop();
   await munged?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+test.serial('pull reaches READY, then images lists it and lookup prints the id of the file the runtime will mount', async (t) => {
+  const image = `${registry.host}/team/app:1.0`;
+  const pull = await runShifterimg(['--config', conf, 'pull', image]);
+  t.is(pull.stderr, '', gateway.logs());
+  t.is(pull.code, 0);
+  const lines = pull.stdout.trimEnd().split('\n');
+  for (const l of lines) t.regex(l, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d Pulling Image: docker:\S+, status: [A-Z]+/);
+  t.regex(lines.at(-1)!, new RegExp(`^\\S+ Pulling Image: docker:${image.replace(/[.]/g, '\\.')}, status: READY`));
+
+  const images = await runShifterimg(['--config', conf, 'images']);
+  t.is(images.code, 0);
+  const row = images.stdout.split('\n').find((l) => l.includes(image));
+  t.truthy(row, images.stdout);
+  t.regex(row!, /^e2esys\s+docker\s+READY\s+[0-9a-f]{10}\s{3}\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d /);
+
+  const lookup = await runShifterimg(['--config', conf, 'lookup', image]);
+  t.is(lookup.code, 0);
+  const id = lookup.stdout.trim();
+  t.regex(id, /^[0-9a-f]{64}$/);
+  t.is(id, manifestHex, 'the id is the manifest digest (upstream: external images)');
+  t.true((await readdir(join(dir, 'images'))).some((f) => f.startsWith(id)), 'the image file is named by the id');
 });
 
 test.serial('pulling a tag the registry does not have exits 1 with the registry\'s reason', async (t) => {
