@@ -7,6 +7,7 @@
  *   proxy.dropBlobBodies(1);        // first blob GET: send part of the body, then cut the TCP connection
  *   proxy.stallBlobBodies(1);       // first blob GET: send part of the body, then go silent
  *   proxy.corruptBlobBodies(1);     // first blob GET: flip one byte in the middle of the body
+ *   proxy.corruptManifests(1);      // first manifest GET: flip one byte in the middle of the body
  *   proxy.ignoreRange(true);        // strip Range from blob GETs (a server that ignores Range: 200 + full body)
  *   proxy.redirectBlobs(true);      // blob GETs: 307 to proxy.storageUrl (another port), like S3
  *   CONNECT host:port (https through https_proxy) opens a plain TCP tunnel to the upstream's
@@ -40,6 +41,7 @@ export interface FlakyProxy {
   dropBlobBodies(count: number, afterBytes?: number): void;
   stallBlobBodies(count: number, afterBytes?: number): void;
   corruptBlobBodies(count: number): void;
+  corruptManifests(count: number): void;
   ignoreRange(on: boolean): void;
   redirectBlobs(on: boolean): void;
   clearLog(): void;
@@ -59,6 +61,7 @@ export async function startFlakyProxy(upstreamUrl: string): Promise<FlakyProxy> 
   let drop = { count: 0, after: -1 };
   let stall = { count: 0, after: -1 };
   let corrupt = 0;
+  let corruptManifest = 0;
   let stripRange = false;
   let redirect = false;
   const tickets = new Map<string, string | undefined>();
@@ -81,7 +84,11 @@ export async function startFlakyProxy(upstreamUrl: string): Promise<FlakyProxy> 
     }, (upRes) => {
       record.status = upRes.statusCode;
       const ok = upRes.statusCode === 200 || upRes.statusCode === 206;
-      const mode: Mode = blob && req.method === 'GET' && ok ? takeMode() : 'plain';
+      let mode: Mode = blob && req.method === 'GET' && ok ? takeMode() : 'plain';
+      if (!blob && req.method === 'GET' && ok && path.includes('/manifests/') && corruptManifest > 0) {
+        corruptManifest--;
+        mode = 'corrupt';
+      }
       res.writeHead(upRes.statusCode ?? 502, upRes.headers);
       if (mode === 'plain') { upRes.pipe(res); return; }
       const length = Number(upRes.headers['content-length'] ?? 0);
@@ -182,6 +189,7 @@ export async function startFlakyProxy(upstreamUrl: string): Promise<FlakyProxy> 
     dropBlobBodies(count, afterBytes = -1) { drop = { count, after: afterBytes }; },
     stallBlobBodies(count, afterBytes = -1) { stall = { count, after: afterBytes }; },
     corruptBlobBodies(count) { corrupt = count; },
+    corruptManifests(count) { corruptManifest = count; },
     ignoreRange(on) { stripRange = on; },
     redirectBlobs(on) { redirect = on; },
     clearLog() { requests.length = 0; storageRequests.length = 0; },

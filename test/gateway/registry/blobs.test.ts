@@ -225,3 +225,28 @@ test('https: a private CA file is trusted, its absence is a clear UNREACHABLE, a
     await secure.stop();
   }
 });
+
+test.serial('a manifest altered in transit is DIGEST_MISMATCH naming both digests', async (t) => {
+  const { repo } = await image();
+  const pinned = (await client().resolve(repo, 'v')).manifestDigest;
+  for (const reference of ['v', pinned]) {
+    proxy.corruptManifests(1);
+    const err = await t.throwsAsync(client().resolve(repo, reference), { instanceOf: ShifterError });
+    t.is(err?.code, 'DIGEST_MISMATCH');
+    t.true(err?.message.includes(`should have digest ${pinned} but hashes to sha256:`));
+  }
+});
+
+test.serial('an aborted download stops promptly and leaves nothing behind', async (t) => {
+  const { repo, layers } = await image();
+  const cache = await newCache();
+  proxy.stallBlobBodies(1, 4096);
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(new Error('pull cancelled by the test')), 300);
+  const started = Date.now();
+  await t.throwsAsync(client({}, { idleTimeoutMs: 30_000 }).fetchBlob(repo, layers[0]!, cache, undefined, controller.signal),
+    { message: 'pull cancelled by the test' });
+  t.true(Date.now() - started < 5000);
+  t.deepEqual(await readdir(join(cache.dir, 'sha256')), []);
+  proxy.stallBlobBodies(0);
+});
