@@ -43,7 +43,7 @@ function zstdSource(path: string): LayerSource {
     child.on('error', (e) => reject(new Error(`cannot run zstd: ${e.message}`)));
     child.on('close', (code, signal) => {
       if (code === 0) resolve();
-      else reject(new Error(`zstd failed (${signal ?? `exit ${code}`}): ${stderr.trim().split('\n').pop() ?? ''}`));
+      else reject(new Error(`zstd failed (${signal ?? `exit ${code}`}): ${(stderr.trim().split('\n').pop() ?? '').replace(/^.*? : /, '')}`));
     });
   });
   finished.catch((e: unknown) => out.destroy(e as Error));

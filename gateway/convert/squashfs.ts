@@ -193,7 +193,11 @@ class TarWriter {
   async write(header: OutHeader, content?: Readable): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       const cb = (err?: Error | null) => (err ? reject(err) : resolve());
-      if (header.type === 'file' && content) content.pipe(this.pack.entry(header, cb));
+      if (header.type === 'file' && content) {
+        const sink = this.pack.entry(header, cb);
+        sink.on('error', () => undefined);
+        content.pipe(sink);
+      }
       else {
         if (content) drain(content);
         this.pack.entry(header, cb);
