@@ -3,14 +3,15 @@
  * munged) → a real docker-registry. What a user does on a login node: pull, images, lookup.
  */
 import test from 'ava';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { chmod, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
 import { startMunged, type Munged } from '../helpers/munge.js';
 import { imageConfig, pushImage, startRegistry, tarLayer, type RunningRegistry } from '../helpers/registry.js';
-import { runShifterimg } from './run-shifterimg.js';
+import { runShifterimg, SHIFTERIMG } from './run-shifterimg.js';
 
 let munged: Munged;
 let registry: RunningRegistry;
@@ -21,6 +22,8 @@ let manifestHex: string;
 
 test.before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'shifterimg-e2e-'));
+  // udiRoot.conf must be readable by the unprivileged user of the ACL test, as on a real system.
+  await chmod(dir, 0o755);
   munged = await startMunged();
   registry = await startRegistry();
   const layer = gzipSync(await tarLayer([
@@ -31,6 +34,10 @@ test.before(async () => {
     layers: [layer], config: imageConfig({ Env: ['PATH=/usr/bin:/bin', 'GREETING=hi'], Cmd: ['/bin/sh'] }), manifestMediaType: 'docker',
   });
   manifestHex = pushed.manifestDigest.replace(/^sha256:/, '');
+  await pushImage(registry.url, 'team/secret', '1.0', {
+    layers: [gzipSync(await tarLayer([{ name: 'secret', content: 'only for root\n' }]))],
+    config: imageConfig({ Env: ['PATH=/bin'] }), manifestMediaType: 'docker',
+  });
   gateway = await startGateway({
     dir,
     // The machine is shared with other test runs; a cold start can be slow.
@@ -89,4 +96,25 @@ test.serial('lookup of an image never pulled exits 1', async (t) => {
   const r = await runShifterimg(['--config', conf, 'lookup', 'docker:never/pulled:1']);
   t.is(r.code, 1);
   t.regex(r.stderr, /^shifterimg: image docker:never\/pulled:1 not found on system 'e2esys'/);
+});
+
+/** Runs shifterimg as the unprivileged user `nobody`, as a user on a login node would. */
+function asNobody(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile('runuser', ['-u', 'nobody', '--', SHIFTERIMG, ...args], { env: { PATH: process.env.PATH ?? '', TZ: 'UTC' } },
+      (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr }));
+  });
+}
+
+test.serial('-u makes a private image: the listed user finds it, anybody else does not', async (t) => {
+  const image = `${registry.host}/team/secret:1.0`;
+  const pull = await runShifterimg(['--config', conf, '-u', 'root', 'pull', image]);
+  t.is(pull.code, 0, pull.stderr + gateway.logs());
+  t.is((await runShifterimg(['--config', conf, 'lookup', image])).code, 0);
+  const other = await asNobody(['--config', conf, 'lookup', image]);
+  t.is(other.code, 1, other.stderr);
+  t.regex(other.stderr, /not found on system 'e2esys'/);
+  const list = await asNobody(['--config', conf, 'images']);
+  t.is(list.code, 0, list.stderr);
+  t.false(list.stdout.includes('team/secret'));
 });
