@@ -36,8 +36,8 @@ export interface Session {
 }
 
 /** Registry login for `location`: its own entry first, then `default` (upstream's order). */
-export function credentialsFor(session: Session, location: string): RegistryLogin | null {
-  const entry = session.tokens[location] ?? session.tokens.default;
+export function credentialsFor(tokens: Record<string, string>, location: string): RegistryLogin | null {
+  const entry = tokens[location] ?? tokens.default;
   if (!entry) return null;
   const i = entry.indexOf(':');
   if (i < 0) return null;

@@ -11,7 +11,6 @@
  */
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { access } from 'node:fs/promises';
 import { isTemporaryName } from '../../common/atomic-write.js';
 import { describeError, isShifterError, ShifterError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
@@ -20,7 +19,7 @@ import type { GatewayConfig } from '../config/imagemanager.js';
 import { parseImageReference } from '../reference/image-ref.js';
 import type { ImageStore } from '../store/image-store.js';
 import type { ImageRecord, PullProgress, RecordKey } from '../store/record.js';
-import { imageFiles, runPullPipeline, type PullRequest } from './pipeline.js';
+import { imageFilesComplete, runPullPipeline, type PullRequest } from './pipeline.js';
 import { decidePull, progressMessage } from './rules.js';
 import { assertMove, IN_FLIGHT, type ImageStatus } from './status.js';
 
@@ -37,15 +36,6 @@ interface Job {
 }
 
 class ShutdownSignal extends Error {}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 export class PullManager {
   private readonly queue: Job[] = [];
@@ -88,7 +78,7 @@ export class PullManager {
       throw new ShifterError('BAD_ARGUMENT', `images of type "${req.itype}" cannot be pulled; use type docker (custom images come from doimport)`);
     }
     const ref = parseImageReference(req.tag, this.config.defaultImageLocation);
-    const credentialed = credentialsFor(session, ref.location) !== null;
+    const credentialed = credentialsFor(session.tokens, ref.location) !== null;
     return this.serialized(this.tagLocks, `${req.system}\0${req.itype}\0${req.tag}`, async () => {
       await this.expireFailures();
       const pending = await this.store.findPullByTag(req.system, req.itype, req.tag);
@@ -147,7 +137,7 @@ export class PullManager {
       const result = await runPullPipeline(req, {
         config: this.config,
         log,
-        credentials: (location) => credentialsFor({ system: req.system, identity: null, tokens: job.tokens, isAdmin: false }, location),
+        credentials: (location) => credentialsFor(job.tokens, location),
         withImageLock: (id, fn) => this.serialized(this.imageLocks, `${req.system}\0${id}`, fn),
         signal,
         workDir,
@@ -216,8 +206,7 @@ export class PullManager {
     for (const rec of await this.store.listByStatus(['READY'])) {
       const platform = this.config.platforms[rec.system];
       if (!platform || !rec.id) continue;
-      const files = imageFiles(platform, rec.id);
-      if (await exists(files.image) && await exists(files.meta)) continue;
+      if (await imageFilesComplete(platform, rec.id)) continue;
       this.log.warn({ id: rec.id, system: rec.system }, 'READY image has missing files; marking it FAILURE');
       await this.store.update(rec.key, {
         status: 'FAILURE', last_pull: 0, last_heartbeat: this.now(),

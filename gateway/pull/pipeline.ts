@@ -61,6 +61,12 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+/** Both files present: the image is complete on the system (meta is written last). */
+export async function imageFilesComplete(platform: PlatformConfig, id: string): Promise<boolean> {
+  const files = imageFiles(platform, id);
+  return await exists(files.image) && await exists(files.meta);
+}
+
 export function parsePlatform(s: string): Platform {
   const [os, architecture, variant] = s.split('/') as [string, string, string?];
   return variant ? { os, architecture, variant } : { os, architecture };
@@ -129,7 +135,7 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
 
   return ctx.withImageLock(id, async () => {
     let metaOnly = false;
-    if (await exists(files.image) && await exists(files.meta)) {
+    if (await imageFilesComplete(platform, id)) {
       metaOnly = true;
       await hooks.status('TRANSFER', `Image ${id.slice(0, 12)} is already on ${req.system}; updating its metadata`);
     } else {
