@@ -61,7 +61,7 @@ export interface ResolverOptions {
   timeoutMs?: number;
   /** How long a gateway answer is reused. */
   cacheTtlMs?: number;
-  /** A munge credential for the caller, sent as the `authentication` header (private images). */
+  /** A munge credential made as the caller, for the retry of a lookup that found nothing (private images). */
   credentialFor?: (caller: Caller) => Promise<string | undefined>;
 }
 
@@ -74,6 +74,12 @@ export function checkImageAcl(meta: ImageMetaInfo, caller: Caller, imageName: st
 }
 
 interface LookupRecord { id?: unknown; status?: unknown }
+
+type LookupAnswer =
+  | { kind: 'found'; id: ImageId }
+  | { kind: 'missing' }
+  | { kind: 'not-ready'; status: string }
+  | { kind: 'unreachable'; failures: string[] };
 
 export class ImageResolver {
   private readonly opts: ResolverOptions;
@@ -131,30 +137,59 @@ export class ImageResolver {
     if (gateways.length === 0 || system === undefined) {
       throw new ShifterError('BAD_CONFIG', `cannot look up ${name}: udiRoot.conf sets no imageGateway/system; use --image=id:<id> or configure the gateway`);
     }
-    const credential = await this.opts.credentialFor?.(caller);
-    const cacheKey = `${credential === undefined ? '' : caller.uid}|${name}`;
-    const cached = this.lookups.get(cacheKey);
+    const publicKey = `|${name}`;
+    const privateKey = `${caller.uid}|${name}`;
+    const cached = this.lookups.get(publicKey) ?? this.lookups.get(privateKey);
     if (cached !== undefined) return cached;
 
     const path = `/api/lookup/${encodeURIComponent(system)}/${d.type}/${encodeURI(d.tag)}/`;
+    // Public images need no credential. A private one is invisible to an anonymous lookup, so
+    // a 404 is retried once with a munge credential made as the caller (when munge works here).
+    const anonymous = await this.askGateways(path, undefined);
+    let answer = anonymous;
+    let key = publicKey;
+    if (anonymous.kind === 'missing' && this.opts.credentialFor !== undefined) {
+      const credential = await this.opts.credentialFor(caller).catch(() => undefined);
+      if (credential !== undefined) {
+        const authed = await this.askGateways(path, credential);
+        if (authed.kind === 'found' || authed.kind === 'not-ready') {
+          answer = authed;
+          key = privateKey;
+        }
+      }
+    }
+    switch (answer.kind) {
+      case 'found':
+        this.lookups.set(key, answer.id);
+        return answer.id;
+      case 'missing':
+        throw new ShifterError('NOT_FOUND', `image not found: ${name} is not on ${system} or you may not use it; run \`shifterimg pull ${name}\``);
+      case 'not-ready':
+        throw new ShifterError('NOT_FOUND', `image ${name} is not ready (status ${answer.status}); wait for \`shifterimg pull ${name}\` to finish`);
+      case 'unreachable':
+        throw new ShifterError('UNREACHABLE', `image gateway unreachable at ${answer.failures.join(', ')}: cannot look up ${name}; check imageGateway in udiRoot.conf, or use --image=id:<id>`);
+    }
+  }
+
+  /** Tries each gateway in turn; a definite answer (found, 404, not ready) stops the search. */
+  private async askGateways(path: string, credential: string | undefined): Promise<LookupAnswer> {
     const failures: string[] = [];
-    for (const gw of gateways) {
+    for (const gw of this.opts.gateways) {
       const url = gw.replace(/\/+$/, '') + path;
       let res: Response;
+      let body: string;
       try {
         res = await fetch(url, {
           headers: credential === undefined ? {} : { authentication: credential },
           signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000),
         });
+        body = await res.text();
       } catch (e) {
         const cause = (e as { cause?: { code?: string } }).cause?.code;
         failures.push(`${gw} (${cause ?? describeError(e)})`);
         continue;
       }
-      const body = await res.text();
-      if (res.status === 404) {
-        throw new ShifterError('NOT_FOUND', `image not found: ${name} is not on ${system} or you may not use it; run \`shifterimg pull ${name}\``);
-      }
+      if (res.status === 404) return { kind: 'missing' };
       if (!res.ok) {
         failures.push(`${gw} (HTTP ${res.status})`);
         continue;
@@ -166,16 +201,13 @@ export class ImageResolver {
         failures.push(`${gw} (answer is not JSON)`);
         continue;
       }
-      if (record.status !== undefined && record.status !== 'READY') {
-        throw new ShifterError('NOT_FOUND', `image ${name} is not ready (status ${String(record.status)}); wait for \`shifterimg pull ${name}\` to finish`);
-      }
+      if (record.status !== undefined && record.status !== 'READY') return { kind: 'not-ready', status: String(record.status) };
       if (typeof record.id !== 'string' || !isImageId(record.id)) {
         failures.push(`${gw} (answer has no valid image id)`);
         continue;
       }
-      this.lookups.set(cacheKey, record.id);
-      return record.id;
+      return { kind: 'found', id: record.id };
     }
-    throw new ShifterError('UNREACHABLE', `image gateway unreachable at ${failures.join(', ')}: cannot look up ${name}; check imageGateway in udiRoot.conf, or use --image=id:<id>`);
+    return { kind: 'unreachable', failures };
   }
 }

@@ -15,6 +15,7 @@ import { requireUdiRootKeys } from '../cli/config/udiroot-conf.js';
 import { attachImage, createEnvironment, loadAddon } from './native/index.js';
 import { ImageResolver } from './image-resolver.js';
 import { compileSite } from './spec-builder.js';
+import { mungeCredentialAs } from './user-credential.js';
 import { LaunchService, type DaemonState } from './launch-service.js';
 import { startLaunchServer } from './launch-server.js';
 import { startAdminServer } from './admin-server.js';
@@ -64,6 +65,7 @@ async function loadState(path: string, generation: number, log: ReturnType<typeo
     system: config.system,
     defaultImageType: config.defaultImageType,
     timeoutMs: config.gatewayTimeout !== undefined ? config.gatewayTimeout * 1000 : undefined,
+    credentialFor: (caller) => mungeCredentialAs(caller, config.mungeSocketPath),
   });
   return { config, site, generation, resolver };
 }

@@ -138,10 +138,14 @@ export class ShifterdFixture {
   }
 
   /** Runs the real launcher as TEST_USER (groups: primary + EXTRA_GID). */
-  run(args: string[], opts: { input?: string; cwd?: string; env?: Record<string, string>; groups?: number[] } = {}): Promise<RunResult> {
+  run(args: string[], opts: { input?: string; cwd?: string; env?: Record<string, string>; groups?: number[]; uid?: number } = {}): Promise<RunResult> {
     const { gid } = ensureTestUser();
     const groups = opts.groups ?? [gid, EXTRA_GID];
-    const child = spawn('setpriv', [`--reuid=${TEST_USER}`, `--regid=${gid}`, `--groups=${groups.join(',')}`, '--', LAUNCHER, ...args], {
+    // `uid`: some other unprivileged uid, with gid = uid and no supplementary groups.
+    const ids = opts.uid === undefined
+      ? [`--reuid=${TEST_USER}`, `--regid=${gid}`, `--groups=${groups.join(',')}`]
+      : [`--reuid=${opts.uid}`, `--regid=${opts.uid}`, '--clear-groups'];
+    const child = spawn('setpriv', [...ids, '--', LAUNCHER, ...args], {
       cwd: opts.cwd ?? '/',
       env: { PATH: '/usr/bin:/bin', HOME: '/nonexistent', SHIFTERD_SOCKET: this.socket, ...opts.env },
       stdio: ['pipe', 'pipe', 'pipe'],
