@@ -44,9 +44,12 @@
 #define MAX_OPS 4096
 #define MAX_GROUPS 340 /* gid_map extents the kernel accepts */
 #define COPY_LIMIT (1024 * 1024)
-#define STAGING "/tmp"
+/* Where the scaffold is attached in the helper's private namespace: a directory of its own, so
+ * that hooks and mkfs still see the host's /tmp. */
+#define STAGING "/run/shifter-nshelper"
 #define IMAGE_STAGING ".shifter-image-staging"
 #define FUSE_SUPER_MAGIC 0x65735546
+#define CLEAN_PATH "PATH=/usr/bin:/usr/sbin:/bin:/sbin"
 
 static void die(const char *step, const char *path, int err)
 {
@@ -166,12 +169,12 @@ static int cmd_attach_image(const char *image)
 
 /* ---- create-env: the spec ---- */
 
-enum op_kind { OP_BIND, OP_FILE, OP_SYMLINK, OP_DIR, OP_TMPFS, OP_PROC };
+enum op_kind { OP_BIND, OP_FILE, OP_SYMLINK, OP_DIR, OP_TMPFS, OP_PROC, OP_HOOK };
 
 struct op {
 	enum op_kind kind;
 	const char *target;
-	const char *source;  /* bind: host path; symlink: link text; file: content */
+	const char *source;  /* bind: host path; symlink: link text; file: content; hook: script */
 	unsigned long mode;
 	unsigned long size;
 	unsigned int attr;   /* MOUNT_ATTR_* to set */
@@ -257,7 +260,7 @@ static unsigned int parse_bind_flags(const char *flags, struct op *op)
  * Tokens (each NUL-terminated): "uid" N "gid" N "groups" "g1,g2" then any of
  *   "scaffold" DIR | "bind" SRC TARGET FLAGS | "file" TARGET MODE8 CONTENT |
  *   "symlink" TARGET LINKTEXT | "dir" TARGET MODE8 | "tmpfs" TARGET MODE8 SIZE FLAGS |
- *   "proc" TARGET
+ *   "proc" TARGET | "hook" NAME SCRIPT
  * and finally "end". Bind FLAGS: comma list of ro,rec,suid,dev,noexec,slave,private,user
  * (nosuid and nodev are the default; "suid"/"dev" lift them). tmpfs FLAGS: "" or "noexec".
  */
@@ -329,6 +332,12 @@ static void parse_spec(char *data, size_t len, struct spec *s)
 			} else if (!strcmp(key, "proc")) {
 				op->kind = OP_PROC;
 				op->target = parse_target(&t);
+			} else if (!strcmp(key, "hook")) {
+				op->kind = OP_HOOK;
+				op->target = next_token(&t, "hook name");
+				op->source = next_token(&t, "hook script");
+				if (op->source[0] != '/')
+					die("spec: hook script must be an absolute path", op->source, 0);
 			} else {
 				die("spec: unknown keyword", key, 0);
 			}
@@ -692,6 +701,107 @@ static void write_file(int root, const struct op *op)
 		die("close", op->target, errno);
 }
 
+/* Copies a line, cut to fit (a long line is still better than none in an error message). */
+static void keep_line(char *dst, size_t len, const char *line)
+{
+	size_t n = strnlen(line, len - 1);
+	memcpy(dst, line, n);
+	dst[n] = '\0';
+}
+
+/*
+ * Runs argv[0] as root with a clean environment, stdin and stdout on /dev/null, cwd = cwdfd
+ * (when >= 0) and none of the helper's fds, and waits for it. Returns the wait status; the
+ * last non-empty line the program wrote on stderr lands in last.
+ */
+static int run_program(const char *const argv[], int cwdfd, char *last, size_t lastlen)
+{
+	int errpipe[2];
+	if (pipe2(errpipe, O_CLOEXEC) < 0)
+		die("pipe2", argv[0], errno);
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork", argv[0], errno);
+	if (pid == 0) {
+		/* No stray process may outlive the helper (a killed helper kills a hung hook). */
+		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		signal(SIGCHLD, SIG_DFL);
+		int null = open("/dev/null", O_RDWR);
+		if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(errpipe[1], 2) < 0)
+			_exit(126);
+		if (cwdfd >= 0 && fchdir(cwdfd) < 0) {
+			dprintf(2, "cannot enter the container root: %s\n", strerror(errno));
+			_exit(126);
+		}
+		if (close_range(3, ~0U, 0) < 0)
+			_exit(126);
+		char *const env[] = { CLEAN_PATH, NULL };
+		execve(argv[0], (char *const *)argv, env);
+		dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	if (close(errpipe[1]) < 0)
+		die("close", "stderr pipe", errno);
+	char buf[4096];
+	size_t fill = 0;
+	last[0] = '\0';
+	for (;;) {
+		ssize_t n = read(errpipe[0], buf + fill, sizeof(buf) - 1 - fill);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		fill += (size_t)n;
+		buf[fill] = '\0';
+		/* Keep complete lines' last one; drop what is before it so the buffer never fills. */
+		char *nl;
+		while ((nl = strchr(buf, '\n')) != NULL) {
+			*nl = '\0';
+			if (buf[0])
+				keep_line(last, lastlen, buf);
+			memmove(buf, nl + 1, fill - (size_t)(nl + 1 - buf) + 1);
+			fill -= (size_t)(nl + 1 - buf);
+		}
+		if (fill == sizeof(buf) - 1)
+			fill = 0;
+	}
+	if (fill > 0 && buf[0])
+		keep_line(last, lastlen, buf);
+	if (close(errpipe[0]) < 0)
+		die("close", "stderr pipe", errno);
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			die("waitpid", argv[0], errno);
+	return status;
+}
+
+/* "exited with status 3" / "was killed by signal 9", plus the last stderr line if any. */
+static void describe_failure(int status, const char *last, char *out, size_t len)
+{
+	int n = WIFEXITED(status) ? snprintf(out, len, "exited with status %d", WEXITSTATUS(status))
+				  : snprintf(out, len, "was killed by signal %d", WTERMSIG(status));
+	if (last[0] && n > 0 && (size_t)n < len)
+		snprintf(out + n, len - (size_t)n, " (last stderr line: %s)", last);
+}
+
+/* Upstream's sitePreMountHook/sitePostMountHook: `/bin/sh SCRIPT` as root, cwd = the new root. */
+static void run_hook(int root, const struct op *op)
+{
+	const char *argv[] = { "/bin/sh", op->source, NULL };
+	char last[512], why[1024], what[1200];
+	int status = run_program(argv, root, last, sizeof(last));
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return;
+	describe_failure(status, last, why, sizeof(why));
+	snprintf(what, sizeof(what), "%s %s", op->target, op->source);
+	die(what, why, 0);
+}
+
 static void apply(int root, struct op *op)
 {
 	const char *name;
@@ -726,6 +836,9 @@ static void apply(int root, struct op *op)
 	case OP_PROC:
 		mnt = fs_mount("proc", op->target, 0, 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
 		attach(root, mnt, op->target);
+		break;
+	case OP_HOOK:
+		run_hook(root, op);
 		break;
 	}
 }
@@ -816,6 +929,18 @@ static long elapsed_us(const struct timespec *since)
 	return (now.tv_sec - since->tv_sec) * 1000000L + (now.tv_nsec - since->tv_nsec) / 1000;
 }
 
+/* The staging directory: made once, root's own, so nobody can swap it for a symlink. */
+static void ensure_staging(void)
+{
+	if (mkdir(STAGING, 0700) < 0 && errno != EEXIST)
+		die("mkdir staging directory", STAGING, errno);
+	struct stat st;
+	if (lstat(STAGING, &st) < 0)
+		die("stat staging directory", STAGING, errno);
+	if (!S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022))
+		die("staging directory is not a root-owned directory writable only by root", STAGING, 0);
+}
+
 static int cmd_create_env(void)
 {
 	static struct spec s;
@@ -839,6 +964,7 @@ static int cmd_create_env(void)
 		if (s.ops[i].kind == OP_BIND)
 			clone_source(&s, &s.ops[i]);
 
+	ensure_staging();
 	if (unshare(CLONE_NEWNS) < 0)
 		die("unshare", "CLONE_NEWNS", errno);
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)

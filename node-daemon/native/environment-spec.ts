@@ -20,8 +20,20 @@ import type { ImageMount } from './image-mount.js';
 
 export type Propagation = 'private' | 'slave';
 
+/**
+ * Where a mount belongs in upstream's sequence. 'site' marks the site volume mounts (upstream's
+ * global `siteFs`): the site hooks bracket them (see EnvironmentSpec.hooks). 'user' marks the
+ * user's own volumes. Unset: a runtime mount (/etc files, /proc, /dev, module siteFs, ...).
+ */
+export type MountPhase = 'site' | 'user';
+
+interface MountCommon {
+  /** Default unset (a runtime mount). */
+  phase?: MountPhase;
+}
+
 /** Bind of a host path. Flags are applied on the detached clone before it becomes visible. */
-export interface BindMount {
+export interface BindMount extends MountCommon {
   kind: 'bind';
   /** Absolute host path. */
   source: string;
@@ -46,7 +58,7 @@ export interface BindMount {
 }
 
 /** A regular file written on the scaffold (replaces what the image had there). */
-export interface FileEntry {
+export interface FileEntry extends MountCommon {
   kind: 'file';
   target: string;
   /** UTF-8 text; must not contain NUL. */
@@ -55,21 +67,21 @@ export interface FileEntry {
   mode?: number;
 }
 
-export interface SymlinkEntry {
+export interface SymlinkEntry extends MountCommon {
   kind: 'symlink';
   target: string;
   /** What the link points to, e.g. '/proc/mounts'. */
   linkTo: string;
 }
 
-export interface DirectoryEntry {
+export interface DirectoryEntry extends MountCommon {
   kind: 'dir';
   target: string;
   /** Default 0o755. */
   mode?: number;
 }
 
-export interface TmpfsMount {
+export interface TmpfsMount extends MountCommon {
   kind: 'tmpfs';
   target: string;
   /** Bytes; default 64 MiB. */
@@ -81,7 +93,7 @@ export interface TmpfsMount {
 }
 
 /** A new proc instance (nosuid, nodev, noexec). */
-export interface ProcMount {
+export interface ProcMount extends MountCommon {
   kind: 'proc';
   target: string;
 }
@@ -102,6 +114,22 @@ export interface EnvironmentSpec {
   scaffoldDirs: string[];
   /** Applied in order after the scaffold is built (put /dev before /dev/shm, etc.). */
   mounts: MountSpec[];
+  /**
+   * Upstream's sitePreMountHook / sitePostMountHook: absolute paths of scripts run as
+   * `/bin/sh SCRIPT` as root, cwd = the container root under construction (relative paths
+   * reach the scaffold; absolute ones the host), in the helper's private mount namespace, with
+   * PATH=/usr/bin:/usr/sbin:/bin:/sbin only, stdin and stdout on /dev/null and no helper fds.
+   * preMount runs just before the first mount with phase 'site', postMount just after the last
+   * one (site mounts must be contiguous). With no site mount, both run, in that order, just
+   * before the first 'user' mount, or after all mounts when there is none. A non-zero exit
+   * fails the environment, naming the hook, its status and its last stderr line.
+   */
+  hooks?: SiteHooks;
+}
+
+export interface SiteHooks {
+  preMount?: string;
+  postMount?: string;
 }
 
 /** A created environment: the two fds keep the namespaces alive until close(). */

@@ -59,6 +59,32 @@ function mountTokens(m: MountSpec): string[] {
   }
 }
 
+/** The mounts as helper tokens, with the site hooks placed around the site mounts. */
+function mountListTokens(spec: EnvironmentSpec): string[] {
+  const { mounts, hooks } = spec;
+  const site = mounts.flatMap((m, i) => (m.phase === 'site' ? [i] : []));
+  const first = site[0];
+  const last = site[site.length - 1];
+  if (first !== undefined && last !== undefined && last - first + 1 !== site.length) {
+    throw new ShifterError('INTERNAL', 'the site mounts (phase "site") must be contiguous in the mount list: the site hooks run around them');
+  }
+  const hookTokens = (name: string, script: string | undefined): string[] => (script === undefined ? [] : ['hook', name, checkPath(`${name} script`, script)]);
+  const pre = hookTokens('sitePreMountHook', hooks?.preMount);
+  const post = hookTokens('sitePostMountHook', hooks?.postMount);
+  const firstUser = mounts.findIndex((m) => m.phase === 'user');
+  const before = first ?? (firstUser >= 0 ? firstUser : mounts.length);
+  const after = last !== undefined ? last + 1 : before;
+  const tokens: string[] = [];
+  mounts.forEach((m, i) => {
+    if (i === before) tokens.push(...pre);
+    if (i === after) tokens.push(...post);
+    tokens.push(...mountTokens(m));
+  });
+  if (before === mounts.length) tokens.push(...pre);
+  if (after === mounts.length) tokens.push(...post);
+  return tokens;
+}
+
 export function encodeSpec(spec: EnvironmentSpec): Buffer {
   checkId('uid', spec.uid);
   checkId('gid', spec.gid);
@@ -70,7 +96,7 @@ export function encodeSpec(spec: EnvironmentSpec): Buffer {
   }
   const tokens = ['uid', String(spec.uid), 'gid', String(spec.gid), 'groups', groups.join(',')];
   for (const dir of spec.scaffoldDirs) tokens.push('scaffold', checkTarget(dir).replace(/\/+$/, ''));
-  for (const m of spec.mounts) tokens.push(...mountTokens(m));
+  tokens.push(...mountListTokens(spec));
   tokens.push('end');
   return Buffer.from(tokens.map((t) => `${t}\0`).join(''), 'utf8');
 }

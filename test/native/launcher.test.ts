@@ -17,25 +17,9 @@ import {
   type ImageMount,
   type PeerCredentials,
 } from '../../node-daemon/native/index.js';
+import { ensureUser, runInside, type RunResult, type TestUser } from './environment-run.js';
 import { buildTestImage } from './image-fixture.js';
 import { encodeReply, startLaunchDaemon, type LaunchDaemon, type LaunchReply } from './launch-daemon.js';
-
-interface TestUser {
-  name: string;
-  uid: number;
-  gid: number;
-}
-
-function ensureUser(name: string): TestUser {
-  try {
-    execFileSync('id', ['-u', name], { stdio: 'ignore' });
-  } catch {
-    execFileSync('useradd', ['-M', '-s', '/usr/sbin/nologin', name]);
-  }
-  const uid = Number(execFileSync('id', ['-u', name], { encoding: 'utf8' }).trim());
-  const gid = Number(execFileSync('id', ['-g', name], { encoding: 'utf8' }).trim());
-  return { name, uid, gid };
-}
 
 const EXTRA_GROUP = 100; // "users": a supplementary group that must survive into the container
 
@@ -115,13 +99,6 @@ async function decide(req: { argv: string[]; env: string[]; cwd: string }, cred:
     cwd,
     notice: '',
   };
-}
-
-interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  pid: number;
 }
 
 function runAs(user: TestUser, argv: string[], opts: { cwd?: string; env?: Record<string, string>; stdioFds?: number[] } = {}): Promise<RunResult> {
@@ -387,26 +364,11 @@ test.serial('timing: environment creation and launch', async (t) => {
   t.true(median < 1000); // a sanity bound only: the machine is shared
 });
 
-/** Runs argv inside an environment as root from the host (root is unmapped there: it shows as 65534). */
-function inside(env: Environment, argv: string[]): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('nsenter', ['--preserve-credentials', '--user=/proc/self/fd/3', '--mount=/proc/self/fd/4', ...argv], {
-      stdio: ['ignore', 'pipe', 'pipe', env.userNsFd, env.mntNsFd],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr, pid: child.pid! }));
-  });
-}
-
 test('missing mount points are created on the scaffold, never in the image', async (t) => {
   const base = { image, uid: user1.uid, gid: user1.gid, groups: [user1.gid], scaffoldDirs: [] };
   const env = await createEnvironment({ ...base, mounts: [{ kind: 'bind', source: join(dir, 'data'), target: '/opt/udiImage/site', readOnly: true }] });
   try {
-    const r = await inside(env, ['/bin/ls', '/opt/udiImage/site']);
+    const r = await runInside(env, ['/bin/ls', '/opt/udiImage/site']);
     t.is(r.code, 0, r.stderr);
     t.is(r.stdout, 'shiftertest1\nshiftertest2\n');
   } finally {
@@ -428,7 +390,7 @@ test('a slave volume receives host mounts made later, a private one does not', a
     try {
       execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'later', join(shared, 'sub')]);
       const seen = async (env: Environment) => {
-        const r = await inside(env, ['/bin/cat', '/proc/self/mountinfo']);
+        const r = await runInside(env, ['/bin/cat', '/proc/self/mountinfo']);
         t.is(r.code, 0, r.stderr);
         return r.stdout.split('\n').some((l) => l.split(' ')[4] === '/shared/sub');
       };

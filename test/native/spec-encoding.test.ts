@@ -48,3 +48,21 @@ test('bad specs are refused with a message naming the problem', (t) => {
   t.regex(bad({ mounts: [{ kind: 'file', target: '/etc/x', content: 'a\0b' }] })!, /must not contain NUL/);
   t.regex(bad({ groups: Array.from({ length: 400 }, (_, i) => i + 1) })!, /at most 340/);
 });
+
+test('the site hooks bracket the site mounts, or sit before the user mounts when there is none', (t) => {
+  const hooks = { preMount: '/etc/shifter/pre.sh', postMount: '/etc/shifter/post.sh' };
+  const kinds = (spec: EnvironmentSpec) => tokens(spec).filter((x) => ['proc', 'hook', 'dir'].includes(x) || x.startsWith('/d') || x.startsWith('/etc/shifter'));
+  t.deepEqual(
+    kinds({ ...base, hooks, mounts: [{ kind: 'proc', target: '/proc' }, { kind: 'dir', target: '/d1', phase: 'site' }, { kind: 'dir', target: '/d2', phase: 'site' }, { kind: 'dir', target: '/d3', phase: 'user' }] }),
+    ['proc', 'hook', '/etc/shifter/pre.sh', 'dir', '/d1', 'dir', '/d2', 'hook', '/etc/shifter/post.sh', 'dir', '/d3'],
+  );
+  t.deepEqual(
+    kinds({ ...base, hooks, mounts: [{ kind: 'proc', target: '/proc' }, { kind: 'dir', target: '/d3', phase: 'user' }] }),
+    ['proc', 'hook', '/etc/shifter/pre.sh', 'hook', '/etc/shifter/post.sh', 'dir', '/d3'],
+  );
+  t.deepEqual(kinds({ ...base, hooks: { postMount: '/etc/shifter/post.sh' }, mounts: [{ kind: 'proc', target: '/proc' }] }), ['proc', 'hook', '/etc/shifter/post.sh']);
+  t.deepEqual(tokens({ ...base, hooks }).slice(-7), ['hook', 'sitePreMountHook', '/etc/shifter/pre.sh', 'hook', 'sitePostMountHook', '/etc/shifter/post.sh', 'end']);
+  const split = t.throws(() => encodeSpec({ ...base, hooks, mounts: [{ kind: 'dir', target: '/d1', phase: 'site' }, { kind: 'proc', target: '/proc' }, { kind: 'dir', target: '/d2', phase: 'site' }] }));
+  t.regex(split!.message, /must be contiguous/);
+  t.regex(t.throws(() => encodeSpec({ ...base, hooks: { preMount: 'pre.sh' } }))!.message, /sitePreMountHook script "pre.sh" must be an absolute path/);
+});
