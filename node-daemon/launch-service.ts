@@ -119,8 +119,8 @@ export class LaunchService {
   }
 
   /** Resolves the image and gets or builds the environment; shared by launches and gRPC. */
-  async prepare(p: PrepareParams): Promise<Prepared> {
-    const { site, config, generation, resolver } = this.state();
+  async prepare(p: PrepareParams, state: DaemonState = this.state()): Promise<Prepared> {
+    const { site, config, generation, resolver } = state;
     if (p.caller.uid === 0 || p.caller.gid === 0) {
       throw new ShifterError('PERMISSION_DENIED', 'shifter does not run containers as root (uid or gid 0); run it as a regular user');
     }
@@ -168,7 +168,9 @@ export class LaunchService {
     // Checked before any namespace work, and the file is read with the caller's credentials.
     const envFile = o.envFile === undefined ? [] : parseEnvFile(await readFileAsUser(o.envFile, req.cwd, caller), o.envFile);
 
-    const { config } = this.state();
+    // One config for the whole launch, even if a SIGHUP reload lands in the middle.
+    const state = this.state();
+    const { config } = state;
     const started = process.hrtime.bigint();
     let argv: string[] = [];
     let cwd = '/';
@@ -179,7 +181,7 @@ export class LaunchService {
         argv = containerArgv(o.entrypoint, o.command, image.meta.run, name);
         cwd = containerWorkdir(o.workdir, req.cwd === '' ? '/' : req.cwd, image.meta.run, name);
       },
-    });
+    }, state);
     const { image, modules } = prepared;
     const env = containerEnv({
       callerEnv, clearEnv: o.clearEnv, imageRequest: o.imageRequest ?? o.image, imageId: image.id, image: image.meta.run,

@@ -63,18 +63,24 @@ function buildProgram(): Command {
     .usage('[options] [--] [command [args...]]')
     .description('Run a command inside a container image on this node.')
     .helpOption(false)
+    // getopt-style optional values must be attached; show them that way.
+    .configureHelp({
+      optionTerm: (opt) => opt.flags
+        .replace('--entrypoint [cmd]', '--entrypoint[=cmd], --entry[=cmd]')
+        .replace('--workdir [dir]', '--workdir[=dir]'),
+    })
     .exitOverride()
     .configureOutput({ writeOut: () => undefined, writeErr: () => undefined })
     .passThroughOptions()
     .allowExcessArguments()
     .argument('[command...]', 'the command to run inside the image (default: the image ENTRYPOINT/CMD, else /bin/sh)')
     .option('-i, --image <type:tag>', 'image to use, e.g. docker:ubuntu:22.04, ubuntu:22.04 or id:<hex>')
-    .option('-V, --volume <from:to[:flags]>', 'bind host dir <from> at <to>; repeatable; several separated by ";"; flags: ro, perNodeCache=size=..', collect, [] as string[])
+    .option('-V, --volume <from:to[:flags]>', 'bind host dir <from> at <to>; repeatable; several separated by ";"; flags: ro, perNodeCache=size=..', collect)
     .option('-m, --module <m1,m2|none>', 'site modules to load instead of the defaults, or "none"')
     // Shown in the help only: normalizeArgv rewrites every spelling of these three to hidden options.
-    .option('--entrypoint [cmd]', 'run the image ENTRYPOINT, or =cmd (a single program, not split); alias --entry')
-    .option('-w, --workdir [dir]', 'working directory: the image WORKDIR, or =dir (default: the current directory)')
-    .option('-e, --env <NAME=VALUE>', 'set a variable in the container; repeatable', collect, [] as string[])
+    .option('--entrypoint [cmd]', 'run the image ENTRYPOINT, or cmd (one program, not split by spaces)')
+    .option('-w, --workdir [dir]', 'working directory: the image WORKDIR, or dir (default: the current directory)')
+    .option('-e, --env <NAME=VALUE>', 'set a variable in the container; repeatable', collect)
     .option('--env-file <path>', 'read NAME=VALUE lines from a file')
     .option('-E, --clearenv', 'start from an empty environment instead of yours')
     .option('-v, --verbose', 'print what is being looked up')
@@ -87,8 +93,8 @@ function buildProgram(): Command {
   return program;
 }
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
 }
 
 /**
@@ -232,7 +238,7 @@ export function parseShifterCommandLine(argv: readonly string[], env: EnvMap): P
     imageRequest = envRequest;
   }
 
-  const cliVolumes = o.volume as string[];
+  const cliVolumes = (o.volume as string[] | undefined) ?? [];
   const volumes = cliVolumes.length > 0 ? cliVolumes : envVolume !== undefined ? [envVolume] : [];
 
   const cliModule = o.module as string | undefined;
@@ -269,7 +275,7 @@ export function parseShifterCommandLine(argv: readonly string[], env: EnvMap): P
       modules,
       entrypoint,
       workdir,
-      env: (o.env as string[]).map(parseEnvAssignment),
+      env: ((o.env as string[] | undefined) ?? []).map(parseEnvAssignment),
       envFile,
       clearEnv: o.clearenv === true,
       verbose: o.verbose === true,
