@@ -21,9 +21,12 @@ export async function fetchLayers(client: RegistryClient, repository: string, la
   };
   const report = () => options.onProgress?.({ ...progress });
   const paths: string[] = new Array<string>(layers.length);
+  // One failed layer fails the pull: stop the other downloads instead of letting them run on.
+  const stop = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
   let next = 0;
   const worker = async () => {
-    while (next < layers.length) {
+    while (next < layers.length && !signal.aborted) {
       const i = next++;
       const layer = layers[i]!;
       let counted = 0;
@@ -31,7 +34,7 @@ export async function fetchLayers(client: RegistryClient, repository: string, la
         counted += n;
         progress.bytesDone += n;
         report();
-      }, options.signal);
+      }, signal);
       // A cache hit reports no bytes; count the layer's size so totals add up.
       progress.bytesDone += layer.size - counted;
       progress.layersDone++;
@@ -39,6 +42,12 @@ export async function fetchLayers(client: RegistryClient, repository: string, la
     }
   };
   report();
-  await Promise.all(Array.from({ length: Math.min(concurrency, layers.length) }, worker));
+  let firstError: { error: unknown } | null = null;
+  await Promise.all(Array.from({ length: Math.min(concurrency, layers.length) }, () => worker().catch((e: unknown) => {
+    firstError ??= { error: e };
+    stop.abort(e);
+  })));
+  options.signal?.throwIfAborted();
+  if (firstError !== null) throw (firstError as { error: unknown }).error;
   return paths;
 }

@@ -252,3 +252,15 @@ test.serial('an aborted download stops promptly and leaves nothing behind', asyn
   t.deepEqual(await readdir(join(cache.dir, 'sha256')), []);
   proxy.stallBlobBodies(0);
 });
+
+test.serial('fetchLayers: one corrupt layer fails the pull with DIGEST_MISMATCH and stops the rest', async (t) => {
+  const { repo, layers } = await image(3);
+  const cache = await newCache();
+  proxy.corruptBlobBodies(1);
+  const err = await t.throwsAsync(fetchLayers(client(), repo, layers, cache, { concurrency: 1 }), { instanceOf: ShifterError });
+  proxy.corruptBlobBodies(0);
+  t.is(err?.code, 'DIGEST_MISMATCH');
+  t.true(err?.message.includes(layers[0]!.digest));
+  t.is(blobGets(repo, layers[1]!).length + blobGets(repo, layers[2]!).length, 0, 'no further layer was started');
+  t.deepEqual(await readdir(join(cache.dir, 'sha256')), []);
+});
