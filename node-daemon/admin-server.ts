@@ -100,7 +100,7 @@ export async function startAdminServer(opts: {
   await new Promise<void>((resolve, reject) => {
     server.bindAsync(`unix://${opts.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
   });
-  // shifterd runs with umask 077, so the socket is never connectable by others, even before this.
+  // Created 0755 under shifterd's umask 022: not connectable by others (that needs w) even before this.
   await chmod(opts.socketPath, 0o600);
   log.info({ socket: opts.socketPath }, 'admin gRPC socket listening');
   return {

@@ -73,8 +73,9 @@ async function loadState(path: string, generation: number, log: ReturnType<typeo
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const log = createLogger('shifterd');
-  // Sockets are created private and opened up explicitly (launch 0666, admin stays 0600).
-  process.umask(0o077);
+  // upstream's umask: the native helper and the site hooks inherit it. A socket created under
+  // it (0755) is not connectable by others until chmod opens it (launch 0666; admin 0600).
+  process.umask(0o022);
   if (process.geteuid?.() !== 0) throw new ShifterError('PERMISSION_DENIED', 'shifterd must run as root (it builds mount namespaces)');
   let state = await loadState(args.config, 1, log);
   const addon = loadAddon();

@@ -7,15 +7,15 @@
  * Site settings are compiled once per config load (compileSite), so a bad siteFs stops
  * shifterd at start or reload instead of failing every launch.
  *
- * Not supported yet, refused at compile time rather than silently skipped (the site relies on
- * them): sitePreMountHook/sitePostMountHook and module roothook/userhook (the native helper has
- * no hook step), perNodeCache volumes.
+ * sitePreMountHook/sitePostMountHook run (as root, cwd = the container root being built) around
+ * the siteFs mounts, as upstream. Not supported yet, refused at compile time rather than
+ * silently skipped (the site relies on them): module roothook/userhook, perNodeCache volumes.
  */
 import { existsSync } from 'node:fs';
 import { ShifterError } from '../common/errors.js';
 import type { ShifterModuleConfig, UdiRootConfig, MountPropagationStyle } from '../cli/config/udiroot-conf.js';
 import { parseVolumeTexts, type VolumeSpec } from '../cli/shifter/volumes.js';
-import type { BindMount, EnvironmentSpec, FileEntry, MountSpec, SymlinkEntry } from './native/environment-spec.js';
+import type { BindMount, EnvironmentSpec, FileEntry, MountPhase, MountSpec, SiteHooks, SymlinkEntry } from './native/environment-spec.js';
 import type { ImageMount } from './native/image-mount.js';
 import type { ImageLayout } from './image-probe.js';
 
@@ -26,6 +26,7 @@ export interface CompiledModule {
 
 export interface SiteSetup {
   siteFs: VolumeSpec[];
+  hooks: SiteHooks;
   modules: ReadonlyMap<string, CompiledModule>;
   propagation: MountPropagationStyle;
   optUdiImage: string | undefined;
@@ -51,8 +52,11 @@ function siteVolumes(config: UdiRootConfig, texts: readonly string[], where: str
 }
 
 export function compileSite(config: UdiRootConfig): SiteSetup {
-  if (config.sitePreMountHook !== undefined) throw unsupported(config, 'sitePreMountHook');
-  if (config.sitePostMountHook !== undefined) throw unsupported(config, 'sitePostMountHook');
+  for (const [key, value] of [['sitePreMountHook', config.sitePreMountHook], ['sitePostMountHook', config.sitePostMountHook]] as const) {
+    if (value !== undefined && !value.startsWith('/')) {
+      throw new ShifterError('BAD_CONFIG', `${config.sourceFile}: ${key}=${value} must be an absolute path`);
+    }
+  }
   const modules = new Map<string, CompiledModule>();
   for (const [name, m] of config.modules) {
     if (m.roothook !== undefined) throw unsupported(config, `module_${name}_roothook`);
@@ -75,6 +79,7 @@ export function compileSite(config: UdiRootConfig): SiteSetup {
   }
   return {
     siteFs: siteVolumes(config, config.siteFs, 'siteFs'),
+    hooks: { preMount: config.sitePreMountHook, postMount: config.sitePostMountHook },
     modules,
     propagation: config.mountPropagationStyle,
     optUdiImage: config.optUdiImage,
@@ -82,7 +87,7 @@ export function compileSite(config: UdiRootConfig): SiteSetup {
   };
 }
 
-function volumeBind(v: VolumeSpec, defaultPropagation: MountPropagationStyle): BindMount {
+function volumeBind(v: VolumeSpec, defaultPropagation: MountPropagationStyle, phase?: MountPhase): BindMount {
   const underDev = v.source === '/dev' || v.source.startsWith('/dev/');
   return {
     kind: 'bind',
@@ -94,6 +99,7 @@ function volumeBind(v: VolumeSpec, defaultPropagation: MountPropagationStyle): B
     nodev: !underDev,
     propagation: v.propagation ?? defaultPropagation,
     asUser: v.origin === 'user',
+    ...(phase === undefined ? {} : { phase }),
   };
 }
 
@@ -147,9 +153,10 @@ export function buildEnvironmentSpec(input: SpecInput): EnvironmentSpec {
     if (site.optUdiImage === undefined) mounts.push({ kind: 'dir', target, mode: 0o755 });
     mounts.push({ kind: 'bind', source: m.config.copyPath!, target, readOnly: true, recursive: true });
   }
-  for (const v of site.siteFs) mounts.push(volumeBind(v, site.propagation));
+  // The site hooks bracket the (contiguous) 'site' mounts; see EnvironmentSpec.hooks.
+  for (const v of site.siteFs) mounts.push(volumeBind(v, site.propagation, 'site'));
   for (const m of input.modules) for (const v of m.siteFs) mounts.push(volumeBind(v, site.propagation));
-  for (const v of input.userVolumes) mounts.push(volumeBind(v, site.propagation));
+  for (const v of input.userVolumes) mounts.push(volumeBind(v, site.propagation, 'user'));
 
   const groups = [...new Set([input.gid, ...input.groups])];
   return {
@@ -159,5 +166,6 @@ export function buildEnvironmentSpec(input: SpecInput): EnvironmentSpec {
     groups,
     scaffoldDirs,
     mounts,
+    ...(site.hooks.preMount !== undefined || site.hooks.postMount !== undefined ? { hooks: site.hooks } : {}),
   };
 }

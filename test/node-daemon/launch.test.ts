@@ -13,7 +13,12 @@ const fx = new ShifterdFixture();
 test.before(async () => {
   mkdirSync(join(fx.dir, 'tools'));
   writeFileSync(join(fx.dir, 'tools', 'tool.txt'), 'module tool\n', { mode: 0o644 });
-  fx.writeConfig(['siteEnv=SHIFTER_RUNTIME=1', `module_tools_siteFs=${join(fx.dir, 'tools')}:/tools:ro`, 'module_tools_siteEnv=TOOLS=on']);
+  const pre = join(fx.dir, 'pre-hook.sh');
+  const post = join(fx.dir, 'post-hook.sh');
+  writeFileSync(pre, 'test -e ./site/site-file && echo mounted > ./etc/pre-hook || echo not-yet > ./etc/pre-hook\n', { mode: 0o755 });
+  writeFileSync(post, 'test -e ./site/site-file && echo mounted > ./etc/post-hook || echo missing > ./etc/post-hook\n', { mode: 0o755 });
+  fx.writeConfig(['siteEnv=SHIFTER_RUNTIME=1', `module_tools_siteFs=${join(fx.dir, 'tools')}:/tools:ro`, 'module_tools_siteEnv=TOOLS=on',
+    `sitePreMountHook=${pre}`, `sitePostMountHook=${post}`]);
   await fx.start();
 });
 
@@ -193,4 +198,10 @@ test('concurrent launches of one environment share a single creation', async (t)
   const results = await Promise.all(Array.from({ length: 8 }, (_, i) => fx.run([`--image=${fx.images.bare.name}`, `--volume=${vol}:/data`, 'sh', '-c', `echo ${i} > /data/f${i}; echo ok`])));
   t.true(results.every((r) => r.code === 0 && r.stdout === 'ok\n'), JSON.stringify(results.filter((r) => r.code !== 0)));
   t.is(created(), 1);
+});
+
+test('sitePreMountHook and sitePostMountHook run around the siteFs mounts, in the container root', async (t) => {
+  const r = await fx.run([`--image=${fx.images.bare.name}`, 'cat', '/etc/pre-hook', '/etc/post-hook']);
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout, 'not-yet\nmounted\n');
 });

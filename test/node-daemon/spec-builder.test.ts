@@ -45,6 +45,13 @@ test('missing /etc and /var are created; an image /var without tmp is rebuilt on
   t.false(varOnly.mounts.some((m) => m.kind === 'dir'));
 });
 
+test('site hooks bracket the siteFs mounts (phase site); user volumes are phase user', (t) => {
+  const s = spec('siteFs=/global:/global\nsitePreMountHook=/etc/shifter/pre.sh\nsitePostMountHook=/etc/shifter/post.sh', ['/etc'], ['/a:/data']);
+  t.deepEqual(s.hooks, { preMount: '/etc/shifter/pre.sh', postMount: '/etc/shifter/post.sh' });
+  t.deepEqual(s.mounts.filter((m) => m.phase !== undefined).map((m) => [m.target, m.phase]), [['/global', 'site'], ['/data', 'user']]);
+  t.is(spec('', ['/etc']).hooks, undefined);
+});
+
 test('siteFs flags and the site propagation style', (t) => {
   const s = spec('siteFs=/global:/global:rec;/home\nmountPropagationStyle=slave', ['/etc', '/var', '/var/tmp']);
   const global = s.mounts.find((m) => m.target === '/global') as BindMount;
@@ -79,7 +86,7 @@ test('module siteFs and copyPath', (t) => {
 });
 
 test('unsupported settings are refused at config load, not skipped', (t) => {
-  t.throws(() => site('sitePreMountHook=/etc/shifter/pre.sh'), { message: /sitePreMountHook is not supported/ });
+  t.throws(() => site('sitePreMountHook=pre.sh'), { message: /sitePreMountHook=pre.sh must be an absolute path/ });
   t.throws(() => site('module_x_roothook=/x.sh'), { message: /module_x_roothook is not supported/ });
   t.throws(() => site('siteFs=relative:/x'), { message: /udiRoot.conf: siteFs: .*not absolute/ });
   t.throws(() => spec('', ['/etc'], ['/a:/cache:perNodeCache=size=1G']), { message: /perNodeCache volumes are not supported/ });
