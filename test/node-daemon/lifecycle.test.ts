@@ -26,7 +26,7 @@ test.serial('kill -9 leaves a running container working; a restarted shifterd se
   const vol = join(fx.dir, 'vol');
   mkdirSync(vol);
   chownSync(vol, user.uid, user.gid);
-  const running = fx.run([`--image=${fx.images.bare.name}`, `--volume=${vol}:/data`, 'sh', '-c',
+  const running = fx.run([`--image=${fx.images.full.name}`, `--volume=${vol}:/data`, 'sh', '-c',
     'echo started > /data/started; sleep 1.5; cat /etc/passwd | grep -c shiftertest1; ls /data; echo still-here > /data/after']);
   t.true(await waitFor(() => existsSync(join(vol, 'started')), 10_000), 'container started');
   t.is(await fx.stop('SIGKILL'), null);
@@ -34,6 +34,8 @@ test.serial('kill -9 leaves a running container working; a restarted shifterd se
   t.is(r.code, 0, r.stderr);
   t.is(r.stdout, '1\nstarted\n');
   t.is(readFileSync(join(vol, 'after'), 'utf8'), 'still-here\n');
+  const image = join(fx.imagePath, `${fx.images.full.id}.squashfs`);
+  t.true(await waitFor(() => loopDevicesFor(image).length === 0, 10_000), 'the loop device went away with the container and the killed daemon');
 
   await fx.start(); // the stale socket of the killed daemon is replaced
   const again = await fx.run([`--image=${fx.images.bare.name}`, 'echo', 'new-launch']);
