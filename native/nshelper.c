@@ -51,8 +51,13 @@
 #define FUSE_SUPER_MAGIC 0x65735546
 #define CLEAN_PATH "PATH=/usr/bin:/usr/sbin:/bin:/sbin"
 
+/* A perNodeCache backing file being made: removed if the helper dies before it is unlinked. */
+static char pending_unlink[4096];
+
 static void die(const char *step, const char *path, int err)
 {
+	if (pending_unlink[0])
+		unlink(pending_unlink);
 	if (err)
 		fprintf(stderr, "shifter-nshelper: %s: %s: %s\n", step, path, strerror(err));
 	else
@@ -81,7 +86,7 @@ static void send_result(const char *text, const int *fds, int nfds)
 
 /* ---- attach-image: loop device + detached squashfs mount ---- */
 
-static int attach_loop(int backing, const char *image, char *dev, size_t devlen)
+static int attach_loop(int backing, const char *image, int writable, char *dev, size_t devlen)
 {
 	struct statfs sfs;
 	if (fstatfs(backing, &sfs) < 0)
@@ -92,7 +97,7 @@ static int attach_loop(int backing, const char *image, char *dev, size_t devlen)
 	struct loop_config cfg;
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.fd = (uint32_t)backing;
-	cfg.info.lo_flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
+	cfg.info.lo_flags = (writable ? 0 : LO_FLAGS_READ_ONLY) | LO_FLAGS_AUTOCLEAR;
 	/* On FUSE the page cache would hold the image twice (FUSE file + loop device). */
 	if (sfs.f_type == FUSE_SUPER_MAGIC)
 		cfg.info.lo_flags |= LO_FLAGS_DIRECT_IO;
@@ -103,7 +108,7 @@ static int attach_loop(int backing, const char *image, char *dev, size_t devlen)
 		if (n < 0)
 			die("LOOP_CTL_GET_FREE", "/dev/loop-control", errno);
 		snprintf(dev, devlen, "/dev/loop%d", n);
-		int loop = open(dev, O_RDONLY | O_CLOEXEC);
+		int loop = open(dev, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 		if (loop < 0)
 			die("open", dev, errno);
 		if (ioctl(loop, LOOP_CONFIGURE, &cfg) == 0) {
@@ -134,6 +139,96 @@ static void die_fs(int fsfd, const char *step, const char *what, int err)
 	die(step, what, err);
 }
 
+/* ---- child programs (hooks, mkfs) ---- */
+
+/* Copies a line, cut to fit (a long line is still better than none in an error message). */
+static void keep_line(char *dst, size_t len, const char *line)
+{
+	size_t n = strnlen(line, len - 1);
+	memcpy(dst, line, n);
+	dst[n] = '\0';
+}
+
+/*
+ * Runs argv[0] as root with a clean environment, stdin and stdout on /dev/null, cwd = cwdfd
+ * (when >= 0) and none of the helper's fds, and waits for it. Returns the wait status; the
+ * last non-empty line the program wrote on stderr lands in last.
+ */
+static int run_program(const char *const argv[], int cwdfd, char *last, size_t lastlen)
+{
+	int errpipe[2];
+	if (pipe2(errpipe, O_CLOEXEC) < 0)
+		die("pipe2", argv[0], errno);
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork", argv[0], errno);
+	if (pid == 0) {
+		/* No stray process may outlive the helper (a killed helper kills a hung hook). */
+		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		signal(SIGCHLD, SIG_DFL);
+		int null = open("/dev/null", O_RDWR);
+		if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(errpipe[1], 2) < 0)
+			_exit(126);
+		if (cwdfd >= 0 && fchdir(cwdfd) < 0) {
+			dprintf(2, "cannot enter the container root: %s\n", strerror(errno));
+			_exit(126);
+		}
+		if (close_range(3, ~0U, 0) < 0)
+			_exit(126);
+		char *const env[] = { CLEAN_PATH, NULL };
+		execve(argv[0], (char *const *)argv, env);
+		dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	if (close(errpipe[1]) < 0)
+		die("close", "stderr pipe", errno);
+	char buf[4096];
+	size_t fill = 0;
+	last[0] = '\0';
+	for (;;) {
+		ssize_t n = read(errpipe[0], buf + fill, sizeof(buf) - 1 - fill);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		fill += (size_t)n;
+		buf[fill] = '\0';
+		/* Keep complete lines' last one; drop what is before it so the buffer never fills. */
+		char *nl;
+		while ((nl = strchr(buf, '\n')) != NULL) {
+			*nl = '\0';
+			if (buf[0])
+				keep_line(last, lastlen, buf);
+			memmove(buf, nl + 1, fill - (size_t)(nl + 1 - buf) + 1);
+			fill -= (size_t)(nl + 1 - buf);
+		}
+		if (fill == sizeof(buf) - 1)
+			fill = 0;
+	}
+	if (fill > 0 && buf[0])
+		keep_line(last, lastlen, buf);
+	if (close(errpipe[0]) < 0)
+		die("close", "stderr pipe", errno);
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			die("waitpid", argv[0], errno);
+	return status;
+}
+
+/* "exited with status 3" / "was killed by signal 9", plus the last stderr line if any. */
+static void describe_failure(int status, const char *last, char *out, size_t len)
+{
+	int n = WIFEXITED(status) ? snprintf(out, len, "exited with status %d", WEXITSTATUS(status))
+				  : snprintf(out, len, "was killed by signal %d", WTERMSIG(status));
+	if (last[0] && n > 0 && (size_t)n < len)
+		snprintf(out + n, len - (size_t)n, " (last stderr line: %s)", last);
+}
+
 static int cmd_attach_image(const char *image)
 {
 	int backing = open(image, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -145,7 +240,7 @@ static int cmd_attach_image(const char *image)
 	if (!S_ISREG(st.st_mode))
 		die("open image", image, EINVAL);
 	char dev[64];
-	int loop = attach_loop(backing, image, dev, sizeof(dev));
+	int loop = attach_loop(backing, image, 0, dev, sizeof(dev));
 	int fsfd = fsopen("squashfs", FSOPEN_CLOEXEC);
 	if (fsfd < 0)
 		die("fsopen", "squashfs", errno);
@@ -169,12 +264,17 @@ static int cmd_attach_image(const char *image)
 
 /* ---- create-env: the spec ---- */
 
-enum op_kind { OP_BIND, OP_FILE, OP_SYMLINK, OP_DIR, OP_TMPFS, OP_PROC, OP_HOOK };
+enum op_kind { OP_BIND, OP_FILE, OP_SYMLINK, OP_DIR, OP_TMPFS, OP_PROC, OP_HOOK, OP_CACHE };
 
 struct op {
 	enum op_kind kind;
 	const char *target;
-	const char *source;  /* bind: host path; symlink: link text; file: content; hook: script */
+	const char *source;  /* bind: host path; symlink: link text; file: content; hook: script;
+			      * cache: backing directory */
+	const char *fstype, *mkfs; /* cache */
+	unsigned long block_size; /* cache; 0: mkfs's default */
+	uid_t uid;           /* cache: owner of its root */
+	gid_t gid;
 	unsigned long mode;
 	unsigned long size;
 	unsigned int attr;   /* MOUNT_ATTR_* to set */
@@ -260,7 +360,8 @@ static unsigned int parse_bind_flags(const char *flags, struct op *op)
  * Tokens (each NUL-terminated): "uid" N "gid" N "groups" "g1,g2" then any of
  *   "scaffold" DIR | "bind" SRC TARGET FLAGS | "file" TARGET MODE8 CONTENT |
  *   "symlink" TARGET LINKTEXT | "dir" TARGET MODE8 | "tmpfs" TARGET MODE8 SIZE FLAGS |
- *   "proc" TARGET | "hook" NAME SCRIPT
+ *   "proc" TARGET | "hook" NAME SCRIPT |
+ *   "cache" TARGET SIZE BLOCKSIZE FSTYPE BACKINGDIR MKFS UID GID
  * and finally "end". Bind FLAGS: comma list of ro,rec,suid,dev,noexec,slave,private,user
  * (nosuid and nodev are the default; "suid"/"dev" lift them). tmpfs FLAGS: "" or "noexec".
  */
@@ -332,6 +433,22 @@ static void parse_spec(char *data, size_t len, struct spec *s)
 			} else if (!strcmp(key, "proc")) {
 				op->kind = OP_PROC;
 				op->target = parse_target(&t);
+			} else if (!strcmp(key, "cache")) {
+				op->kind = OP_CACHE;
+				op->target = parse_target(&t);
+				op->size = parse_num(next_token(&t, "cache size"), 10, "cache size");
+				op->block_size = parse_num(next_token(&t, "cache block size"), 10, "cache block size");
+				op->fstype = next_token(&t, "cache fs type");
+				if (strcmp(op->fstype, "xfs") && strcmp(op->fstype, "ext4"))
+					die("spec: perNodeCache fs type must be xfs or ext4", op->fstype, 0);
+				op->source = next_token(&t, "cache backing directory");
+				op->mkfs = next_token(&t, "cache mkfs");
+				if (op->source[0] != '/' || op->mkfs[0] != '/')
+					die("spec: perNodeCache backing directory and mkfs must be absolute paths", op->source, 0);
+				op->uid = (uid_t)parse_num(next_token(&t, "cache uid"), 10, "cache uid");
+				op->gid = (gid_t)parse_num(next_token(&t, "cache gid"), 10, "cache gid");
+				if (op->size == 0)
+					die("spec: perNodeCache size must be positive", op->target, 0);
 			} else if (!strcmp(key, "hook")) {
 				op->kind = OP_HOOK;
 				op->target = next_token(&t, "hook name");
@@ -349,6 +466,9 @@ static void parse_spec(char *data, size_t len, struct spec *s)
 		die("spec", "uid and gid are required", EINVAL);
 	if (s->uid == 0 || s->gid == 0)
 		die("spec", "refusing to create an environment for uid 0 or gid 0", EPERM);
+	for (int i = 0; i < s->nops; i++)
+		if (s->ops[i].kind == OP_CACHE && (s->ops[i].uid != s->uid || s->ops[i].gid != s->gid))
+			die("spec: a perNodeCache must belong to the environment's user", s->ops[i].target, EPERM);
 	int has_primary = 0;
 	for (int i = 0; i < s->ngroups; i++)
 		has_primary |= s->groups[i] == s->gid;
@@ -437,6 +557,83 @@ static void clone_source(const struct spec *s, struct op *op)
 	struct mount_attr attr = { .attr_set = op->attr, .propagation = op->slave ? MS_SLAVE : MS_PRIVATE };
 	if (mount_setattr(op->tree, "", AT_EMPTY_PATH | (op->recursive ? AT_RECURSIVE : 0), &attr, sizeof(attr)) < 0)
 		die("mount_setattr", op->source, errno);
+}
+
+static void run_mkfs(const struct op *op, const char *path)
+{
+	char bs[48] = "";
+	const char *argv[10];
+	int n = 0;
+	argv[n++] = op->mkfs;
+	if (!strcmp(op->fstype, "xfs")) {
+		/* -K: no discard pass over a file that is all holes anyway. */
+		argv[n++] = "-q"; argv[n++] = "-f"; argv[n++] = "-K";
+		if (op->block_size) {
+			snprintf(bs, sizeof(bs), "size=%lu", op->block_size);
+			argv[n++] = "-b"; argv[n++] = bs;
+		}
+	} else {
+		argv[n++] = "-q"; argv[n++] = "-F"; argv[n++] = "-E"; argv[n++] = "nodiscard";
+		if (op->block_size) {
+			snprintf(bs, sizeof(bs), "%lu", op->block_size);
+			argv[n++] = "-b"; argv[n++] = bs;
+		}
+	}
+	argv[n++] = path;
+	argv[n] = NULL;
+	char last[512], why[1024];
+	int status = run_program(argv, -1, last, sizeof(last));
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return;
+	describe_failure(status, last, why, sizeof(why));
+	die(op->mkfs, why, 0);
+}
+
+/*
+ * A perNodeCache (upstream's per-node scratch volume): a sparse file in the backing directory,
+ * a fresh filesystem on it on a read-write autoclear loop device, mounted detached
+ * (nosuid, nodev) with its root owned by the user. The file is unlinked at once: its space
+ * comes back when the last mount of it goes, with the environment.
+ */
+static void make_cache(struct op *op)
+{
+	char host[128];
+	if (gethostname(host, sizeof(host)) < 0)
+		die("gethostname", "perNodeCache", errno);
+	host[sizeof(host) - 1] = '\0';
+	for (char *c = host; *c; c++)
+		if (*c == '/')
+			*c = '_';
+	char path[sizeof(pending_unlink)];
+	if (snprintf(path, sizeof(path), "%s/perNodeCache_uid%u_gid%u_%s.%s.XXXXXX", op->source, op->uid, op->gid,
+		     host, op->fstype) >= (int)sizeof(path))
+		die("perNodeCache backing file", "path too long", ENAMETOOLONG);
+	int fd = mkostemp(path, O_CLOEXEC);
+	if (fd < 0)
+		die("create perNodeCache backing file in", op->source, errno);
+	memcpy(pending_unlink, path, sizeof(path));
+	if (ftruncate(fd, (off_t)op->size) < 0)
+		die("size perNodeCache backing file", path, errno);
+	run_mkfs(op, path);
+	char dev[64];
+	int loop = attach_loop(fd, path, 1, dev, sizeof(dev));
+	int fsfd = fsopen(op->fstype, FSOPEN_CLOEXEC);
+	if (fsfd < 0)
+		die("fsopen", op->fstype, errno);
+	if (fsconfig(fsfd, FSCONFIG_SET_STRING, "source", dev, 0) < 0)
+		die_fs(fsfd, "fsconfig source", dev, errno);
+	if (fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+		die_fs(fsfd, "mount perNodeCache", path, errno);
+	op->tree = fsmount(fsfd, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+	if (op->tree < 0)
+		die("fsmount", path, errno);
+	if (fchownat(op->tree, "", op->uid, op->gid, AT_EMPTY_PATH) < 0)
+		die("chown perNodeCache root", op->target, errno);
+	if (unlink(path) < 0)
+		die("unlink perNodeCache backing file", path, errno);
+	pending_unlink[0] = '\0';
+	if (close(fsfd) < 0 || close(loop) < 0 || close(fd) < 0)
+		die("close", path, errno);
 }
 
 /* ---- create-env: the scaffold ---- */
@@ -701,94 +898,6 @@ static void write_file(int root, const struct op *op)
 		die("close", op->target, errno);
 }
 
-/* Copies a line, cut to fit (a long line is still better than none in an error message). */
-static void keep_line(char *dst, size_t len, const char *line)
-{
-	size_t n = strnlen(line, len - 1);
-	memcpy(dst, line, n);
-	dst[n] = '\0';
-}
-
-/*
- * Runs argv[0] as root with a clean environment, stdin and stdout on /dev/null, cwd = cwdfd
- * (when >= 0) and none of the helper's fds, and waits for it. Returns the wait status; the
- * last non-empty line the program wrote on stderr lands in last.
- */
-static int run_program(const char *const argv[], int cwdfd, char *last, size_t lastlen)
-{
-	int errpipe[2];
-	if (pipe2(errpipe, O_CLOEXEC) < 0)
-		die("pipe2", argv[0], errno);
-	pid_t pid = fork();
-	if (pid < 0)
-		die("fork", argv[0], errno);
-	if (pid == 0) {
-		/* No stray process may outlive the helper (a killed helper kills a hung hook). */
-		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		signal(SIGPIPE, SIG_DFL);
-		signal(SIGCHLD, SIG_DFL);
-		int null = open("/dev/null", O_RDWR);
-		if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(errpipe[1], 2) < 0)
-			_exit(126);
-		if (cwdfd >= 0 && fchdir(cwdfd) < 0) {
-			dprintf(2, "cannot enter the container root: %s\n", strerror(errno));
-			_exit(126);
-		}
-		if (close_range(3, ~0U, 0) < 0)
-			_exit(126);
-		char *const env[] = { CLEAN_PATH, NULL };
-		execve(argv[0], (char *const *)argv, env);
-		dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	if (close(errpipe[1]) < 0)
-		die("close", "stderr pipe", errno);
-	char buf[4096];
-	size_t fill = 0;
-	last[0] = '\0';
-	for (;;) {
-		ssize_t n = read(errpipe[0], buf + fill, sizeof(buf) - 1 - fill);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		fill += (size_t)n;
-		buf[fill] = '\0';
-		/* Keep complete lines' last one; drop what is before it so the buffer never fills. */
-		char *nl;
-		while ((nl = strchr(buf, '\n')) != NULL) {
-			*nl = '\0';
-			if (buf[0])
-				keep_line(last, lastlen, buf);
-			memmove(buf, nl + 1, fill - (size_t)(nl + 1 - buf) + 1);
-			fill -= (size_t)(nl + 1 - buf);
-		}
-		if (fill == sizeof(buf) - 1)
-			fill = 0;
-	}
-	if (fill > 0 && buf[0])
-		keep_line(last, lastlen, buf);
-	if (close(errpipe[0]) < 0)
-		die("close", "stderr pipe", errno);
-	int status;
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			die("waitpid", argv[0], errno);
-	return status;
-}
-
-/* "exited with status 3" / "was killed by signal 9", plus the last stderr line if any. */
-static void describe_failure(int status, const char *last, char *out, size_t len)
-{
-	int n = WIFEXITED(status) ? snprintf(out, len, "exited with status %d", WEXITSTATUS(status))
-				  : snprintf(out, len, "was killed by signal %d", WTERMSIG(status));
-	if (last[0] && n > 0 && (size_t)n < len)
-		snprintf(out + n, len - (size_t)n, " (last stderr line: %s)", last);
-}
-
 /* Upstream's sitePreMountHook/sitePostMountHook: `/bin/sh SCRIPT` as root, cwd = the new root. */
 static void run_hook(int root, const struct op *op)
 {
@@ -808,6 +917,7 @@ static void apply(int root, struct op *op)
 	int parent, mnt;
 	switch (op->kind) {
 	case OP_BIND:
+	case OP_CACHE:
 		attach(root, op->tree, op->target);
 		op->tree = -1;
 		break;
@@ -960,9 +1070,12 @@ static int cmd_create_env(void)
 	int image = open_tree(IMAGE_FD, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
 	if (image < 0)
 		die("open_tree image mount", "fd 4", errno);
-	for (int i = 0; i < s.nops; i++)
+	for (int i = 0; i < s.nops; i++) {
 		if (s.ops[i].kind == OP_BIND)
 			clone_source(&s, &s.ops[i]);
+		else if (s.ops[i].kind == OP_CACHE)
+			make_cache(&s.ops[i]);
+	}
 
 	ensure_staging();
 	if (unshare(CLONE_NEWNS) < 0)

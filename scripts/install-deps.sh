@@ -16,6 +16,7 @@ APT_PACKAGES=(
   bubblewrap hyperfine # runtime benchmarks
   openssl uidmap util-linux iproute2 procps build-essential python3
   busybox-static       # static userland for the native runtime tests' tiny squashfs image
+  xfsprogs             # mkfs.xfs for perNodeCache volumes
 )
 
 missing=()

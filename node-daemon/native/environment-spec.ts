@@ -98,7 +98,43 @@ export interface ProcMount extends MountCommon {
   target: string;
 }
 
-export type MountSpec = BindMount | FileEntry | SymlinkEntry | DirectoryEntry | TmpfsMount | ProcMount;
+export type PerNodeCacheFsType = 'xfs' | 'ext4';
+
+/**
+ * Upstream's perNodeCache volume (`--volume=/ignored:/cache:perNodeCache=size=1G[,bs=..][,fs=..]`):
+ * a fresh filesystem private to this environment, on a sparse file made in `backingDir`
+ * (`perNodeCache_uid<U>_gid<G>_<host>.<fs>.XXXXXX`, mode 0600) and attached to a read-write
+ * autoclear loop device, mounted nosuid,nodev on `target`, its root owned by uid:gid. The file
+ * is unlinked at once: its space returns when the environment and all its processes are gone.
+ * Checked against EnvironmentSpec.perNodeCachePolicy.
+ */
+export interface PerNodeCacheMount extends MountCommon {
+  kind: 'perNodeCache';
+  target: string;
+  sizeBytes: number;
+  /** Filesystem block size in bytes (a power of two); default mkfs's. */
+  blockSize?: number;
+  fsType: PerNodeCacheFsType;
+  /** udiRoot.conf perNodeCachePath (absolute host directory). */
+  backingDir: string;
+  /** Must equal the environment's uid and gid (never 0). */
+  uid: number;
+  gid: number;
+}
+
+/** udiRoot.conf's perNodeCache settings, enforced (upstream parsed them but did not). */
+export interface PerNodeCachePolicy {
+  /** perNodeCacheSizeLimit in bytes; unset: no limit. */
+  sizeLimitBytes?: number;
+  /** perNodeCacheAllowedFsType; unset or empty: ['xfs'] (upstream's only type). */
+  allowedFsTypes?: PerNodeCacheFsType[];
+  /** mkfsXfsPath; default /usr/sbin/mkfs.xfs. */
+  mkfsXfsPath?: string;
+  /** Default /usr/sbin/mkfs.ext4. */
+  mkfsExt4Path?: string;
+}
+
+export type MountSpec = BindMount | FileEntry | SymlinkEntry | DirectoryEntry | TmpfsMount | ProcMount | PerNodeCacheMount;
 
 export interface EnvironmentSpec {
   image: ImageMount;
@@ -125,6 +161,8 @@ export interface EnvironmentSpec {
    * fails the environment, naming the hook, its status and its last stderr line.
    */
   hooks?: SiteHooks;
+  /** Limits and tools for the perNodeCache mounts; unset: the defaults of PerNodeCachePolicy. */
+  perNodeCachePolicy?: PerNodeCachePolicy;
 }
 
 export interface SiteHooks {

@@ -3,7 +3,7 @@
  * tokens (the grammar is in native/nshelper.c parse_spec). Pure, so it is checked without root.
  */
 import { ShifterError } from '../../common/errors.js';
-import type { EnvironmentSpec, MountSpec } from './environment-spec.js';
+import type { EnvironmentSpec, MountSpec, PerNodeCacheMount, PerNodeCachePolicy } from './environment-spec.js';
 
 const MAX_GROUPS = 340;
 
@@ -31,7 +31,41 @@ function octal(mode: number): string {
   return (mode & 0o7777).toString(8);
 }
 
-function mountTokens(m: MountSpec): string[] {
+function formatBytes(n: number): string {
+  for (const [unit, size] of [['T', 2 ** 40], ['G', 2 ** 30], ['M', 2 ** 20], ['K', 2 ** 10]] as const) {
+    if (n >= size && n % size === 0) return `${n / size}${unit}`;
+  }
+  return `${n} bytes`;
+}
+
+function cacheTokens(m: PerNodeCacheMount, spec: EnvironmentSpec): string[] {
+  const policy: PerNodeCachePolicy = spec.perNodeCachePolicy ?? {};
+  const what = `perNodeCache on ${m.target}`;
+  if (!Number.isSafeInteger(m.sizeBytes) || m.sizeBytes <= 0) {
+    throw new ShifterError('BAD_ARGUMENT', `${what}: size ${m.sizeBytes} is not a positive number of bytes (use e.g. perNodeCache=size=10G)`);
+  }
+  if (policy.sizeLimitBytes !== undefined && m.sizeBytes > policy.sizeLimitBytes) {
+    throw new ShifterError('BAD_ARGUMENT', `${what}: size ${formatBytes(m.sizeBytes)} is over this site's limit of ${formatBytes(policy.sizeLimitBytes)} (perNodeCacheSizeLimit): ask for less`);
+  }
+  const allowed = policy.allowedFsTypes?.length ? policy.allowedFsTypes : ['xfs'];
+  if (!allowed.includes(m.fsType)) {
+    throw new ShifterError('BAD_ARGUMENT', `${what}: filesystem "${m.fsType}" is not allowed on this site (perNodeCacheAllowedFsType: ${allowed.join(' ')}): use fs=${allowed[0]}`);
+  }
+  const minBlock = m.fsType === 'xfs' ? 512 : 1024;
+  if (m.blockSize !== undefined && (!Number.isInteger(m.blockSize) || m.blockSize < minBlock || m.blockSize > 65536 || (m.blockSize & (m.blockSize - 1)) !== 0)) {
+    throw new ShifterError('BAD_ARGUMENT', `${what}: block size ${m.blockSize} must be a power of two from ${minBlock} to 65536 for ${m.fsType}`);
+  }
+  if (m.uid !== spec.uid || m.gid !== spec.gid) {
+    throw new ShifterError('INTERNAL', `${what}: owner ${m.uid}:${m.gid} is not the environment's user ${spec.uid}:${spec.gid}`);
+  }
+  const mkfs = m.fsType === 'xfs' ? policy.mkfsXfsPath ?? '/usr/sbin/mkfs.xfs' : policy.mkfsExt4Path ?? '/usr/sbin/mkfs.ext4';
+  return [
+    'cache', checkTarget(m.target), String(m.sizeBytes), String(m.blockSize ?? 0), m.fsType,
+    checkPath('perNodeCachePath', m.backingDir), checkPath(`mkfs for ${m.fsType}`, mkfs), String(m.uid), String(m.gid),
+  ];
+}
+
+function mountTokens(m: MountSpec, spec: EnvironmentSpec): string[] {
   switch (m.kind) {
     case 'bind': {
       const flags: string[] = [];
@@ -56,6 +90,8 @@ function mountTokens(m: MountSpec): string[] {
       return ['tmpfs', checkTarget(m.target), octal(m.mode ?? 0o1777), String(m.sizeBytes ?? 64 * 1024 * 1024), m.noexec ? 'noexec' : ''];
     case 'proc':
       return ['proc', checkTarget(m.target)];
+    case 'perNodeCache':
+      return cacheTokens(m, spec);
   }
 }
 
@@ -78,7 +114,7 @@ function mountListTokens(spec: EnvironmentSpec): string[] {
   mounts.forEach((m, i) => {
     if (i === before) tokens.push(...pre);
     if (i === after) tokens.push(...post);
-    tokens.push(...mountTokens(m));
+    tokens.push(...mountTokens(m, spec));
   });
   if (before === mounts.length) tokens.push(...pre);
   if (after === mounts.length) tokens.push(...post);

@@ -66,3 +66,19 @@ test('the site hooks bracket the site mounts, or sit before the user mounts when
   t.regex(split!.message, /must be contiguous/);
   t.regex(t.throws(() => encodeSpec({ ...base, hooks: { preMount: 'pre.sh' } }))!.message, /sitePreMountHook script "pre.sh" must be an absolute path/);
 });
+
+test('perNodeCache: tokens, and the site policy (size limit, allowed types, block size) is enforced', (t) => {
+  const cache = { kind: 'perNodeCache', target: '/cache', sizeBytes: 2 ** 30, fsType: 'xfs', backingDir: '/scratch', uid: 1001, gid: 1001 } as const;
+  t.deepEqual(tokens({ ...base, mounts: [cache] }).slice(8, -1), ['cache', '/cache', '1073741824', '0', 'xfs', '/scratch', '/usr/sbin/mkfs.xfs', '1001', '1001']);
+  t.deepEqual(
+    tokens({ ...base, mounts: [{ ...cache, fsType: 'ext4', blockSize: 4096 }], perNodeCachePolicy: { allowedFsTypes: ['ext4'], mkfsExt4Path: '/sbin/mkfs.ext4' } }).slice(8, -1),
+    ['cache', '/cache', '1073741824', '4096', 'ext4', '/scratch', '/sbin/mkfs.ext4', '1001', '1001'],
+  );
+  const bad = (spec: Partial<EnvironmentSpec>) => t.throws(() => encodeSpec({ ...base, ...spec }))?.message;
+  t.is(bad({ mounts: [cache], perNodeCachePolicy: { sizeLimitBytes: 2 ** 29 } }), 'perNodeCache on /cache: size 1G is over this site\'s limit of 512M (perNodeCacheSizeLimit): ask for less');
+  t.is(bad({ mounts: [{ ...cache, fsType: 'ext4' }] }), 'perNodeCache on /cache: filesystem "ext4" is not allowed on this site (perNodeCacheAllowedFsType: xfs): use fs=xfs');
+  t.regex(bad({ mounts: [{ ...cache, blockSize: 3000 }] })!, /block size 3000 must be a power of two from 512 to 65536 for xfs/);
+  t.regex(bad({ mounts: [{ ...cache, sizeBytes: 0 }] })!, /size 0 is not a positive number of bytes/);
+  t.regex(bad({ mounts: [{ ...cache, uid: 1002 }] })!, /owner 1002:1001 is not the environment's user 1001:1001/);
+  t.regex(bad({ mounts: [{ ...cache, backingDir: 'tmp' }] })!, /perNodeCachePath "tmp" must be an absolute path/);
+});
