@@ -6,9 +6,10 @@
  */
 import { spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { PassThrough, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import type { LayerCompression } from '../registry/media-types.js';
+import { TarBlockPadding } from './tar-block-padding.js';
 
 export interface LayerSource {
   stream: Readable;
@@ -22,20 +23,22 @@ const READ_CHUNK = 1 << 20;
 export function openLayerSource(path: string, compression: LayerCompression): LayerSource {
   if (compression === 'zstd') return zstdSource(path);
   const file = createReadStream(path, { highWaterMark: READ_CHUNK });
-  const stream: Readable = compression === 'gzip' ? file.pipe(createGunzip({ chunkSize: 1 << 17 })) : file;
-  if (stream !== file) file.on('error', (e) => stream.destroy(e));
+  const decompressed: Readable = compression === 'gzip' ? file.pipe(createGunzip({ chunkSize: 1 << 17 })) : file;
+  if (decompressed !== file) file.on('error', (e) => decompressed.destroy(e));
+  const stream = decompressed.pipe(new TarBlockPadding());
+  decompressed.on('error', (e) => stream.destroy(e));
   const finished = new Promise<void>((resolve, reject) => {
     stream.on('end', resolve);
     stream.on('error', reject);
     stream.on('close', () => resolve());
   });
   finished.catch(() => undefined);
-  return { stream, finished, close: () => { file.destroy(); stream.destroy(); } };
+  return { stream, finished, close: () => { file.destroy(); decompressed.destroy(); stream.destroy(); } };
 }
 
 function zstdSource(path: string): LayerSource {
   const child = spawn('zstd', ['-d', '-c', '-q', '--', path], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const out = new PassThrough({ highWaterMark: READ_CHUNK });
+  const out = new TarBlockPadding({ highWaterMark: READ_CHUNK });
   child.stdout.pipe(out);
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => { if (stderr.length < 4096) stderr += d; });

@@ -9,10 +9,13 @@ export type PathCheck = { ok: true; path: string } | { ok: false; reason: string
 /**
  * Normalises a tar member name to the image-relative form used everywhere else: no leading `./`,
  * no `.` components, no doubled or trailing `/`; the root itself is `''`.
- * Absolute names and names with a `..` component are refused rather than reinterpreted.
+ * Absolute names and names with a `..` component are refused rather than reinterpreted; the one
+ * exception is a name made only of slashes, which umoci writes for the root directory itself.
  */
 export function normaliseEntryPath(name: string): PathCheck {
   if (name.includes('\0')) return { ok: false, reason: 'the name contains a NUL byte' };
+  // umoci names the root directory's own entry "/": that one is the root, not an escape.
+  if (/^\/+$/.test(name)) return { ok: true, path: '' };
   if (name.startsWith('/')) return { ok: false, reason: 'absolute path' };
   const parts: string[] = [];
   for (const part of name.split('/')) {

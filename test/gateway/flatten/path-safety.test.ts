@@ -36,3 +36,9 @@ test('whiteout markers are recognised', (t) => {
   t.deepEqual(whiteoutMarker('a/.wh..'), { kind: 'invalid' });
   t.is(whiteoutMarker('a/x.wh.y'), null);
 });
+
+test('the root entry "/" that umoci writes is the image root, not an absolute path', (t) => {
+  t.deepEqual(normaliseEntryPath('/'), { ok: true, path: '' });
+  t.deepEqual(normaliseEntryPath('//'), { ok: true, path: '' });
+  t.false(normaliseEntryPath('/etc').ok);
+});
