@@ -115,6 +115,10 @@ export class ShifterdFixture {
       env: { ...process.env, SHIFTER_LOG_LEVEL: 'debug' },
     });
     this.daemon = child;
+    // If the test worker dies (uncaught exception), after.always never runs: take the daemon along.
+    const reap = (): void => { child.kill('SIGKILL'); };
+    process.once('exit', reap);
+    child.once('exit', () => process.off('exit', reap));
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`shifterd did not start:\n${this.log}`)), 15_000);
       const onData = (d: Buffer): void => {
