@@ -7,7 +7,7 @@
  * file is rewritten (upstream's meta-only path).
  */
 import { execFile } from 'node:child_process';
-import { access, chmod, copyFile, mkdir, rm } from 'node:fs/promises';
+import { access, chmod, copyFile, mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { commitFile, temporaryNameFor, writeFileAtomic } from '../../common/atomic-write.js';
 import { asShifterError, ShifterError } from '../../common/errors.js';
@@ -102,10 +102,17 @@ function runExaminer(examiner: string, imagePath: string, id: string, signal: Ab
  * Copies into `finalPath` through a temporary name: the final name only ever holds a complete file.
  * Mode 0600 as upstream: only root (the runtime) reads images, so ACLs cannot be bypassed.
  */
+/**
+ * Moves a finished file into imageDir. When ExpandDirectory and imageDir share a filesystem a
+ * rename saves copying the whole image (seconds for a large one); across filesystems it copies.
+ */
 async function transferFile(src: string, finalPath: string): Promise<void> {
   const tmp = temporaryNameFor(finalPath);
   try {
-    await copyFile(src, tmp);
+    await rename(src, tmp).catch(async (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EXDEV') throw e;
+      await copyFile(src, tmp);
+    });
     await chmod(tmp, 0o600);
     await commitFile(tmp, finalPath);
   } catch (e) {
@@ -150,7 +157,8 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       const options: Parameters<typeof convertLayersToSquashfs>[2] = { log, signal };
       const extra = config.converterOptions.squashfs;
       if (extra) options.compression = extra;
-      await convertLayersToSquashfs(layers, converted, options);
+      const report = await convertLayersToSquashfs(layers, converted, options);
+      log.info({ id, entries: report.entries, dropped: report.dropped.length, bytes: report.bytes, seconds: report.seconds }, 'image converted');
       if (config.examiner) {
         await hooks.status('EXAMINATION', `Running the examiner on image ${id.slice(0, 12)}`);
         await runExaminer(config.examiner, converted, id, signal);
