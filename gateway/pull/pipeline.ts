@@ -15,7 +15,7 @@ import type { Logger } from '../../common/logger.js';
 import { formatImageMeta } from '../../common/image-meta.js';
 import { convertLayersToSquashfs } from '../convert/index.js';
 import { isDockerHub, parseImageReference, referenceForManifest } from '../reference/image-ref.js';
-import { BlobCache, fetchLayers, RegistryClient, type FetchProgress, type Platform, type RegistryEndpoint } from '../registry/index.js';
+import { BlobCache, defaultBaseUrl, fetchLayers, RegistryClient, type FetchProgress, type Platform, type RegistryEndpoint } from '../registry/index.js';
 import type { GatewayConfig, PlatformConfig } from '../config/imagemanager.js';
 import type { RegistryLogin } from '../auth/session.js';
 import type { CompletedPull } from '../store/record.js';
@@ -75,8 +75,7 @@ export function parsePlatform(s: string): Platform {
 function endpointFor(config: GatewayConfig, platform: PlatformConfig, location: string, login: RegistryLogin | null): RegistryEndpoint {
   const loc = config.locations[location];
   const endpoint: RegistryEndpoint = {
-    // Docker Hub's API lives on registry-1.docker.io whichever alias the tag or config used.
-    baseUrl: loc?.baseUrl ?? (isDockerHub(location) ? 'https://registry-1.docker.io' : `https://${location}`),
+    baseUrl: loc?.baseUrl ?? defaultBaseUrl(location, isDockerHub(location)),
     authMethod: loc?.authMethod ?? 'token',
     platform: parsePlatform(platform.platform),
   };

@@ -1,5 +1,6 @@
 /** Where a registry lives and how to talk to it (one imagemanager.json Location). */
 import type { Platform } from './platform.js';
+import { isLoopbackHost } from './proxy.js';
 
 export interface RegistryCredentials { username: string; password: string }
 
@@ -25,4 +26,16 @@ export interface RegistryClientOptions {
   backoffMs?: number;
   /** Where http_proxy/https_proxy/no_proxy are read from (default process.env). */
   env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * The base URL of a registry that has no `Locations.<host>.url` in the config. Docker Hub's API
+ * lives on registry-1.docker.io whatever alias named it. A registry on a loopback address is
+ * spoken to over plain http, as Docker treats loopback registries as insecure by default (a
+ * node-local registry rarely has a certificate); everything else is https.
+ */
+export function defaultBaseUrl(location: string, isDockerHub: boolean): string {
+  if (isDockerHub) return 'https://registry-1.docker.io';
+  const host = location.startsWith('[') ? location.slice(0, location.indexOf(']') + 1) : location.replace(/:\d+$/, '');
+  return `${isLoopbackHost(host) ? 'http' : 'https'}://${location}`;
 }

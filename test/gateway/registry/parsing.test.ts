@@ -7,6 +7,7 @@ import { platformMatches, selectPlatform } from '../../../gateway/registry/platf
 import { TokenCache, assertSafeForCredentials, parseChallenges, parseTokenResponse, tokenUrl } from '../../../gateway/registry/auth.js';
 import { proxyAuthorization, proxyFor } from '../../../gateway/registry/proxy.js';
 import { headersForRedirect } from '../../../gateway/registry/http.js';
+import { defaultBaseUrl } from '../../../gateway/registry/endpoint.js';
 import { contentRangeStart } from '../../../gateway/registry/blob-download.js';
 
 const D = (c: string) => `sha256:${c.repeat(64)}`;
@@ -131,4 +132,13 @@ test('Content-Range start offsets', (t) => {
   t.is(contentRangeStart('bytes 0-9/*'), 0);
   t.is(contentRangeStart(undefined), null);
   t.is(sha256Digest(Buffer.from('')), 'sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
+});
+
+test('a registry with no Locations entry: loopback hosts are plain http, others https, Docker Hub its API host', (t) => {
+  t.is(defaultBaseUrl('127.0.0.1:5000', false), 'http://127.0.0.1:5000');
+  t.is(defaultBaseUrl('localhost:5000', false), 'http://localhost:5000');
+  t.is(defaultBaseUrl('[::1]:5000', false), 'http://[::1]:5000');
+  t.is(defaultBaseUrl('registry.example.org', false), 'https://registry.example.org');
+  t.is(defaultBaseUrl('ghcr.io', false), 'https://ghcr.io');
+  t.is(defaultBaseUrl('docker.io', true), 'https://registry-1.docker.io');
 });

@@ -169,3 +169,11 @@ test.serial('an unknown tag ends in FAILURE with the registry\'s answer', async 
   t.is(rec.status, 'FAILURE');
   t.regex(String(rec.status_message), /nope/);
 });
+
+test.serial('a name whose first component is host:port pulls from that registry with no Locations entry (upstream #156)', async (t) => {
+  const pushed = await push('direct/app', '2', { 'etc/direct': 'yes\n' });
+  const rec = await pullUntilDone(`${reg.host}/direct/app:2`);
+  t.is(rec.status, 'READY', String(rec.status_message));
+  t.is(rec.id, pushed.manifestDigest.replace('sha256:', ''));
+  t.deepEqual(rec.tag, [`${reg.host}/direct/app:2`]);
+});
