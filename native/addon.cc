@@ -5,11 +5,14 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <uv.h>
 
 namespace {
 
@@ -162,7 +165,103 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// A memfd holding the bytes, read from offset 0: how a request body of any size
+// reaches the namespace helper without a pipe to feed.
+Napi::Value MemfdFromBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsBuffer()) {
+    Napi::TypeError::New(env, "memfdFromBuffer(buffer)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Buffer<char> buf = info[0].As<Napi::Buffer<char>>();
+  int fd = memfd_create("shifter-request", MFD_CLOEXEC);
+  if (fd < 0) return ThrowErrno(env, "memfd_create", errno);
+  for (size_t off = 0; off < buf.Length();) {
+    ssize_t n = write(fd, buf.Data() + off, buf.Length() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      close(fd);
+      return ThrowErrno(env, "write memfd", err);
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (lseek(fd, 0, SEEK_SET) < 0) {
+    int err = errno;
+    close(fd);
+    return ThrowErrno(env, "lseek memfd", err);
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// One wait for an fd to become readable (or hung up) on Node's own event loop, without a
+// thread: waitReadable(fd, callback) -> id calls callback() once; cancelWait(id) drops it.
+// Waits live in a table keyed by id (main thread only), so a late cancel is harmless.
+struct ReadableWait {
+  uv_poll_t poll;
+  uint32_t id;
+  Napi::FunctionReference callback;
+};
+
+std::unordered_map<uint32_t, ReadableWait*> waits;
+uint32_t next_wait_id = 1;
+
+void FinishWait(ReadableWait* w) {
+  waits.erase(w->id);
+  uv_poll_stop(&w->poll);
+  uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), [](uv_handle_t* h) { delete static_cast<ReadableWait*>(h->data); });
+}
+
+Napi::Value WaitReadable(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  if (!ToFd(info, 0, &fd)) return env.Undefined();
+  if (info.Length() < 2 || !info[1].IsFunction()) {
+    Napi::TypeError::New(env, "waitReadable(fd, callback)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) return ThrowErrno(env, "napi_get_uv_event_loop", EINVAL);
+  auto* w = new ReadableWait();
+  w->poll.data = w;
+  int rc = uv_poll_init(loop, &w->poll, fd);
+  if (rc < 0) {
+    delete w;
+    return ThrowErrno(env, "uv_poll_init", -rc);
+  }
+  rc = uv_poll_start(&w->poll, UV_READABLE | UV_DISCONNECT, [](uv_poll_t* p, int, int) {
+    auto* w = static_cast<ReadableWait*>(p->data);
+    Napi::Env env = w->callback.Env();
+    Napi::HandleScope scope(env);
+    Napi::FunctionReference cb = std::move(w->callback);
+    FinishWait(w);
+    cb.MakeCallback(env.Global(), {});
+  });
+  if (rc < 0) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), [](uv_handle_t* h) { delete static_cast<ReadableWait*>(h->data); });
+    return ThrowErrno(env, "uv_poll_start", -rc);
+  }
+  w->callback = Napi::Persistent(info[1].As<Napi::Function>());
+  w->id = next_wait_id++;
+  waits[w->id] = w;
+  return Napi::Number::New(env, w->id);
+}
+
+Napi::Value CancelWait(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "cancelWait(id)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto it = waits.find(info[0].As<Napi::Number>().Uint32Value());
+  if (it != waits.end()) FinishWait(it->second);
+  return env.Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("memfdFromBuffer", Napi::Function::New(env, MemfdFromBuffer));
+  exports.Set("waitReadable", Napi::Function::New(env, WaitReadable));
+  exports.Set("cancelWait", Napi::Function::New(env, CancelWait));
   exports.Set("getPeerCredentials", Napi::Function::New(env, GetPeerCredentials));
   exports.Set("sendWithFds", Napi::Function::New(env, SendWithFds));
   exports.Set("recvWithFds", Napi::Function::New(env, RecvWithFds));

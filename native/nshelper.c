@@ -1,15 +1,17 @@
 /*
- * shifter-nshelper: the single-threaded root helper shifterd fork+execs for the namespace and
- * mount work Node cannot do (Node is multithreaded). See native/README.md for the interface.
+ * shifter-nshelper: the single-threaded root helper for the namespace and mount work Node
+ * cannot do (Node is multithreaded). See native/README.md for the interface.
  *
- *   shifter-nshelper attach-image <squashfs file>
- *       fd 3: SOCK_SEQPACKET socket. Sends "loop=/dev/loopN" + [detached mount fd].
- *   shifter-nshelper create-env
- *       stdin: the spec (NUL-terminated tokens, see parse_spec), fd 3: as above,
- *       fd 4: the image mount fd from attach-image. Sends "ok us=<microseconds it took>"
- *       + [user ns fd, mnt ns fd].
+ *   shifter-nshelper serve <daemon pid>
+ *       Started once by shifterd; dies with it. fd 3: a SOCK_SEQPACKET control socket. Each
+ *       request is one message; the helper forks one child per request, which answers on the
+ *       reply socket that came with the request and exits:
+ *       "attach-image <squashfs file>" + [reply] -> "loop=/dev/loopN" + [detached mount fd]
+ *       "create-env" + [reply, spec memfd, image mount fd]
+ *           -> "ok us=<microseconds it took>" + [user ns fd, mnt ns fd]
+ *       The spec: NUL-terminated tokens, see parse_spec.
  *
- * Errors: one line on stderr "shifter-nshelper: <step>: <path>: <errno text>", exit 1.
+ * Errors: one reply "error shifter-nshelper: <step>: <path>: <errno text>", no fds.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -38,8 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RESULT_FD 3
-#define IMAGE_FD 4
+#define CONTROL_FD 3
+#define REQUEST_TIMEOUT_S 120 /* a request stuck this long (a hung image source?) is killed */
 #define MAX_SPEC (16u * 1024 * 1024)
 #define MAX_OPS 4096
 #define MAX_GROUPS 340 /* gid_map extents the kernel accepts */
@@ -54,15 +56,40 @@
 /* A perNodeCache backing file being made: removed if the helper dies before it is unlinked. */
 static char pending_unlink[4096];
 
-static void die(const char *step, const char *path, int err)
+/* Where a request's answer goes: its reply socket; -1 in the server itself. */
+static int result_fd = -1;
+/* In the child that becomes the user (which holds no reply socket): the pipe to its parent. */
+static int report_fd = -1;
+
+static void fail(const char *line)
 {
 	if (pending_unlink[0])
 		unlink(pending_unlink);
-	if (err)
-		fprintf(stderr, "shifter-nshelper: %s: %s: %s\n", step, path, strerror(err));
-	else
-		fprintf(stderr, "shifter-nshelper: %s: %s\n", step, path);
+	if (result_fd >= 0) {
+		char text[4096];
+		snprintf(text, sizeof(text), "error %s", line);
+		int fd = result_fd;
+		result_fd = -1;
+		struct iovec iov = { text, strlen(text) };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+		if (sendmsg(fd, &msg, MSG_NOSIGNAL) >= 0)
+			exit(1);
+	} else if (report_fd >= 0) {
+		if (write(report_fd, line, strlen(line)) > 0)
+			exit(1);
+	}
+	fprintf(stderr, "%s\n", line);
 	exit(1);
+}
+
+static void die(const char *step, const char *path, int err)
+{
+	char line[3072];
+	if (err)
+		snprintf(line, sizeof(line), "shifter-nshelper: %s: %s: %s", step, path, strerror(err));
+	else
+		snprintf(line, sizeof(line), "shifter-nshelper: %s: %s", step, path);
+	fail(line);
 }
 
 static void send_result(const char *text, const int *fds, int nfds)
@@ -75,13 +102,18 @@ static void send_result(const char *text, const int *fds, int nfds)
 	struct iovec iov = { (void *)text, strlen(text) };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
 			      .msg_control = ctl.space, .msg_controllen = CMSG_SPACE(sizeof(int) * nfds) };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-	memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-	if (sendmsg(RESULT_FD, &msg, MSG_NOSIGNAL) < 0)
-		die("send result", "fd 3", errno);
+	if (nfds == 0) {
+		msg.msg_control = NULL;
+		msg.msg_controllen = 0;
+	} else {
+		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+	}
+	if (sendmsg(result_fd, &msg, MSG_NOSIGNAL) < 0)
+		die("send result", "reply socket", errno);
 }
 
 /* ---- attach-image: loop device + detached squashfs mount ---- */
@@ -133,8 +165,9 @@ static void die_fs(int fsfd, const char *step, const char *what, int err)
 	if (n > 0) {
 		msg[n] = '\0';
 		msg[strcspn(msg, "\n")] = '\0';
-		fprintf(stderr, "shifter-nshelper: %s: %s: %s (%s)\n", step, what, strerror(err), msg);
-		exit(1);
+		char line[3072];
+		snprintf(line, sizeof(line), "shifter-nshelper: %s: %s: %s (%s)", step, what, strerror(err), msg);
+		fail(line);
 	}
 	die(step, what, err);
 }
@@ -969,12 +1002,15 @@ static void write_proc(int procfd, pid_t pid, const char *file, const char *text
 }
 
 /* The child becomes the user and copies the mount namespace into its own user namespace. */
-static void become_user(const struct spec *s, int procfd, int ready_w, int go_r)
+static void become_user(const struct spec *s, int procfd, int image_fd, int ready_w, int go_r)
 {
+	report_fd = ready_w;
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		die("prctl", "PR_SET_PDEATHSIG", errno);
-	/* Nothing of root's (result socket, image mount, host /proc) stays open as the user. */
-	if (close(RESULT_FD) < 0 || close(IMAGE_FD) < 0 || close(procfd) < 0)
+	/* Nothing of root's (reply socket, image mount, host /proc) stays open as the user. */
+	int reply = result_fd;
+	result_fd = -1;
+	if (close(reply) < 0 || close(image_fd) < 0 || close(procfd) < 0)
 		die("close", "root fds before becoming the user", errno);
 	if (setgroups((size_t)s->ngroups, s->groups) < 0)
 		die("setgroups", "user groups", errno);
@@ -1051,14 +1087,16 @@ static void ensure_staging(void)
 		die("staging directory is not a root-owned directory writable only by root", STAGING, 0);
 }
 
-static int cmd_create_env(void)
+static int cmd_create_env(int spec_fd, int image_fd)
 {
 	static struct spec s;
 	struct timespec started;
 	if (clock_gettime(CLOCK_MONOTONIC, &started) < 0)
 		die("clock_gettime", "CLOCK_MONOTONIC", errno);
 	size_t len;
-	char *data = read_all(STDIN_FILENO, &len);
+	char *data = read_all(spec_fd, &len);
+	if (close(spec_fd) < 0)
+		die("close", "spec", errno);
 	parse_spec(data, len, &s);
 	for (int i = 0; i < s.ngroups; i++)
 		if (s.groups[i] == 0)
@@ -1067,9 +1105,9 @@ static int cmd_create_env(void)
 	int procfd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (procfd < 0)
 		die("open", "/proc", errno);
-	int image = open_tree(IMAGE_FD, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+	int image = open_tree(image_fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
 	if (image < 0)
-		die("open_tree image mount", "fd 4", errno);
+		die("open_tree image mount", "the image fd", errno);
 	for (int i = 0; i < s.nops; i++) {
 		if (s.ops[i].kind == OP_BIND)
 			clone_source(&s, &s.ops[i]);
@@ -1120,16 +1158,20 @@ static int cmd_create_env(void)
 	if (pid == 0) {
 		close(ready[0]);
 		close(go[1]);
-		become_user(&s, procfd, ready[1], go[0]);
+		become_user(&s, procfd, image_fd, ready[1], go[0]);
 	}
 	if (close(ready[1]) < 0 || close(go[0]) < 0)
 		die("close", "pipes", errno);
-	char c;
-	ssize_t n = read(ready[0], &c, 1);
-	if (n != 1) {
+	char said[3072];
+	ssize_t n = read(ready[0], said, sizeof(said) - 1);
+	if (n != 1 || said[0] != 'r') {
 		int status;
 		waitpid(pid, &status, 0);
-		die("user handover", "the child failed (see the message above)", n < 0 ? errno : 0);
+		if (n > 1) {
+			said[n] = '\0';
+			fail(said);
+		}
+		die("user handover", "the child failed", n < 0 ? errno : 0);
 	}
 	map_user(&s, procfd, pid);
 	int fds[2] = { open_ns(procfd, pid, "user"), open_ns(procfd, pid, "mnt") };
@@ -1146,13 +1188,82 @@ static int cmd_create_env(void)
 	return 0;
 }
 
+/* ---- serve: one process per daemon, one forked child per request ---- */
+
+static void serve_request(const char *text, const int *fds, int nfds)
+{
+	if (close(CONTROL_FD) < 0)
+		die("close", "control socket", errno);
+	signal(SIGCHLD, SIG_DFL);
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		die("prctl", "PR_SET_PDEATHSIG", errno);
+	alarm(REQUEST_TIMEOUT_S);
+	result_fd = fds[0];
+	if (!strncmp(text, "attach-image ", 13) && nfds == 1)
+		exit(cmd_attach_image(text + 13));
+	if (!strcmp(text, "create-env") && nfds == 3)
+		exit(cmd_create_env(fds[1], fds[2]));
+	die("unknown request", text, EINVAL);
+}
+
+static int serve(pid_t daemon)
+{
+	/* The daemon's death (even kill -9) takes this server with it: no orphan stays root. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		die("prctl", "PR_SET_PDEATHSIG", errno);
+	if (getppid() != daemon)
+		return 0;
+	/* Children are not waited for here: the kernel reaps them. */
+	signal(SIGCHLD, SIG_IGN);
+	for (;;) {
+		char text[8192];
+		union {
+			struct cmsghdr h;
+			char space[CMSG_SPACE(sizeof(int) * 3)];
+		} ctl;
+		struct iovec iov = { text, sizeof(text) - 1 };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.space,
+				      .msg_controllen = sizeof(ctl.space) };
+		ssize_t n = recvmsg(CONTROL_FD, &msg, MSG_CMSG_CLOEXEC);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? 1 : 0; /* the daemon closed its end */
+		text[n] = '\0';
+		int fds[3], nfds = 0;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+				continue;
+			int count = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			for (int i = 0; i < count && nfds < 3; i++)
+				memcpy(&fds[nfds++], CMSG_DATA(c) + sizeof(int) * (size_t)i, sizeof(int));
+		}
+		if (nfds == 0 || (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC))) {
+			for (int i = 0; i < nfds; i++)
+				close(fds[i]);
+			fprintf(stderr, "shifter-nshelper: serve: dropped a malformed request\n");
+			continue;
+		}
+		pid_t pid = fork();
+		if (pid == 0)
+			serve_request(text, fds, nfds);
+		if (pid < 0) {
+			int err = errno;
+			char line[256];
+			snprintf(line, sizeof(line), "error shifter-nshelper: fork: %s", strerror(err));
+			struct iovec out = { line, strlen(line) };
+			struct msghdr reply = { .msg_iov = &out, .msg_iovlen = 1 };
+			sendmsg(fds[0], &reply, MSG_NOSIGNAL);
+		}
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+	}
+}
+
 int main(int argc, char **argv)
 {
-	if (argc == 3 && !strcmp(argv[1], "attach-image"))
-		return cmd_attach_image(argv[2]);
-	if (argc == 2 && !strcmp(argv[1], "create-env"))
-		return cmd_create_env();
-	fprintf(stderr, "usage: shifter-nshelper attach-image <squashfs file> (fd 3: result socket)\n"
-			"       shifter-nshelper create-env < spec (fd 3: result socket, fd 4: image mount)\n");
+	if (argc == 3 && !strcmp(argv[1], "serve"))
+		return serve((pid_t)atoi(argv[2]));
+	fprintf(stderr, "usage: shifter-nshelper serve <daemon pid> (fd 3: control socket; see native/README.md)\n");
 	return 2;
 }

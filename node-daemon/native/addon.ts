@@ -29,6 +29,11 @@ export interface NativeAddon {
   /** A connected SOCK_SEQPACKET pair. */
   socketPair(): [number, number];
   closeFd(fd: number): void;
+  /** A close-on-exec memfd holding data, positioned at 0. */
+  memfdFromBuffer(data: Buffer): number;
+  /** Calls callback once when fd is readable or hung up, on the event loop; returns an id for cancelWait. */
+  waitReadable(fd: number, callback: () => void): number;
+  cancelWait(id: number): void;
 }
 
 /** Where the native binaries live: $SHIFTER_NATIVE_DIR, else native/build of this checkout. */

@@ -11,7 +11,7 @@ import { encodeSpec } from './spec-encoding.js';
 export async function createEnvironment(spec: EnvironmentSpec): Promise<Environment> {
   if (spec.image.fd < 0) throw new ShifterError('INTERNAL', `image ${spec.image.path} was released`);
   const input = encodeSpec(spec);
-  const { text, fds, ms } = await runHelper(['create-env'], input, [spec.image.fd], 2);
+  const { text, fds, ms } = await runHelper('create-env', input, [spec.image.fd], 2);
   const addon = loadAddon();
   let open = true;
   return {

@@ -174,7 +174,7 @@ export interface SiteHooks {
 export interface Environment {
   userNsFd: number;
   mntNsFd: number;
-  /** Milliseconds from spawning the helper to the fds received. */
+  /** Milliseconds from the request sent to the helper to the fds received. */
   setupMs: number;
   /** Milliseconds the helper itself spent (spec read to fds sent), without process startup. */
   helperMs: number;

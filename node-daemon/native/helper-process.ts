@@ -1,8 +1,11 @@
 /**
- * Runs `shifter-nshelper` (fork+exec: the namespace work needs a single-threaded process) and
- * collects its result: one SOCK_SEQPACKET message with fds, sent on the child's fd 3.
+ * The namespace helper server: `shifter-nshelper serve`, spawned once per daemon process
+ * (single-threaded, as the namespace work needs) and then asked over a SOCK_SEQPACKET control
+ * socket. It forks a child per request, so no request pays Node's process spawn; each request
+ * brings its own reply socket, so concurrent requests never mix. The server dies with this
+ * process (PR_SET_PDEATHSIG) and exits when the control socket closes.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { ShifterError, type ErrorCode } from '../../common/errors.js';
 import { loadAddon, nativeDir } from './addon.js';
@@ -10,7 +13,7 @@ import { loadAddon, nativeDir } from './addon.js';
 export interface HelperResult {
   text: string;
   fds: number[];
-  /** Milliseconds from spawn to the result. */
+  /** Milliseconds from the request sent to the answer received. */
   ms: number;
 }
 
@@ -21,60 +24,95 @@ function classify(message: string): ErrorCode {
   return 'IO_ERROR';
 }
 
-/** A helper stuck this long (e.g. mounting an image served by a hung FUSE server) is killed. */
-const HELPER_TIMEOUT_MS = 120_000;
+/** The helper kills a request stuck longer (alarm); this is the daemon's own bound. */
+const REQUEST_TIMEOUT_MS = 125_000;
 
-/**
- * @param inheritFds fds given to the helper as fd 4, 5, ... (fd 3 is the result socket)
- * @param expectFds how many fds a successful result carries
- */
-export async function runHelper(args: string[], input: Buffer | null, inheritFds: number[], expectFds: number): Promise<HelperResult> {
+interface Server {
+  child: ChildProcess;
+  control: number;
+}
+
+let server: Server | undefined;
+
+function startServer(): Server {
   const addon = loadAddon();
   const [mine, theirs] = addon.socketPair();
-  const started = process.hrtime.bigint();
+  let child: ChildProcess;
   try {
-    const child = spawn(join(nativeDir(), 'shifter-nshelper'), args, {
-      stdio: [input ? 'pipe' : 'ignore', 'ignore', 'pipe', theirs, ...inheritFds],
+    child = spawn(join(nativeDir(), 'shifter-nshelper'), ['serve', String(process.pid)], {
+      stdio: ['ignore', 'ignore', 'inherit', theirs],
+      env: { PATH: '/usr/bin:/usr/sbin:/bin:/sbin' },
     });
-    let stderr = '';
-    child.stderr!.setEncoding('utf8');
-    child.stderr!.on('data', (chunk: string) => {
-      if (stderr.length < 65536) stderr += chunk;
-    });
-    if (input) {
-      child.stdin!.on('error', () => { /* the exit status reports the failure */ });
-      child.stdin!.end(input);
-    }
-    let timedOut = false;
+  } finally {
+    addon.closeFd(theirs);
+  }
+  const s: Server = { child, control: mine };
+  const gone = () => {
+    if (server === s) server = undefined;
+    if (s.control >= 0) addon.closeFd(s.control);
+    s.control = -1;
+  };
+  child.once('error', gone);
+  child.once('exit', gone);
+  // The server must not keep the daemon (or a test process) alive on its own.
+  child.unref();
+  return s;
+}
+
+function waitReadable(fd: number, ms: number): Promise<boolean> {
+  const addon = loadAddon();
+  return new Promise((resolve) => {
     const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, HELPER_TIMEOUT_MS);
-    const code = await new Promise<number | null>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', (c) => resolve(c));
-    })
-      .catch((e: Error) => {
-        throw new ShifterError('INTERNAL', `cannot run shifter-nshelper: ${e.message} (run "npm run build")`, e);
-      })
-      .finally(() => clearTimeout(timer));
-    if (timedOut) {
-      throw new ShifterError('IO_ERROR', `shifter-nshelper ${args[0]} did not finish within ${HELPER_TIMEOUT_MS / 1000} s and was killed (a hung image source?)`);
+      addon.cancelWait(id);
+      resolve(false);
+    }, ms);
+    const id = addon.waitReadable(fd, () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+/**
+ * @param request "attach-image <path>" or "create-env"
+ * @param body the spec, handed over as a memfd (any size), or null
+ * @param passFds fds the request needs (the image mount fd for create-env)
+ * @param expectFds how many fds a successful answer carries
+ */
+export async function runHelper(request: string, body: Buffer | null, passFds: number[], expectFds: number): Promise<HelperResult> {
+  const addon = loadAddon();
+  const s = server ?? (server = startServer());
+  const [mine, theirs] = addon.socketPair();
+  const started = process.hrtime.bigint();
+  const what = request.split(' ')[0];
+  try {
+    const bodyFd = body ? addon.memfdFromBuffer(body) : -1;
+    try {
+      if (s.control < 0) throw new ShifterError('INTERNAL', 'shifter-nshelper is not running (run "npm run build")');
+      addon.sendWithFds(s.control, Buffer.from(request), [theirs, ...(bodyFd >= 0 ? [bodyFd] : []), ...passFds]);
+    } catch (e) {
+      if (e instanceof ShifterError) throw e;
+      throw new ShifterError('INTERNAL', `cannot reach shifter-nshelper: ${(e as Error).message} (run "npm run build")`, e);
+    } finally {
+      addon.closeFd(theirs);
+      if (bodyFd >= 0) addon.closeFd(bodyFd);
     }
-    const result = addon.recvWithFds(mine, 4096, expectFds + 1);
-    if (code !== 0 || !result) {
+    if (!(await waitReadable(mine, REQUEST_TIMEOUT_MS))) {
+      throw new ShifterError('IO_ERROR', `shifter-nshelper ${what} did not answer within ${REQUEST_TIMEOUT_MS / 1000} s (a hung image source?)`);
+    }
+    const result = addon.recvWithFds(mine, 8192, expectFds + 1);
+    const text = result?.data.toString('utf8') ?? '';
+    if (!result || text === '' || text.startsWith('error ')) {
       result?.fds.forEach((fd) => addon.closeFd(fd));
-      const message = stderr.trim().split('\n').pop() || `shifter-nshelper ${args[0]} exited with status ${code}`;
+      const message = text.startsWith('error ') ? text.slice(6) : `shifter-nshelper ${what} ended without an answer (killed, or it took longer than its 120 s limit)`;
       throw new ShifterError(classify(message), message);
     }
     if (result.fds.length !== expectFds) {
       result.fds.forEach((fd) => addon.closeFd(fd));
-      throw new ShifterError('INTERNAL', `shifter-nshelper ${args[0]} returned ${result.fds.length} fds, expected ${expectFds}`);
+      throw new ShifterError('INTERNAL', `shifter-nshelper ${what} returned ${result.fds.length} fds, expected ${expectFds}`);
     }
-    const ms = Number(process.hrtime.bigint() - started) / 1e6;
-    return { text: result.data.toString('utf8'), fds: result.fds, ms };
+    return { text, fds: result.fds, ms: Number(process.hrtime.bigint() - started) / 1e6 };
   } finally {
     addon.closeFd(mine);
-    addon.closeFd(theirs);
   }
 }
