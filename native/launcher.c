@@ -355,8 +355,12 @@ int main(int argc, char **argv)
 		if (len < 5)
 			die("read reply from shifterd", "truncated error reply", 0);
 		int32_t code = (int32_t)cur_u32(&c);
-		fwrite(c.p, 1, (size_t)(c.end - c.p), stderr);
-		exit(code >= 1 && code <= 255 ? code : 1);
+		/* Exit code 0 carries text the user asked for (--help): it belongs on stdout. */
+		FILE *out = code == 0 ? stdout : stderr;
+		fwrite(c.p, 1, (size_t)(c.end - c.p), out);
+		if (fflush(out) != 0)
+			exit(1);
+		exit(code >= 0 && code <= 255 ? code : 1);
 	}
 	if (body[0] != 1)
 		die("read reply from shifterd", "unknown reply kind", 0);
