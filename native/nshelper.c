@@ -818,12 +818,48 @@ static int open_in_root(int root, const char *path, int flags)
 	return (int)syscall(SYS_openat2, root, path, &how, sizeof(how));
 }
 
+/* The filesystems a symlink may live on and lead to: the scaffold and the image. */
+static dev_t scaffold_dev, image_dev;
+
+static int open_following(int root, const char *path, int flags)
+{
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_CLOEXEC),
+		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+	};
+	return (int)syscall(SYS_openat2, root, path, &how, sizeof(how));
+}
+
+static int on_image_or_scaffold(int fd)
+{
+	struct stat st;
+	return fstat(fd, &st) == 0 && (st.st_dev == scaffold_dev || st.st_dev == image_dev);
+}
+
 /*
- * Parent directory of target, walked one component at a time from root without following
- * any symlink, creating missing directories (mkdir -p): that only succeeds on the scaffold,
- * the image is read-only.
+ * A component that is a symlink: followed inside the container root (RESOLVE_IN_ROOT: `..`
+ * and absolute links stay in the root, so `/lib64 -> usr/lib64` works and `evil -> /etc`
+ * means the container's /etc), only when follow is set, the link is in the image or on the
+ * scaffold (never in a host directory bound in, whose content others control) and where it
+ * leads is in the image or on the scaffold too (never into a host bind).
  */
-static int open_parent(int root, const char *target, const char **name)
+static int follow_link(int root, int dir, const char *prefix, int flags, int follow, const char *target)
+{
+	if (!follow)
+		die("resolve target (a symlink is on the path; refused for user volumes)", target, ELOOP);
+	if (!on_image_or_scaffold(dir))
+		die("resolve target (a symlink outside the image is on the path; refused)", target, ELOOP);
+	int fd = open_following(root, prefix, flags);
+	if (fd >= 0 && !on_image_or_scaffold(fd))
+		die("resolve target (a symlink in the image leads out of the image; refused)", target, EXDEV);
+	return fd;
+}
+
+/*
+ * Parent directory of target, walked one component at a time from root, creating missing
+ * directories (mkdir -p): that only succeeds on the scaffold, the image is read-only.
+ */
+static int open_parent(int root, const char *target, int follow, const char **name)
 {
 	char parent[4096];
 	snprintf(parent, sizeof(parent), "%s", target);
@@ -842,6 +878,11 @@ static int open_parent(int root, const char *target, const char **name)
 		if (!strcmp(c, "."))
 			continue;
 		int next = open_in_root(dir, c, O_PATH | O_DIRECTORY);
+		if (next < 0 && errno == ELOOP) {
+			char prefix[4096];
+			snprintf(prefix, sizeof(prefix), "%.*s", (int)(c - parent + (ptrdiff_t)strlen(c)), target);
+			next = follow_link(root, dir, prefix, O_PATH | O_DIRECTORY, follow, target);
+		}
 		if (next < 0 && errno == ENOENT) {
 			if (mkdirat(dir, c, 0755) < 0)
 				die(errno == EROFS ? "create mount point parent (it would be in the image: create it there "
@@ -850,9 +891,7 @@ static int open_parent(int root, const char *target, const char **name)
 			next = open_in_root(dir, c, O_PATH | O_DIRECTORY);
 		}
 		if (next < 0)
-			die(errno == ELOOP ? "resolve target (a symlink in the image is on the path; refused)"
-					   : "resolve target",
-			    target, errno);
+			die("resolve target", target, errno);
 		if (close(dir) < 0)
 			die("close", target, errno);
 		dir = next;
@@ -876,13 +915,13 @@ static void remove_existing(int dir, const char *name, const char *target)
 }
 
 /* Creates the mount point when missing, then moves the detached mount tree onto it. */
-static void attach(int root, int tree, const char *target)
+static void attach(int root, int tree, const char *target, int follow)
 {
 	struct stat st;
 	if (fstat(tree, &st) < 0)
 		die("fstat mount", target, errno);
 	const char *name;
-	int parent = open_parent(root, target, &name);
+	int parent = open_parent(root, target, follow, &name);
 	struct stat cur;
 	if (fstatat(parent, name, &cur, AT_SYMLINK_NOFOLLOW) < 0) {
 		if (errno != ENOENT)
@@ -900,10 +939,11 @@ static void attach(int root, int tree, const char *target)
 					     "or list the parent in scaffoldDirs)" : "create mount point",
 			    target, errno);
 	}
-	int at = open_in_root(root, target, O_PATH);
+	int at = open_in_root(parent, name, O_PATH);
+	if (at < 0 && errno == ELOOP)
+		at = follow_link(root, parent, target, O_PATH, follow, target);
 	if (at < 0)
-		die(errno == ELOOP ? "resolve target (a symlink in the image is on the path; refused)" : "resolve target",
-		    target, errno);
+		die("resolve target", target, errno);
 	if (move_mount(tree, "", at, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
 		die("move_mount", target, errno);
 	if (close(at) < 0 || close(parent) < 0 || close(tree) < 0)
@@ -913,7 +953,7 @@ static void attach(int root, int tree, const char *target)
 static void write_file(int root, const struct op *op)
 {
 	const char *name;
-	int parent = open_parent(root, op->target, &name);
+	int parent = open_parent(root, op->target, 1, &name);
 	remove_existing(parent, name, op->target);
 	int fd = openat(parent, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -951,20 +991,21 @@ static void apply(int root, struct op *op)
 	switch (op->kind) {
 	case OP_BIND:
 	case OP_CACHE:
-		attach(root, op->tree, op->target);
+		/* User volumes (and caches) never follow symlinks: the /etc rules on their targets hold. */
+		attach(root, op->tree, op->target, op->kind == OP_BIND && !op->as_user);
 		op->tree = -1;
 		break;
 	case OP_FILE:
 		write_file(root, op);
 		break;
 	case OP_SYMLINK:
-		parent = open_parent(root, op->target, &name);
+		parent = open_parent(root, op->target, 1, &name);
 		remove_existing(parent, name, op->target);
 		if (symlinkat(op->source, parent, name) < 0 || close(parent) < 0)
 			die("symlink", op->target, errno);
 		break;
 	case OP_DIR:
-		parent = open_parent(root, op->target, &name);
+		parent = open_parent(root, op->target, 1, &name);
 		if (mkdirat(parent, name, (mode_t)op->mode) < 0 && errno != EEXIST)
 			die("mkdir", op->target, errno);
 		if (fchmodat(parent, name, (mode_t)op->mode, AT_SYMLINK_NOFOLLOW) < 0 && errno != EOPNOTSUPP)
@@ -974,11 +1015,11 @@ static void apply(int root, struct op *op)
 		break;
 	case OP_TMPFS:
 		mnt = fs_mount("tmpfs", op->target, op->mode ? op->mode : 01777, op->size, op->attr);
-		attach(root, mnt, op->target);
+		attach(root, mnt, op->target, 1);
 		break;
 	case OP_PROC:
 		mnt = fs_mount("proc", op->target, 0, 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
-		attach(root, mnt, op->target);
+		attach(root, mnt, op->target, 1);
 		break;
 	case OP_HOOK:
 		run_hook(root, op);
@@ -1126,6 +1167,13 @@ static int cmd_create_env(int spec_fd, int image_fd)
 		die("move_mount scaffold", STAGING, errno);
 	if (mkdirat(root, IMAGE_STAGING, 0700) < 0)
 		die("mkdir", IMAGE_STAGING, errno);
+	struct stat devs;
+	if (fstat(root, &devs) < 0)
+		die("fstat", "scaffold", errno);
+	scaffold_dev = devs.st_dev;
+	if (fstat(image, &devs) < 0)
+		die("fstat", "image", errno);
+	image_dev = devs.st_dev;
 	if (move_mount(image, "", root, IMAGE_STAGING, MOVE_MOUNT_F_EMPTY_PATH) < 0)
 		die("move_mount image", IMAGE_STAGING, errno);
 	populate(&s, image, root, "/");

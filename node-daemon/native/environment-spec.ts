@@ -10,9 +10,11 @@
  * `scaffoldDirs` are rebuilt the same way one level down (e.g. `/etc`, so that site files
  * can be written there and `/etc/passwd` can be added to an image that has none).
  *
- * Paths in `target` are absolute container paths. Every target is resolved inside the new
- * root without following any symlink (openat2 RESOLVE_IN_ROOT|RESOLVE_NO_SYMLINKS): an image
- * symlink such as `/evil -> /etc` makes a mount below it fail, it never reaches the host.
+ * Paths in `target` are absolute container paths, resolved inside the new root: an image
+ * symlink on the path is followed inside the container root (RESOLVE_IN_ROOT: merged-/usr
+ * `/lib -> usr/lib` works, `/evil -> /etc` means the container's /etc) only if it leads to the
+ * image or the scaffold, never into a host bind. User volumes (asUser) and perNodeCache
+ * targets never follow symlinks.
  * A missing mount point is created when its parent lies on the scaffold; under an image
  * directory it must exist in the image (or list that directory in `scaffoldDirs`).
  */

@@ -18,7 +18,7 @@ export interface HelperResult {
 }
 
 function classify(message: string): ErrorCode {
-  if (message.includes('symlink in the image')) return 'UNSAFE_CONTENT';
+  if (/symlink.*refused/.test(message)) return 'UNSAFE_CONTENT';
   if (message.includes('Permission denied') || message.includes('Operation not permitted')) return 'PERMISSION_DENIED';
   if (message.includes('No such file or directory')) return 'NOT_FOUND';
   return 'IO_ERROR';

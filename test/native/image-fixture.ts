@@ -1,7 +1,7 @@
 /**
  * A tiny squashfs image built from the host's static busybox, with the hostile content a
  * container runtime must neutralize: a setuid-root binary printing its uids, a block device node, a symlink
- * `evil -> /etc`, a non-executable script.
+ * `evil -> /etc`, `evil-tmp -> /tmp`, a non-executable script; and a merged-/usr `lib -> usr/lib`.
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -12,7 +12,7 @@ const APPLETS = ['sh', 'cat', 'id', 'ls', 'echo', 'true', 'false', 'sleep', 'tou
 /** @param fixtures the directory holding showid.c */
 export function buildTestImage(dir: string, fixtures: string): string {
   const root = join(dir, 'rootfs');
-  for (const d of ['bin', 'etc', 'home', 'var/tmp', 'usr/bin']) mkdirSync(join(root, d), { recursive: true });
+  for (const d of ['bin', 'etc', 'home', 'var/tmp', 'usr/bin', 'usr/lib']) mkdirSync(join(root, d), { recursive: true });
   copyFileSync('/usr/bin/busybox', join(root, 'bin/busybox'));
   chmodSync(join(root, 'bin/busybox'), 0o755);
   for (const a of APPLETS) symlinkSync('busybox', join(root, 'bin', a));
@@ -21,6 +21,10 @@ export function buildTestImage(dir: string, fixtures: string): string {
   execFileSync('mknod', [join(root, 'home/evildev'), 'b', '7', '0']);
   chmodSync(join(root, 'home/evildev'), 0o666);
   symlinkSync('/etc', join(root, 'evil'));
+  symlinkSync('/tmp', join(root, 'evil-tmp'));
+  // merged /usr: /lib is a relative link into /usr
+  symlinkSync('usr/lib', join(root, 'lib'));
+  writeFileSync(join(root, 'usr/lib/libmarker.so'), 'image library\n');
   writeFileSync(join(root, 'etc/passwd'), 'root:x:0:0:image:/root:/bin/sh\n');
   writeFileSync(join(root, 'etc/image-only'), 'from the image\n');
   writeFileSync(join(root, 'bin/not-executable'), '#!/bin/sh\necho never\n', { mode: 0o644 });
