@@ -8,14 +8,20 @@
  * shifterd at start or reload instead of failing every launch.
  *
  * sitePreMountHook/sitePostMountHook run (as root, cwd = the container root being built) around
- * the siteFs mounts, as upstream. Not supported yet, refused at compile time rather than
- * silently skipped (the site relies on them): module roothook/userhook, perNodeCache volumes.
+ * the siteFs mounts, as upstream. A perNodeCache volume (user or site) becomes a fresh
+ * filesystem private to the environment (see PerNodeCacheMount), within the site's
+ * perNodeCacheSizeLimit and perNodeCacheAllowedFsType, which upstream parsed but never enforced.
+ * Not supported yet, refused at compile time rather than silently skipped (the site relies on
+ * them): module roothook/userhook.
  */
 import { existsSync } from 'node:fs';
 import { ShifterError } from '../common/errors.js';
 import type { ShifterModuleConfig, UdiRootConfig, MountPropagationStyle } from '../cli/config/udiroot-conf.js';
-import { parseVolumeTexts, type VolumeSpec } from '../cli/shifter/volumes.js';
-import type { BindMount, EnvironmentSpec, FileEntry, MountPhase, MountSpec, SiteHooks, SymlinkEntry } from './native/environment-spec.js';
+import { parseByteSize, parseVolumeTexts, type VolumeSpec } from '../cli/shifter/volumes.js';
+import type {
+  BindMount, EnvironmentSpec, FileEntry, MountPhase, MountSpec, PerNodeCacheFsType, PerNodeCacheMount, PerNodeCachePolicy,
+  SiteHooks, SymlinkEntry,
+} from './native/environment-spec.js';
 import type { ImageMount } from './native/image-mount.js';
 import type { ImageLayout } from './image-probe.js';
 
@@ -32,6 +38,9 @@ export interface SiteSetup {
   optUdiImage: string | undefined;
   /** Host /var/tmp exists (bound into the container when it does). */
   hostVarTmp: boolean;
+  /** perNodeCachePath; unset: perNodeCache volumes are refused with a message saying so. */
+  perNodeCacheDir: string | undefined;
+  perNodeCachePolicy: PerNodeCachePolicy;
 }
 
 function unsupported(config: UdiRootConfig, what: string): ShifterError {
@@ -41,7 +50,9 @@ function unsupported(config: UdiRootConfig, what: string): ShifterError {
 function siteVolumes(config: UdiRootConfig, texts: readonly string[], where: string): VolumeSpec[] {
   try {
     const specs = parseVolumeTexts(texts, 'site');
-    if (specs.some((s) => s.perNodeCache !== undefined)) throw unsupported(config, `perNodeCache in ${where}`);
+    if (specs.some((s) => s.perNodeCache !== undefined) && config.perNodeCachePath === undefined) {
+      throw new ShifterError('BAD_CONFIG', `${config.sourceFile}: ${where} has a perNodeCache volume but perNodeCachePath is not set: set it to a local directory for the backing files`);
+    }
     return specs;
   } catch (e) {
     if (e instanceof ShifterError && e.code === 'BAD_ARGUMENT') {
@@ -78,12 +89,57 @@ export function compileSite(config: UdiRootConfig): SiteSetup {
     }
   }
   return {
+    perNodeCacheDir: config.perNodeCachePath,
+    perNodeCachePolicy: perNodeCachePolicy(config),
     siteFs: siteVolumes(config, config.siteFs, 'siteFs'),
     hooks: { preMount: config.sitePreMountHook, postMount: config.sitePostMountHook },
     modules,
     propagation: config.mountPropagationStyle,
     optUdiImage: config.optUdiImage,
     hostVarTmp: existsSync('/var/tmp'),
+  };
+}
+
+function perNodeCachePolicy(config: UdiRootConfig): PerNodeCachePolicy {
+  if (config.perNodeCachePath !== undefined && !config.perNodeCachePath.startsWith('/')) {
+    throw new ShifterError('BAD_CONFIG', `${config.sourceFile}: perNodeCachePath must be an absolute path`);
+  }
+  const policy: PerNodeCachePolicy = {};
+  if (config.perNodeCacheSizeLimit !== undefined) {
+    const limit = parseByteSize(config.perNodeCacheSizeLimit);
+    if (limit === undefined) {
+      throw new ShifterError('BAD_CONFIG', `${config.sourceFile}: perNodeCacheSizeLimit=${config.perNodeCacheSizeLimit} is not a size like 100G`);
+    }
+    policy.sizeLimitBytes = limit;
+  }
+  const fsTypes: PerNodeCacheFsType[] = [];
+  for (const t of config.perNodeCacheAllowedFsType) {
+    if (t !== 'xfs' && t !== 'ext4') {
+      throw new ShifterError('BAD_CONFIG', `${config.sourceFile}: perNodeCacheAllowedFsType lists '${t}': only xfs and ext4 are supported`);
+    }
+    fsTypes.push(t);
+  }
+  if (fsTypes.length > 0) policy.allowedFsTypes = fsTypes;
+  if (config.mkfsXfsPath !== undefined) policy.mkfsXfsPath = config.mkfsXfsPath;
+  return policy;
+}
+
+/** A perNodeCache volume as the native helper builds it, for the environment's own user. */
+function perNodeCacheMount(v: VolumeSpec, site: SiteSetup, uid: number, gid: number, phase: MountPhase | undefined): PerNodeCacheMount {
+  const cache = v.perNodeCache!;
+  if (site.perNodeCacheDir === undefined) {
+    throw new ShifterError('BAD_ARGUMENT', `volume ${v.target}: perNodeCache volumes are not enabled on this system (perNodeCachePath is not set in udiRoot.conf); use a plain --volume`);
+  }
+  return {
+    kind: 'perNodeCache',
+    target: v.target,
+    sizeBytes: cache.sizeBytes,
+    ...(cache.blockSizeBytes === undefined ? {} : { blockSize: cache.blockSizeBytes }),
+    fsType: cache.fs,
+    backingDir: site.perNodeCacheDir,
+    uid,
+    gid,
+    ...(phase === undefined ? {} : { phase }),
   };
 }
 
@@ -117,9 +173,9 @@ export interface SpecInput {
 
 export function buildEnvironmentSpec(input: SpecInput): EnvironmentSpec {
   const { site } = input;
-  if (input.userVolumes.some((v) => v.perNodeCache !== undefined)) {
-    throw new ShifterError('BAD_ARGUMENT', 'perNodeCache volumes are not supported by this system yet; use a plain --volume');
-  }
+  const volume = (v: VolumeSpec, phase?: MountPhase): MountSpec => v.perNodeCache !== undefined
+    ? perNodeCacheMount(v, site, input.uid, input.gid, phase)
+    : volumeBind(v, site.propagation, phase);
   const copyModules = input.modules.filter((m) => m.config.copyPath !== undefined);
   const needOpt = site.optUdiImage !== undefined || copyModules.length > 0;
 
@@ -154,9 +210,9 @@ export function buildEnvironmentSpec(input: SpecInput): EnvironmentSpec {
     mounts.push({ kind: 'bind', source: m.config.copyPath!, target, readOnly: true, recursive: true });
   }
   // The site hooks bracket the (contiguous) 'site' mounts; see EnvironmentSpec.hooks.
-  for (const v of site.siteFs) mounts.push(volumeBind(v, site.propagation, 'site'));
-  for (const m of input.modules) for (const v of m.siteFs) mounts.push(volumeBind(v, site.propagation));
-  for (const v of input.userVolumes) mounts.push(volumeBind(v, site.propagation, 'user'));
+  for (const v of site.siteFs) mounts.push(volume(v, 'site'));
+  for (const m of input.modules) for (const v of m.siteFs) mounts.push(volume(v));
+  for (const v of input.userVolumes) mounts.push(volume(v, 'user'));
 
   const groups = [...new Set([input.gid, ...input.groups])];
   return {
@@ -167,5 +223,6 @@ export function buildEnvironmentSpec(input: SpecInput): EnvironmentSpec {
     scaffoldDirs,
     mounts,
     ...(site.hooks.preMount !== undefined || site.hooks.postMount !== undefined ? { hooks: site.hooks } : {}),
+    perNodeCachePolicy: site.perNodeCachePolicy,
   };
 }

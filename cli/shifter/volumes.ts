@@ -10,11 +10,13 @@ import { ShifterError } from '../../common/errors.js';
 
 export type VolumeOrigin = 'user' | 'site';
 
+export type PerNodeCacheFs = 'xfs' | 'ext4';
+
 export interface PerNodeCache {
   sizeBytes: number;
   blockSizeBytes: number | undefined;
   method: 'loop';
-  fs: 'xfs';
+  fs: PerNodeCacheFs;
 }
 
 export interface VolumeSpec {
@@ -69,7 +71,7 @@ function parsePerNodeCache(spec: string, text: string): PerNodeCache {
   let sizeBytes: number | undefined;
   let blockSizeBytes: number | undefined;
   let method: 'loop' = 'loop';
-  let fs: 'xfs' = 'xfs';
+  let fs: PerNodeCacheFs = 'xfs';
   for (const part of text.split(',')) {
     const eq = part.indexOf('=');
     const key = eq < 0 ? part : part.slice(0, eq);
@@ -89,7 +91,7 @@ function parsePerNodeCache(spec: string, text: string): PerNodeCache {
         break;
       case 'fs':
       case 'fstype':
-        if (value !== 'xfs') throw bad(spec, `perNodeCache fs '${value}' is not supported (only xfs)`);
+        if (value !== 'xfs' && value !== 'ext4') throw bad(spec, `perNodeCache fs '${value}' is not supported (xfs or ext4)`);
         fs = value;
         break;
       default:

@@ -3,7 +3,7 @@
  * unprivileged user against a real shifterd, real namespaces, a real squashfs image.
  */
 import test from 'ava';
-import { chmodSync, chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EXTRA_GID, ShifterdFixture, ensureTestUser } from './runtime-fixture.js';
 
@@ -17,8 +17,10 @@ test.before(async () => {
   const post = join(fx.dir, 'post-hook.sh');
   writeFileSync(pre, 'test -e ./site/site-file && echo mounted > ./etc/pre-hook || echo not-yet > ./etc/pre-hook\n', { mode: 0o755 });
   writeFileSync(post, 'test -e ./site/site-file && echo mounted > ./etc/post-hook || echo missing > ./etc/post-hook\n', { mode: 0o755 });
+  mkdirSync(join(fx.dir, 'pnc'), { mode: 0o700 });
   fx.writeConfig(['siteEnv=SHIFTER_RUNTIME=1', `module_tools_siteFs=${join(fx.dir, 'tools')}:/tools:ro`, 'module_tools_siteEnv=TOOLS=on',
-    `sitePreMountHook=${pre}`, `sitePostMountHook=${post}`]);
+    `sitePreMountHook=${pre}`, `sitePostMountHook=${post}`,
+    `perNodeCachePath=${join(fx.dir, 'pnc')}`, 'perNodeCacheSizeLimit=1G', 'perNodeCacheAllowedFsType=ext4']);
   await fx.start();
 });
 
@@ -204,4 +206,22 @@ test('sitePreMountHook and sitePostMountHook run around the siteFs mounts, in th
   const r = await fx.run([`--image=${fx.images.bare.name}`, 'cat', '/etc/pre-hook', '/etc/post-hook']);
   t.is(r.code, 0, r.stderr);
   t.is(r.stdout, 'not-yet\nmounted\n');
+});
+
+test('a perNodeCache volume is a private writable filesystem owned by the user, within the site limits', async (t) => {
+  const r = await fx.run([`--image=${fx.images.bare.name}`, '--volume=/unused:/cache:perNodeCache=size=64M,fs=ext4',
+    'sh', '-c', 'echo scratch > /cache/f && cat /cache/f && stat -c "%u %a" /cache && grep " /cache " /proc/mounts']);
+  t.is(r.code, 0, r.stderr);
+  const [content, owner, mount] = r.stdout.trim().split('\n');
+  t.is(content, 'scratch');
+  t.is(owner!.split(' ')[0], String(user.uid));
+  t.regex(mount!, /^\S+ \/cache ext4 rw,nosuid,nodev/);
+  t.deepEqual(readdirSync(join(fx.dir, 'pnc')), [], 'the backing file is unlinked at once');
+
+  const tooBig = await fx.run([`--image=${fx.images.bare.name}`, '--volume=/unused:/cache:perNodeCache=size=2G,fs=ext4', 'true']);
+  t.is(tooBig.code, 1, 'asking for more than the site allows is the user\'s to fix');
+  t.regex(tooBig.stderr, /over this site's limit.*perNodeCacheSizeLimit/);
+  const xfs = await fx.run([`--image=${fx.images.bare.name}`, '--volume=/unused:/cache:perNodeCache=size=512M', 'true']);
+  t.not(xfs.code, 0);
+  t.regex(xfs.stderr, /xfs.*perNodeCacheAllowedFsType|perNodeCacheAllowedFsType.*xfs/);
 });

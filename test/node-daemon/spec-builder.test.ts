@@ -89,5 +89,17 @@ test('unsupported settings are refused at config load, not skipped', (t) => {
   t.throws(() => site('sitePreMountHook=pre.sh'), { message: /sitePreMountHook=pre.sh must be an absolute path/ });
   t.throws(() => site('module_x_roothook=/x.sh'), { message: /module_x_roothook is not supported/ });
   t.throws(() => site('siteFs=relative:/x'), { message: /udiRoot.conf: siteFs: .*not absolute/ });
-  t.throws(() => spec('', ['/etc'], ['/a:/cache:perNodeCache=size=1G']), { message: /perNodeCache volumes are not supported/ });
+  t.throws(() => site('perNodeCacheSizeLimit=lots'), { message: /perNodeCacheSizeLimit=lots is not a size/ });
+  t.throws(() => site('perNodeCacheAllowedFsType=btrfs'), { message: /only xfs and ext4/ });
+  t.throws(() => site('siteFs=/x:/scratch:perNodeCache=size=1G'), { message: /perNodeCachePath is not set/ });
+});
+
+test('perNodeCache volumes: refused where the site has no perNodeCachePath, else a cache for this user under the site policy', (t) => {
+  t.throws(() => spec('', ['/etc'], ['/a:/cache:perNodeCache=size=1G']), { message: /not enabled on this system \(perNodeCachePath/ });
+  const s = spec('perNodeCachePath=/local/pnc\nperNodeCacheSizeLimit=100G\nperNodeCacheAllowedFsType=xfs ext4\nmkfsXfsPath=/sbin/mkfs.xfs',
+    ['/etc'], ['/a:/cache:perNodeCache=size=1G,bs=4k,fs=ext4']);
+  t.deepEqual(s.mounts.find((m) => m.target === '/cache'), {
+    kind: 'perNodeCache', target: '/cache', sizeBytes: 1024 ** 3, blockSize: 4096, fsType: 'ext4', backingDir: '/local/pnc', uid: 1000, gid: 100, phase: 'user',
+  });
+  t.deepEqual(s.perNodeCachePolicy, { sizeLimitBytes: 100 * 1024 ** 3, allowedFsTypes: ['xfs', 'ext4'], mkfsXfsPath: '/sbin/mkfs.xfs' });
 });
