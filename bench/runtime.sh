@@ -9,7 +9,8 @@
 #      b1 with the image already mounted on the node (another environment pins it),
 #      b2 with nothing cached (loop device + image mount + environment);
 #   c. 64 concurrent launches of /bin/true (wall time), shifter vs bwrap vs host;
-#   d. warm `python3 -c 'import json, email'`: shifter vs bwrap vs the host's python3.
+#   d. warm `python3 -c 'import json, email'`: shifter vs bwrap vs the host's python3;
+#      d2. 20 of them inside one launch, to tell the per-launch cost from python's own run time.
 # Every timed command runs as the ordinary user shifterbench (made with useradd if missing);
 # bwrap runs unprivileged through user namespaces (it is not setuid here). a, c and d run in
 # ROUNDS interleaved hyperfine rounds whose times are pooled, so that load from other work on
@@ -205,8 +206,18 @@ rounds d --warmup 3 --min-runs 15 \
   -n bwrap "${BWRAP[*]} /usr/bin/python3 -c '$PY'" \
   -n host "/usr/bin/python3 -c '$PY'"
 
+# The same work without the per-launch cost: 20 imports in one launch, each side's shell the
+# image's static busybox, so what differs is only where python runs.
+LOOP='i=0; while [ $i -lt 20 ]; do python3 -c "import json, email" || exit 1; i=$((i + 1)); done'
 echo
-echo "== summary: median of all runs pooled over the rounds [per-round medians]; mean +- sd; min (ms)"
+echo "== d2. 20 x python3 -c '$PY' inside ONE launch ($ROUNDS rounds)"
+rounds d2 --warmup 1 --min-runs 3 \
+  -n shifter "$SHIFTER --image=$IMAGE /bin/sh -c '$LOOP'" \
+  -n bwrap "${BWRAP[*]} /bin/sh -c '$LOOP'" \
+  -n host "/bin/busybox sh -c '$LOOP'"
+
+echo
+echo "== summary: median of all runs pooled over the rounds [per-round medians]; mean +- sd; p10; min (ms)"
 echo "load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
 node - "$WORK/results" "$B1_CREATED" "$B2_CREATED" <<'JS'
 const fs = require('fs');
@@ -227,11 +238,12 @@ const load = (name) => {
     e.mean = e.times.reduce((a, b) => a + b, 0) / e.times.length;
     e.sd = Math.sqrt(e.times.reduce((a, b) => a + (b - e.mean) ** 2, 0) / Math.max(1, e.times.length - 1));
     e.min = Math.min(...e.times);
+    e.p10 = [...e.times].sort((x, y) => x - y)[Math.floor(e.times.length / 10)];
   }
   return out;
 };
 const ms = (s) => (s * 1000).toFixed(2);
-const row = (label, e) => console.log(`  ${label.padEnd(30)}${ms(e.median).padStart(8)}  [${e.roundMedians.map(ms).join(' ')}]  ${ms(e.mean)} +- ${ms(e.sd)}; min ${ms(e.min)}  (${e.times.length} runs)`);
+const row = (label, e) => console.log(`  ${label.padEnd(30)}${ms(e.median).padStart(8)}  [${e.roundMedians.map(ms).join(' ')}]  ${ms(e.mean)} +- ${ms(e.sd)}; p10 ${ms(e.p10)}; min ${ms(e.min)}  (${e.times.length} runs)`);
 const ratio = (x, y) => (x.median / y.median).toFixed(2);
 const pct = (x, y) => { const p = (x.median / y.median - 1) * 100; return `${p >= 0 ? '+' : ''}${p.toFixed(1)}%`; };
 const verdict = (ok) => (ok ? 'MET' : 'NOT MET');
@@ -263,4 +275,9 @@ console.log("d. warm python3 -c 'import json, email'");
 for (const k of ['shifter', 'bwrap', 'host']) row(k, d[k]);
 const rounds = d.shifter.roundMedians.map((m, i) => `${(m / d.host.roundMedians[i] * 100 - 100).toFixed(1)}%`).join(' ');
 console.log(`  shifter vs host ${pct(d.shifter, d.host)} [per round ${rounds}], bwrap vs host ${pct(d.bwrap, d.host)}; target within 10%: ${verdict(d.shifter.median <= d.host.median * 1.1)}`);
+console.log(`  at p10 (least disturbed runs): shifter vs host ${pct({ median: d.shifter.p10 }, { median: d.host.p10 })}, bwrap vs host ${pct({ median: d.bwrap.p10 }, { median: d.host.p10 })}`);
+const d2 = load('d2');
+console.log("d2. 20 x python3 -c 'import json, email' in one launch (per import = figure / 20)");
+for (const k of ['shifter', 'bwrap', 'host']) row(k, d2[k]);
+console.log(`  per import: shifter ${ms(d2.shifter.median / 20)}, bwrap ${ms(d2.bwrap.median / 20)}, host ${ms(d2.host.median / 20)} ms; shifter vs host ${pct(d2.shifter, d2.host)}, bwrap vs host ${pct(d2.bwrap, d2.host)}`);
 JS
