@@ -5,6 +5,7 @@
  * and /etc/mtab -> /proc/mounts. The rendering is pure; the NSS and file reads are below it.
  */
 import { execFile } from 'node:child_process';
+import { LRUCache } from 'lru-cache';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ShifterError } from '../common/errors.js';
@@ -125,38 +126,58 @@ export function buildEtcEntries(input: EtcInput): Array<FileEntry | SymlinkEntry
 
 // ---- I/O: NSS lookups and host files ----------------------------------------------------------
 
-function getent(db: 'passwd' | 'group', key: string): Promise<string | undefined> {
-  return new Promise((resolve, reject) => {
-    execFile('getent', [db, key], { timeout: 10_000 }, (err, stdout) => {
-      if (err) {
-        // exit 2: key not found; anything else is an NSS failure worth reporting.
-        if ((err as { code?: unknown }).code === 2) resolve(undefined);
-        else reject(new ShifterError('IO_ERROR', `getent ${db} ${key} failed: ${err.message}`));
+/**
+ * NSS answers are kept briefly (as nscd would): every new environment needs the caller's passwd
+ * and group lines, and a `getent` process costs milliseconds, the largest part of building an
+ * environment. A change to a user's groups shows up within NSS_TTL_MS.
+ */
+const NSS_TTL_MS = 60_000;
+const nssCache = new LRUCache<string, Promise<string[]>>({ max: 4096, ttl: NSS_TTL_MS });
+
+/** The lines `getent DB KEY...` prints (one per key found; keys not found are left out). */
+function getent(db: 'passwd' | 'group', keys: readonly string[]): Promise<string[]> {
+  const cacheKey = `${db}:${keys.join(',')}`;
+  const hit = nssCache.get(cacheKey);
+  if (hit !== undefined) return hit;
+  const lookup = new Promise<string[]>((resolve, reject) => {
+    execFile('getent', [db, ...keys], { timeout: 10_000 }, (err, stdout) => {
+      // exit 2: one or more keys not found (the others are still printed); anything else is an
+      // NSS failure worth reporting.
+      if (err && (err as { code?: unknown }).code !== 2) {
+        reject(new ShifterError('IO_ERROR', `getent ${db} ${keys.join(' ')} failed: ${err.message}`));
         return;
       }
-      resolve(stdout.split('\n')[0]);
+      resolve(stdout.split('\n').filter((l) => l !== ''));
     });
   });
+  nssCache.set(cacheKey, lookup);
+  lookup.catch(() => nssCache.delete(cacheKey));
+  return lookup;
 }
 
 export async function lookupUserByUid(uid: number): Promise<PasswdEntry> {
-  const line = await getent('passwd', String(uid));
+  const [line] = await getent('passwd', [String(uid)]);
   const entry = line === undefined ? undefined : parsePasswdLine(line);
   if (entry === undefined) throw new ShifterError('NOT_FOUND', `uid ${uid} has no passwd entry on this node (getent passwd ${uid}); ask the site to add the account`);
   return entry;
 }
 
 export async function lookupUserByName(name: string): Promise<PasswdEntry | undefined> {
-  const line = await getent('passwd', name);
+  const [line] = await getent('passwd', [name]);
   return line === undefined ? undefined : parsePasswdLine(line);
 }
 
-/** Groups by gid; a gid without a name becomes `gid<N>` so `id` still shows something sensible. */
+/**
+ * Groups by gid, in one `getent` call for all of them; a gid without a name becomes `gid<N>` so
+ * `id` still shows something sensible.
+ */
 export async function lookupGroups(gids: readonly number[]): Promise<GroupEntry[]> {
-  return Promise.all(gids.map(async (gid) => {
-    const line = await getent('group', String(gid));
-    return (line === undefined ? undefined : parseGroupLine(line)) ?? { name: `gid${gid}`, gid, members: [] };
-  }));
+  const found = new Map<number, GroupEntry>();
+  for (const line of await getent('group', gids.map(String))) {
+    const entry = parseGroupLine(line);
+    if (entry !== undefined) found.set(entry.gid, entry);
+  }
+  return gids.map((gid) => found.get(gid) ?? { name: `gid${gid}`, gid, members: [] });
 }
 
 /** Every regular file directly in etcPath (upstream copies them all). */
@@ -195,22 +216,28 @@ export interface EtcSource {
 
 /** Gathers the inputs for one caller from NSS and the host, then renders the entries. */
 export async function etcEntriesFor(source: EtcSource, uid: number, gid: number, groups: readonly number[]): Promise<Array<FileEntry | SymlinkEntry>> {
-  const user = await lookupUserByUid(uid);
-  const [hostHosts, hostResolvConf] = await Promise.all([readHostFile('/etc/hosts'), readHostFile('/etc/resolv.conf')]);
-  if (!source.populateEtcDynamically && source.etcPath !== undefined) {
+  // Independent reads, started together: a new environment waits for the slowest, not the sum.
+  const dynamic = source.populateEtcDynamically || source.etcPath === undefined;
+  const gids = [gid, ...groups.filter((g) => g !== gid)];
+  const [user, hostHosts, hostResolvConf, groupEntries, imported, etcPathFiles] = await Promise.all([
+    lookupUserByUid(uid),
+    readHostFile('/etc/hosts'),
+    readHostFile('/etc/resolv.conf'),
+    dynamic ? lookupGroups(gids) : Promise.resolve([]),
+    dynamic ? Promise.all(source.usersToImport.map(lookupUserByName)) : Promise.resolve([]),
+    dynamic ? Promise.resolve(undefined) : readEtcPath(source.etcPath!),
+  ]);
+  if (!dynamic) {
     return buildEtcEntries({
-      users: [], groups: [], userName: user.name, maxGroupCount: source.maxGroupCount,
-      etcPathFiles: await readEtcPath(source.etcPath), hostHosts, hostResolvConf,
+      users: [], groups: [], userName: user.name, maxGroupCount: source.maxGroupCount, etcPathFiles, hostHosts, hostResolvConf,
     });
   }
   const users = [{ ...user, gid }];
-  for (const name of source.usersToImport) {
-    const extra = await lookupUserByName(name);
+  for (const extra of imported) {
     if (extra !== undefined && extra.uid !== uid) users.push(extra);
   }
-  const gids = [gid, ...groups.filter((g) => g !== gid)];
   return buildEtcEntries({
-    users, groups: await lookupGroups(gids), userName: user.name, maxGroupCount: source.maxGroupCount,
+    users, groups: groupEntries, userName: user.name, maxGroupCount: source.maxGroupCount,
     etcPathFiles: undefined, hostHosts, hostResolvConf,
   });
 }

@@ -21,14 +21,27 @@ async function isDir(path: string): Promise<boolean> {
   }
 }
 
-export async function probeImage(mount: ImageMount): Promise<ImageLayout> {
-  const root = `/proc/self/fd/${mount.fd}`;
-  const dirs = new Set<string>();
-  for (const d of PROBED_DIRS) {
-    const parent = d.slice(0, d.lastIndexOf('/')) || '/';
-    // A path below a symlinked or missing parent is absent too.
-    if (parent !== '/' && !dirs.has(parent)) continue;
-    if (await isDir(root + d)) dirs.add(d);
+/** An image never changes while it is attached: probe each attached mount once. */
+const layouts = new WeakMap<ImageMount, Promise<ImageLayout>>();
+
+export function probeImage(mount: ImageMount): Promise<ImageLayout> {
+  let layout = layouts.get(mount);
+  if (layout === undefined) {
+    layout = probe(mount);
+    layouts.set(mount, layout);
   }
+  return layout;
+}
+
+async function probe(mount: ImageMount): Promise<ImageLayout> {
+  const root = `/proc/self/fd/${mount.fd}`;
+  const found = await Promise.all(PROBED_DIRS.map((d) => isDir(root + d)));
+  const dirs = new Set<string>();
+  PROBED_DIRS.forEach((d, i) => {
+    const parent = d.slice(0, d.lastIndexOf('/')) || '/';
+    // A path below a symlinked or missing parent is absent too (lstat of a path below a
+    // symlink follows it, so the answer for the child is only taken when the parent is real).
+    if (found[i] && (parent === '/' || dirs.has(parent))) dirs.add(d);
+  });
   return { dirs };
 }

@@ -84,6 +84,8 @@ type LookupAnswer =
 export class ImageResolver {
   private readonly opts: ResolverOptions;
   private readonly lookups: LRUCache<string, ImageId>;
+  /** Parsed meta files by image id, with the (inode, size, mtime) they were parsed at. */
+  private readonly metaCache = new LRUCache<ImageId, { version: string; meta: ImageMetaInfo }>({ max: 1000 });
 
   constructor(opts: ResolverOptions) {
     this.opts = opts;
@@ -110,24 +112,36 @@ export class ImageResolver {
     return { id, descriptor, squashfsPath: join(this.opts.imagePath, `${id}.squashfs`), meta };
   }
 
+  /**
+   * Every launch checks that both files are still there (the gateway may have replaced or
+   * expired the image), but the meta file is parsed again only when it changed: on a shared
+   * filesystem each read costs a round trip, and a warm launch should cost none it can avoid.
+   */
   private async readMeta(id: ImageId, name: string): Promise<ImageMetaInfo> {
     const metaPath = join(this.opts.imagePath, `${id}.meta`);
     const imageFile = join(this.opts.imagePath, `${id}.squashfs`);
-    let text: string;
-    try {
-      text = await readFile(metaPath, 'utf8');
-    } catch (e) {
+    const [metaStat, imageStat] = await Promise.allSettled([stat(metaPath), stat(imageFile)]);
+    if (metaStat.status === 'rejected') {
+      const e: unknown = metaStat.reason;
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new ShifterError('NOT_FOUND', `image ${name} is not on this system (no ${metaPath}); run \`shifterimg pull ${name}\``);
       }
       throw new ShifterError('IO_ERROR', `cannot read ${metaPath}: ${describeError(e)}`, e);
     }
-    const meta = metaInfoFromText(text, metaPath);
-    try {
-      await stat(imageFile);
-    } catch {
+    if (imageStat.status === 'rejected') {
       throw new ShifterError('NOT_FOUND', `image ${name} has metadata but no ${imageFile}; run \`shifterimg pull ${name}\` again`);
     }
+    const version = `${metaStat.value.ino}:${metaStat.value.size}:${metaStat.value.mtimeMs}`;
+    const cached = this.metaCache.get(id);
+    if (cached?.version === version) return cached.meta;
+    let text: string;
+    try {
+      text = await readFile(metaPath, 'utf8');
+    } catch (e) {
+      throw new ShifterError('IO_ERROR', `cannot read ${metaPath}: ${describeError(e)}`, e);
+    }
+    const meta = metaInfoFromText(text, metaPath);
+    this.metaCache.set(id, { version, meta });
     return meta;
   }
 

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { buildEtcEntries, filterGroups, renderPasswd, parsePasswdLine, parseGroupLine, NSSWITCH_CONF } from '../../node-daemon/etc-files.js';
+import { buildEtcEntries, filterGroups, renderPasswd, parsePasswdLine, parseGroupLine, lookupGroups, lookupUserByUid, NSSWITCH_CONF } from '../../node-daemon/etc-files.js';
 
 const user = { name: 'alice', uid: 1001, gid: 1001, gecos: 'Alice', home: '/home/alice', shell: '/bin/bash' };
 
@@ -50,4 +50,12 @@ test('passwd and group line parsers', (t) => {
   t.is(parsePasswdLine('broken'), undefined);
   t.deepEqual(parseGroupLine('g:x:7:a, b'), { name: 'g', gid: 7, members: ['a', 'b'] });
   t.is(parseGroupLine('g:x:notanumber:'), undefined);
+});
+
+test('groups are looked up together; an unknown gid gets a placeholder name', async (t) => {
+  const groups = await lookupGroups([0, 987654, 65534]);
+  t.deepEqual(groups.map((g) => [g.gid, g.name]), [[0, 'root'], [987654, 'gid987654'], [65534, 'nogroup']]);
+  const user = await lookupUserByUid(0);
+  t.is(user.name, 'root');
+  await t.throwsAsync(lookupUserByUid(987654), { message: /uid 987654 has no passwd entry/ });
 });

@@ -1,5 +1,8 @@
 import test from 'ava';
-import { checkImageAcl, metaInfoFromText } from '../../node-daemon/image-resolver.js';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ImageResolver, checkImageAcl, metaInfoFromText } from '../../node-daemon/image-resolver.js';
 
 const meta = (acl: string) => metaInfoFromText(`FORMAT: squashfs\nENTRY: ['/run.sh']\nCMD: ['a', 'b']\nWORKDIR: /w\nENV: A=1\n${acl}`, 'x.meta');
 
@@ -18,4 +21,30 @@ test('public images are open; private ones check uid, primary gid and supplement
 
 test('a broken meta file is a config error naming the file', (t) => {
   t.throws(() => metaInfoFromText('ENTRY: x\n', '/images/abc.meta'), { message: /^\/images\/abc\.meta: .*no FORMAT/ });
+});
+
+test('the resolver sees a rewritten meta file and a removed image at once, though it keeps parsed metas', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'resolver-'));
+  try {
+    const id = 'a'.repeat(64);
+    const resolver = new ImageResolver({ imagePath: dir, gateways: [], system: undefined, defaultImageType: 'docker' });
+    const caller = { uid: 1000, gid: 1000, groups: [] };
+    await writeFile(join(dir, `${id}.squashfs`), 'image');
+    await writeFile(join(dir, `${id}.meta`), 'FORMAT: squashfs\nENV: V=1\n');
+    t.deepEqual((await resolver.resolve(`id:${id}`, caller)).meta.run.env, ['V=1']);
+    t.deepEqual((await resolver.resolve(`id:${id}`, caller)).meta.run.env, ['V=1']);
+
+    // The gateway replaces files by rename: a new inode, as here.
+    await writeFile(join(dir, 'next.meta'), 'FORMAT: squashfs\nENV: V=2\nUSERACL: 5\n');
+    await rename(join(dir, 'next.meta'), join(dir, `${id}.meta`));
+    await t.throwsAsync(resolver.resolve(`id:${id}`, caller), { message: /permission denied to image/ });
+    await writeFile(join(dir, 'next.meta'), 'FORMAT: squashfs\nENV: V=3\n');
+    await rename(join(dir, 'next.meta'), join(dir, `${id}.meta`));
+    t.deepEqual((await resolver.resolve(`id:${id}`, caller)).meta.run.env, ['V=3']);
+
+    await rm(join(dir, `${id}.squashfs`));
+    await t.throwsAsync(resolver.resolve(`id:${id}`, caller), { message: /has metadata but no .*squashfs/ });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
