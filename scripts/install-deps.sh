@@ -14,7 +14,7 @@ APT_PACKAGES=(
   apache2-utils        # htpasswd -B for registry basic-auth tests
   zstd pigz            # layer decompression
   bubblewrap hyperfine # runtime benchmarks
-  openssl uidmap util-linux iproute2 procps build-essential python3
+  openssl uidmap util-linux iproute2 procps build-essential python3 curl
   busybox-static       # static userland for the native runtime tests' tiny squashfs image
   xfsprogs             # mkfs.xfs for perNodeCache volumes
 )
