@@ -3,7 +3,7 @@
 # to READY through our gateway, next to upstream's pipeline in the same run:
 #   skopeo copy docker://... oci:... ; umoci unpack ; mksquashfs (default compression: gzip)
 # Each side starts with empty caches. Prints wall times, the ratio and the image sizes.
-# Usage: sudo bash bench/pull.sh [ROUNDS]   (default 3 rounds, alternating the two sides)
+# Usage (as root): bash bench/pull.sh [ROUNDS]   (default 3 rounds, alternating the two sides)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}

@@ -17,7 +17,7 @@
 # the machine falls on every side alike; the per-round medians are printed too.
 # The built tree (dist, native/build, bin, proto) is copied at the start, so a rebuild during
 # the run does not mix versions.
-# Usage: sudo bash bench/runtime.sh [ROUNDS]   (default 4; needs a built tree: npm run build)
+# Usage (as root): bash bench/runtime.sh [ROUNDS]   (default 4; needs a built tree: npm run build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-4}
