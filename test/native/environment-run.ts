@@ -1,5 +1,5 @@
 /** Test users and running commands inside a created environment, as root or as its user. */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import type { Environment } from '../../node-daemon/native/index.js';
 
 export interface TestUser {
@@ -34,8 +34,12 @@ export interface RunResult {
 export function runInside(env: Environment, argv: string[], as?: TestUser): Promise<RunResult> {
   const enter = ['nsenter', '--preserve-credentials', '--user=/proc/self/fd/3', '--mount=/proc/self/fd/4', ...argv];
   const cmd = as ? ['setpriv', `--reuid=${as.uid}`, `--regid=${as.gid}`, '--clear-groups', '--', ...enter] : enter;
+  return collectOutput(spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe', env.userNsFd, env.mntNsFd] }));
+}
+
+/** Waits for a child spawned with piped stdout/stderr and returns what it printed. */
+export function collectOutput(child: ChildProcess): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe', env.userNsFd, env.mntNsFd] });
     let stdout = '';
     let stderr = '';
     child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -17,7 +17,7 @@ import {
   type ImageMount,
   type PeerCredentials,
 } from '../../node-daemon/native/index.js';
-import { ensureUser, runInside, type RunResult, type TestUser } from './environment-run.js';
+import { collectOutput, ensureUser, runInside, type RunResult, type TestUser } from './environment-run.js';
 import { buildTestImage } from './image-fixture.js';
 import { encodeReply, startLaunchDaemon, type LaunchDaemon, type LaunchReply } from './launch-daemon.js';
 
@@ -102,23 +102,15 @@ async function decide(req: { argv: string[]; env: string[]; cwd: string }, cred:
 }
 
 function runAs(user: TestUser, argv: string[], opts: { cwd?: string; env?: Record<string, string>; stdioFds?: number[] } = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      'setpriv',
-      [`--reuid=${user.uid}`, `--regid=${user.gid}`, `--groups=${user.gid},${EXTRA_GROUP}`, '--', ...argv],
-      {
-        cwd: opts.cwd ?? '/',
-        env: { SHIFTERD_SOCKET: daemon.socketPath, PATH: '/usr/bin:/bin', ...opts.env },
-        stdio: ['ignore', 'pipe', 'pipe', ...(opts.stdioFds ?? [])],
-      },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr, pid: child.pid! }));
-  });
+  return collectOutput(spawn(
+    'setpriv',
+    [`--reuid=${user.uid}`, `--regid=${user.gid}`, `--groups=${user.gid},${EXTRA_GROUP}`, '--', ...argv],
+    {
+      cwd: opts.cwd ?? '/',
+      env: { SHIFTERD_SOCKET: daemon.socketPath, PATH: '/usr/bin:/bin', ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe', ...(opts.stdioFds ?? [])],
+    },
+  ));
 }
 
 const shifter = (user: TestUser, args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) =>
