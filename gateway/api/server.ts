@@ -30,7 +30,8 @@ const HELP = 'Shifter image gateway. Routes: GET /api/list/<system>/, GET /api/l
 type Params = { system: string; imgtype?: string; '*'?: string };
 
 function platformOf(config: GatewayConfig, system: string): PlatformConfig {
-  const p = config.platforms[system];
+  // Own keys only: "constructor" or "toString" in the URL must not find Object.prototype's members.
+  const p = Object.hasOwn(config.platforms, system) ? config.platforms[system] : undefined;
   if (!p) {
     throw new ShifterError('NOT_FOUND', `Bad session or system: system "${system}" is not configured on this gateway (known: ${Object.keys(config.platforms).join(', ')})`);
   }

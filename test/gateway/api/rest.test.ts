@@ -65,6 +65,16 @@ test('pull returns upstream\'s 13-key record at once, with "MISSING" for unknown
   t.true((queue.json.list as { image: string }[]).some((q) => q.image === 'team/app:latest'));
 });
 
+test('a system named like an Object member (constructor, toString) is an unknown system, not a platform', async (t) => {
+  for (const system of ['constructor', 'toString', '__proto__']) {
+    const pull = await call('POST', `/api/pull/${system}/docker/team/app/`, MOCK);
+    t.is(pull.status, 404, `pull on ${system}`);
+    t.regex(String(pull.json.error), /is not configured on this gateway/);
+    const list = await call('GET', `/api/list/${system}/`);
+    t.is(list.status, 404, `list on ${system}`);
+  }
+});
+
 test('a failing pull ends in FAILURE with the reason in status_message', async (t) => {
   await call('POST', '/api/pull/sys/docker/team/broken:1/', MOCK);
   let rec: Record<string, unknown> = {};
