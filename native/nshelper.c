@@ -571,7 +571,9 @@ static void clone_source(const struct spec *s, struct op *op)
 	const char *path = op->source;
 	if (op->as_user) {
 		set_fs_identity(s, 1);
-		from = open(op->source, O_PATH | O_CLOEXEC);
+		/* No magic links: /proc/self/{root,cwd,fd/N} would name this root helper's own fds. */
+		struct open_how how = { .flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_NO_MAGICLINKS };
+		from = (int)syscall(SYS_openat2, AT_FDCWD, op->source, &how, sizeof(how));
 		struct stat st;
 		int err = from < 0 || fstat(from, &st) < 0 ? errno : 0;
 		if (!err && faccessat(from, "", S_ISDIR(st.st_mode) ? R_OK | X_OK : R_OK, AT_EMPTY_PATH | AT_EACCESS) < 0)

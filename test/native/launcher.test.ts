@@ -341,6 +341,17 @@ test('user volumes are opened with the user\'s credentials, never as root', asyn
   env.close();
 });
 
+test('a user volume source through a /proc magic link is refused (it would name the root helper\'s own root or fds)', async (t) => {
+  for (const source of ['/proc/self/root', '/dev/fd/0']) {
+    const err = await createEnvironment({
+      image, uid: user1.uid, gid: user1.gid, groups: [user1.gid], scaffoldDirs: [],
+      mounts: [{ kind: 'bind', source, target: '/data', readOnly: true, asUser: true }],
+    }).then((env) => { env.close(); return null; }, (e: Error) => e);
+    t.truthy(err, `${source} was bound`);
+    t.regex(err!.message, /open volume source as the user: .*Too many levels of symbolic links/);
+  }
+});
+
 test.serial('timing: environment creation and launch', async (t) => {
   const times: number[] = [];
   const helperTimes: number[] = [];
