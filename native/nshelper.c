@@ -567,6 +567,15 @@ static void set_fs_identity(const struct spec *s, int as_user)
  */
 static void clone_source(const struct spec *s, struct op *op)
 {
+	/*
+	 * A user volume is always cloned with the mounts below it, nosuid and nodev: a single-level
+	 * clone would show the user what host mounts cover under the source (the kernel refuses
+	 * an unprivileged user exactly that bind), and a user never gets device nodes.
+	 */
+	if (op->as_user) {
+		op->recursive = 1;
+		op->attr |= MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+	}
 	int from = AT_FDCWD, flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (op->recursive ? AT_RECURSIVE : 0);
 	const char *path = op->source;
 	if (op->as_user) {

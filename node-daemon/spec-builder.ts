@@ -144,15 +144,17 @@ function perNodeCacheMount(v: VolumeSpec, site: SiteSetup, uid: number, gid: num
 }
 
 function volumeBind(v: VolumeSpec, defaultPropagation: MountPropagationStyle, phase?: MountPhase): BindMount {
-  const underDev = v.source === '/dev' || v.source.startsWith('/dev/');
+  // Device nodes only ever come from a site's own /dev binds, never from a user's volume.
+  const siteDev = v.origin === 'site' && (v.source === '/dev' || v.source.startsWith('/dev/'));
   return {
     kind: 'bind',
     source: v.source,
     target: v.target,
     readOnly: v.readOnly,
-    recursive: v.recursive || v.source === '/dev',
+    // A user volume keeps the mounts below its source: without them it would reveal what they cover.
+    recursive: v.recursive || v.source === '/dev' || v.origin === 'user',
     nosuid: true,
-    nodev: !underDev,
+    nodev: !siteDev,
     propagation: v.propagation ?? defaultPropagation,
     asUser: v.origin === 'user',
     ...(phase === undefined ? {} : { phase }),

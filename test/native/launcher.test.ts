@@ -421,3 +421,33 @@ test('a slave volume receives host mounts made later, a private one does not', a
     execFileSync('umount', ['-R', shared]);
   }
 });
+
+test('a user volume cannot reveal what a host mount covers below its source', async (t) => {
+  const vol = join(dir, 'covered');
+  mkdirSync(join(vol, 'sub'), { recursive: true });
+  writeFileSync(join(vol, 'sub', 'under-the-mount'), 'hidden by the host mount\n');
+  chownSync(vol, user1.uid, user1.gid);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0755', 'cover', join(vol, 'sub')]);
+  try {
+    writeFileSync(join(vol, 'sub', 'on-the-mount'), 'what the host shows\n');
+    const env = await createEnvironment({
+      image, uid: user1.uid, gid: user1.gid, groups: [user1.gid], scaffoldDirs: [],
+      // Even a spec that asks for a single-level bind of a user volume gets the whole subtree.
+      mounts: [{ kind: 'bind', source: vol, target: '/data', readOnly: true, asUser: true, recursive: false, nodev: false }, { kind: 'proc', target: '/proc' }],
+    });
+    try {
+      const r = await runInside(env, ['/bin/ls', '/data/sub'], user1);
+      t.is(r.code, 0, r.stderr);
+      t.deepEqual(r.stdout.trim().split('\n'), ['on-the-mount'], 'the host mount is there, what it covers is not');
+      const opts = await runInside(env, ['/bin/cat', '/proc/self/mountinfo'], user1);
+      const sub = opts.stdout.split('\n').find((l) => l.split(' ')[4] === '/data/sub');
+      t.truthy(sub, opts.stdout);
+      t.regex(sub!.split(' ')[5]!, /nosuid/);
+      t.regex(sub!.split(' ')[5]!, /nodev/);
+    } finally {
+      env.close();
+    }
+  } finally {
+    execFileSync('umount', [join(vol, 'sub')]);
+  }
+});
