@@ -50,7 +50,9 @@ export class BlobCache {
     const path = this.pathFor(digest);
     if (await this.has(digest)) return path;
     const running = inFlight.get(path);
-    if (running) return running;
+    // The shared run belongs to the pull that started it (its signal, its failures): when it fails,
+    // this caller downloads on its own account instead of failing with another pull's error.
+    if (running) return running.catch(() => this.ensure(digest, produce));
     const p = (async () => {
       try {
         await produce();

@@ -156,6 +156,20 @@ test.serial('two concurrent fetches of one blob share a single download', async 
   t.is(blobGets(repo, layers[0]!).length, 1);
 });
 
+test.serial('a shared download cancelled by the pull that started it does not fail the other pull waiting on it', async (t) => {
+  const { repo, layers, data } = await image();
+  const cache = await newCache();
+  const c = client();
+  const cancelled = new AbortController();
+  const first = c.fetchBlob(repo, layers[0]!, cache, undefined, cancelled.signal);
+  const second = c.fetchBlob(repo, layers[0]!, new BlobCache(cache.dir));
+  cancelled.abort();
+  const err = await first.then(() => null, (e: unknown) => e);
+  t.is((err as Error | null)?.name, 'AbortError');
+  const path = await second;
+  t.true((await readFile(path)).equals(data[0]!));
+});
+
 test.serial('fetchLayers downloads concurrently, in order, with progress that adds up', async (t) => {
   const { repo, layers, data } = await image(4);
   const cache = await newCache();
