@@ -1,6 +1,5 @@
 /** Where a registry lives and how to talk to it (one imagemanager.json Location). */
 import type { Platform } from './platform.js';
-import { isLoopbackHost } from './proxy.js';
 
 export interface RegistryCredentials { username: string; password: string }
 
@@ -29,13 +28,11 @@ export interface RegistryClientOptions {
 }
 
 /**
- * The base URL of a registry that has no `Locations.<host>.url` in the config. Docker Hub's API
- * lives on registry-1.docker.io whatever alias named it. A registry on a loopback address is
- * spoken to over plain http, as Docker treats loopback registries as insecure by default (a
- * node-local registry rarely has a certificate); everything else is https.
+ * The base URL of a registry that has no `Locations.<host>.url` in the config: always https
+ * (Docker Hub's API lives on registry-1.docker.io whatever alias named it). Plain http only
+ * where the site configured it: any client may name any registry host, and an http default
+ * for loopback would let a client make the gateway talk plain HTTP to services on its own host.
  */
 export function defaultBaseUrl(location: string, isDockerHub: boolean): string {
-  if (isDockerHub) return 'https://registry-1.docker.io';
-  const host = location.startsWith('[') ? location.slice(0, location.indexOf(']') + 1) : location.replace(/:\d+$/, '');
-  return `${isLoopbackHost(host) ? 'http' : 'https'}://${location}`;
+  return isDockerHub ? 'https://registry-1.docker.io' : `https://${location}`;
 }

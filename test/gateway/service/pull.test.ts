@@ -35,7 +35,7 @@ test.before(async () => {
     dir,
     config: {
       CacheDirectory: join(dir, 'cache'), ExpandDirectory: join(dir, 'expand'), Authentication: 'mock', WorkerThreads: 2,
-      DefaultImageLocation: 'site', Locations: { site: { url: proxy.url } },
+      DefaultImageLocation: 'site', Locations: { site: { url: proxy.url }, [reg.host]: { url: reg.url } },
       Platforms: { sys: { accesstype: 'local', local: { imageDir }, admins: ['root'] } },
     },
   });
@@ -170,10 +170,16 @@ test.serial('an unknown tag ends in FAILURE with the registry\'s answer', async 
   t.regex(String(rec.status_message), /nope/);
 });
 
-test.serial('a name whose first component is host:port pulls from that registry with no Locations entry (upstream #156)', async (t) => {
+test.serial('a name whose first component is host:port pulls from that registry (upstream #156); plain http only where configured', async (t) => {
   const pushed = await push('direct/app', '2', { 'etc/direct': 'yes\n' });
+  // The gateway's config names reg.host with an http url (see test.before): the name works as is.
   const rec = await pullUntilDone(`${reg.host}/direct/app:2`);
   t.is(rec.status, 'READY', String(rec.status_message));
   t.is(rec.id, pushed.manifestDigest.replace('sha256:', ''));
   t.deepEqual(rec.tag, [`${reg.host}/direct/app:2`]);
+
+  // A host the site did not configure is spoken to over https only, even on loopback.
+  const plain = await pullUntilDone(`${proxy.host}/direct/app:2`);
+  t.is(plain.status, 'FAILURE');
+  t.regex(String(plain.status_message), new RegExp(`https://${proxy.host.replace(/[.]/g, '\\.')}`));
 });
