@@ -163,7 +163,7 @@ export class PullManager {
     } catch (e) {
       if (e instanceof ShutdownSignal || (signal.aborted && this.stopping)) {
         log.info('pull interrupted by shutdown; it resumes at the next start');
-      } else if (isShifterError(e) && e.code === 'NOT_FOUND' && !(await this.store.get(key))) {
+      } else if (isShifterError(e) && e.code === 'NOT_FOUND' && !(await this.store.get(key).catch(() => true))) {
         log.warn('pull record was replaced by a newer pull; dropping this one');
       } else {
         const message = isShifterError(e) ? e.message : `internal error: ${describeError(e)}`;
