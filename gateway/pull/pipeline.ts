@@ -98,12 +98,10 @@ function runExaminer(examiner: string, imagePath: string, id: string, signal: Ab
 }
 
 /**
- * Copies into `finalPath` through a temporary name: the final name only ever holds a complete file.
+ * Moves a finished file into `finalPath` through a temporary name, so the final name only ever
+ * holds a complete file. When ExpandDirectory and imageDir share a filesystem a rename saves
+ * copying the whole image (seconds for a large one); across filesystems it copies.
  * Mode 0600 as upstream: only root (the runtime) reads images, so ACLs cannot be bypassed.
- */
-/**
- * Moves a finished file into imageDir. When ExpandDirectory and imageDir share a filesystem a
- * rename saves copying the whole image (seconds for a large one); across filesystems it copies.
  */
 async function transferFile(src: string, finalPath: string): Promise<void> {
   const tmp = temporaryNameFor(finalPath);
