@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { attachImage, createEnvironment, nativeDir, type EnvironmentSpec } from '../node-daemon/native/index.js';
+import { attachImage, createEnvironment, nativeDir, type EnvironmentSpec } from '../node-daemon/adapters/index.js';
 import { ensureUser } from '../test/native/environment-run.js';
 import { buildTestImage } from '../test/native/image-fixture.js';
 import { startLaunchDaemon } from '../test/native/launch-daemon.js';

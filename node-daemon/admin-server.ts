@@ -9,7 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { Logger } from '../common/logger.js';
 import { ShifterError, describeError, isShifterError, type ErrorCode } from '../common/errors.js';
-import type { ModuleChoice } from '../cli/shifter/options.js';
+import type { ModuleChoice } from './command/options.js';
 import type { DaemonState, LaunchService } from './launch-service.js';
 import { prepareSocketPath } from './launch-server.js';
 

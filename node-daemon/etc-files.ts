@@ -9,7 +9,7 @@ import { LRUCache } from 'lru-cache';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ShifterError } from '../common/errors.js';
-import type { FileEntry, SymlinkEntry } from './native/environment-spec.js';
+import type { FileEntry, SymlinkEntry } from './adapters/environment-spec.js';
 
 export interface PasswdEntry {
   name: string;

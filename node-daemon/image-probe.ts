@@ -4,7 +4,7 @@
  * lstat only: an image symlink (`var -> /somewhere`) counts as absent and is never followed.
  */
 import { lstat } from 'node:fs/promises';
-import type { ImageMount } from './native/image-mount.js';
+import type { ImageMount } from './adapters/image-mount.js';
 
 export interface ImageLayout {
   /** Real directories in the image, by container path. */

@@ -12,8 +12,8 @@ import { ShifterError, describeError } from '../common/errors.js';
 import {
   formatImageDescriptor, isImageId, parseImageDescriptor,
   type ImageDescriptor, type ImageId, type ImageType,
-} from '../cli/image-descriptor.js';
-import type { ImageRunConfig } from '../cli/shifter/command.js';
+} from '../common/image-descriptor.js';
+import type { ImageRunConfig } from './command/command.js';
 import { parseImageMeta } from '../common/image-meta.js';
 
 /** What shifterd needs from `<id>.meta`. */

@@ -11,14 +11,14 @@
  */
 import type { Logger } from '../common/logger.js';
 import { ShifterError, describeError, isShifterError } from '../common/errors.js';
-import { formatImageDescriptor } from '../cli/image-descriptor.js';
-import type { UdiRootConfig } from '../cli/config/udiroot-conf.js';
-import { parseShifterCommandLine, type ModuleChoice } from '../cli/shifter/options.js';
-import { parseVolumeTexts, volumeSignature, type VolumeSpec } from '../cli/shifter/volumes.js';
-import { selectModules } from '../cli/shifter/modules.js';
-import { containerArgv, containerEnv, containerWorkdir, envToList, parseEnvFile } from '../cli/shifter/command.js';
-import type { Environment, EnvironmentSpec } from './native/environment-spec.js';
-import type { ImageMount } from './native/image-mount.js';
+import { formatImageDescriptor } from '../common/image-descriptor.js';
+import type { UdiRootConfig } from '../common/config/udiroot-conf.js';
+import { parseShifterCommandLine, type ModuleChoice } from './command/options.js';
+import { parseVolumeTexts, volumeSignature, type VolumeSpec } from './command/volumes.js';
+import { selectModules } from './command/modules.js';
+import { containerArgv, containerEnv, containerWorkdir, envToList, parseEnvFile } from './command/command.js';
+import type { Environment, EnvironmentSpec } from './adapters/environment-spec.js';
+import type { ImageMount } from './adapters/image-mount.js';
 import { EnvironmentCache, ImageMountPool, environmentKey, type Lease } from './environment-cache.js';
 import { etcEntriesFor } from './etc-files.js';
 import type { Caller, ImageResolver, ResolvedImage } from './image-resolver.js';

@@ -16,13 +16,13 @@
  */
 import { existsSync } from 'node:fs';
 import { ShifterError } from '../common/errors.js';
-import type { ShifterModuleConfig, UdiRootConfig, MountPropagationStyle } from '../cli/config/udiroot-conf.js';
-import { parseByteSize, parseVolumeTexts, type VolumeSpec } from '../cli/shifter/volumes.js';
+import type { ShifterModuleConfig, UdiRootConfig, MountPropagationStyle } from '../common/config/udiroot-conf.js';
+import { parseByteSize, parseVolumeTexts, type VolumeSpec } from './command/volumes.js';
 import type {
   BindMount, EnvironmentSpec, FileEntry, MountPhase, MountSpec, PerNodeCacheFsType, PerNodeCacheMount, PerNodeCachePolicy,
   SiteHooks, SymlinkEntry,
-} from './native/environment-spec.js';
-import type { ImageMount } from './native/image-mount.js';
+} from './adapters/environment-spec.js';
+import type { ImageMount } from './adapters/image-mount.js';
 import type { ImageLayout } from './image-probe.js';
 
 export interface CompiledModule {

@@ -1,5 +1,5 @@
 /** What every shifterimg command gets: the parsed config, a gateway client and the output streams. */
-import type { UdiRootConfig } from '../config/udiroot-conf.js';
+import type { UdiRootConfig } from '../../common/config/udiroot-conf.js';
 import type { GatewayClient } from './gateway-client.js';
 
 export interface Output {

@@ -7,7 +7,7 @@
  * Every attempt carries a fresh munge credential: munged refuses a credential seen twice.
  */
 import { ShifterError, describeError, isShifterError } from '../../common/errors.js';
-import type { ImageDescriptor } from '../image-descriptor.js';
+import type { ImageDescriptor } from '../../common/image-descriptor.js';
 import { GatewayAnswerError } from './exit-codes.js';
 import { sanitizeForTerminal } from './gateway-record.js';
 

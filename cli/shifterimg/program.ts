@@ -5,8 +5,8 @@
 import { Command, CommanderError } from 'commander';
 import { ShifterError, describeError, isShifterError } from '../../common/errors.js';
 import { mungeEncode } from '../../common/munge.js';
-import { readUdiRootConf, resolveUdiRootConfPath } from '../config/udiroot-file.js';
-import { requireUdiRootKeys, type UdiRootConfig } from '../config/udiroot-conf.js';
+import { readUdiRootConf, resolveUdiRootConfPath } from '../../common/config/udiroot-file.js';
+import { requireUdiRootKeys, type UdiRootConfig } from '../../common/config/udiroot-conf.js';
 import type { CommandContext, Output } from './command-context.js';
 import { runImages } from './commands/images.js';
 import { runLookup } from './commands/lookup.js';

@@ -3,8 +3,8 @@
  * (`\r\x1b[2K`, as upstream); anywhere else (pipes, logs, -v) a plain line is written only when
  * the status or its message changes, so a log holds the story and not 500 copies of it.
  */
-import type { ImageDescriptor } from '../image-descriptor.js';
-import { formatImageDescriptor } from '../image-descriptor.js';
+import type { ImageDescriptor } from '../../common/image-descriptor.js';
+import { formatImageDescriptor } from '../../common/image-descriptor.js';
 import type { GatewayImageRecord, PullProgress } from './gateway-record.js';
 
 const pad2 = (n: number): string => String(n).padStart(2, '0');

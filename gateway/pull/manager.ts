@@ -21,7 +21,7 @@ import type { ImageStore } from '../store/image-store.js';
 import type { ImageRecord, PullProgress, RecordKey } from '../store/record.js';
 import { imageFilesComplete, runPullPipeline, type PullRequest } from './pipeline.js';
 import { decidePull, progressMessage } from './rules.js';
-import { assertMove, IN_FLIGHT, type ImageStatus } from './status.js';
+import { assertMove, IN_FLIGHT, type ImageStatus } from '../store/status.js';
 
 const WORKDIR_PREFIX = 'gw-pull-';
 const HEARTBEAT_MS = 30_000;

@@ -19,7 +19,7 @@ import { BlobCache, defaultBaseUrl, fetchLayers, RegistryClient, type FetchProgr
 import type { GatewayConfig, PlatformConfig } from '../config/imagemanager.js';
 import type { RegistryLogin } from '../auth/session.js';
 import type { CompletedPull } from '../store/record.js';
-import type { ImageStatus } from './status.js';
+import type { ImageStatus } from '../store/status.js';
 
 export interface PullRequest {
   system: string;

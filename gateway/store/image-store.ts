@@ -2,7 +2,7 @@
  * Where image records live. Two implementations with one contract (tests run against both):
  * SQLite (default, one local file, WAL + synchronous=FULL) and MongoDB (upstream's layout).
  */
-import type { ImageStatus } from '../pull/status.js';
+import type { ImageStatus } from './status.js';
 import type { CompletedPull, ImageRecord, MetricRecord, NewPull, RecordKey, RecordPatch } from './record.js';
 
 export interface ImageStore {

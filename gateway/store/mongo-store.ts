@@ -7,7 +7,7 @@
  */
 import { MongoClient, ObjectId, type Collection, type Db, type Document } from 'mongodb';
 import { asShifterError, ShifterError } from '../../common/errors.js';
-import type { ImageStatus } from '../pull/status.js';
+import type { ImageStatus } from './status.js';
 import type { ImageStore } from './image-store.js';
 import {
   completedFields, newPullRecord,

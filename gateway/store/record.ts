@@ -1,5 +1,5 @@
 /** What the gateway stores about an image (upstream's Mongo `images` document, typed). */
-import type { ImageStatus } from '../pull/status.js';
+import type { ImageStatus } from './status.js';
 
 export type RecordKey = string & { readonly __brand: 'RecordKey' };
 

@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { asShifterError, ShifterError } from '../../common/errors.js';
-import type { ImageStatus } from '../pull/status.js';
+import type { ImageStatus } from './status.js';
 import type { ImageStore } from './image-store.js';
 import {
   completedFields, newPullRecord,

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { parseImageDescriptor } from '../../cli/image-descriptor.js';
+import { parseImageDescriptor } from '../../common/image-descriptor.js';
 import { routePath } from '../../cli/shifterimg/gateway-client.js';
 import { parseImageList, parseImageRecord, parseQueue, sanitizeForTerminal } from '../../cli/shifterimg/gateway-record.js';
 import { resolveIds, splitIdLists, type IdLookup } from '../../cli/shifterimg/identity-lists.js';

@@ -6,7 +6,7 @@ import test from 'ava';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { attachImage, createEnvironment } from '../../node-daemon/native/index.js';
+import { attachImage, createEnvironment } from '../../node-daemon/adapters/index.js';
 import { buildTestImage } from './image-fixture.js';
 
 let dir: string;

@@ -1,6 +1,6 @@
 /** Test users and running commands inside a created environment, as root or as its user. */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import type { Environment } from '../../node-daemon/native/index.js';
+import type { Environment } from '../../node-daemon/adapters/index.js';
 
 export interface TestUser {
   name: string;

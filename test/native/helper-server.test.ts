@@ -16,7 +16,7 @@ function serversOf(parent: number): number[] {
 }
 
 test('a daemon killed with SIGKILL takes its helper server with it', async (t) => {
-  const index = join(process.cwd(), 'dist/node-daemon/native/index.js');
+  const index = join(process.cwd(), 'dist/node-daemon/adapters/index.js');
   // A stand-in daemon: one failing request starts the server; then it idles.
   const daemon = spawn(process.execPath, ['--input-type=module', '-e', `
     const { attachImage } = await import(${JSON.stringify(index)});

@@ -4,7 +4,7 @@
  */
 import { chmodSync } from 'node:fs';
 import net from 'node:net';
-import { loadAddon, type PeerCredentials } from '../../node-daemon/native/index.js';
+import { loadAddon, type PeerCredentials } from '../../node-daemon/adapters/index.js';
 
 export interface LaunchRequest {
   argv: string[];

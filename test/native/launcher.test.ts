@@ -16,7 +16,7 @@ import {
   type EnvironmentSpec,
   type ImageMount,
   type PeerCredentials,
-} from '../../node-daemon/native/index.js';
+} from '../../node-daemon/adapters/index.js';
 import { collectOutput, ensureUser, runInside, type RunResult, type TestUser } from './environment-run.js';
 import { buildTestImage } from './image-fixture.js';
 import { encodeReply, startLaunchDaemon, type LaunchDaemon, type LaunchReply } from './launch-daemon.js';

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { attachImage, createEnvironment, type EnvironmentSpec, type ImageMount, type PerNodeCacheMount } from '../../node-daemon/native/index.js';
+import { attachImage, createEnvironment, type EnvironmentSpec, type ImageMount, type PerNodeCacheMount } from '../../node-daemon/adapters/index.js';
 import { ensureUser, runInside, type TestUser } from './environment-run.js';
 import { buildTestImage } from './image-fixture.js';
 

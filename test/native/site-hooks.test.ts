@@ -7,7 +7,7 @@ import test from 'ava';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { attachImage, createEnvironment, type EnvironmentSpec, type ImageMount } from '../../node-daemon/native/index.js';
+import { attachImage, createEnvironment, type EnvironmentSpec, type ImageMount } from '../../node-daemon/adapters/index.js';
 import { ensureUser, runInside, type TestUser } from './environment-run.js';
 import { buildTestImage } from './image-fixture.js';
 

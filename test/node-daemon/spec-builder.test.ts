@@ -2,12 +2,12 @@ import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseUdiRootConf } from '../../cli/config/udiroot-conf.js';
-import { parseVolumeTexts } from '../../cli/shifter/volumes.js';
-import { selectModules } from '../../cli/shifter/modules.js';
+import { parseUdiRootConf } from '../../common/config/udiroot-conf.js';
+import { parseVolumeTexts } from '../../node-daemon/command/volumes.js';
+import { selectModules } from '../../node-daemon/command/modules.js';
 import { buildEnvironmentSpec, compileSite } from '../../node-daemon/spec-builder.js';
-import type { ImageMount } from '../../node-daemon/native/image-mount.js';
-import type { BindMount } from '../../node-daemon/native/environment-spec.js';
+import type { ImageMount } from '../../node-daemon/adapters/image-mount.js';
+import type { BindMount } from '../../node-daemon/adapters/environment-spec.js';
 
 const image: ImageMount = { path: '/images/x.squashfs', fd: 99, loopDevice: '/dev/loop9', release() {} };
 

@@ -1,6 +1,6 @@
 /** `shifterimg lookup IMAGE`: prints only the image id; the launcher and scripts read it. */
 import { ShifterError, isShifterError } from '../../../common/errors.js';
-import { formatImageDescriptor, isImageId, parseImageDescriptor } from '../../image-descriptor.js';
+import { formatImageDescriptor, isImageId, parseImageDescriptor } from '../../../common/image-descriptor.js';
 import type { CommandContext } from '../command-context.js';
 import { EXIT, GatewayAnswerError, type ExitCode } from '../exit-codes.js';
 import { parseImageRecord } from '../gateway-record.js';

@@ -6,7 +6,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ShifterError, isShifterError } from '../../../common/errors.js';
-import { formatImageDescriptor, parseImageDescriptor } from '../../image-descriptor.js';
+import { formatImageDescriptor, parseImageDescriptor } from '../../../common/image-descriptor.js';
 import type { CommandContext } from '../command-context.js';
 import { EXIT, type ExitCode } from '../exit-codes.js';
 import type { PullAcl } from '../gateway-client.js';

@@ -1,7 +1,7 @@
 import test from 'ava';
 import {
   formatImageDescriptor, isImageId, parseImageDescriptor, toImageId, withImplicitLatest,
-} from '../../cli/image-descriptor.js';
+} from '../../common/image-descriptor.js';
 import { ShifterError } from '../../common/errors.js';
 
 const HEX = 'a'.repeat(64);

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { canMove, IMAGE_STATUSES, isInFlight, assertMove } from '../../../gateway/pull/status.js';
+import { canMove, IMAGE_STATUSES, isInFlight, assertMove } from '../../../gateway/store/status.js';
 import { decidePull, isPullable, normalizeTag, progressMessage } from '../../../gateway/pull/rules.js';
 import { newPullRecord, type ImageRecord, type RecordKey } from '../../../gateway/store/record.js';
 

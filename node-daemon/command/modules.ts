@@ -5,7 +5,7 @@
  * each other under `conflict` are an error. Order is the list order.
  */
 import { ShifterError } from '../../common/errors.js';
-import type { ShifterModuleConfig } from '../config/udiroot-conf.js';
+import type { ShifterModuleConfig } from '../../common/config/udiroot-conf.js';
 import type { ModuleChoice } from './options.js';
 
 export function selectModules(

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { formatImageMeta, parseImageMeta, type ImageMeta } from '../../../common/image-meta.js';
+import { formatImageMeta, parseImageMeta, type ImageMeta } from '../../common/image-meta.js';
 
 const base: ImageMeta = {
   format: 'squashfs', entrypoint: null, cmd: null, workdir: null, env: [], userAcl: [], groupAcl: [], labels: {}, user: null,

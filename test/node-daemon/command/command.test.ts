@@ -1,5 +1,5 @@
 import test from 'ava';
-import { containerArgv, containerWorkdir, containerEnv, parseEnvFile, commandSearchPath, DEFAULT_PATH, type ImageRunConfig } from '../../../cli/shifter/command.js';
+import { containerArgv, containerWorkdir, containerEnv, parseEnvFile, commandSearchPath, DEFAULT_PATH, type ImageRunConfig } from '../../../node-daemon/command/command.js';
 
 const plain: ImageRunConfig = { entrypoint: undefined, cmd: undefined, workdir: undefined, env: [] };
 const withCmd: ImageRunConfig = { ...plain, cmd: ['python3', '-V'] };

@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   DEFAULT_MUNGE_SOCKET, KNOWN_KEYS, documentedNewKeys, parseUdiRootConf, requireUdiRootKeys,
-} from '../../cli/config/udiroot-conf.js';
+} from '../../common/config/udiroot-conf.js';
 import {
   DEFAULT_UDIROOT_CONF, checkConfigFileTrust, readTrustedUdiRootConf, readUdiRootConf, resolveUdiRootConfPath,
-} from '../../cli/config/udiroot-file.js';
+} from '../../common/config/udiroot-file.js';
 import { ShifterError } from '../../common/errors.js';
 import { UPSTREAM_EXAMPLE } from './upstream-udiroot-example.js';
 

@@ -7,7 +7,7 @@
  *
  * Shared by shifterimg, the launcher and the node daemon, so it stays pure (no I/O).
  */
-import { ShifterError } from '../common/errors.js';
+import { ShifterError } from './errors.js';
 
 export const IMAGE_TYPES = ['docker', 'custom', 'id', 'local'] as const;
 export type ImageType = (typeof IMAGE_TYPES)[number];

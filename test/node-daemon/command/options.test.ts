@@ -1,5 +1,5 @@
 import test from 'ava';
-import { parseShifterCommandLine, type ShifterOptions } from '../../../cli/shifter/options.js';
+import { parseShifterCommandLine, type ShifterOptions } from '../../../node-daemon/command/options.js';
 
 function run(argv: string[], env: Record<string, string> = {}): ShifterOptions {
   const r = parseShifterCommandLine(argv, env);

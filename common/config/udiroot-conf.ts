@@ -28,7 +28,7 @@
  * This module is pure; reading the file, finding it and checking its owner live in
  * udiroot-file.ts.
  */
-import { ShifterError } from '../../common/errors.js';
+import { ShifterError } from '../errors.js';
 import { isImageType, IMAGE_TYPES, type ImageType } from '../image-descriptor.js';
 
 export type MountPropagationStyle = 'private' | 'slave';

@@ -3,7 +3,7 @@
  */
 import { open, readFile, stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
-import { ShifterError, describeError } from '../../common/errors.js';
+import { ShifterError, describeError } from '../errors.js';
 import { parseUdiRootConf, type ParsedUdiRootConf } from './udiroot-conf.js';
 
 export const DEFAULT_UDIROOT_CONF = '/etc/shifter/udiRoot.conf';

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { parseVolume, parseVolumeList, parseVolumeTexts, volumeSignature, parseByteSize } from '../../../cli/shifter/volumes.js';
+import { parseVolume, parseVolumeList, parseVolumeTexts, volumeSignature, parseByteSize } from '../../../node-daemon/command/volumes.js';
 
 test('from:to with flags, normalized paths', (t) => {
   const v = parseVolume('/scratch//run1/:/data:ro', 'user');

@@ -40,7 +40,7 @@ export interface NativeAddon {
 export function nativeDir(): string {
   const override = process.env.SHIFTER_NATIVE_DIR;
   if (override) return override;
-  // Compiled to dist/node-daemon/native/: the checkout root is three levels up.
+  // Compiled to dist/node-daemon/adapters/: the checkout root is three levels up.
   return join(fileURLToPath(new URL('../../../', import.meta.url)), 'native', 'build');
 }
 
