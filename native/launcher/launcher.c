@@ -11,10 +11,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <linux/capability.h>
 #include <linux/nsfs.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,7 +124,7 @@ static int connect_daemon(const char *path)
 		die(errno, "setsockopt: SO_RCVTIMEO");
 	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
 		fprintf(stderr, "shifter: cannot connect to shifterd at %s: %s (is shifterd running?)\n", path,
-			strerror(errno));
+		        strerror(errno));
 		exit(1);
 	}
 	return fd;

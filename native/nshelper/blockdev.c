@@ -130,8 +130,8 @@ void make_cache(struct op *op)
 		if (*c == '/')
 			*c = '_';
 	char path[4096];
-	if (snprintf(path, sizeof(path), "%s/perNodeCache_uid%u_gid%u_%s.%s.XXXXXX", op->source, op->uid, op->gid,
-		     host, op->fstype) >= (int)sizeof(path))
+	if (snprintf(path, sizeof(path), "%s/perNodeCache_uid%u_gid%u_%s.%s.XXXXXX", op->source, op->uid, op->gid, host,
+	             op->fstype) >= (int)sizeof(path))
 		die(ENAMETOOLONG, "perNodeCache backing file: path too long");
 	int fd = mkostemp(path, O_CLOEXEC);
 	if (fd < 0)

@@ -8,7 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *const class_names[] = FAILURE_CLASS_NAMES;
+const char *const failure_class_names[] = { "system", "denied", "missing", "unsafe", "spec", "program" };
+_Static_assert(sizeof(failure_class_names) / sizeof(failure_class_names[0]) == FAILURE_PROGRAM + 1,
+               "one wire name per failure class");
 
 /* The one piece of process-wide state: a failure deep in any unit must reach the right place. */
 static struct {
@@ -51,9 +53,10 @@ enum failure_class failure_class_of(int err)
 void failure_format(char *out, size_t len, enum failure_class cls, int err, const char *text)
 {
 	if (err)
-		snprintf(out, len, "error %d %s shifter-nshelper: %s: %s", err, class_names[cls], text, strerror(err));
+		snprintf(out, len, "error %d %s shifter-nshelper: %s: %s", err, failure_class_names[cls], text,
+		         strerror(err));
 	else
-		snprintf(out, len, "error 0 %s shifter-nshelper: %s", class_names[cls], text);
+		snprintf(out, len, "error 0 %s shifter-nshelper: %s", failure_class_names[cls], text);
 }
 
 /* Sends the reply where failures go; line is what stderr gets when there is nowhere else. */
@@ -81,7 +84,7 @@ static NORETURN void finish(enum failure_class cls, int err, int explained, cons
 {
 	char reply[4096], line[4096];
 	if (explained)
-		snprintf(reply, sizeof(reply), "error %d %s shifter-nshelper: %s", err, class_names[cls], text);
+		snprintf(reply, sizeof(reply), "error %d %s shifter-nshelper: %s", err, failure_class_names[cls], text);
 	else
 		failure_format(reply, sizeof(reply), cls, err, text);
 	if (err && !explained)

@@ -4,7 +4,8 @@
  * with errno in decimal (0: none), class one of the names below and text the one line shown to
  * the user ("shifter-nshelper: <step>: <path>[: <errno text>]"). No fds come with it.
  * node-daemon/adapters/helper-failure.ts mirrors the classes (test/native/helper-failure.test.ts
- * checks that the two lists agree); nobody parses the text.
+ * checks that the enum, failure_class_names and the TypeScript union agree); nobody parses the
+ * text.
  */
 #ifndef NSHELPER_FAILURE_H
 #define NSHELPER_FAILURE_H
@@ -20,8 +21,8 @@ enum failure_class {
 	FAILURE_PROGRAM, /* a site hook or mkfs exited non-zero */
 };
 
-/* The wire names, indexed by enum failure_class. */
-#define FAILURE_CLASS_NAMES { "system", "denied", "missing", "unsafe", "spec", "program" }
+/* The wire names, indexed by enum failure_class (defined in failure.c). */
+extern const char *const failure_class_names[];
 
 /* Where failures go: the request's reply socket (-1: stderr, in the server itself). */
 void failure_reply_to(int reply_fd);

@@ -29,7 +29,7 @@ int new_fs_mount(const struct new_fs *fs)
 		die(errno, "fsopen: %s", fs->type);
 	for (const struct fs_param *p = fs->params; p && p->key; p++) {
 		int rc = p->value ? fsconfig(fsfd, FSCONFIG_SET_STRING, p->key, p->value, 0)
-				  : fsconfig(fsfd, FSCONFIG_SET_FLAG, p->key, NULL, 0);
+		                  : fsconfig(fsfd, FSCONFIG_SET_FLAG, p->key, NULL, 0);
 		if (rc < 0) {
 			char step[64];
 			snprintf(step, sizeof(step), "fsconfig %s", p->key);

@@ -58,7 +58,8 @@ void clone_source(const struct spec *s, struct op *op)
 		from = (int)syscall(SYS_openat2, AT_FDCWD, op->source, &how, sizeof(how));
 		struct stat st;
 		int err = from < 0 || fstat(from, &st) < 0 ? errno : 0;
-		if (!err && faccessat(from, "", S_ISDIR(st.st_mode) ? R_OK | X_OK : R_OK, AT_EMPTY_PATH | AT_EACCESS) < 0)
+		if (!err &&
+		    faccessat(from, "", S_ISDIR(st.st_mode) ? R_OK | X_OK : R_OK, AT_EMPTY_PATH | AT_EACCESS) < 0)
 			err = errno;
 		set_fs_identity(s, 0);
 		if (err)
@@ -201,7 +202,8 @@ void apply(const struct container_root *root, struct op *op)
 		attach(root, mnt, op->target, 1);
 		break;
 	case OP_PROC:
-		mnt = new_virtual_fs("proc", op->target, 0, 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+		mnt = new_virtual_fs("proc", op->target, 0, 0,
+		                     MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
 		attach(root, mnt, op->target, 1);
 		break;
 	case OP_HOOK:

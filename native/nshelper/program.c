@@ -24,7 +24,7 @@ static void keep_line(char *dst, size_t len, const char *line)
 static void describe_failure(int status, const char *last, char *out, size_t len)
 {
 	int n = WIFEXITED(status) ? snprintf(out, len, "exited with status %d", WEXITSTATUS(status))
-				  : snprintf(out, len, "was killed by signal %d", WTERMSIG(status));
+	                          : snprintf(out, len, "was killed by signal %d", WTERMSIG(status));
 	if (last[0] && n > 0 && (size_t)n < len)
 		snprintf(out + n, len - (size_t)n, " (last stderr line: %s)", last);
 }

@@ -37,7 +37,7 @@ static int on_image_or_scaffold(const struct container_root *root, int fd)
  * leads is in the image or on the scaffold too (never into a host bind).
  */
 static enum resolve_result follow_link(const struct container_root *root, int dir, const char *prefix, int flags,
-				       int follow, int *fd, int *err)
+                                       int follow, int *fd, int *err)
 {
 	if (!follow)
 		return RESOLVE_LINK_REFUSED;
@@ -57,8 +57,8 @@ static enum resolve_result follow_link(const struct container_root *root, int di
 }
 
 /* One component c of the path (prefix: the path up to and including it) below dir. */
-static enum resolve_result open_component(const struct container_root *root, int dir, const char *c,
-					  const char *prefix, int flags, int follow, int *fd, int *err)
+static enum resolve_result open_component(const struct container_root *root, int dir, const char *c, const char *prefix,
+                                          int flags, int follow, int *fd, int *err)
 {
 	*fd = open_in_root(dir, c, flags, RESOLVE_NO_SYMLINKS);
 	if (*fd >= 0)
@@ -70,7 +70,7 @@ static enum resolve_result open_component(const struct container_root *root, int
 }
 
 enum resolve_result resolve_parent(const struct container_root *root, const char *target, int follow, int *dir,
-				   const char **name, int *err)
+                                   const char **name, int *err)
 {
 	char parent[4096];
 	snprintf(parent, sizeof(parent), "%s", target);
@@ -113,7 +113,7 @@ enum resolve_result resolve_parent(const struct container_root *root, const char
 }
 
 enum resolve_result resolve_last(const struct container_root *root, int dir, const char *name, const char *target,
-				 int follow, int *fd, int *err)
+                                 int follow, int *fd, int *err)
 {
 	return open_component(root, dir, name, target, O_PATH, follow, fd, err);
 }

@@ -34,11 +34,11 @@ enum resolve_result {
  * follow: whether symlinks on the path may be followed (never for user volumes and caches).
  */
 enum resolve_result resolve_parent(const struct container_root *root, const char *target, int follow, int *dir,
-				   const char **name, int *err);
+                                   const char **name, int *err);
 
 /* name in the parent dir, as an O_PATH fd in *fd, following a last symlink under the same rules. */
 enum resolve_result resolve_last(const struct container_root *root, int dir, const char *name, const char *target,
-				 int follow, int *fd, int *err);
+                                 int follow, int *fd, int *err);
 
 /* Fails the request for an outcome other than RESOLVED. */
 NORETURN void resolve_fail(enum resolve_result result, int err, const char *target);

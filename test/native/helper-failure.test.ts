@@ -14,10 +14,11 @@ import {
   type HelperFailure,
 } from '../../node-daemon/adapters/helper-failure.js';
 
-test('the failure classes of native/nshelper/failure.h are those of helper-failure.ts, in the same order', (t) => {
+test('the failure classes of native/nshelper/failure.{h,c} are those of helper-failure.ts, in the same order', (t) => {
   const header = readFileSync(join(process.cwd(), 'native/nshelper/failure.h'), 'utf8');
-  const names = /#define FAILURE_CLASS_NAMES \{([^}]*)\}/.exec(header)?.[1];
-  t.truthy(names, 'FAILURE_CLASS_NAMES is defined');
+  const source = readFileSync(join(process.cwd(), 'native/nshelper/failure.c'), 'utf8');
+  const names = /failure_class_names\[\] = \{([^}]*)\}/.exec(source)?.[1];
+  t.truthy(names, 'failure_class_names is defined');
   t.deepEqual([...names!.matchAll(/"([a-z]+)"/g)].map((m) => m[1]), [...HELPER_FAILURE_CLASSES]);
   const enumBody = /enum failure_class \{([^}]*)\}/.exec(header)?.[1] ?? '';
   t.deepEqual([...enumBody.matchAll(/FAILURE_([A-Z]+),/g)].map((m) => m[1]!.toLowerCase()), [...HELPER_FAILURE_CLASSES]);
