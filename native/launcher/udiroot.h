@@ -8,9 +8,9 @@
 
 #include <stddef.h>
 
-/* Set at build time by native/build.sh ($SHIFTER_UDIROOT_CONF). */
+/* The file's path: defined by native/build.sh ($SHIFTER_UDIROOT_CONF, default /etc/shifter/udiRoot.conf). */
 #ifndef SHIFTER_UDIROOT_CONF
-#define SHIFTER_UDIROOT_CONF "/etc/shifter/udiRoot.conf"
+#error "SHIFTER_UDIROOT_CONF is not defined: build with native/build.sh"
 #endif
 
 /*

@@ -51,10 +51,13 @@ test('image symlinks resolve inside the container: merged-/usr links work, nothi
   const base = { image, uid: user1.uid, gid: user1.gid, groups: [user1.gid], scaffoldDirs: ['/etc'] };
   const lib = join(dir, 'site-lib.so');
   writeFileSync(lib, 'site library\n');
-  const env = await createEnvironment({ ...base, mounts: [
-    { kind: 'bind', source: lib, target: '/lib/libmarker.so', readOnly: true },
-    { kind: 'bind', source: privateDir, target: `/evil/${marker}`, readOnly: true },
-  ] });
+  const env = await createEnvironment({
+    ...base,
+    mounts: [
+      { kind: 'bind', source: lib, target: '/lib/libmarker.so', readOnly: true },
+      { kind: 'bind', source: privateDir, target: `/evil/${marker}`, readOnly: true },
+    ],
+  });
   try {
     const r = await runInside(env, ['/bin/sh', '-c', `cat /usr/lib/libmarker.so; ls -d /etc/${marker}`]);
     t.is(r.code, 0, r.stderr);
@@ -63,24 +66,52 @@ test('image symlinks resolve inside the container: merged-/usr links work, nothi
     env.close();
   }
   t.false(existsSync(`/etc/${marker}`));
-  const viaTmp = await t.throwsAsync(createEnvironment({ ...base, mounts: [
-    { kind: 'bind', source: join(dir, 'tmp'), target: '/tmp', readOnly: false },
-    { kind: 'file', target: `/evil-tmp/${marker}`, content: 'x' },
-  ] }));
+  const viaTmp = await t.throwsAsync(
+    createEnvironment({
+      ...base,
+      mounts: [
+        { kind: 'bind', source: join(dir, 'tmp'), target: '/tmp', readOnly: false },
+        { kind: 'file', target: `/evil-tmp/${marker}`, content: 'x' },
+      ],
+    }),
+  );
   t.is((viaTmp as Error & { code?: string }).code, 'UNSAFE_CONTENT');
-  t.regex(viaTmp!.message, /a symlink in the image leads out of the image; refused\): \/evil-tmp\/.*: Invalid cross-device link$/);
+  t.regex(
+    viaTmp!.message,
+    /a symlink in the image leads out of the image; refused\): \/evil-tmp\/.*: Invalid cross-device link$/,
+  );
   t.false(existsSync(join(dir, 'tmp', marker)));
-  const user = await t.throwsAsync(createEnvironment({ ...base, mounts: [{ kind: 'bind', source: join(dir, 'data', user1.name), target: `/evil/${marker}`, readOnly: true, asUser: true }] }));
+  const user = await t.throwsAsync(
+    createEnvironment({
+      ...base,
+      mounts: [
+        {
+          kind: 'bind',
+          source: join(dir, 'data', user1.name),
+          target: `/evil/${marker}`,
+          readOnly: true,
+          asUser: true,
+        },
+      ],
+    }),
+  );
   t.is((user as Error & { code?: string }).code, 'UNSAFE_CONTENT');
   t.regex(user!.message, /a symlink is on the path; refused for user volumes/);
 });
 
-test('user volumes are opened with the user\'s credentials, never as root', async (t) => {
+test("user volumes are opened with the user's credentials, never as root", async (t) => {
   const spec = (asUser: boolean): EnvironmentSpec => ({
-    image, uid: user1.uid, gid: user1.gid, groups: [user1.gid], scaffoldDirs: [],
+    image,
+    uid: user1.uid,
+    gid: user1.gid,
+    groups: [user1.gid],
+    scaffoldDirs: [],
     mounts: [{ kind: 'bind', source: privateDir, target: '/data', readOnly: true, asUser }],
   });
-  const err = await createEnvironment(spec(true)).then(() => null, (e: Error & { code?: string }) => e);
+  const err = await createEnvironment(spec(true)).then(
+    () => null,
+    (e: Error & { code?: string }) => e,
+  );
   t.is(err?.code, 'PERMISSION_DENIED');
   t.regex(err!.message, /open volume source as the user: .*root-only: Permission denied/);
   // The same source without asUser is opened by root: the refusal above was the user's.
@@ -89,12 +120,22 @@ test('user volumes are opened with the user\'s credentials, never as root', asyn
   env.close();
 });
 
-test('a user volume source through a /proc magic link is refused (it would name the root helper\'s own root or fds)', async (t) => {
+test("a user volume source through a /proc magic link is refused (it would name the root helper's own root or fds)", async (t) => {
   for (const source of ['/proc/self/root', '/dev/fd/0']) {
     const err = await createEnvironment({
-      image, uid: user1.uid, gid: user1.gid, groups: [user1.gid], scaffoldDirs: [],
+      image,
+      uid: user1.uid,
+      gid: user1.gid,
+      groups: [user1.gid],
+      scaffoldDirs: [],
       mounts: [{ kind: 'bind', source, target: '/data', readOnly: true, asUser: true }],
-    }).then((env) => { env.close(); return null; }, (e: Error) => e);
+    }).then(
+      (env) => {
+        env.close();
+        return null;
+      },
+      (e: Error) => e,
+    );
     t.truthy(err, `${source} was bound`);
     t.regex(err!.message, /open volume source as the user: .*Too many levels of symbolic links/);
   }
@@ -102,7 +143,10 @@ test('a user volume source through a /proc magic link is refused (it would name 
 
 test('missing mount points are created on the scaffold, never in the image', async (t) => {
   const base = { image, uid: user1.uid, gid: user1.gid, groups: [user1.gid], scaffoldDirs: [] };
-  const env = await createEnvironment({ ...base, mounts: [{ kind: 'bind', source: join(dir, 'data'), target: '/opt/udiImage/site', readOnly: true }] });
+  const env = await createEnvironment({
+    ...base,
+    mounts: [{ kind: 'bind', source: join(dir, 'data'), target: '/opt/udiImage/site', readOnly: true }],
+  });
   try {
     const r = await runInside(env, ['/bin/ls', '/opt/udiImage/site']);
     t.is(r.code, 0, r.stderr);
@@ -111,7 +155,10 @@ test('missing mount points are created on the scaffold, never in the image', asy
     env.close();
   }
   const err = await t.throwsAsync(createEnvironment({ ...base, mounts: [{ kind: 'tmpfs', target: '/bin/newdir' }] }));
-  t.regex(err!.message, /^shifter-nshelper: create mount point \(the parent is in the image: create it there or list the parent in scaffoldDirs\): \/bin\/newdir: Read-only file system$/);
+  t.regex(
+    err!.message,
+    /^shifter-nshelper: create mount point \(the parent is in the image: create it there or list the parent in scaffoldDirs\): \/bin\/newdir: Read-only file system$/,
+  );
 });
 
 test('a slave volume receives host mounts made later, a private one does not', async (t) => {
@@ -121,8 +168,20 @@ test('a slave volume receives host mounts made later, a private one does not', a
   try {
     execFileSync('mount', ['--make-shared', shared]);
     const base = { image, uid: user1.uid, gid: user1.gid, groups: [user1.gid], scaffoldDirs: [] };
-    const slave = await createEnvironment({ ...base, mounts: [{ kind: 'bind', source: shared, target: '/shared', readOnly: true, propagation: 'slave' }, { kind: 'proc', target: '/proc' }] });
-    const priv = await createEnvironment({ ...base, mounts: [{ kind: 'bind', source: shared, target: '/shared', readOnly: true }, { kind: 'proc', target: '/proc' }] });
+    const slave = await createEnvironment({
+      ...base,
+      mounts: [
+        { kind: 'bind', source: shared, target: '/shared', readOnly: true, propagation: 'slave' },
+        { kind: 'proc', target: '/proc' },
+      ],
+    });
+    const priv = await createEnvironment({
+      ...base,
+      mounts: [
+        { kind: 'bind', source: shared, target: '/shared', readOnly: true },
+        { kind: 'proc', target: '/proc' },
+      ],
+    });
     try {
       execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'later', join(shared, 'sub')]);
       const seen = async (env: Environment) => {
@@ -150,9 +209,16 @@ test('a user volume cannot reveal what a host mount covers below its source', as
   try {
     writeFileSync(join(vol, 'sub', 'on-the-mount'), 'what the host shows\n');
     const env = await createEnvironment({
-      image, uid: user1.uid, gid: user1.gid, groups: [user1.gid], scaffoldDirs: [],
+      image,
+      uid: user1.uid,
+      gid: user1.gid,
+      groups: [user1.gid],
+      scaffoldDirs: [],
       // Even a spec that asks for a single-level bind of a user volume gets the whole subtree.
-      mounts: [{ kind: 'bind', source: vol, target: '/data', readOnly: true, asUser: true, recursive: false, nodev: false }, { kind: 'proc', target: '/proc' }],
+      mounts: [
+        { kind: 'bind', source: vol, target: '/data', readOnly: true, asUser: true, recursive: false, nodev: false },
+        { kind: 'proc', target: '/proc' },
+      ],
     });
     try {
       const r = await runInside(env, ['/bin/ls', '/data/sub'], user1);

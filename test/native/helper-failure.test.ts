@@ -19,27 +19,45 @@ test('the failure classes of native/nshelper/failure.{h,c} are those of helper-f
   const source = readFileSync(join(process.cwd(), 'native/nshelper/failure.c'), 'utf8');
   const names = /failure_class_names\[\] = \{([^}]*)\}/.exec(source)?.[1];
   t.truthy(names, 'failure_class_names is defined');
-  t.deepEqual([...names!.matchAll(/"([a-z]+)"/g)].map((m) => m[1]), [...HELPER_FAILURE_CLASSES]);
+  t.deepEqual(
+    [...names!.matchAll(/"([a-z]+)"/g)].map((m) => m[1]),
+    [...HELPER_FAILURE_CLASSES],
+  );
   const enumBody = /enum failure_class \{([^}]*)\}/.exec(header)?.[1] ?? '';
-  t.deepEqual([...enumBody.matchAll(/FAILURE_([A-Z]+),/g)].map((m) => m[1]!.toLowerCase()), [...HELPER_FAILURE_CLASSES]);
+  t.deepEqual(
+    [...enumBody.matchAll(/FAILURE_([A-Z]+),/g)].map((m) => m[1]!.toLowerCase()),
+    [...HELPER_FAILURE_CLASSES],
+  );
 });
 
 test('a failure reply becomes the error code of its class, its text the message as sent', (t) => {
-  const codes = Object.fromEntries(HELPER_FAILURE_CLASSES.map((c) => {
-    const f = parseHelperFailure(`error 13 ${c} shifter-nshelper: step: /a  b: Permission denied`)!;
-    t.is(f.text, 'shifter-nshelper: step: /a  b: Permission denied');
-    t.is(f.errno, 13);
-    return [c, helperFailureError(f).code];
-  }));
+  const codes = Object.fromEntries(
+    HELPER_FAILURE_CLASSES.map((c) => {
+      const f = parseHelperFailure(`error 13 ${c} shifter-nshelper: step: /a  b: Permission denied`)!;
+      t.is(f.text, 'shifter-nshelper: step: /a  b: Permission denied');
+      t.is(f.errno, 13);
+      return [c, helperFailureError(f).code];
+    }),
+  );
   t.deepEqual(codes, {
-    system: 'IO_ERROR', denied: 'PERMISSION_DENIED', missing: 'NOT_FOUND', unsafe: 'UNSAFE_CONTENT', spec: 'INTERNAL', program: 'IO_ERROR',
+    system: 'IO_ERROR',
+    denied: 'PERMISSION_DENIED',
+    missing: 'NOT_FOUND',
+    unsafe: 'UNSAFE_CONTENT',
+    spec: 'INTERNAL',
+    program: 'IO_ERROR',
   });
   t.is(parseHelperFailure('ok us=12'), undefined);
   t.is(parseHelperFailure('loop=/dev/loop3'), undefined);
 });
 
 test('a malformed failure reply is an internal error that quotes it', (t) => {
-  for (const reply of ['error shifter-nshelper: old style: No such file or directory', 'error 2 nosuchclass text', 'error x missing text', 'error 2 missing']) {
+  for (const reply of [
+    'error shifter-nshelper: old style: No such file or directory',
+    'error 2 nosuchclass text',
+    'error x missing text',
+    'error 2 missing',
+  ]) {
     const err = helperFailureError(parseHelperFailure(reply)!);
     t.is(err.code, 'INTERNAL');
     t.is(err.message, `shifter-nshelper sent a malformed failure reply: ${reply}`);
