@@ -97,8 +97,11 @@ static uint32_t get_u32(const unsigned char *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* $SHIFTERD_SOCKET (tests, or a user pointing their own launcher elsewhere: shifterd
- * authenticates by SO_PEERCRED, so that fools only them), else the site's udiRoot.conf. */
+/*
+ * $SHIFTERD_SOCKET first (tests use it; shifterd identifies callers by SO_PEERCRED, so a user who
+ * points their own launcher elsewhere fools only themselves), then shifterdSocket in the site's
+ * udiRoot.conf, then the default.
+ */
 static const char *daemon_socket(char *buf, size_t len)
 {
 	const char *path = getenv("SHIFTERD_SOCKET");

@@ -215,10 +215,11 @@ static void parse_hook(struct tokens *t, struct spec *s, struct op *op)
 	op->source = parse_absolute(t, "hook script", "hook script must be an absolute path");
 }
 
+/* The spec's keywords: the first four set the user and the scaffold, the others add an op of kind. */
 static const struct keyword {
 	const char *name;
 	int is_op;
-	enum op_kind kind;
+	enum op_kind kind; /* ops only */
 	void (*parse)(struct tokens *t, struct spec *s, struct op *op);
 } keywords[] = {
 	{ "uid", 0, OP_BIND, parse_uid },
