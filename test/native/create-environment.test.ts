@@ -1,7 +1,7 @@
 /**
  * createEnvironment through shifter-nshelper on real namespaces, checked from inside with
  * nsenter (no launcher): where targets resolve, whose credentials open user volumes, what
- * propagation and recursion show. Needs root.
+ * propagation and recursion show, and which specs the helper refuses on its own. Needs root.
  */
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
@@ -15,6 +15,8 @@ import {
   type EnvironmentSpec,
   type ImageMount,
 } from '../../node-daemon/adapters/index.js';
+import type { HelperFailure } from '../../node-daemon/adapters/helper-failure.js';
+import { runHelper } from '../../node-daemon/adapters/helper-process.js';
 import { ensureUser, runInside, type TestUser } from './environment-run.js';
 import { buildTestImage } from './image-fixture.js';
 
@@ -234,5 +236,55 @@ test('a user volume cannot reveal what a host mount covers below its source', as
     }
   } finally {
     execFileSync('umount', [join(vol, 'sub')]);
+  }
+});
+
+test('the helper itself refuses a spec that breaks its invariants, whatever shifterd sent', async (t) => {
+  const send = (tokens: string[]) =>
+    runHelper('create-env', Buffer.from(tokens.map((x) => `${x}\0`).join('')), [image.fd], 2);
+  const user = ['uid', String(user1.uid), 'gid', String(user1.gid), 'groups', String(user1.gid)];
+  const cases: [string[], string][] = [
+    [
+      ['uid', '0', 'gid', '0', 'groups', '', 'end'],
+      'spec: refusing to create an environment for uid 0 or gid 0: Operation not permitted',
+    ],
+    [
+      ['uid', String(user1.uid), 'gid', String(user1.gid), 'groups', `0,${user1.gid}`, 'end'],
+      'spec: refusing group 0: Operation not permitted',
+    ],
+    [
+      [...user, 'bind', '/tmp', '/a/../etc', 'ro', 'end'],
+      "spec: target must be an absolute path without '..' and not '/': /a/../etc",
+    ],
+    [[...user, 'bind', 'tmp', '/data', 'ro', 'end'], 'spec: bind source must be absolute: tmp'],
+    [[...user, 'bind', '/tmp', '/data', 'ro,setuid', 'end'], 'spec: unknown bind flag: setuid'],
+    [
+      [
+        ...user,
+        'cache',
+        '/c',
+        '1048576',
+        '0',
+        'btrfs',
+        '/tmp',
+        '/sbin/mkfs',
+        String(user1.uid),
+        String(user1.gid),
+        'end',
+      ],
+      'spec: perNodeCache fs type must be xfs or ext4: btrfs',
+    ],
+    [
+      [...user, 'cache', '/c', '1048576', '0', 'xfs', '/tmp', '/sbin/mkfs.xfs', '4242', '4242', 'end'],
+      "spec: a perNodeCache must belong to the environment's user: /c: Operation not permitted",
+    ],
+    [[...user, 'hook', 'sitePreMountHook', 'pre.sh', 'end'], 'spec: hook script must be an absolute path: pre.sh'],
+    [[...user], 'spec: truncated (no "end"): Invalid argument'],
+  ];
+  for (const [tokens, message] of cases) {
+    const err = await t.throwsAsync(send(tokens));
+    t.is(err!.message, `shifter-nshelper: ${message}`);
+    t.is((err as Error & { code?: string }).code, 'INTERNAL', message);
+    t.like((err as Error & { cause?: HelperFailure }).cause, { failureClass: 'spec' });
   }
 });
