@@ -100,7 +100,8 @@ export async function runHelper(request: string, body: Buffer | null, passFds: n
     if (!result || text === '' || failure) {
       result?.fds.forEach((fd) => addon.closeFd(fd));
       if (failure) throw helperFailureError(failure);
-      throw new ShifterError('IO_ERROR', `shifter-nshelper ${what} ended without an answer (killed, or it took longer than its 120 s limit)`);
+      const why = 'killed, or it took longer than its 120 s limit';
+      throw new ShifterError('IO_ERROR', `shifter-nshelper ${what} ended without an answer (${why})`);
     }
     if (result.fds.length !== expectFds) {
       result.fds.forEach((fd) => addon.closeFd(fd));

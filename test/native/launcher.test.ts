@@ -286,9 +286,10 @@ test('$SHIFTERD_SOCKET is used before udiRoot.conf', async (t) => {
   t.is(r.stdout, `${user1.uid}\n`);
 });
 
-test('no udiRoot.conf or no shifterdSocket key: the default socket; an unreadable udiRoot.conf: one line naming it', async (t) => {
+test('no udiRoot.conf or no shifterdSocket in it: the default socket; an unreadable one: one line', async (t) => {
   const defaultSocket = /^shifter: cannot connect to shifterd at \/run\/shifter\/shifterd\.sock: .* \(is shifterd running\?\)\n$/;
-  for (const conf of [join(dir, 'absent.conf'), writeConf('nokey.conf', ['imagePath=/images', '#shifterdSocket=/commented.sock', 'shifterdSocket='])]) {
+  const noKey = writeConf('nokey.conf', ['imagePath=/images', '#shifterdSocket=/commented.sock', 'shifterdSocket=']);
+  for (const conf of [join(dir, 'absent.conf'), noKey]) {
     const r = await runAs(user1, [launcherReading(conf), 'true'], { env: { SHIFTERD_SOCKET: '' } });
     t.is(r.code, 1);
     t.regex(r.stderr, defaultSocket);

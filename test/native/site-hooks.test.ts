@@ -90,5 +90,6 @@ test('a hook whose stderr says "Permission denied" is a failed hook, not a permi
   const bad = hook('denied.sh', 'echo "cat: /secret: Permission denied" >&2\nexit 1\n');
   const err = await t.throwsAsync(createEnvironment(spec({ preMount: bad })));
   t.is((err as Error & { code?: string }).code, 'IO_ERROR');
-  t.is(err!.message, `shifter-nshelper: sitePreMountHook ${bad}: exited with status 1 (last stderr line: cat: /secret: Permission denied)`);
+  const why = 'exited with status 1 (last stderr line: cat: /secret: Permission denied)';
+  t.is(err!.message, `shifter-nshelper: sitePreMountHook ${bad}: ${why}`);
 });
