@@ -16,7 +16,9 @@
  */
 import { existsSync } from 'node:fs';
 import { ShifterError } from '../common/errors.js';
-import type { ShifterModuleConfig, UdiRootConfig, MountPropagationStyle } from '../common/config/udiroot-conf.js';
+import {
+  isPerNodeCacheFsType, PER_NODE_CACHE_FS_TYPES, type ShifterModuleConfig, type UdiRootConfig, type MountPropagationStyle,
+} from '../common/config/udiroot-conf.js';
 import { parseByteSize, parseVolumeTexts, type VolumeSpec } from './command/volumes.js';
 import type {
   BindMount, EnvironmentSpec, FileEntry, MountPhase, MountSpec, PerNodeCacheFsType, PerNodeCacheMount, PerNodeCachePolicy,
@@ -114,8 +116,8 @@ function perNodeCachePolicy(config: UdiRootConfig): PerNodeCachePolicy {
   }
   const fsTypes: PerNodeCacheFsType[] = [];
   for (const t of config.perNodeCacheAllowedFsType) {
-    if (t !== 'xfs' && t !== 'ext4') {
-      throw new ShifterError('BAD_CONFIG', `${config.sourceFile}: perNodeCacheAllowedFsType lists '${t}': only xfs and ext4 are supported`);
+    if (!isPerNodeCacheFsType(t)) {
+      throw new ShifterError('BAD_CONFIG', `${config.sourceFile}: perNodeCacheAllowedFsType lists '${t}': only ${PER_NODE_CACHE_FS_TYPES.join(' and ')} are supported`);
     }
     fsTypes.push(t);
   }

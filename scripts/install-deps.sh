@@ -17,6 +17,7 @@ APT_PACKAGES=(
   openssl uidmap util-linux iproute2 procps build-essential python3 curl
   busybox-static       # static userland for the native runtime tests' tiny squashfs image
   xfsprogs             # mkfs.xfs for perNodeCache volumes
+  clang-format         # style of native/ (native/.clang-format), checked by scripts/lint.sh
 )
 
 missing=()

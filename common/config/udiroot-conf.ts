@@ -1,7 +1,7 @@
 /**
- * `udiRoot.conf`: the site configuration read by shifterimg, the launcher and the node daemon.
- * Same format and keys as upstream (src/UdiRootConfig.c, udiRoot.conf.example.in) so existing
- * files keep working:
+ * `udiRoot.conf`: the site configuration read by shifterimg and the node daemon, and by the
+ * launcher for one key only (`shifterdSocket`, see below). Same format and keys as upstream
+ * (src/UdiRootConfig.c, udiRoot.conf.example.in) so existing files keep working:
  *   - `key=value`, key and value trimmed, keys case-sensitive, no quoting;
  *   - a line whose first non-blank character is `#` is a comment;
  *   - a value ending in `\` continues on the next line, the pieces joined with a space;
@@ -22,8 +22,14 @@
  * Keys this project adds (also listed in `documentedNewKeys`):
  *   - `mungeSocketPath`: the munged socket clients use to make credentials
  *     (default: munge's own default, /run/munge/munge.socket.2);
- *   - `shifterdSocket`: the node daemon's unix socket the launcher talks to
- *     (no default here: the node daemon defines it).
+ *   - `shifterdSocket`: the node daemon's launch socket (default /run/shifter/shifterd.sock).
+ *     shifterd listens there unless given --socket. The launcher (`shifter`, C) reads this one key
+ *     with its own small parser of the line rules above (native/launcher/udiroot.c), from the
+ *     udiRoot.conf path compiled into it (native/build.sh: $SHIFTER_UDIROOT_CONF at build time,
+ *     default /etc/shifter/udiRoot.conf); a missing file or key means the default, an unreadable
+ *     file is a one-line error. `$SHIFTERD_SOCKET` overrides both (shifterd authenticates
+ *     callers by SO_PEERCRED, so a user pointing their own launcher elsewhere fools only
+ *     themselves).
  *
  * This module is pure; reading the file, finding it and checking its owner live in
  * udiroot-file.ts.
@@ -31,7 +37,27 @@
 import { ShifterError } from '../errors.js';
 import { isImageType, IMAGE_TYPES, type ImageType } from '../image-descriptor.js';
 
-export type MountPropagationStyle = 'private' | 'slave';
+/**
+ * Propagation of a bind mount: udiRoot.conf's mountPropagationStyle, the slave/private volume
+ * flags and the helper's bind flags all use these words, defined here once.
+ */
+export const MOUNT_PROPAGATION_STYLES = ['private', 'slave'] as const;
+export type MountPropagationStyle = (typeof MOUNT_PROPAGATION_STYLES)[number];
+
+export function isMountPropagationStyle(s: string): s is MountPropagationStyle {
+  return (MOUNT_PROPAGATION_STYLES as readonly string[]).includes(s);
+}
+
+/**
+ * Filesystems a perNodeCache volume can have: perNodeCacheAllowedFsType, the volume's fs= option
+ * and the helper's cache op (native/nshelper/spec.c checks the same two).
+ */
+export const PER_NODE_CACHE_FS_TYPES = ['xfs', 'ext4'] as const;
+export type PerNodeCacheFsType = (typeof PER_NODE_CACHE_FS_TYPES)[number];
+
+export function isPerNodeCacheFsType(s: string): s is PerNodeCacheFsType {
+  return (PER_NODE_CACHE_FS_TYPES as readonly string[]).includes(s);
+}
 
 export const DEFAULT_MUNGE_SOCKET = '/run/munge/munge.socket.2';
 
@@ -292,7 +318,7 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
       defaultImageType = e.value;
     } else if (key === 'mountPropagationStyle') {
       noteScalar(e);
-      if (e.value !== 'private' && e.value !== 'slave') throw badValue(fileName, e, 'private or slave');
+      if (!isMountPropagationStyle(e.value)) throw badValue(fileName, e, MOUNT_PROPAGATION_STYLES.join(' or '));
       mountPropagationStyle = e.value;
     } else if (key === 'defaultModules') {
       noteScalar(e);
@@ -388,7 +414,7 @@ const REQUIRED_EXAMPLES: Record<RequirableKey, string> = {
   modprobePath: '/sbin/modprobe', insmodPath: '/sbin/insmod', cpPath: '/bin/cp', mvPath: '/bin/mv',
   chmodPath: '/bin/chmod', ddPath: '/bin/dd', mkfsXfsPath: '/sbin/mkfs.xfs',
   optUdiImage: '/opt/shifter/opt/udiImage', system: 'mycluster', imageGateway: 'http://imagegw:5000',
-  shifterdSocket: '/run/shifterd.sock', perNodeCachePath: '/tmp',
+  shifterdSocket: '/run/shifter/shifterd.sock', perNodeCachePath: '/tmp',
 };
 
 /** Throws one BAD_CONFIG error naming every missing key and the file to add them to. */

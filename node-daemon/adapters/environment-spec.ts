@@ -18,9 +18,10 @@
  * A missing mount point is created when its parent lies on the scaffold; under an image
  * directory it must exist in the image (or list that directory in `scaffoldDirs`).
  */
+import type { MountPropagationStyle, PerNodeCacheFsType } from '../../common/config/udiroot-conf.js';
 import type { ImageMount } from './image-mount.js';
 
-export type Propagation = 'private' | 'slave';
+export type { MountPropagationStyle, PerNodeCacheFsType };
 
 /**
  * Where a mount belongs in upstream's sequence. 'site' marks the site volume mounts (upstream's
@@ -51,7 +52,7 @@ export interface BindMount extends MountCommon {
   /** Default false. */
   noexec?: boolean;
   /** Default 'private'. 'slave' receives later host mounts below `source` (autofs, etc.). */
-  propagation?: Propagation;
+  propagation?: MountPropagationStyle;
   /**
    * true for a USER volume: the source is opened with the user's fsuid/fsgid/groups, never as
    * root, so a user can only bind what they can reach on the host.
@@ -99,8 +100,6 @@ export interface ProcMount extends MountCommon {
   kind: 'proc';
   target: string;
 }
-
-export type PerNodeCacheFsType = 'xfs' | 'ext4';
 
 /**
  * Upstream's perNodeCache volume (`--volume=/ignored:/cache:perNodeCache=size=1G[,bs=..][,fs=..]`):

@@ -7,21 +7,15 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { ShifterError, type ErrorCode } from '../../common/errors.js';
+import { ShifterError } from '../../common/errors.js';
 import { loadAddon, nativeDir } from './addon.js';
+import { helperFailureError, parseHelperFailure } from './helper-failure.js';
 
 export interface HelperResult {
   text: string;
   fds: number[];
   /** Milliseconds from the request sent to the answer received. */
   ms: number;
-}
-
-function classify(message: string): ErrorCode {
-  if (/symlink.*refused/.test(message)) return 'UNSAFE_CONTENT';
-  if (message.includes('Permission denied') || message.includes('Operation not permitted')) return 'PERMISSION_DENIED';
-  if (message.includes('No such file or directory')) return 'NOT_FOUND';
-  return 'IO_ERROR';
 }
 
 /** The helper kills a request stuck longer (alarm); this is the daemon's own bound. */
@@ -102,10 +96,12 @@ export async function runHelper(request: string, body: Buffer | null, passFds: n
     }
     const result = addon.recvWithFds(mine, 8192, expectFds + 1);
     const text = result?.data.toString('utf8') ?? '';
-    if (!result || text === '' || text.startsWith('error ')) {
+    const failure = parseHelperFailure(text);
+    if (!result || text === '' || failure) {
       result?.fds.forEach((fd) => addon.closeFd(fd));
-      const message = text.startsWith('error ') ? text.slice(6) : `shifter-nshelper ${what} ended without an answer (killed, or it took longer than its 120 s limit)`;
-      throw new ShifterError(classify(message), message);
+      if (failure) throw helperFailureError(failure);
+      const why = 'killed, or it took longer than its 120 s limit';
+      throw new ShifterError('IO_ERROR', `shifter-nshelper ${what} ended without an answer (${why})`);
     }
     if (result.fds.length !== expectFds) {
       result.fds.forEach((fd) => addon.closeFd(fd));

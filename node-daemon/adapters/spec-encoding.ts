@@ -1,10 +1,13 @@
 /**
- * Turns an EnvironmentSpec into the stdin of `shifter-nshelper create-env`: NUL-terminated
- * tokens (the grammar is in native/nshelper.c parse_spec). Pure, so it is checked without root.
+ * Turns an EnvironmentSpec into the spec of `shifter-nshelper create-env`: NUL-terminated
+ * tokens (the grammar is in native/README.md and native/nshelper/spec.c). Pure, so it is checked
+ * without root. The helper enforces every invariant of the spec itself (native/README.md, "What
+ * the helper enforces"); the checks here only refuse earlier with a message in the user's terms.
  */
 import { ShifterError } from '../../common/errors.js';
 import type { EnvironmentSpec, MountSpec, PerNodeCacheMount, PerNodeCachePolicy } from './environment-spec.js';
 
+/** The helper's MAX_GROUPS (native/nshelper/spec.h): the gid_map extents the kernel accepts. */
 const MAX_GROUPS = 340;
 
 function checkPath(what: string, p: string): string {

@@ -6,17 +6,18 @@
  * SITE maps (siteFs, module siteFs) may do almost anything.
  */
 import { posix } from 'node:path';
+import {
+  isPerNodeCacheFsType, PER_NODE_CACHE_FS_TYPES, type MountPropagationStyle, type PerNodeCacheFsType,
+} from '../../common/config/udiroot-conf.js';
 import { ShifterError } from '../../common/errors.js';
 
 export type VolumeOrigin = 'user' | 'site';
-
-export type PerNodeCacheFs = 'xfs' | 'ext4';
 
 export interface PerNodeCache {
   sizeBytes: number;
   blockSizeBytes: number | undefined;
   method: 'loop';
-  fs: PerNodeCacheFs;
+  fs: PerNodeCacheFsType;
 }
 
 export interface VolumeSpec {
@@ -27,7 +28,7 @@ export interface VolumeSpec {
   readOnly: boolean;
   recursive: boolean;
   /** Undefined: the site default (mountPropagationStyle). */
-  propagation: 'slave' | 'private' | undefined;
+  propagation: MountPropagationStyle | undefined;
   perNodeCache: PerNodeCache | undefined;
   origin: VolumeOrigin;
 }
@@ -71,7 +72,7 @@ function parsePerNodeCache(spec: string, text: string): PerNodeCache {
   let sizeBytes: number | undefined;
   let blockSizeBytes: number | undefined;
   let method: 'loop' = 'loop';
-  let fs: PerNodeCacheFs = 'xfs';
+  let fs: PerNodeCacheFsType = 'xfs';
   for (const part of text.split(',')) {
     const eq = part.indexOf('=');
     const key = eq < 0 ? part : part.slice(0, eq);
@@ -91,7 +92,9 @@ function parsePerNodeCache(spec: string, text: string): PerNodeCache {
         break;
       case 'fs':
       case 'fstype':
-        if (value !== 'xfs' && value !== 'ext4') throw bad(spec, `perNodeCache fs '${value}' is not supported (xfs or ext4)`);
+        if (!isPerNodeCacheFsType(value)) {
+          throw bad(spec, `perNodeCache fs '${value}' is not supported (${PER_NODE_CACHE_FS_TYPES.join(' or ')})`);
+        }
         fs = value;
         break;
       default:
@@ -130,8 +133,10 @@ export function parseVolume(text: string, origin: VolumeOrigin): VolumeSpec {
     switch (name) {
       case 'ro': result.readOnly = true; break;
       case 'rec': result.recursive = true; break;
-      case 'slave': result.propagation = 'slave'; break;
-      case 'private': result.propagation = 'private'; break;
+      case 'slave':
+      case 'private':
+        result.propagation = name;
+        break;
       case 'perNodeCache':
         if (eq < 0) throw bad(spec, 'perNodeCache needs options: perNodeCache=size=10G');
         result.perNodeCache = parsePerNodeCache(spec, flagText.slice(eq + 1));

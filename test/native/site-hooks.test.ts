@@ -85,3 +85,11 @@ test('a hook killed by a signal is reported as such', async (t) => {
   const err = await t.throwsAsync(createEnvironment(spec({ postMount: killed })));
   t.is(err!.message, `shifter-nshelper: sitePostMountHook ${killed}: was killed by signal 9`);
 });
+
+test('a hook whose stderr says "Permission denied" is a failed hook, not a permission refusal', async (t) => {
+  const bad = hook('denied.sh', 'echo "cat: /secret: Permission denied" >&2\nexit 1\n');
+  const err = await t.throwsAsync(createEnvironment(spec({ preMount: bad })));
+  t.is((err as Error & { code?: string }).code, 'IO_ERROR');
+  const why = 'exited with status 1 (last stderr line: cat: /secret: Permission denied)';
+  t.is(err!.message, `shifter-nshelper: sitePreMountHook ${bad}: ${why}`);
+});

@@ -1,0 +1,23 @@
+/*
+ * The one udiRoot.conf key the launcher reads: shifterdSocket. Same line rules as
+ * common/config/udiroot-conf.ts: `key=value`, key and value trimmed, `#` starts a comment
+ * line, a value ending in `\` continues on the next line, the last occurrence of a key wins.
+ */
+#ifndef LAUNCHER_UDIROOT_H
+#define LAUNCHER_UDIROOT_H
+
+#include <stddef.h>
+
+/* The file's path: defined by native/build.sh ($SHIFTER_UDIROOT_CONF, default /etc/shifter/udiRoot.conf). */
+#ifndef SHIFTER_UDIROOT_CONF
+#error "SHIFTER_UDIROOT_CONF is not defined: build with native/build.sh"
+#endif
+
+/*
+ * Copies the shifterdSocket value of the file at path into out. Returns 1 when the key is set,
+ * 0 when the file or the key is absent, -1 with errno when the file cannot be read (ENAMETOOLONG:
+ * the value does not fit in out).
+ */
+int udiroot_shifterd_socket(const char *path, char *out, size_t len);
+
+#endif
