@@ -1,24 +1,25 @@
 #!/usr/bin/env bash
 # Builds the native parts into native/build/ (run by scripts/build-native.mjs). No network.
-# SHIFTER_UDIROOT_CONF: the udiRoot.conf the launcher reads shifterdSocket from
-# (default /etc/shifter/udiRoot.conf, as the other programs).
+# SHIFTER_DEFAULT_UDIROOT_CONF: the udiRoot.conf the launcher reads shifterdSocket from when
+# $SHIFTER_UDIROOT_CONF is not set at run time (default /etc/shifter/udiRoot.conf, as the other
+# programs).
 set -euo pipefail
 cd "$(dirname "$0")"
 out=build
 mkdir -p "$out"
 
-udiroot_conf="${SHIFTER_UDIROOT_CONF:-/etc/shifter/udiRoot.conf}"
+udiroot_conf="${SHIFTER_DEFAULT_UDIROOT_CONF:-/etc/shifter/udiRoot.conf}"
 case "$udiroot_conf" in
   /*) ;;
-  *) echo "native/build.sh: SHIFTER_UDIROOT_CONF must be an absolute path, not '$udiroot_conf'" >&2; exit 2 ;;
+  *) echo "native/build.sh: SHIFTER_DEFAULT_UDIROOT_CONF must be an absolute path, not '$udiroot_conf'" >&2; exit 2 ;;
 esac
 case "$udiroot_conf" in
-  *[\"\\]*) echo "native/build.sh: SHIFTER_UDIROOT_CONF must not contain quotes or backslashes" >&2; exit 2 ;;
+  *[\"\\]*) echo "native/build.sh: SHIFTER_DEFAULT_UDIROOT_CONF must not contain quotes or backslashes" >&2; exit 2 ;;
 esac
 
 CFLAGS=(-O2 -Wall -Wextra -Werror -D_FORTIFY_SOURCE=2 -fstack-protector-strong)
 
-gcc "${CFLAGS[@]}" -std=gnu11 -DSHIFTER_UDIROOT_CONF="\"$udiroot_conf\"" -o "$out/shifter" \
+gcc "${CFLAGS[@]}" -std=gnu11 -DSHIFTER_DEFAULT_UDIROOT_CONF="\"$udiroot_conf\"" -o "$out/shifter" \
   launcher/launcher.c launcher/udiroot.c common/fdio.c
 gcc "${CFLAGS[@]}" -std=gnu11 -o "$out/shifter-nshelper" nshelper/*.c common/fdio.c
 

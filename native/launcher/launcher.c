@@ -4,8 +4,9 @@
  * place (same PID, signals, stdio and tty), so Slurm and MPI see the process they started.
  * Protocol: proto/launch-protocol.md.
  *
- * The daemon's socket: $SHIFTERD_SOCKET, else the shifterdSocket key of udiRoot.conf (the path
- * compiled in, see udiroot.h), else /run/shifter/shifterd.sock.
+ * The daemon's socket: $SHIFTERD_SOCKET, else the shifterdSocket key of udiRoot.conf (at
+ * $SHIFTER_UDIROOT_CONF, as shifterimg and shifterd read it, else the path compiled in, see
+ * udiroot.h), else /run/shifter/shifterd.sock.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -99,17 +100,20 @@ static uint32_t get_u32(const unsigned char *p)
 
 /*
  * $SHIFTERD_SOCKET first (tests use it; shifterd identifies callers by SO_PEERCRED, so a user who
- * points their own launcher elsewhere fools only themselves), then shifterdSocket in the site's
- * udiRoot.conf, then the default.
+ * points their own launcher elsewhere fools only themselves), then shifterdSocket in udiRoot.conf
+ * (found as shifterimg and shifterd find it), then the default.
  */
 static const char *daemon_socket(char *buf, size_t len)
 {
 	const char *path = getenv("SHIFTERD_SOCKET");
 	if (path && *path)
 		return path;
-	int found = udiroot_shifterd_socket(SHIFTER_UDIROOT_CONF, buf, len);
+	const char *conf = getenv("SHIFTER_UDIROOT_CONF");
+	if (!conf || !*conf)
+		conf = SHIFTER_DEFAULT_UDIROOT_CONF;
+	int found = udiroot_shifterd_socket(conf, buf, len);
 	if (found < 0)
-		die(errno, "cannot read shifterdSocket from %s", SHIFTER_UDIROOT_CONF);
+		die(errno, "cannot read shifterdSocket from %s", conf);
 	return found ? buf : DEFAULT_SOCKET;
 }
 

@@ -8,9 +8,10 @@
 
 #include <stddef.h>
 
-/* The file's path: defined by native/build.sh ($SHIFTER_UDIROOT_CONF, default /etc/shifter/udiRoot.conf). */
-#ifndef SHIFTER_UDIROOT_CONF
-#error "SHIFTER_UDIROOT_CONF is not defined: build with native/build.sh"
+/* The file's path when $SHIFTER_UDIROOT_CONF is unset: defined by native/build.sh
+ * ($SHIFTER_DEFAULT_UDIROOT_CONF at build time, default /etc/shifter/udiRoot.conf). */
+#ifndef SHIFTER_DEFAULT_UDIROOT_CONF
+#error "SHIFTER_DEFAULT_UDIROOT_CONF is not defined: build with native/build.sh"
 #endif
 
 /*

@@ -7,7 +7,7 @@ import test from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import {
   attachImage,
   createEnvironment,
@@ -247,17 +247,6 @@ test('cannot connect: one clear line and exit 1', async (t) => {
   t.regex(r.stderr, /^shifter: cannot connect to shifterd at .*nothing\.sock: No such file or directory \(is shifterd running\?\)\n$/);
 });
 
-/** A launcher built like native/build.sh's, reading udiRoot.conf at conf instead of /etc/shifter/udiRoot.conf. */
-function launcherReading(conf: string): string {
-  const native = join(process.cwd(), 'native');
-  const out = join(dir, `shifter-${basename(conf)}`);
-  execFileSync('gcc', [
-    '-O2', '-Wall', '-Wextra', '-Werror', `-DSHIFTER_UDIROOT_CONF="${conf}"`, '-o', out,
-    join(native, 'launcher/launcher.c'), join(native, 'launcher/udiroot.c'), join(native, 'common/fdio.c'),
-  ]);
-  return out;
-}
-
 function writeConf(name: string, lines: string[], mode = 0o644): string {
   const path = join(dir, name);
   writeFileSync(path, lines.join('\n'), { mode });
@@ -274,14 +263,16 @@ test('without $SHIFTERD_SOCKET the launcher finds shifterd through shifterdSocke
     `shifterdSocket = ${daemon.socketPath}   `,
     'imagePath=/images',
   ]);
-  const r = await runAs(user1, [launcherReading(conf), 'id', '-u'], { env: { SHIFTERD_SOCKET: '' } });
+  const r = await runAs(user1, [join(nativeDir(), 'shifter'), 'id', '-u'], {
+    env: { SHIFTERD_SOCKET: '', SHIFTER_UDIROOT_CONF: conf },
+  });
   t.is(r.code, 0, r.stderr);
   t.is(r.stdout, `${user1.uid}\n`);
 });
 
 test('$SHIFTERD_SOCKET is used before udiRoot.conf', async (t) => {
   const conf = writeConf('elsewhere.conf', ['shifterdSocket=/nowhere/shifterd.sock']);
-  const r = await runAs(user1, [launcherReading(conf), 'id', '-u']);
+  const r = await runAs(user1, [join(nativeDir(), 'shifter'), 'id', '-u'], { env: { SHIFTER_UDIROOT_CONF: conf } });
   t.is(r.code, 0, r.stderr);
   t.is(r.stdout, `${user1.uid}\n`);
 });
@@ -290,12 +281,16 @@ test('no udiRoot.conf or no shifterdSocket in it: the default socket; an unreada
   const defaultSocket = /^shifter: cannot connect to shifterd at \/run\/shifter\/shifterd\.sock: .* \(is shifterd running\?\)\n$/;
   const noKey = writeConf('nokey.conf', ['imagePath=/images', '#shifterdSocket=/commented.sock', 'shifterdSocket=']);
   for (const conf of [join(dir, 'absent.conf'), noKey]) {
-    const r = await runAs(user1, [launcherReading(conf), 'true'], { env: { SHIFTERD_SOCKET: '' } });
+    const r = await runAs(user1, [join(nativeDir(), 'shifter'), 'true'], {
+      env: { SHIFTERD_SOCKET: '', SHIFTER_UDIROOT_CONF: conf },
+    });
     t.is(r.code, 1);
     t.regex(r.stderr, defaultSocket);
   }
   const secret = writeConf('root-only.conf', [`shifterdSocket=${daemon.socketPath}`], 0o600);
-  const r = await runAs(user1, [launcherReading(secret), 'true'], { env: { SHIFTERD_SOCKET: '' } });
+  const r = await runAs(user1, [join(nativeDir(), 'shifter'), 'true'], {
+    env: { SHIFTERD_SOCKET: '', SHIFTER_UDIROOT_CONF: secret },
+  });
   t.is(r.code, 1);
   t.is(r.stderr, `shifter: cannot read shifterdSocket from ${secret}: Permission denied\n`);
 });
