@@ -1,5 +1,8 @@
 /** Image access lists (upstream doc/PrivateImagesAndACLS.md), pure. */
 import { ShifterError } from '../../common/errors.js';
+import {
+  accessFromLists, mayUse, PUBLIC_ACCESS, type AccessCaller, type ImageAccess,
+} from '../../common/image-access.js';
 import type { Identity } from './session.js';
 
 /** `"1,2"`, `[1, 2]`, `1` or nothing → a list of ids; anything else is a client error. */
@@ -29,9 +32,15 @@ export function sameIds(a: readonly number[], b: readonly number[]): boolean {
 
 export interface AclHolder { private: boolean | null; userACL: number[]; groupACL: number[] }
 
+/** Upstream's fields as an access: `private: false` is public whatever the lists say. */
+export function accessOf(h: AclHolder): ImageAccess {
+  return h.private === false ? PUBLIC_ACCESS : accessFromLists(h.userACL, h.groupACL);
+}
+
+function callerOf(who: Identity | null): AccessCaller | null {
+  return who && { uid: who.uid, gid: who.gid, groups: who.gids };
+}
+
 export function canRead(rec: AclHolder, who: Identity | null): boolean {
-  if (rec.private === false) return true;
-  if (rec.userACL.length === 0 && rec.groupACL.length === 0) return true;
-  if (!who) return false;
-  return rec.userACL.includes(who.uid) || who.gids.some((g) => rec.groupACL.includes(g)) || rec.groupACL.includes(who.gid);
+  return mayUse(accessOf(rec), callerOf(who));
 }
