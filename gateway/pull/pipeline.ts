@@ -5,9 +5,10 @@
  * "the image is complete"; both go through temp + fsync + rename.
  * If both files already exist (the same image under another tag, or an ACL change), only the meta
  * file is rewritten (upstream's meta-only path).
- * The meta file's USERACL/GROUPACL are the image's access: the union of what every tag pulled onto
- * it asked for (common/image-access.ts). The files, the meta and the READY record are written
- * under the image's lock, so concurrent pulls of two tags of one image each see the other's access.
+ * The meta file's USERACL/GROUPACL are the image's access: the union of what every user's pull of
+ * every tag onto it asked for (store/record.ts, common/image-access.ts). The files, the meta and
+ * the READY record are written under the image's lock, so concurrent pulls of two tags of one
+ * image each see the other's access.
  */
 import { execFile } from 'node:child_process';
 import { access, chmod, copyFile, mkdir, rename, rm } from 'node:fs/promises';
@@ -142,7 +143,7 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
   await hooks.identified(id, ref.location);
 
   const isPrivate = resolved.usedCredentials || req.userACL.length > 0 || req.groupACL.length > 0;
-  const tagAcl = { private: isPrivate, userACL: req.userACL, groupACL: req.groupACL };
+  const asked = { private: isPrivate, userACL: req.userACL, groupACL: req.groupACL };
   const cfg = resolved.config;
   const files = imageFiles(platform, id);
 
@@ -172,7 +173,7 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       await hooks.status('TRANSFER', `Copying image ${id.slice(0, 12)} to ${req.system}`);
       await transferFile(converted, files.image);
     }
-    const grant = pullGrant(req.tag, req.requesterUid, tagAcl);
+    const grant = pullGrant(req.tag, req.requesterUid, asked);
     const imageAccess = accessAfterPull(await ctx.readyRecord(id), grant).access;
     const aclInMeta = imageAccess.kind === 'restricted' && !process.env.DISABLE_ACL_METADATA;
     const meta = formatImageMeta({
@@ -197,7 +198,7 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       WORKDIR: cfg.workingDir,
       LABELS: cfg.labels,
       USER: cfg.user,
-      ...tagAcl,
+      ...asked,
       now: Date.now() / 1000,
       status_message: metaOnly ? 'Image ready (already on the system; metadata updated)' : 'Image ready',
     });
