@@ -8,6 +8,8 @@
  * our own key, so label keys may hold `=` or `:` and values may hold newlines; upstream readers
  * ignore it). Values on the plain lines (ENV, WORKDIR, USER) are written verbatim, so they must
  * not hold a line break; such metadata is refused rather than allowed to forge extra lines.
+ * USERACL/GROUPACL are the image's access: the union over every tag pulled onto this id, absent
+ * when any of them is public (common/image-access.ts).
  */
 import { ShifterError } from './errors.js';
 

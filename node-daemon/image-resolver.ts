@@ -15,6 +15,7 @@ import {
 } from '../common/image-descriptor.js';
 import type { ImageRunConfig } from './command/command.js';
 import { parseImageMeta } from '../common/image-meta.js';
+import { accessFromLists, mayUse } from '../common/image-access.js';
 
 /** What shifterd needs from `<id>.meta`. */
 export interface ImageMetaInfo {
@@ -65,11 +66,13 @@ export interface ResolverOptions {
   credentialFor?: (caller: Caller) => Promise<string | undefined>;
 }
 
-/** upstream check_image_permissions: public when both lists are empty. */
+/**
+ * The .meta holds the image's access, the union over every tag pulled onto it, which is what a
+ * launch by `id:` is allowed by; a launch by tag was already held to that tag's own access by the
+ * gateway's lookup (common/image-access.ts has the rule).
+ */
 export function checkImageAcl(meta: ImageMetaInfo, caller: Caller, imageName: string): void {
-  if (meta.userAcl.length === 0 && meta.groupAcl.length === 0) return;
-  if (meta.userAcl.includes(caller.uid)) return;
-  if (meta.groupAcl.includes(caller.gid) || caller.groups.some((g) => meta.groupAcl.includes(g))) return;
+  if (mayUse(accessFromLists(meta.userAcl, meta.groupAcl), caller)) return;
   throw new ShifterError('PERMISSION_DENIED', `permission denied to image ${imageName}: it is private and uid ${caller.uid} and your groups are not on its access list; ask its owner to re-pull it with --user/--group`);
 }
 

@@ -7,7 +7,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { isShifterError, ShifterError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
-import { canRead, parseIdList, withRequester } from '../auth/acl.js';
+import { canRead, listedRecord, parseIdList, withReadableTags, withRequester } from '../auth/acl.js';
 import type { Authenticator, Session } from '../auth/session.js';
 import type { GatewayConfig, PlatformConfig } from '../config/imagemanager.js';
 import type { PullManager } from '../pull/manager.js';
@@ -100,7 +100,8 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
     const session = await sessionFor(req, platform);
     await manager.expireFailures();
     const records = await store.listReady(platform.name);
-    return { list: records.filter((r) => canRead(r, session.identity)).map((r) => toApiRecord(r, wantsProgress(req))) };
+    const visible = records.flatMap((r) => listedRecord(r, session.identity) ?? []);
+    return { list: visible.map((r) => toApiRecord(r, wantsProgress(req))) };
   });
 
   app.get<{ Params: Params }>('/api/lookup/:system/:imgtype/*', async (req) => {
@@ -123,7 +124,7 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
         type: itype, tag, id: rec.id ?? '', time: now,
       });
     }
-    return toApiRecord(rec, wantsProgress(req));
+    return toApiRecord(withReadableTags(rec, session.identity), wantsProgress(req));
   });
 
   app.post<{ Params: Params }>('/api/pull/:system/:imgtype/*', async (req) => {
@@ -138,11 +139,11 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
       throw new ShifterError('AUTH_FAILED', 'restricting an image with allowed_uids/allowed_gids needs an authenticated request (send a munge credential in the authentication header)');
     }
     const rec = await manager.pull({
-      system: platform.name, itype, tag,
+      system: platform.name, itype, tag, requesterUid: session.identity?.uid ?? null,
       userACL: withRequester(uids, session.identity?.uid),
       groupACL: withRequester(gids, session.identity?.gid),
     }, session);
-    return toApiRecord(rec, wantsProgress(req));
+    return toApiRecord(withReadableTags(rec, session.identity), wantsProgress(req));
   });
 
   app.get<{ Params: Params }>('/api/queue/:system/', async (req) => {

@@ -1,5 +1,14 @@
-/** Image access lists (upstream doc/PrivateImagesAndACLS.md), pure. */
+/**
+ * Image access lists (upstream doc/PrivateImagesAndACLS.md) as the gateway applies them, pure.
+ * The rule itself, also for tags that share one image id, is common/image-access.ts: a lookup by
+ * tag applies that tag's access, a lookup by id the image's (the union of its tags'), and a list
+ * shows each caller only the tags they may use by name.
+ */
 import { ShifterError } from '../../common/errors.js';
+import {
+  accessFromLists, combineAccess, mayUse, PUBLIC_ACCESS, type AccessCaller, type ImageAccess,
+} from '../../common/image-access.js';
+import type { ImageRecord } from '../store/record.js';
 import type { Identity } from './session.js';
 
 /** `"1,2"`, `[1, 2]`, `1` or nothing → a list of ids; anything else is a client error. */
@@ -29,9 +38,51 @@ export function sameIds(a: readonly number[], b: readonly number[]): boolean {
 
 export interface AclHolder { private: boolean | null; userACL: number[]; groupACL: number[] }
 
+/** Upstream's fields as an access: `private: false` is public whatever the lists say. */
+export function accessOf(h: AclHolder): ImageAccess {
+  return h.private === false ? PUBLIC_ACCESS : accessFromLists(h.userACL, h.groupACL);
+}
+
+/** An access in upstream's fields (a public image has empty lists, as upstream stores it). */
+export function aclFields(a: ImageAccess): { private: boolean; userACL: number[]; groupACL: number[] } {
+  if (a.kind === 'public') return { private: false, userACL: [], groupACL: [] };
+  return { private: true, userACL: [...a.users], groupACL: [...a.groups] };
+}
+
+/** The access of one tag of `rec`: the union of its grants (the record's own, for a tag with none). */
+export function tagAccess(rec: ImageRecord, tag: string): ImageAccess {
+  const [first, ...rest] = rec.grants.filter((g) => g.tag === tag).map(accessOf);
+  return first === undefined ? accessOf(rec) : combineAccess(first, ...rest);
+}
+
+function callerOf(who: Identity | null): AccessCaller | null {
+  return who && { uid: who.uid, gid: who.gid, groups: who.gids };
+}
+
 export function canRead(rec: AclHolder, who: Identity | null): boolean {
-  if (rec.private === false) return true;
-  if (rec.userACL.length === 0 && rec.groupACL.length === 0) return true;
-  if (!who) return false;
-  return rec.userACL.includes(who.uid) || who.gids.some((g) => rec.groupACL.includes(g)) || rec.groupACL.includes(who.gid);
+  return mayUse(accessOf(rec), callerOf(who));
+}
+
+/** The tags of `rec` that `who` may use by name. */
+export function readableTags(rec: ImageRecord, who: Identity | null): string[] {
+  const caller = callerOf(who);
+  return rec.tag.filter((t) => mayUse(tagAccess(rec, t), caller));
+}
+
+/** `rec` naming only the tags `who` may use: another user's private tag of the same image stays unnamed. */
+export function withReadableTags(rec: ImageRecord, who: Identity | null): ImageRecord {
+  return { ...rec, tag: readableTags(rec, who) };
+}
+
+/**
+ * A READY record as `who` sees it in a list: the tags they may use, with the union of those tags'
+ * access in the ACL fields; null when there is none. A record no tag points at any more is shown
+ * when the image's own access admits them (it can still be used by id).
+ */
+export function listedRecord(rec: ImageRecord, who: Identity | null): ImageRecord | null {
+  if (rec.tag.length === 0) return canRead(rec, who) ? rec : null;
+  const tags = readableTags(rec, who);
+  const [first, ...rest] = tags.map((t) => tagAccess(rec, t));
+  if (first === undefined) return null;
+  return { ...rec, tag: tags, ...aclFields(combineAccess(first, ...rest)) };
 }

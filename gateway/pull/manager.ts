@@ -86,7 +86,8 @@ export class PullManager {
       const decision = decidePull({ pending, ready, userACL: req.userACL, groupACL: req.groupACL, now: this.now() }, this.config);
       if (decision.action === 'return') return decision.record;
       const rec = await this.store.createPull({
-        system: req.system, itype: req.itype, pulltag: req.tag, userACL: req.userACL, groupACL: req.groupACL,
+        system: req.system, itype: req.itype, pulltag: req.tag, requesterUid: req.requesterUid,
+        userACL: req.userACL, groupACL: req.groupACL,
         format: this.config.defaultImageFormat, credentialed, now: this.now(),
       });
       this.log.info({ key: rec.key, tag: req.tag, system: req.system }, 'pull queued');
@@ -134,11 +135,12 @@ export class PullManager {
     }, HEARTBEAT_MS);
     const workDir = join(this.config.expandDirectory, `${WORKDIR_PREFIX}${key}`);
     try {
-      const result = await runPullPipeline(req, {
+      await runPullPipeline(req, {
         config: this.config,
         log,
         credentials: (location) => credentialsFor(job.tokens, location),
         withImageLock: (id, fn) => this.serialized(this.imageLocks, `${req.system}\0${id}`, fn),
+        readyRecord: (id) => this.store.findReadyById(req.system, id),
         signal,
         workDir,
       }, {
@@ -155,11 +157,13 @@ export class PullManager {
           }
         },
         identified: (id, location) => write({ id, location }),
+        completed: async (result) => {
+          if (signal.aborted) throw new ShutdownSignal();
+          assertMove(status, 'READY');
+          const rec = await this.store.completePull(key, result);
+          log.info({ id: rec.id, key: rec.key }, 'pull complete: READY');
+        },
       });
-      if (signal.aborted) throw new ShutdownSignal();
-      assertMove(status, 'READY');
-      const rec = await this.store.completePull(key, result);
-      log.info({ id: rec.id, key: rec.key }, 'pull complete: READY');
     } catch (e) {
       if (e instanceof ShutdownSignal || (signal.aborted && this.stopping)) {
         log.info('pull interrupted by shutdown; it resumes at the next start');
@@ -233,7 +237,10 @@ export class PullManager {
         this.log.info({ key: rec.key, tag: rec.pulltag, was: rec.status }, 'resuming an interrupted pull');
         this.enqueue({
           key: rec.key,
-          req: { system: rec.system, itype: rec.itype, tag: rec.pulltag, userACL: rec.userACL, groupACL: rec.groupACL },
+          req: {
+            system: rec.system, itype: rec.itype, tag: rec.pulltag, userACL: rec.userACL, groupACL: rec.groupACL,
+            requesterUid: rec.requesterUid,
+          },
           tokens: {},
           abort: new AbortController(),
         });

@@ -5,6 +5,10 @@
  * "the image is complete"; both go through temp + fsync + rename.
  * If both files already exist (the same image under another tag, or an ACL change), only the meta
  * file is rewritten (upstream's meta-only path).
+ * The meta file's USERACL/GROUPACL are the image's access: the union of what every user's pull of
+ * every tag onto it asked for (store/record.ts, common/image-access.ts). The files, the meta and
+ * the READY record are written under the image's lock, so concurrent pulls of two tags of one
+ * image each see the other's access.
  */
 import { execFile } from 'node:child_process';
 import { access, chmod, copyFile, mkdir, rename, rm } from 'node:fs/promises';
@@ -18,7 +22,7 @@ import { isDockerHub, parseImageReference, referenceForManifest } from '../refer
 import { BlobCache, defaultBaseUrl, fetchLayers, RegistryClient, type FetchProgress, type Platform, type RegistryEndpoint } from '../registry/index.js';
 import type { GatewayConfig, PlatformConfig } from '../config/imagemanager.js';
 import type { RegistryLogin } from '../auth/session.js';
-import type { CompletedPull } from '../store/record.js';
+import { accessAfterPull, pullGrant, type CompletedPull, type ImageRecord } from '../store/record.js';
 import type { ImageStatus } from '../store/status.js';
 
 export interface PullRequest {
@@ -27,6 +31,8 @@ export interface PullRequest {
   tag: string;
   userACL: number[];
   groupACL: number[];
+  /** The uid that asked for the pull (null: anonymous); the access it asks for is that user's grant. */
+  requesterUid: number | null;
 }
 
 /** What the pipeline reports back; the manager turns these into store writes. */
@@ -34,6 +40,8 @@ export interface PipelineHooks {
   status(status: ImageStatus, message: string): Promise<void>;
   progress(p: FetchProgress): void;
   identified(id: string, location: string): Promise<void>;
+  /** The files are in place: record READY. Called under the image's lock. */
+  completed(result: CompletedPull): Promise<void>;
 }
 
 export interface PipelineContext {
@@ -43,6 +51,8 @@ export interface PipelineContext {
   credentials(location: string): RegistryLogin | null;
   /** Serialises work on one image id across concurrent pulls in this process. */
   withImageLock<T>(id: string, fn: () => Promise<T>): Promise<T>;
+  /** The READY record of image `id` on this system, if any (the access of its other tags). */
+  readyRecord(id: string): Promise<ImageRecord | null>;
   signal: AbortSignal;
   /** Scratch directory owned by this pull (under ExpandDirectory), removed afterwards. */
   workDir: string;
@@ -118,7 +128,7 @@ async function transferFile(src: string, finalPath: string): Promise<void> {
   }
 }
 
-export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, hooks: PipelineHooks): Promise<CompletedPull> {
+export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, hooks: PipelineHooks): Promise<void> {
   const { config, log, signal } = ctx;
   const platform = config.platforms[req.system];
   if (!platform) throw new ShifterError('NOT_FOUND', `system "${req.system}" is not configured`);
@@ -133,7 +143,7 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
   await hooks.identified(id, ref.location);
 
   const isPrivate = resolved.usedCredentials || req.userACL.length > 0 || req.groupACL.length > 0;
-  const aclInMeta = isPrivate && !process.env.DISABLE_ACL_METADATA;
+  const asked = { private: isPrivate, userACL: req.userACL, groupACL: req.groupACL };
   const cfg = resolved.config;
   const files = imageFiles(platform, id);
 
@@ -163,20 +173,23 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       await hooks.status('TRANSFER', `Copying image ${id.slice(0, 12)} to ${req.system}`);
       await transferFile(converted, files.image);
     }
+    const grant = pullGrant(req.tag, req.requesterUid, asked);
+    const imageAccess = accessAfterPull(await ctx.readyRecord(id), grant).access;
+    const aclInMeta = imageAccess.kind === 'restricted' && !process.env.DISABLE_ACL_METADATA;
     const meta = formatImageMeta({
       format: 'squashfs',
       entrypoint: cfg.entrypoint,
       cmd: cfg.cmd,
       workdir: cfg.workingDir,
       env: cfg.env,
-      userAcl: aclInMeta ? req.userACL : [],
-      groupAcl: aclInMeta ? req.groupACL : [],
+      userAcl: aclInMeta ? [...imageAccess.users] : [],
+      groupAcl: aclInMeta ? [...imageAccess.groups] : [],
       labels: cfg.labels,
       user: cfg.user,
     });
     await writeFileAtomic(files.meta, meta, 0o600).catch((e: unknown) => { throw asShifterError(e, 'IO_ERROR', `cannot write ${files.meta}`); });
     log.info({ id, tag: req.tag, system: req.system, metaOnly }, 'image transferred');
-    return {
+    await hooks.completed({
       id,
       format: 'squashfs',
       ENV: cfg.env,
@@ -185,11 +198,9 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       WORKDIR: cfg.workingDir,
       LABELS: cfg.labels,
       USER: cfg.user,
-      userACL: req.userACL,
-      groupACL: req.groupACL,
-      private: isPrivate,
+      ...asked,
       now: Date.now() / 1000,
       status_message: metaOnly ? 'Image ready (already on the system; metadata updated)' : 'Image ready',
-    };
+    });
   });
 }

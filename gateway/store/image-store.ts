@@ -9,10 +9,11 @@ export interface ImageStore {
   /** Creates a PENDING pull record, first deleting non-READY records for the same system/type/pulltag. */
   createPull(p: NewPull): Promise<ImageRecord>;
   get(key: RecordKey): Promise<ImageRecord | null>;
-  /** The READY record carrying `tag` on system+type. */
+  /** The READY record carrying `tag` on system+type, seen through that tag: its ACL fields hold the tag's access. */
   findReadyByTag(system: string, itype: string, tag: string): Promise<ImageRecord | null>;
   /** The newest non-READY record pulled as `pulltag` (in flight or failed). */
   findPullByTag(system: string, itype: string, pulltag: string): Promise<ImageRecord | null>;
+  /** The READY record of an image id; its ACL fields hold the union of its tags' access. */
   findReadyById(system: string, id: string): Promise<ImageRecord | null>;
   listReady(system: string): Promise<ImageRecord[]>;
   /** Records neither READY nor EXPIRED that have a pulltag (upstream's queue). */
@@ -21,8 +22,9 @@ export interface ImageStore {
   update(key: RecordKey, patch: RecordPatch): Promise<void>;
   /**
    * Finishes a pull in one step: if a READY record with the same id exists on the system it takes
-   * the new metadata/ACLs and the tag and the pull record is deleted; otherwise the pull record
-   * becomes READY. The tag moves off every other record of the system+type. Returns the READY record.
+   * the new metadata, the tag and the tag's access (the record's ACL fields becoming the union of
+   * its tags', see record.ts) and the pull record is deleted; otherwise the pull record becomes
+   * READY. The tag moves off every other record of the system+type. Returns the READY record.
    */
   completePull(key: RecordKey, result: CompletedPull): Promise<ImageRecord>;
   /** Deletes FAILURE records whose last_pull is older than `cutoff` (epoch s); returns the count. */

@@ -10,7 +10,7 @@ import { asShifterError, ShifterError } from '../../common/errors.js';
 import type { ImageStatus } from './status.js';
 import type { ImageStore } from './image-store.js';
 import {
-  completedFields, newPullRecord,
+  completedFields, newPullRecord, throughTag, withGrants,
   type CompletedPull, type ImageRecord, type MetricRecord, type NewPull, type RecordKey, type RecordPatch,
 } from './record.js';
 
@@ -19,7 +19,8 @@ type ImageDoc = Omit<ImageRecord, 'key'> & { _id: ObjectId };
 function toRecord(doc: ImageDoc | null): ImageRecord | null {
   if (!doc) return null;
   const { _id, ...rest } = doc;
-  return { ...rest, tag: Array.isArray(rest.tag) ? rest.tag : rest.tag ? [rest.tag as unknown as string] : [], key: _id.toHexString() as RecordKey };
+  const tag = Array.isArray(rest.tag) ? rest.tag : rest.tag ? [rest.tag as unknown as string] : [];
+  return withGrants({ ...rest, tag, key: _id.toHexString() as RecordKey });
 }
 
 function oid(key: RecordKey): ObjectId {
@@ -67,7 +68,8 @@ export class MongoImageStore implements ImageStore {
   }
 
   async findReadyByTag(system: string, itype: string, tag: string): Promise<ImageRecord | null> {
-    return toRecord(await this.images.findOne({ system, itype, tag: { $in: [tag] }, status: 'READY' }));
+    const rec = toRecord(await this.images.findOne({ system, itype, tag: { $in: [tag] }, status: 'READY' }));
+    return rec && throughTag(rec, tag);
   }
 
   async findPullByTag(system: string, itype: string, pulltag: string): Promise<ImageRecord | null> {
@@ -102,7 +104,9 @@ export class MongoImageStore implements ImageStore {
     const existing = toRecord(await this.images.findOne({ system: pull.system, id: result.id, status: 'READY', _id: { $ne: oid(key) } }));
     const target = existing ?? pull;
     await this.images.updateMany({ system: pull.system, itype: pull.itype }, { $pull: { tag: pull.pulltag } });
-    await this.images.updateOne({ _id: oid(target.key) }, { $set: completedFields(result), $addToSet: { tag: pull.pulltag } });
+    await this.images.updateOne({ _id: oid(target.key) }, {
+      $set: completedFields(result, pull, existing), $addToSet: { tag: pull.pulltag },
+    });
     if (existing) await this.images.deleteOne({ _id: oid(key) });
     return (await this.get(target.key))!;
   }

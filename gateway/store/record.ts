@@ -1,4 +1,12 @@
-/** What the gateway stores about an image (upstream's Mongo `images` document, typed). */
+/**
+ * What the gateway stores about an image (upstream's Mongo `images` document, typed): one READY
+ * record per image id and system, carrying every tag that points at it. Every user's pull of a
+ * tag leaves a grant (`grants`: tag, who pulled, the access they asked for); a tag's access is
+ * the union of its grants, and the record's own `private`/`userACL`/`groupACL` hold the union of
+ * all its grants, which is also what `<id>.meta` says (the rule: common/image-access.ts).
+ */
+import { combineAccess, type ImageAccess } from '../../common/image-access.js';
+import { accessOf, aclFields, tagAccess, type AclHolder } from '../auth/acl.js';
 import type { ImageStatus } from './status.js';
 
 export type RecordKey = string & { readonly __brand: 'RecordKey' };
@@ -8,6 +16,18 @@ export interface PullProgress {
   layersTotal: number;
   bytesDone: number;
   bytesTotal: number;
+}
+
+/**
+ * One user's pull of one tag onto the image, with the access that pull asked for. The user's next
+ * pull of that tag onto the image replaces it; another user's pull adds its own, so no user's pull
+ * narrows what another user pulled.
+ */
+export interface PullGrant extends AclHolder {
+  tag: string;
+  /** The uid that asked for the pull (null: an anonymous request, which can only be public). */
+  uid: number | null;
+  private: boolean;
 }
 
 export interface ImageRecord {
@@ -22,10 +42,18 @@ export interface ImageRecord {
   id: string | null;
   status: ImageStatus;
   status_message: string;
+  /** A pull record: what the pull asked for. A READY record: the union of `grants` (what `<id>.meta` says). */
   userACL: number[];
   groupACL: number[];
   /** null until the pull decides (upstream `private: None`). */
   private: boolean | null;
+  /**
+   * Every pull of a tag onto this image. A grant stays when its tag later moves to other content:
+   * the union (and the .meta, which is not rewritten then) never narrows behind a user's back.
+   */
+  grants: PullGrant[];
+  /** A pull record: who asked for it (null: anonymous); its grant is theirs. */
+  requesterUid: number | null;
   format: string;
   location: string;
   remotetype: string;
@@ -50,6 +78,7 @@ export interface NewPull {
   system: string;
   itype: string;
   pulltag: string;
+  requesterUid: number | null;
   userACL: number[];
   groupACL: number[];
   format: string;
@@ -99,6 +128,8 @@ export function newPullRecord(key: RecordKey, p: NewPull): ImageRecord {
     userACL: p.userACL,
     groupACL: p.groupACL,
     private: null,
+    grants: [],
+    requesterUid: p.requesterUid,
     format: p.format,
     location: '',
     remotetype: 'dockerv2',
@@ -118,9 +149,48 @@ export function newPullRecord(key: RecordKey, p: NewPull): ImageRecord {
   };
 }
 
-/** The fields a completed pull writes onto the record that will hold the image. */
-export function completedFields(r: CompletedPull): RecordPatch {
-  const isPrivate = r.private;
+/** Records stored before grants existed: every tag was granted the record's access, and pulls were nobody's. */
+export function withGrants(rec: ImageRecord): ImageRecord {
+  if (Array.isArray(rec.grants)) return rec;
+  const isPrivate = rec.private ?? false;
+  return {
+    ...rec,
+    requesterUid: rec.requesterUid ?? null,
+    grants: rec.tag.map((tag) => ({
+      tag, uid: null, private: isPrivate, userACL: rec.userACL, groupACL: rec.groupACL,
+    })),
+  };
+}
+
+/** The record as seen through one of its tags: that tag's access in the ACL fields (lookups, pull decisions). */
+export function throughTag(rec: ImageRecord, tag: string): ImageRecord {
+  return { ...rec, ...aclFields(tagAccess(rec, tag)) };
+}
+
+/** The grant a pull of `tag` by `uid` leaves (a public pull drops the lists, as upstream). */
+export function pullGrant(tag: string, uid: number | null, acl: AclHolder): PullGrant {
+  if (!acl.private) return { tag, uid, private: false, userACL: [], groupACL: [] };
+  return { tag, uid, private: true, userACL: acl.userACL, groupACL: acl.groupACL };
+}
+
+export interface ImageGrants {
+  grants: PullGrant[];
+  access: ImageAccess;
+}
+
+/**
+ * The grants and the image's access once `grant` is added to the image whose READY record is
+ * `holder` (null: the image's first pull). The pipeline writes `access` into `<id>.meta` and the
+ * store into the record, both under the image's lock and from the same holder, so they agree.
+ */
+export function accessAfterPull(holder: ImageRecord | null, grant: PullGrant): ImageGrants {
+  const others = (holder?.grants ?? []).filter((g) => g.tag !== grant.tag || g.uid !== grant.uid);
+  return { grants: [...others, grant], access: combineAccess(accessOf(grant), ...others.map(accessOf)) };
+}
+
+/** The fields the completed `pull` writes onto `holder` (or onto the pull record itself when null). */
+export function completedFields(r: CompletedPull, pull: ImageRecord, holder: ImageRecord | null): RecordPatch {
+  const { grants, access } = accessAfterPull(holder, pullGrant(pull.pulltag, pull.requesterUid, r));
   return {
     id: r.id,
     format: r.format,
@@ -130,9 +200,8 @@ export function completedFields(r: CompletedPull): RecordPatch {
     WORKDIR: r.WORKDIR,
     LABELS: r.LABELS,
     USER: r.USER,
-    private: isPrivate,
-    userACL: isPrivate ? r.userACL : [],
-    groupACL: isPrivate ? r.groupACL : [],
+    ...aclFields(access),
+    grants,
     status: 'READY',
     status_message: r.status_message,
     last_pull: r.now,

@@ -12,7 +12,7 @@ import { asShifterError, ShifterError } from '../../common/errors.js';
 import type { ImageStatus } from './status.js';
 import type { ImageStore } from './image-store.js';
 import {
-  completedFields, newPullRecord,
+  completedFields, newPullRecord, throughTag, withGrants,
   type CompletedPull, type ImageRecord, type MetricRecord, type NewPull, type RecordKey, type RecordPatch,
 } from './record.js';
 
@@ -74,7 +74,7 @@ export class SqliteImageStore implements ImageStore {
     const rec = JSON.parse(row.doc) as ImageRecord;
     rec.key = row.key as RecordKey;
     rec.tag = (this.db.prepare('SELECT tag FROM tags WHERE key = ? ORDER BY seq').all(row.key) as { tag: string }[]).map((t) => t.tag);
-    return rec;
+    return withGrants(rec);
   }
 
   private write(rec: ImageRecord): void {
@@ -114,8 +114,9 @@ export class SqliteImageStore implements ImageStore {
   }
 
   async findReadyByTag(system: string, itype: string, tag: string): Promise<ImageRecord | null> {
-    return this.hydrate(this.db.prepare(`SELECT i.key, i.doc FROM tags t JOIN images i ON i.key = t.key
+    const rec = this.hydrate(this.db.prepare(`SELECT i.key, i.doc FROM tags t JOIN images i ON i.key = t.key
       WHERE t.system = ? AND t.itype = ? AND t.tag = ? AND i.status = 'READY'`).get(system, itype, tag) as Row | undefined);
+    return rec && throughTag(rec, tag);
   }
 
   async findPullByTag(system: string, itype: string, pulltag: string): Promise<ImageRecord | null> {
@@ -161,7 +162,7 @@ export class SqliteImageStore implements ImageStore {
       const existing = this.hydrate(this.db.prepare(`SELECT key, doc FROM images
         WHERE system = ? AND id = ? AND status = 'READY' AND key != ? LIMIT 1`).get(pull.system, result.id, key) as Row | undefined);
       const target = existing ?? pull;
-      const done: ImageRecord = { ...target, ...completedFields(result) };
+      const done: ImageRecord = { ...target, ...completedFields(result, pull, existing) };
       this.write(done);
       if (existing) this.db.prepare('DELETE FROM images WHERE key = ?').run(key);
       this.addTag(done, pull.pulltag);

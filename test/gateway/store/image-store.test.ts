@@ -8,6 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import Database from 'better-sqlite3';
 import type { ImageStore } from '../../../gateway/store/image-store.js';
 import { SqliteImageStore } from '../../../gateway/store/sqlite-store.js';
 import { MongoImageStore } from '../../../gateway/store/mongo-store.js';
@@ -42,7 +43,8 @@ if (mongoUri) {
 }
 
 const pull = (over: Partial<NewPull> = {}): NewPull => ({
-  system: 'sys', itype: 'docker', pulltag: 'ubuntu:latest', userACL: [], groupACL: [], format: 'squashfs',
+  system: 'sys', itype: 'docker', pulltag: 'ubuntu:latest', requesterUid: null, userACL: [], groupACL: [],
+  format: 'squashfs',
   credentialed: false, now: 1000, ...over,
 });
 const done = (id: string, over: Partial<CompletedPull> = {}): CompletedPull => ({
@@ -114,6 +116,71 @@ for (const [name, make] of factories) {
     t.true(priv.private);
   });
 
+  test(`${name}: tags of one image keep their own access; the image has the union (public if one is)`, async (t) => {
+    const s = await make();
+    const a = await s.createPull(pull({ pulltag: 'app:public', requesterUid: 1000 }));
+    await s.completePull(a.key, done(ID1));
+    const b = await s.createPull(pull({ pulltag: 'app:private', requesterUid: 1000, userACL: [1000] }));
+    await s.completePull(b.key, done(ID1, { userACL: [1000], private: true }));
+    const pub = await s.findReadyByTag('sys', 'docker', 'app:public');
+    t.deepEqual([pub?.private, pub?.userACL], [false, []], 'a private pull of another tag does not narrow this one');
+    const priv = await s.findReadyByTag('sys', 'docker', 'app:private');
+    t.deepEqual([priv?.private, priv?.userACL], [true, [1000]]);
+    const image = await s.findReadyById('sys', ID1);
+    t.deepEqual([image?.private, image?.userACL, image?.groupACL], [false, [], []]);
+    t.deepEqual([...image!.tag].sort(), ['app:private', 'app:public']);
+
+    const c = await s.createPull(pull({ pulltag: 'app:public', requesterUid: 1000, now: 3000 }));
+    await s.completePull(c.key, done(ID1, { now: 4000 }));
+    const still = await s.findReadyByTag('sys', 'docker', 'app:private');
+    t.deepEqual(still?.userACL, [1000], 'the next public pull leaves the private tag private');
+  });
+
+  test(`${name}: tags private to different users: each keeps its list, the image admits both`, async (t) => {
+    const s = await make();
+    const a = await s.createPull(pull({ pulltag: 'app:alice', requesterUid: 1000, userACL: [1000] }));
+    await s.completePull(a.key, done(ID1, { userACL: [1000], groupACL: [50], private: true }));
+    const b = await s.createPull(pull({ pulltag: 'app:bob', requesterUid: 2000, userACL: [2000] }));
+    await s.completePull(b.key, done(ID1, { userACL: [2000], private: true }));
+    t.deepEqual((await s.findReadyByTag('sys', 'docker', 'app:alice'))?.userACL, [1000]);
+    t.deepEqual((await s.findReadyByTag('sys', 'docker', 'app:bob'))?.userACL, [2000]);
+    const image = await s.findReadyById('sys', ID1);
+    t.deepEqual([image?.private, image?.userACL, image?.groupACL], [true, [1000, 2000], [50]]);
+  });
+
+  test(`${name}: another user's private pull of a tag never narrows it; a re-pull replaces one's grant`, async (t) => {
+    const s = await make();
+    const tagAcl = async () => {
+      const r = await s.findReadyByTag('sys', 'docker', 'app:1');
+      return [r?.private, r?.userACL];
+    };
+    const alice = await s.createPull(pull({ pulltag: 'app:1', requesterUid: 1000 }));
+    await s.completePull(alice.key, done(ID1));
+    const bob = await s.createPull(pull({ pulltag: 'app:1', requesterUid: 2000, userACL: [2000], now: 3000 }));
+    await s.completePull(bob.key, done(ID1, { userACL: [2000], private: true, now: 3000 }));
+    t.deepEqual(await tagAcl(), [false, []]);
+    t.is((await s.findReadyById('sys', ID1))?.private, false);
+    const again = await s.createPull(pull({ pulltag: 'app:1', requesterUid: 1000, userACL: [1000], now: 5000 }));
+    await s.completePull(again.key, done(ID1, { userACL: [1000], private: true, now: 5000 }));
+    t.deepEqual(await tagAcl(), [true, [1000, 2000]]);
+    t.deepEqual((await s.findReadyById('sys', ID1))?.userACL, [1000, 2000]);
+  });
+
+  test(`${name}: a tag moving to other content leaves the old image's access as its .meta has it`, async (t) => {
+    const s = await make();
+    const a = await s.createPull(pull({ pulltag: 'app:1' }));
+    await s.completePull(a.key, done(ID1));
+    const b = await s.createPull(pull({ pulltag: 'app:2', requesterUid: 5, userACL: [5] }));
+    await s.completePull(b.key, done(ID1, { userACL: [5], private: true }));
+    const moved = await s.createPull(pull({ pulltag: 'app:1', now: 3000 }));
+    await s.completePull(moved.key, done(ID2, { userACL: [7], private: true, now: 3000 }));
+    const old = await s.findReadyById('sys', ID1);
+    t.deepEqual(old?.tag, ['app:2']);
+    t.is(old?.private, false);
+    t.deepEqual((await s.findReadyByTag('sys', 'docker', 'app:2'))?.userACL, [5]);
+    t.deepEqual((await s.findReadyByTag('sys', 'docker', 'app:1'))?.userACL, [7]);
+  });
+
   test(`${name}: old FAILURE records are deleted, recent ones kept; listByStatus finds in-flight pulls`, async (t) => {
     const s = await make();
     const old = await s.createPull(pull({ pulltag: 'old:1', now: 100 }));
@@ -144,6 +211,29 @@ for (const [name, make] of factories) {
     t.deepEqual((await s.listMetrics('sys', 3)).map((m) => m.tag), ['t2', 't3', 't4']);
   });
 }
+
+test('sqlite: a record stored before tags had their own access: each tag has the record\'s', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'store-'));
+  dirs.push(dir);
+  const file = join(dir, 'g.sqlite');
+  const a = new SqliteImageStore(file);
+  const p = await a.createPull(pull({ pulltag: 'old:1', userACL: [9] }));
+  await a.completePull(p.key, done(ID1, { userACL: [9], private: true }));
+  await a.close();
+  const db = new Database(file);
+  const row = db.prepare('SELECT doc FROM images WHERE key = ?').get(p.key) as { doc: string };
+  const { grants: _grants, requesterUid: _uid, ...legacy } = JSON.parse(row.doc) as Record<string, unknown>;
+  db.prepare('UPDATE images SET doc = ? WHERE key = ?').run(JSON.stringify(legacy), p.key);
+  db.close();
+  const b = new SqliteImageStore(file);
+  stores.push(b);
+  const rec = await b.findReadyByTag('sys', 'docker', 'old:1');
+  t.deepEqual([rec?.private, rec?.userACL], [true, [9]]);
+  const q = await b.createPull(pull({ pulltag: 'new:1', requesterUid: 4 }));
+  await b.completePull(q.key, done(ID1));
+  t.deepEqual((await b.findReadyByTag('sys', 'docker', 'old:1'))?.userACL, [9], 'the old tag keeps its list');
+  t.is((await b.findReadyById('sys', ID1))?.private, false);
+});
 
 test('sqlite: records survive reopening the file (WAL, synchronous=FULL)', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'store-'));

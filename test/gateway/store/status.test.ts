@@ -30,7 +30,10 @@ test('every working status can fail, and be re-queued after a restart', (t) => {
 
 const T = { pullUpdateTimeoutSec: 300, heartbeatTimeoutSec: 3600 };
 const rec = (over: Partial<ImageRecord>): ImageRecord => ({
-  ...newPullRecord('k' as RecordKey, { system: 's', itype: 'docker', pulltag: 'a:1', userACL: [], groupACL: [], format: 'squashfs', credentialed: false, now: 1000 }),
+  ...newPullRecord('k' as RecordKey, {
+    system: 's', itype: 'docker', pulltag: 'a:1', requesterUid: null, userACL: [], groupACL: [],
+    format: 'squashfs', credentialed: false, now: 1000,
+  }),
   ...over,
 });
 
