@@ -77,8 +77,7 @@ export class PullManager {
     if (req.itype !== 'docker') {
       throw new ShifterError('BAD_ARGUMENT', `images of type "${req.itype}" cannot be pulled; use type docker (custom images come from doimport)`);
     }
-    const ref = parseImageReference(req.tag, this.config.defaultImageLocation);
-    const credentialed = credentialsFor(session.tokens, ref.location) !== null;
+    const credentialed = credentialsFor(session.tokens, req.ref.location) !== null;
     return this.serialized(this.tagLocks, `${req.system}\0${req.itype}\0${req.tag}`, async () => {
       await this.expireFailures();
       const pending = await this.store.findPullByTag(req.system, req.itype, req.tag);
@@ -233,7 +232,11 @@ export class PullManager {
         this.log.info({ key: rec.key, tag: rec.pulltag, was: rec.status }, 'resuming an interrupted pull');
         this.enqueue({
           key: rec.key,
-          req: { system: rec.system, itype: rec.itype, tag: rec.pulltag, userACL: rec.userACL, groupACL: rec.groupACL },
+          req: {
+            system: rec.system, itype: rec.itype, tag: rec.pulltag,
+            ref: parseImageReference(rec.pulltag, this.config.defaultImageLocation),
+            userACL: rec.userACL, groupACL: rec.groupACL,
+          },
           tokens: {},
           abort: new AbortController(),
         });
