@@ -5,7 +5,7 @@
  * from other 127.0.0.x addresses than the well-behaved one, as separate hosts would.
  */
 import test from 'ava';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startGateway, type RunningGateway } from '../../helpers/gateway.js';
@@ -32,10 +32,12 @@ function baseConfig(name: string) {
 
 test.before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'gw-slow-'));
+  // One directory each: startGateway names its config file by the millisecond.
+  await Promise.all(['quick', 'capped'].map((name) => mkdir(join(dir, name))));
   [quick, capped] = await Promise.all([
-    startGateway({ dir, config: { ...baseConfig('quick'), RequestTimeout: 2, HeadersTimeout: 1 } }),
+    startGateway({ dir: join(dir, 'quick'), config: { ...baseConfig('quick'), RequestTimeout: 2, HeadersTimeout: 1 } }),
     startGateway({
-      dir,
+      dir: join(dir, 'capped'),
       config: { ...baseConfig('capped'), RequestTimeout: 120, HeadersTimeout: 60, MaxConnectionsPerAddress: 5 },
     }),
   ]);
