@@ -67,7 +67,6 @@ export function createHttpServer(limits: HttpServerLimits, log: Logger): Fastify
     bodyLimit: BODY_LIMIT,
     requestTimeout: limits.requestTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
-    maxRequestsPerSocket: limits.maxRequestsPerSocket,
     http: {
       requestTimeout: limits.requestTimeoutMs,
       headersTimeout: limits.headersTimeoutMs,

@@ -241,13 +241,10 @@ export interface HttpServerLimits {
   maxConnectionsPerAddress: number;
   /** Open connections in all; more are answered 503 and closed. */
   maxConnections: number;
-  /** Requests served on one keep-alive connection before it is closed. */
-  maxRequestsPerSocket: number;
 }
 
 const HTTP_SERVER_KEYS = new Set([
   'RequestTimeout', 'HeadersTimeout', 'KeepAliveTimeout', 'MaxConnectionsPerAddress', 'MaxConnections',
-  'MaxRequestsPerSocket',
 ]);
 
 export const DEFAULT_HTTP_SERVER_LIMITS: HttpServerLimits = {
@@ -256,7 +253,6 @@ export const DEFAULT_HTTP_SERVER_LIMITS: HttpServerLimits = {
   keepAliveTimeoutMs: 5_000,
   maxConnectionsPerAddress: 64,
   maxConnections: 2048,
-  maxRequestsPerSocket: 1000,
 };
 
 function parseHttpServerLimits(raw: Json): HttpServerLimits {
@@ -269,7 +265,6 @@ function parseHttpServerLimits(raw: Json): HttpServerLimits {
     keepAliveTimeoutMs: seconds('KeepAliveTimeout', d.keepAliveTimeoutMs),
     maxConnectionsPerAddress: count('MaxConnectionsPerAddress', d.maxConnectionsPerAddress),
     maxConnections: count('MaxConnections', d.maxConnections),
-    maxRequestsPerSocket: count('MaxRequestsPerSocket', d.maxRequestsPerSocket),
   };
   if (limits.headersTimeoutMs > limits.requestTimeoutMs) {
     const [headers, request] = [limits.headersTimeoutMs / 1000, limits.requestTimeoutMs / 1000];

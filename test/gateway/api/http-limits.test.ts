@@ -26,7 +26,6 @@ test('the keys are read in seconds and counts, without warnings', (t) => {
     KeepAliveTimeout: 2,
     MaxConnectionsPerAddress: 10,
     MaxConnections: 100,
-    MaxRequestsPerSocket: 50,
   });
   t.deepEqual(warnings, []);
   t.deepEqual(config.http, {
@@ -35,7 +34,6 @@ test('the keys are read in seconds and counts, without warnings', (t) => {
     keepAliveTimeoutMs: 2_000,
     maxConnectionsPerAddress: 10,
     maxConnections: 100,
-    maxRequestsPerSocket: 50,
   });
 });
 
