@@ -37,6 +37,16 @@ interface Job {
 
 class ShutdownSignal extends Error {}
 
+/** A record written by another gateway (upstream's MongoDB) may hold a tag this one cannot parse. */
+function parsesAsReference(tag: string, defaultLocation: string): boolean {
+  try {
+    parseImageReference(tag, defaultLocation);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export class PullManager {
   private readonly queue: Job[] = [];
   private readonly running = new Map<RecordKey, Job>();
@@ -223,6 +233,8 @@ export class PullManager {
         await fail('the gateway restarted during an import; import the image again');
       } else if (rec.credentialed) {
         await fail('the gateway restarted during this pull; registry credentials are not kept on disk, so pull the image again');
+      } else if (!parsesAsReference(rec.pulltag, this.config.defaultImageLocation)) {
+        await fail(`the gateway restarted and cannot resume "${rec.pulltag}": it is not a valid image reference`);
       } else {
         if (rec.status !== 'PENDING') {
           await this.store.update(rec.key, {

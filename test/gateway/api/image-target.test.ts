@@ -1,6 +1,16 @@
-/** The URL's tag is parsed once, at the API edge, into the typed reference the pull uses. */
+/**
+ * The URL's tag is parsed once, at the API edge, into the typed reference the pull uses; a pull
+ * resumed at restart parses its stored tag instead.
+ */
 import test from 'ava';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLogger } from '../../../common/logger.js';
 import { lookupTarget, pullTarget } from '../../../gateway/api/image-target.js';
+import { parseGatewayConfig } from '../../../gateway/config/imagemanager.js';
+import { PullManager } from '../../../gateway/pull/manager.js';
+import { openImageStore } from '../../../gateway/store/open-store.js';
 
 const params = (imgtype: 'docker' | 'custom' | 'id', tag: string) => ({ system: 'sys', imgtype, '*': tag });
 
@@ -35,4 +45,35 @@ test("lookups keep upstream's tags: custom gets :latest, id is taken as is, dock
   t.deepEqual(lookupTarget(params('id', 'ab12'), 'x'), { itype: 'id', tag: 'ab12' });
   t.deepEqual(lookupTarget(params('docker', 'a/b:1/'), 'x'), { itype: 'docker', tag: 'a/b:1' });
   t.throws(() => lookupTarget(params('docker', 'a//b'), 'x'), { message: /empty path component/ });
+});
+
+test('a stored in-flight tag that does not parse fails its record at restart; the gateway still starts', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'gw-resume-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const { config } = parseGatewayConfig({
+    CacheDirectory: join(dir, 'cache'),
+    ExpandDirectory: join(dir, 'expand'),
+    Platforms: { sys: { accesstype: 'local', local: { imageDir: join(dir, 'images') } } },
+  });
+  const store = await openImageStore(config);
+  t.teardown(() => store.close());
+  const rec = await store.createPull({
+    system: 'sys',
+    itype: 'docker',
+    pulltag: 'Not A Reference',
+    userACL: [],
+    groupACL: [],
+    format: 'squashfs',
+    credentialed: false,
+    now: Date.now() / 1000,
+  });
+  const manager = new PullManager(store, config, createLogger('test', 'silent'));
+  await t.notThrowsAsync(manager.recover());
+  await manager.stop();
+  const after = await store.get(rec.key);
+  t.is(after?.status, 'FAILURE');
+  t.is(
+    after?.status_message,
+    'the gateway restarted and cannot resume "Not A Reference": it is not a valid image reference',
+  );
 });
