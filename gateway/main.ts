@@ -8,7 +8,8 @@
  */
 import { describeError, isShifterError } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
-import { buildApi } from './api/server.js';
+import { gatewayApi } from './api/routes.js';
+import { createHttpServer } from './api/server.js';
 import { createAuthenticator } from './auth/session.js';
 import { configPathFrom, loadGatewayConfig } from './config/imagemanager.js';
 import { PullManager } from './pull/manager.js';
@@ -62,7 +63,8 @@ async function main(): Promise<void> {
   const store = await openImageStore(config);
   const manager = new PullManager(store, config, log.child({ component: 'pull' }));
   await manager.recover();
-  const app = buildApi({ config, store, manager, auth: createAuthenticator(config.authentication), log: log.child({ component: 'api' }) });
+  const app = createHttpServer(config.http, log.child({ component: 'api' }));
+  await app.register(gatewayApi, { config, store, manager, auth: createAuthenticator(config.authentication) });
 
   let stopping = false;
   const shutdown = async (signal: string) => {

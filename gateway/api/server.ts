@@ -1,166 +1,136 @@
 /**
- * The REST API (upstream api.py routes, same paths and bodies). Every request may carry an
- * `authentication` header (see auth/session.ts). Errors are upstream's JSON body
- * `{"status", "error", "message": "<Reason>: <url>"}` with a fitting HTTP status (upstream
- * answered 404 for everything); never a stack trace.
+ * The gateway's HTTP server, before any route: limits on slow and greedy clients, and the one
+ * answer shape. Every JSON answer has exactly upstream's `Content-Type: application/json` (its C
+ * `shifterimg` ignores anything else, even with `; charset=utf-8`), and every 4xx/5xx, whoever
+ * produces it (a route, fastify, node's parser, a timeout, the connection caps), has upstream's
+ * body `{"status", "error", "message": "<Reason>: <url>"}` with the real status; never a stack trace.
+ * Requests that are not HTTP/1.x (HTTP/0.9's bare request line included) are refused.
+ * The routes are a plugin (routes.ts) registered on this server.
  */
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { isShifterError, ShifterError } from '../../common/errors.js';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import type { Socket } from 'node:net';
+import { isShifterError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
-import { canRead, listedRecord, parseIdList, withReadableTags, withRequester } from '../auth/acl.js';
-import type { Authenticator, Session } from '../auth/session.js';
-import type { GatewayConfig, PlatformConfig } from '../config/imagemanager.js';
-import type { PullManager } from '../pull/manager.js';
-import { normalizeTag } from '../pull/rules.js';
-import type { ImageStore } from '../store/image-store.js';
-import { apiError, httpStatusFor, toApiRecord } from './response.js';
+import type { HttpServerLimits } from '../config/imagemanager.js';
+import { limitConnections } from './connection-limit.js';
+import { apiError, httpStatusFor, JSON_TYPE, rawErrorResponse, UNREAD_URL } from './response.js';
+import { schemaError } from './schemas.js';
 
-export interface ApiContext {
-  config: GatewayConfig;
-  store: ImageStore;
-  manager: PullManager;
-  auth: Authenticator;
-  log: Logger;
+/** Longest URL segment (system name, type, tag) accepted; longer ones get 414. */
+const MAX_SEGMENT = 2048;
+const BODY_LIMIT = 64 * 1024;
+
+const FASTIFY_MESSAGES: Record<string, string> = {
+  FST_ERR_CTP_BODY_TOO_LARGE:
+    `the request body is larger than ${BODY_LIMIT / 1024} KiB; a pull body is only ` +
+    '{"allowed_uids": "...", "allowed_gids": "..."}',
+  FST_ERR_BAD_URL: 'the URL is not valid (a "%" not followed by two hex digits?); escape the system and tag',
+  FST_ERR_MAX_PARAM_LENGTH:
+    `a part of the URL is longer than ${MAX_SEGMENT} characters; no system or image name is that long`,
+};
+
+/**
+ * Error answers serialize themselves: fastify then keeps the Content-Type as set, where its own
+ * serializer appends a charset (and its framework errors skip the onSend hooks that remove it).
+ */
+function sendError(reply: FastifyReply, status: number, error: string): FastifyReply {
+  return reply
+    .code(status)
+    .type(JSON_TYPE)
+    .serializer(JSON.stringify)
+    .send(apiError(status, error, reply.request.url));
 }
 
-const HELP = 'Shifter image gateway. Routes: GET /api/list/<system>/, GET /api/lookup/<system>/<type>/<tag>/, '
-  + 'POST /api/pull/<system>/<type>/<tag>/, GET /api/queue/<system>/, GET /api/expire/<system>/<type>/<tag>/, '
-  + 'GET /api/autoexpire/<system>/, GET /api/metrics/<system>/, POST /api/doimport/<system>/<type>/<tag>/\n';
-
-type Params = { system: string; imgtype?: string; '*'?: string };
-
-function platformOf(config: GatewayConfig, system: string): PlatformConfig {
-  // Own keys only: "constructor" or "toString" in the URL must not find Object.prototype's members.
-  const p = Object.hasOwn(config.platforms, system) ? config.platforms[system] : undefined;
-  if (!p) {
-    throw new ShifterError('NOT_FOUND', `Bad session or system: system "${system}" is not configured on this gateway (known: ${Object.keys(config.platforms).join(', ')})`);
+function clientErrorAnswer(err: NodeJS.ErrnoException, limits: HttpServerLimits): { status: number; error: string } {
+  switch (err.code) {
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return {
+        status: 408,
+        error:
+          `the request did not arrive in time (headers within ${limits.headersTimeoutMs / 1000} s, ` +
+          `the whole request within ${limits.requestTimeoutMs / 1000} s); send it at once`,
+      };
+    case 'HPE_HEADER_OVERFLOW':
+      return { status: 431, error: 'the request headers are too large; send only an authentication header' };
+    default:
+      return {
+        status: 400,
+        error: `the request is not valid HTTP/1.1 (${err.code ?? 'parse error'}); send a plain HTTP/1.1 request`,
+      };
   }
-  return p;
 }
 
-function tagOf(params: Params): string {
-  const tag = (params['*'] ?? '').replace(/\/+$/, '');
-  if (!tag) throw new ShifterError('BAD_ARGUMENT', 'the image tag is missing from the URL; use /api/<verb>/<system>/<type>/<tag>/');
-  return tag;
-}
-
-function parseBody(body: unknown): Record<string, unknown> {
-  if (body === undefined || body === null || body === '') return {};
-  if (typeof body === 'object' && !Array.isArray(body)) return body as Record<string, unknown>;
-  throw new ShifterError('BAD_ARGUMENT', 'the request body must be a JSON object such as {"allowed_uids": "1001", "allowed_gids": "100"}');
-}
-
-export function buildApi(ctx: ApiContext): FastifyInstance {
-  const { config, store, manager, auth, log } = ctx;
-  const app = Fastify({ logger: false, routerOptions: { ignoreTrailingSlash: true, maxParamLength: 2048 }, bodyLimit: 64 * 1024 });
-
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
-    const text = String(body).trim();
-    if (text === '') return done(null, {});
-    try {
-      done(null, JSON.parse(text));
-    } catch {
-      done(new ShifterError('BAD_ARGUMENT', 'the request body is not valid JSON; send {"allowed_uids": "1001", "allowed_gids": "100"} or nothing'), undefined);
-    }
+export function createHttpServer(limits: HttpServerLimits, log: Logger): FastifyInstance {
+  const app = Fastify({
+    logger: false,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: MAX_SEGMENT },
+    bodyLimit: BODY_LIMIT,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    http: {
+      requestTimeout: limits.requestTimeoutMs,
+      headersTimeout: limits.headersTimeoutMs,
+      // Node checks the two timeouts only this often (default 30 s, which would triple a short timeout).
+      connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs / 2),
+    },
+    schemaErrorFormatter: schemaError,
+    ajv: { customOptions: { allowUnionTypes: true } },
+    // node's HTTP parser refused the bytes, or a timeout fired: there is no request to reply to.
+    clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket) {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      const answer = clientErrorAnswer(err, limits);
+      log.debug({ code: err.code, remote: socket.remoteAddress, status: answer.status }, 'client error');
+      // A response already under way on this connection cannot be followed by another one.
+      const inProgress = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+      if (socket.writable && !inProgress?.headersSent) {
+        socket.write(rawErrorResponse(answer.status, answer.error, UNREAD_URL));
+      }
+      socket.destroy();
+    },
+    frameworkErrors(err, _req, reply) {
+      const status = typeof err.statusCode === 'number' && err.statusCode >= 400 ? err.statusCode : 400;
+      return sendError(reply, status, FASTIFY_MESSAGES[err.code] ?? err.message);
+    },
   });
 
-  app.setErrorHandler((err: unknown, req: FastifyRequest, reply: FastifyReply) => {
+  limitConnections(app.server, limits, (address, why) => log.warn({ remote: address }, `connection refused: ${why}`));
+
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.raw.httpVersionMajor === 1) return;
+    reply.header('connection', 'close');
+    return sendError(reply, 505, `HTTP/${req.raw.httpVersion} is not supported; send an HTTP/1.1 request`);
+  });
+
+  app.addHook('onSend', async (_req, reply, payload) => {
+    const type = reply.getHeader('content-type');
+    if (typeof type === 'string' && type.startsWith(`${JSON_TYPE};`)) reply.header('content-type', JSON_TYPE);
+    return payload;
+  });
+
+  app.setErrorHandler((err: unknown, req, reply) => {
     if (isShifterError(err)) {
       const status = httpStatusFor(err.code);
-      if (err.code === 'INTERNAL' || status === 500) {
-        log.error({ err, url: req.url }, 'request failed');
-        const msg = err.code === 'INTERNAL' ? 'internal error; the gateway log has the details' : err.message;
-        return reply.code(500).send(apiError(500, msg, req.url));
-      }
-      return reply.code(status).send(apiError(status, err.message, req.url));
+      if (status < 500) return sendError(reply, status, err.message);
+      log.error({ err, url: req.url }, 'request failed');
+      return sendError(
+        reply,
+        status,
+        err.code === 'INTERNAL' ? 'internal error; the gateway log has the details' : err.message,
+      );
     }
-    const statusCode = (err as { statusCode?: number }).statusCode;
+    const { statusCode, code } = err as { statusCode?: unknown; code?: unknown };
     if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
-      return reply.code(statusCode).send(apiError(statusCode, (err as Error).message, req.url));
+      const known = typeof code === 'string' ? FASTIFY_MESSAGES[code] : undefined;
+      return sendError(reply, statusCode, known ?? (err as Error).message);
     }
     log.error({ err, url: req.url }, 'unexpected error while handling a request');
-    return reply.code(500).send(apiError(500, 'internal error; the gateway log has the details', req.url));
+    return sendError(reply, 500, 'internal error; the gateway log has the details');
   });
 
   app.setNotFoundHandler((req, reply) => {
-    reply.code(404).send(apiError(404, `no such route: ${req.method} ${req.url.split('?')[0]}; GET / lists the routes`, req.url));
+    const path = req.url.split('?')[0];
+    return sendError(reply, 404, `no such route: ${req.method} ${path}; GET / lists the routes`);
   });
-
-  const sessionFor = async (req: FastifyRequest, platform: PlatformConfig): Promise<Session> => {
-    const header = req.headers.authentication;
-    return auth.authenticate(Array.isArray(header) ? header[0] : header, platform);
-  };
-  const wantsProgress = (req: FastifyRequest) => (req.query as Record<string, string> | undefined)?.progress === '1';
-
-  app.get('/', async (_req, reply) => reply.type('text/plain').send(HELP));
-
-  app.get<{ Params: Params }>('/api/list/:system/', async (req) => {
-    const platform = platformOf(config, req.params.system);
-    const session = await sessionFor(req, platform);
-    await manager.expireFailures();
-    const records = await store.listReady(platform.name);
-    const visible = records.flatMap((r) => listedRecord(r, session.identity) ?? []);
-    return { list: visible.map((r) => toApiRecord(r, wantsProgress(req))) };
-  });
-
-  app.get<{ Params: Params }>('/api/lookup/:system/:imgtype/*', async (req) => {
-    const platform = platformOf(config, req.params.system);
-    const session = await sessionFor(req, platform);
-    const itype = req.params.imgtype!;
-    const tag = normalizeTag(itype, tagOf(req.params), true);
-    await manager.expireFailures();
-    const rec = itype === 'id' ? await store.findReadyById(platform.name, tag) : await store.findReadyByTag(platform.name, itype, tag);
-    if (!rec || !canRead(rec, session.identity)) {
-      throw new ShifterError('NOT_FOUND', `image ${itype}:${tag} is not available on ${platform.name}; pull it first (shifterimg pull ${tag})`);
-    }
-    const now = Date.now() / 1000;
-    if (config.imageExpirationTimeoutSec !== null) {
-      await store.update(rec.key, { expiration: now + config.imageExpirationTimeoutSec });
-    }
-    if (config.metrics) {
-      await store.addMetric({
-        user: session.identity?.user ?? null, uid: session.identity?.uid ?? null, system: platform.name,
-        type: itype, tag, id: rec.id ?? '', time: now,
-      });
-    }
-    return toApiRecord(withReadableTags(rec, session.identity), wantsProgress(req));
-  });
-
-  app.post<{ Params: Params }>('/api/pull/:system/:imgtype/*', async (req) => {
-    const platform = platformOf(config, req.params.system);
-    const session = await sessionFor(req, platform);
-    const itype = req.params.imgtype!;
-    const tag = normalizeTag(itype, tagOf(req.params), false);
-    const body = parseBody(req.body);
-    const uids = parseIdList(body.allowed_uids, 'allowed_uids');
-    const gids = parseIdList(body.allowed_gids, 'allowed_gids');
-    if ((uids.length > 0 || gids.length > 0) && !session.identity) {
-      throw new ShifterError('AUTH_FAILED', 'restricting an image with allowed_uids/allowed_gids needs an authenticated request (send a munge credential in the authentication header)');
-    }
-    const rec = await manager.pull({
-      system: platform.name, itype, tag, requesterUid: session.identity?.uid ?? null,
-      userACL: withRequester(uids, session.identity?.uid),
-      groupACL: withRequester(gids, session.identity?.gid),
-    }, session);
-    return toApiRecord(withReadableTags(rec, session.identity), wantsProgress(req));
-  });
-
-  app.get<{ Params: Params }>('/api/queue/:system/', async (req) => {
-    const platform = platformOf(config, req.params.system);
-    await manager.expireFailures();
-    const records = await store.listQueue(platform.name);
-    return { list: records.map((r) => ({ status: r.status, image: r.pulltag })) };
-  });
-
-  const notYet = (what: string) => async (req: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
-    platformOf(config, req.params.system);
-    return reply.code(501).send(apiError(501, `${what} is not supported yet by this gateway`, req.url));
-  };
-  app.get<{ Params: Params }>('/api/expire/:system/:imgtype/*', notYet('expire'));
-  app.get<{ Params: Params }>('/api/autoexpire/:system/', notYet('autoexpire'));
-  app.get<{ Params: Params }>('/api/metrics/:system/', notYet('metrics'));
-  app.post<{ Params: Params }>('/api/doimport/:system/:imgtype/*', notYet('doimport'));
 
   return app;
 }

@@ -27,6 +27,7 @@
  * - `Platforms.<sys>.platform`: `os/arch[/variant]` chosen from manifest lists (default `linux/amd64`).
  * - `HeartbeatTimeout`: seconds after which a non-READY record without progress is re-pullable
  *   (default 3600, upstream's fixed value).
+ * - HTTP server limits (`RequestTimeout`, `HeadersTimeout`, ...): the block "HTTP server limits" below.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
@@ -78,6 +79,7 @@ export interface GatewayConfig {
   layerConcurrency: number;
   locations: Record<string, LocationConfig>;
   platforms: Record<string, PlatformConfig>;
+  http: HttpServerLimits;
 }
 
 export interface LoadedConfig { config: GatewayConfig; warnings: string[] }
@@ -222,13 +224,69 @@ function parsePlatform(name: string, raw: unknown, warnings: string[]): Platform
   };
 }
 
+// ---------------------------------------------------------------------------------------------
+// HTTP server limits (new, optional keys). Slow or silent clients must not hold connections (and
+// so file descriptors) for long, and one client address must not use them all: upstream had no
+// such limits and a client that sent headers and no body kept its connection for good.
+// ---------------------------------------------------------------------------------------------
+
+export interface HttpServerLimits {
+  /** A client must send a whole request, headers and body, within this. */
+  requestTimeoutMs: number;
+  /** ... and its headers within this (also closes connections that send nothing). */
+  headersTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this. */
+  keepAliveTimeoutMs: number;
+  /** Open connections from one client address; more are answered 503 and closed. */
+  maxConnectionsPerAddress: number;
+  /** Open connections in all; more are answered 503 and closed. */
+  maxConnections: number;
+}
+
+const HTTP_SERVER_KEYS = new Set([
+  'RequestTimeout', 'HeadersTimeout', 'KeepAliveTimeout', 'MaxConnectionsPerAddress', 'MaxConnections',
+]);
+
+export const DEFAULT_HTTP_SERVER_LIMITS: HttpServerLimits = {
+  requestTimeoutMs: 30_000,
+  headersTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 5_000,
+  maxConnectionsPerAddress: 64,
+  maxConnections: 2048,
+};
+
+function parseHttpServerLimits(raw: Json): HttpServerLimits {
+  const d = DEFAULT_HTTP_SERVER_LIMITS;
+  const seconds = (key: string, fallbackMs: number) => positiveInt(raw, key, key, fallbackMs / 1000) * 1000;
+  const count = (key: string, fallback: number) => positiveInt(raw, key, key, fallback);
+  const limits: HttpServerLimits = {
+    requestTimeoutMs: seconds('RequestTimeout', d.requestTimeoutMs),
+    headersTimeoutMs: seconds('HeadersTimeout', d.headersTimeoutMs),
+    keepAliveTimeoutMs: seconds('KeepAliveTimeout', d.keepAliveTimeoutMs),
+    maxConnectionsPerAddress: count('MaxConnectionsPerAddress', d.maxConnectionsPerAddress),
+    maxConnections: count('MaxConnections', d.maxConnections),
+  };
+  if (limits.headersTimeoutMs > limits.requestTimeoutMs) {
+    const [headers, request] = [limits.headersTimeoutMs / 1000, limits.requestTimeoutMs / 1000];
+    throw bad('HeadersTimeout', `(${headers} s) is longer than RequestTimeout (${request} s)`,
+      'make HeadersTimeout at most RequestTimeout: the headers are part of the request');
+  }
+  if (limits.maxConnectionsPerAddress > limits.maxConnections) {
+    const [perAddress, all] = [limits.maxConnectionsPerAddress, limits.maxConnections];
+    throw bad('MaxConnectionsPerAddress', `(${perAddress}) is larger than MaxConnections (${all})`,
+      'make it at most MaxConnections');
+  }
+  return limits;
+}
+
 /** Validates an already-parsed JSON object. `source` is the file path (for relative paths). */
 export function parseGatewayConfig(raw: unknown, source = ''): LoadedConfig {
   const warnings: string[] = [];
   if (!isObject(raw)) throw bad('(top level)', 'must be a JSON object', 'see imagemanager.json.example');
   const baseDir = source ? dirname(resolve(source)) : process.cwd();
   for (const k of Object.keys(raw)) {
-    if (!TOP_KEYS.has(k) && !UNUSED_TOP_KEYS.has(k)) warnings.push(`imagemanager.json: unknown key ${k} ignored`);
+    const known = TOP_KEYS.has(k) || UNUSED_TOP_KEYS.has(k) || HTTP_SERVER_KEYS.has(k);
+    if (!known) warnings.push(`imagemanager.json: unknown key ${k} ignored`);
   }
 
   const logLevel = str(raw, 'LogLevel', 'LogLevel', 'info');
@@ -319,6 +377,7 @@ export function parseGatewayConfig(raw: unknown, source = ''): LoadedConfig {
     layerConcurrency: positiveInt(raw, 'LayerConcurrency', 'LayerConcurrency', 3),
     locations,
     platforms,
+    http: parseHttpServerLimits(raw),
   };
   return { config, warnings };
 }

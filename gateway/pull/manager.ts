@@ -37,6 +37,16 @@ interface Job {
 
 class ShutdownSignal extends Error {}
 
+/** A record written by another gateway (upstream's MongoDB) may hold a tag this one cannot parse. */
+function parsesAsReference(tag: string, defaultLocation: string): boolean {
+  try {
+    parseImageReference(tag, defaultLocation);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export class PullManager {
   private readonly queue: Job[] = [];
   private readonly running = new Map<RecordKey, Job>();
@@ -77,8 +87,7 @@ export class PullManager {
     if (req.itype !== 'docker') {
       throw new ShifterError('BAD_ARGUMENT', `images of type "${req.itype}" cannot be pulled; use type docker (custom images come from doimport)`);
     }
-    const ref = parseImageReference(req.tag, this.config.defaultImageLocation);
-    const credentialed = credentialsFor(session.tokens, ref.location) !== null;
+    const credentialed = credentialsFor(session.tokens, req.ref.location) !== null;
     return this.serialized(this.tagLocks, `${req.system}\0${req.itype}\0${req.tag}`, async () => {
       await this.expireFailures();
       const pending = await this.store.findPullByTag(req.system, req.itype, req.tag);
@@ -228,6 +237,8 @@ export class PullManager {
         await fail('the gateway restarted during an import; import the image again');
       } else if (rec.credentialed) {
         await fail('the gateway restarted during this pull; registry credentials are not kept on disk, so pull the image again');
+      } else if (!parsesAsReference(rec.pulltag, this.config.defaultImageLocation)) {
+        await fail(`the gateway restarted and cannot resume "${rec.pulltag}": it is not a valid image reference`);
       } else {
         if (rec.status !== 'PENDING') {
           await this.store.update(rec.key, {
@@ -238,8 +249,9 @@ export class PullManager {
         this.enqueue({
           key: rec.key,
           req: {
-            system: rec.system, itype: rec.itype, tag: rec.pulltag, userACL: rec.userACL, groupACL: rec.groupACL,
-            requesterUid: rec.requesterUid,
+            system: rec.system, itype: rec.itype, tag: rec.pulltag,
+            ref: parseImageReference(rec.pulltag, this.config.defaultImageLocation),
+            userACL: rec.userACL, groupACL: rec.groupACL, requesterUid: rec.requesterUid,
           },
           tokens: {},
           abort: new AbortController(),

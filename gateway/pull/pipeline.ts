@@ -18,7 +18,7 @@ import { asShifterError, ShifterError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { formatImageMeta } from '../../common/image-meta.js';
 import { convertLayersToSquashfs } from '../convert/index.js';
-import { isDockerHub, parseImageReference, referenceForManifest } from '../reference/image-ref.js';
+import { isDockerHub, referenceForManifest, type ImageReference } from '../reference/image-ref.js';
 import { BlobCache, defaultBaseUrl, fetchLayers, RegistryClient, type FetchProgress, type Platform, type RegistryEndpoint } from '../registry/index.js';
 import type { GatewayConfig, PlatformConfig } from '../config/imagemanager.js';
 import type { RegistryLogin } from '../auth/session.js';
@@ -28,7 +28,10 @@ import type { ImageStatus } from '../store/status.js';
 export interface PullRequest {
   system: string;
   itype: string;
+  /** The tag as records know it (`pulltag`). */
   tag: string;
+  /** The same tag parsed, once, where it entered the gateway. */
+  ref: ImageReference;
   userACL: number[];
   groupACL: number[];
   /** The uid that asked for the pull (null: anonymous); the access it asks for is that user's grant. */
@@ -133,7 +136,7 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
   const platform = config.platforms[req.system];
   if (!platform) throw new ShifterError('NOT_FOUND', `system "${req.system}" is not configured`);
 
-  const ref = parseImageReference(req.tag, config.defaultImageLocation);
+  const { ref } = req;
   await hooks.status('PULLING', `Getting manifest for ${ref.location}/${ref.repository}:${referenceForManifest(ref)}`);
   const login = ctx.credentials(ref.location);
   const client = new RegistryClient(endpointFor(config, platform, ref.location, login), log);

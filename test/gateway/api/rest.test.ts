@@ -1,53 +1,35 @@
-/** The REST surface as an upstream client sees it (mock auth, a registry that refuses connections). */
+/**
+ * The REST surface as an upstream client sees it, through app.inject() (mock auth, a registry that
+ * refuses connections).
+ */
 import test from 'ava';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startGateway, type RunningGateway } from '../../helpers/gateway.js';
 import { RECORD_KEYS } from '../../../gateway/api/response.js';
+import { ALICE, startApi, type ApiUnderTest } from './api-under-test.js';
 
-let gw: RunningGateway;
-let dir: string;
+let api: ApiUnderTest;
 
 test.before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'gw-rest-'));
-  gw = await startGateway({
-    dir,
-    config: {
-      CacheDirectory: join(dir, 'cache'), ExpandDirectory: join(dir, 'expand'), Authentication: 'mock',
-      DefaultImageLocation: '127.0.0.1:9', Locations: { '127.0.0.1:9': { url: 'http://127.0.0.1:9' } },
-      Platforms: { sys: { accesstype: 'local', local: { imageDir: join(dir, 'images') }, admins: ['root'] } },
-    },
-  });
+  api = await startApi();
 });
 
 test.after.always(async () => {
-  await gw?.stop();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await api?.close();
 });
 
-const MOCK = { authentication: 'good:alice:users::1000:100' };
+const MOCK = ALICE;
 
-async function call(method: string, path: string, headers: Record<string, string> = {}, body?: string) {
-  const res = await fetch(`${gw.url}${path}`, { method, headers, body: body ?? null });
-  const text = await res.text();
-  let json: unknown = null;
-  try { json = JSON.parse(text); } catch { /* not JSON */ }
-  return { status: res.status, json: json as Record<string, unknown>, text, type: res.headers.get('content-type') ?? '' };
+function call(method: 'GET' | 'POST', path: string, headers: Record<string, string> = {}, body?: string) {
+  return api.call(method, path, headers, body);
 }
 
 test('GET / is a text help listing the routes', async (t) => {
   const r = await call('GET', '/');
   t.is(r.status, 200);
-  t.regex(r.type, /text\/plain/);
+  t.is(r.type, 'text/plain; charset=utf-8', "as upstream's Sanic text()");
   t.regex(r.text, /\/api\/lookup\/<system>\/<type>\/<tag>\//);
 });
 
-test('the mock mode is announced in the log as insecure', (t) => {
-  t.regex(gw.logs(), /mock authentication is enabled: it is insecure/);
-});
-
-test('pull returns upstream\'s 13-key record at once, with "MISSING" for unknown values and :latest added', async (t) => {
+test('pull returns upstream\'s 13-key record at once, "MISSING" for unknown values, :latest added', async (t) => {
   const r = await call('POST', '/api/pull/sys/docker/team/app/', MOCK);
   t.is(r.status, 200);
   t.deepEqual(Object.keys(r.json).sort(), [...RECORD_KEYS].sort());
@@ -61,7 +43,7 @@ test('pull returns upstream\'s 13-key record at once, with "MISSING" for unknown
   const again = await call('POST', '/api/pull/sys/docker/team/app:latest/', MOCK, '');
   t.is(again.status, 200, 'an empty body is accepted');
   t.deepEqual(again.json.last_pull, r.json.last_pull, 'the second pull joins the first');
-  const queue = await call('GET', '/api/queue/sys/');
+  const queue = await call('GET', '/api/queue/sys/', MOCK);
   t.true((queue.json.list as { image: string }[]).some((q) => q.image === 'team/app:latest'));
 });
 
@@ -93,7 +75,7 @@ test('?progress=1 adds a progress key; without it the record keeps 13 keys', asy
   t.is(Object.keys(r.json).length, 14);
 });
 
-test('lookup and list: 404 in upstream\'s body for an unknown image, empty list, unknown system', async (t) => {
+test("lookup and list: 404 in upstream's body for an unknown image, empty list, unknown system", async (t) => {
   const look = await call('GET', '/api/lookup/sys/docker/nothing/', MOCK);
   t.is(look.status, 404);
   t.deepEqual(look.json, {
@@ -114,7 +96,12 @@ test('bad requests: invalid reference, bad ids, bad JSON, wrong type, unknown ro
   const ref = await call('POST', '/api/pull/sys/docker/Bad Name/', MOCK);
   t.is(ref.status, 400);
   t.regex(String(ref.json.error), /invalid image reference/);
-  const ids = await call('POST', '/api/pull/sys/docker/a/', { ...MOCK, 'content-type': 'application/json' }, '{"allowed_uids": "bob"}');
+  const ids = await call(
+    'POST',
+    '/api/pull/sys/docker/a/',
+    { ...MOCK, 'content-type': 'application/json' },
+    '{"allowed_uids": "bob"}',
+  );
   t.is(ids.status, 400);
   t.regex(String(ids.json.error), /allowed_uids must be numeric ids/);
   const json = await call('POST', '/api/pull/sys/docker/a/', { ...MOCK, 'content-type': 'application/json' }, '{nope');
@@ -124,14 +111,23 @@ test('bad requests: invalid reference, bad ids, bad JSON, wrong type, unknown ro
   t.is(type.status, 400);
   t.regex(String(type.json.error), /type "custom" cannot be pulled/);
   const route = await call('GET', '/api/nothing/');
-  t.deepEqual(route.json, { status: 404, error: 'no such route: GET /api/nothing/; GET / lists the routes', message: 'Not Found: /api/nothing/' });
+  t.deepEqual(route.json, {
+    status: 404,
+    error: 'no such route: GET /api/nothing/; GET / lists the routes',
+    message: 'Not Found: /api/nothing/',
+  });
   const mock = await call('GET', '/api/list/sys/', { authentication: 'bad:alice:users' });
   t.is(mock.status, 401);
   t.regex(String(mock.json.error), /mock authentication failed/);
 });
 
 test('expire, autoexpire, metrics and doimport answer 501 "not supported yet"', async (t) => {
-  for (const [m, p] of [['GET', '/api/expire/sys/docker/a/'], ['GET', '/api/autoexpire/sys/'], ['GET', '/api/metrics/sys/?limit=3'], ['POST', '/api/doimport/sys/custom/a/']] as const) {
+  for (const [m, p] of [
+    ['GET', '/api/expire/sys/docker/a/'],
+    ['GET', '/api/autoexpire/sys/'],
+    ['GET', '/api/metrics/sys/?limit=3'],
+    ['POST', '/api/doimport/sys/custom/a/'],
+  ] as const) {
     const r = await call(m, p, MOCK);
     t.is(r.status, 501, p);
     t.regex(String(r.json.error), /not supported yet/, p);

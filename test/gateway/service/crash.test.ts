@@ -84,7 +84,8 @@ test.serial('kill -9 during a download, restart: the pull resumes to READY with 
       t.true(await exists(join(dir, 'images', `${id}.meta`)), 'READY implies the meta file exists');
       break;
     }
-    rec = (await (await fetch(`${g2.url}/api/queue/sys/`)).json() as { list: Rec[] }).list[0] ?? rec;
+    const queued = await fetch(`${g2.url}/api/queue/sys/`, { headers: { authentication: 'good:alice:users::1000:100' } });
+    rec = (await queued.json() as { list: Rec[] }).list[0] ?? rec;
     await new Promise((r) => setTimeout(r, 150));
   }
   t.is(rec.id, id, JSON.stringify(rec));

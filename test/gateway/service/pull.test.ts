@@ -127,7 +127,7 @@ test.serial('two concurrent pulls of one image share one pull', async (t) => {
   await push('team/twin', '1', { 'twin.txt': 'x'.repeat(100_000) });
   const [a, b] = await Promise.all([pull('team/twin:1'), pull('team/twin:1', BOB)]);
   t.is(a.last_pull, b.last_pull);
-  const queue = await (await fetch(`${gw.url}/api/queue/sys/`)).json() as { list: Rec[] };
+  const queue = await (await fetch(`${gw.url}/api/queue/sys/`, { headers: ALICE })).json() as { list: Rec[] };
   t.true(queue.list.filter((q) => q.image === 'team/twin:1').length <= 1);
   const done = await pullUntilDone('team/twin:1');
   t.is(done.status, 'READY', String(done.status_message));
