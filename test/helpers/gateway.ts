@@ -32,8 +32,11 @@ function waitExit(child: ChildProcess): Promise<number | null> {
   return new Promise((r) => child.once('exit', (code) => r(code)));
 }
 
+let started = 0;
+
 export async function startGateway(opts: { config: object; dir: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<RunningGateway> {
-  const configPath = join(opts.dir, `imagemanager-${Date.now()}.json`);
+  // A counter, not the clock: two gateways started in the same millisecond must not share a file.
+  const configPath = join(opts.dir, `imagemanager-${process.pid}-${++started}.json`);
   await writeFile(configPath, JSON.stringify(opts.config, null, 2));
   const child = spawn(GATEWAY_BIN, ['--config', configPath, '--listen', '127.0.0.1:0'], {
     stdio: ['ignore', 'pipe', 'pipe'],
