@@ -15,7 +15,11 @@ import type { Logger } from '../../common/logger.js';
 import { formatImageMeta } from '../../common/image-meta.js';
 import { convertLayersToSquashfs } from '../convert/index.js';
 import { isDockerHub, parseImageReference, referenceForManifest } from '../reference/image-ref.js';
-import { BlobCache, defaultBaseUrl, fetchLayers, RegistryClient, type FetchProgress, type Platform, type RegistryEndpoint } from '../registry/index.js';
+import {
+  createConnectGuard, defaultBaseUrl, fetchLayers, RegistryClient,
+  type BlobCache, type FetchProgress, type Platform, type RegistryClientOptions, type RegistryEndpoint,
+} from '../registry/index.js';
+import { registryAccess } from './registry-access.js';
 import type { GatewayConfig, PlatformConfig } from '../config/imagemanager.js';
 import type { RegistryLogin } from '../auth/session.js';
 import type { CompletedPull } from '../store/record.js';
@@ -46,6 +50,8 @@ export interface PipelineContext {
   signal: AbortSignal;
   /** Scratch directory owned by this pull (under ExpandDirectory), removed afterwards. */
   workDir: string;
+  /** The gateway's blob cache (one per process). */
+  cache: BlobCache;
 }
 
 export function imageFiles(platform: PlatformConfig, id: string): { image: string; meta: string } {
@@ -126,7 +132,8 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
   const ref = parseImageReference(req.tag, config.defaultImageLocation);
   await hooks.status('PULLING', `Getting manifest for ${ref.location}/${ref.repository}:${referenceForManifest(ref)}`);
   const login = ctx.credentials(ref.location);
-  const client = new RegistryClient(endpointFor(config, platform, ref.location, login), log);
+  const options: RegistryClientOptions = registryAccess(ref.location, config) === 'pattern' ? { guard: createConnectGuard() } : {};
+  const client = new RegistryClient(endpointFor(config, platform, ref.location, login), log, options);
   const resolved = await client.resolve(ref.repository, referenceForManifest(ref), signal);
   const id = resolved.manifestDigest.replace(/^sha256:/, '');
   if (!/^[0-9a-f]{64}$/.test(id)) throw new ShifterError('REGISTRY_ERROR', `the registry returned a manifest digest "${resolved.manifestDigest}" that is not sha256`);
@@ -143,8 +150,7 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       metaOnly = true;
       await hooks.status('TRANSFER', `Image ${id.slice(0, 12)} is already on ${req.system}; updating its metadata`);
     } else {
-      const cache = new BlobCache(config.cacheDirectory);
-      const paths = await fetchLayers(client, ref.repository, resolved.layers, cache, {
+      const paths = await fetchLayers(client, ref.repository, resolved.layers, ctx.cache, {
         concurrency: config.layerConcurrency, signal, onProgress: hooks.progress,
       });
       await hooks.status('CONVERSION', `Converting ${resolved.layers.length} layers to squashfs`);

@@ -1,7 +1,7 @@
 /** Blob downloads through a misbehaving proxy: resume, corruption, redirects, stalls, cache reuse. */
 import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -37,6 +37,7 @@ test.after.always(async () => {
 async function newCache(): Promise<BlobCache> {
   const d = await mkdtemp(join(tmpdir(), 'blob-cache-test-'));
   dirs.push(d);
+  await mkdir(join(d, 'sha256'));
   return new BlobCache(d);
 }
 
@@ -151,7 +152,7 @@ test.serial('two concurrent fetches of one blob share a single download', async 
   const { repo, layers } = await image();
   const cache = await newCache();
   const c = client();
-  const [a, b] = await Promise.all([c.fetchBlob(repo, layers[0]!, cache), c.fetchBlob(repo, layers[0]!, new BlobCache(cache.dir))]);
+  const [a, b] = await Promise.all([c.fetchBlob(repo, layers[0]!, cache), client().fetchBlob(repo, layers[0]!, cache)]);
   t.is(a, b);
   t.is(blobGets(repo, layers[0]!).length, 1);
 });
@@ -162,7 +163,7 @@ test.serial('a shared download cancelled by the pull that started it does not fa
   const c = client();
   const cancelled = new AbortController();
   const first = c.fetchBlob(repo, layers[0]!, cache, undefined, cancelled.signal);
-  const second = c.fetchBlob(repo, layers[0]!, new BlobCache(cache.dir));
+  const second = c.fetchBlob(repo, layers[0]!, cache);
   cancelled.abort();
   const err = await first.then(() => null, (e: unknown) => e);
   t.is((err as Error | null)?.name, 'AbortError');
@@ -253,8 +254,8 @@ test.serial('a manifest altered in transit is DIGEST_MISMATCH naming both digest
   }
 });
 
-test.serial('an aborted download stops promptly and leaves nothing behind', async (t) => {
-  const { repo, layers } = await image();
+test.serial('an aborted download stops promptly, publishes nothing, and the next fetch resumes it', async (t) => {
+  const { repo, layers, data } = await image();
   const cache = await newCache();
   proxy.stallBlobBodies(1, 4096);
   const controller = new AbortController();
@@ -262,9 +263,47 @@ test.serial('an aborted download stops promptly and leaves nothing behind', asyn
   const started = Date.now();
   await t.throwsAsync(client({}, { idleTimeoutMs: 30_000 }).fetchBlob(repo, layers[0]!, cache, undefined, controller.signal),
     { message: 'pull cancelled by the test' });
-  t.true(Date.now() - started < 5000);
-  t.deepEqual(await readdir(join(cache.dir, 'sha256')), []);
   proxy.stallBlobBodies(0);
+  t.true(Date.now() - started < 5000);
+  t.false(await cache.has(layers[0]!.digest));
+  t.deepEqual(await readdir(join(cache.dir, 'sha256')), [`.partial-${layers[0]!.digest.slice(7)}`]);
+  const path = await client().fetchBlob(repo, layers[0]!, cache);
+  t.true((await readFile(path)).equals(data[0]!));
+  t.is(blobGets(repo, layers[0]!).at(-1)!.headers.range, 'bytes=4096-');
+});
+
+test.serial('a partial download left by an earlier gateway process resumes with Range; start-up removes temp files', async (t) => {
+  const { repo, layers, data } = await image();
+  const dir = (await newCache()).dir;
+  const hex = layers[0]!.digest.slice(7);
+  // What a kill -9 leaves: a partial download and a temp file of an interrupted commit.
+  await writeFile(join(dir, 'sha256', `.partial-${hex}`), data[0]!.subarray(0, 100_000));
+  await writeFile(join(dir, 'sha256', `.tmp-${hex}.0123456789ab`), 'half');
+  const old = join(dir, 'sha256', `.partial-${'e'.repeat(64)}`);
+  await writeFile(old, 'abandoned two days ago');
+  await utimes(old, new Date(Date.now() - 48 * 3600_000), new Date(Date.now() - 48 * 3600_000));
+  const cache = new BlobCache(dir);
+  t.deepEqual((await cache.open()).sort(), [`.partial-${'e'.repeat(64)}`, `.tmp-${hex}.0123456789ab`]);
+  let bytes = 0;
+  const path = await client().fetchBlob(repo, layers[0]!, cache, (n) => { bytes += n; });
+  t.true((await readFile(path)).equals(data[0]!));
+  t.is(bytes, layers[0]!.size, 'the resumed prefix counts as progress');
+  t.deepEqual(blobGets(repo, layers[0]!).map((g) => g.headers.range), ['bytes=100000-']);
+  t.deepEqual(await readdir(join(dir, 'sha256')), [hex]);
+});
+
+test.serial('a partial download that does not verify is discarded, not resumed again', async (t) => {
+  const { repo, layers, data } = await image();
+  const cache = await newCache();
+  const partial = join(cache.dir, 'sha256', `.partial-${layers[0]!.digest.slice(7)}`);
+  const wrong = Buffer.from(data[0]!.subarray(0, 50_000));
+  wrong[10] ^= 0xff;
+  await writeFile(partial, wrong);
+  const err = await t.throwsAsync(client().fetchBlob(repo, layers[0]!, cache), { instanceOf: ShifterError });
+  t.is(err?.code, 'DIGEST_MISMATCH');
+  t.deepEqual(await readdir(join(cache.dir, 'sha256')), []);
+  const path = await client().fetchBlob(repo, layers[0]!, cache);
+  t.true((await readFile(path)).equals(data[0]!));
 });
 
 test.serial('fetchLayers: one corrupt layer fails the pull with DIGEST_MISMATCH and stops the rest', async (t) => {
