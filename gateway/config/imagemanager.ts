@@ -230,7 +230,8 @@ export function parseGatewayConfig(raw: unknown, source = ''): LoadedConfig {
   if (!isObject(raw)) throw bad('(top level)', 'must be a JSON object', 'see imagemanager.json.example');
   const baseDir = source ? dirname(resolve(source)) : process.cwd();
   for (const k of Object.keys(raw)) {
-    if (!TOP_KEYS.has(k) && !UNUSED_TOP_KEYS.has(k) && !PULL_POLICY_KEYS.has(k)) warnings.push(`imagemanager.json: unknown key ${k} ignored`);
+    const known = TOP_KEYS.has(k) || UNUSED_TOP_KEYS.has(k) || PULL_POLICY_KEYS.has(k);
+    if (!known) warnings.push(`imagemanager.json: unknown key ${k} ignored`);
   }
 
   const logLevel = str(raw, 'LogLevel', 'LogLevel', 'info');
@@ -348,7 +349,8 @@ export interface PullPolicyConfig {
 }
 
 const PULL_POLICY_KEYS = new Set(['AllowedRegistries', 'PullDeadline', 'RegistryConcurrency']);
-const REGISTRY_PATTERN = /^(\*\.)?([a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*)(?::(\d{1,5}|\*))?$/;
+const DNS_LABEL = '[a-z0-9](?:[a-z0-9-]*[a-z0-9])?';
+const REGISTRY_PATTERN = new RegExp(`^(\\*\\.)?(${DNS_LABEL}(?:\\.${DNS_LABEL})*)(?::(\\d{1,5}|\\*))?$`);
 
 export function parseRegistryPattern(text: string): RegistryPattern | null {
   const m = REGISTRY_PATTERN.exec(text.trim().toLowerCase());
@@ -362,7 +364,9 @@ function parsePullPolicy(raw: Json, workerThreads: number): PullPolicyConfig {
     const fix = 'write e.g. "AllowedRegistries": ["registry.example.org", "*.example.org:5000"]';
     for (const text of stringList(raw.AllowedRegistries, 'AllowedRegistries', fix)) {
       const pattern = parseRegistryPattern(text);
-      if (!pattern) throw bad('AllowedRegistries', `has "${text}", which is not host[:port|:*] or *.domain[:port|:*]`, fix);
+      if (!pattern) {
+        throw bad('AllowedRegistries', `has "${text}", which is not host[:port|:*] or *.domain[:port|:*]`, fix);
+      }
       allowedRegistries.push(pattern);
     }
   }

@@ -101,7 +101,8 @@ export class PullManager {
         format: this.config.defaultImageFormat, credentialed, now: this.now(),
       });
       this.log.info({ key: rec.key, tag: req.tag, system: req.system }, 'pull queued');
-      this.enqueue({ key: rec.key, req, registry: registryKey(ref.location), tokens: session.tokens, abort: new AbortController() });
+      const registry = registryKey(ref.location);
+      this.enqueue({ key: rec.key, req, registry, tokens: session.tokens, abort: new AbortController() });
       return rec;
     });
   }
@@ -184,11 +185,12 @@ export class PullManager {
         log.warn('pull record was replaced by a newer pull; dropping this one');
       } else {
         const overdue = deadline.aborted
-          ? `the pull did not finish within ${deadlineSec} s (the site's PullDeadline) and was stopped while ${status}; ` +
-            'try again later, or ask the site\'s admins if it keeps happening'
+          ? `the pull did not finish within ${deadlineSec} s (the site's PullDeadline) and was stopped ` +
+            `while ${status}; try again later, or ask the site's admins if it keeps happening`
           : null;
         const message = overdue ?? (isShifterError(e) ? e.message : `internal error: ${describeError(e)}`);
-        if (overdue !== null || isShifterError(e)) log.warn({ code: overdue !== null ? 'DEADLINE' : (e as ShifterError).code }, `pull failed: ${message}`);
+        if (overdue !== null) log.warn({ code: 'DEADLINE' }, `pull failed: ${message}`);
+        else if (isShifterError(e)) log.warn({ code: e.code }, `pull failed: ${message}`);
         else log.error({ err: e }, 'pull failed with an unexpected error');
         // A failure's age counts from when it failed (last_pull), not from when it was queued:
         // otherwise a pull slower to fail than PullUpdateTimeout is re-queued before anyone sees it.
@@ -212,7 +214,7 @@ export class PullManager {
     await mkdir(this.config.expandDirectory, { recursive: true });
     await mkdir(this.config.cacheDirectory, { recursive: true });
     for (const name of await this.cache.open()) {
-      this.log.info({ file: name, cacheDirectory: this.config.cacheDirectory }, 'removed a blob cache file left by an interrupted download');
+      this.log.info({ file: name, cacheDirectory: this.config.cacheDirectory }, 'removed a stale blob cache file');
     }
     for (const entry of await readdir(this.config.expandDirectory)) {
       if (entry.startsWith(WORKDIR_PREFIX) || isTemporaryName(entry)) {

@@ -132,7 +132,8 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
   const ref = parseImageReference(req.tag, config.defaultImageLocation);
   await hooks.status('PULLING', `Getting manifest for ${ref.location}/${ref.repository}:${referenceForManifest(ref)}`);
   const login = ctx.credentials(ref.location);
-  const options: RegistryClientOptions = registryAccess(ref.location, config) === 'pattern' ? { guard: createConnectGuard() } : {};
+  const guarded = registryAccess(ref.location, config) === 'pattern';
+  const options: RegistryClientOptions = guarded ? { guard: createConnectGuard() } : {};
   const client = new RegistryClient(endpointFor(config, platform, ref.location, login), log, options);
   const resolved = await client.resolve(ref.repository, referenceForManifest(ref), signal);
   const id = resolved.manifestDigest.replace(/^sha256:/, '');

@@ -35,13 +35,18 @@ function formatPattern(p: RegistryPattern): string {
 }
 
 /** How the gateway may talk to `location`; a PERMISSION_DENIED ShifterError when it may not. */
-export function registryAccess(location: string, config: Pick<GatewayConfig, 'locations' | 'defaultImageLocation' | 'pullPolicy'>): RegistryAccess {
+export function registryAccess(
+  location: string,
+  config: Pick<GatewayConfig, 'locations' | 'defaultImageLocation' | 'pullPolicy'>,
+): RegistryAccess {
   const key = registryKey(location);
   const configured = [...Object.keys(config.locations), config.defaultImageLocation];
   if (configured.some((c) => registryKey(c) === key)) return 'configured';
   if (config.pullPolicy.allowedRegistries.some((p) => matchesPattern(location, p))) return 'pattern';
   const allowed = [...new Set([...configured, ...config.pullPolicy.allowedRegistries.map(formatPattern)])].join(', ');
-  throw new ShifterError('PERMISSION_DENIED',
+  throw new ShifterError(
+    'PERMISSION_DENIED',
     `this gateway does not pull from ${location}; it pulls from ${allowed}. ` +
-    'Use one of those, or ask the site\'s admins to add the registry to Locations or AllowedRegistries');
+      "Use one of those, or ask the site's admins to add the registry to Locations or AllowedRegistries",
+  );
 }

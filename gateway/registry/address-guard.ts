@@ -9,7 +9,10 @@ import net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { ShifterError } from '../../common/errors.js';
 
-export interface CheckedAddress { address: string; family: 4 | 6 }
+export interface CheckedAddress {
+  address: string;
+  family: 4 | 6;
+}
 
 export interface ConnectGuard {
   /** The address to connect to for `hostname`, or a ShifterError when it may not be reached. */
@@ -20,16 +23,30 @@ export type Resolver = (hostname: string) => Promise<{ address: string; family: 
 
 // IPv4 rules also match IPv4-mapped IPv6 addresses (::ffff:127.0.0.1, ::ffff:7f00:1).
 const refusedRanges = new net.BlockList();
-for (const [network, prefix] of [['0.0.0.0', 8], ['127.0.0.0', 8], ['169.254.0.0', 16], ['224.0.0.0', 4], ['255.255.255.255', 32]] as const) {
+for (const [network, prefix] of [
+  ['0.0.0.0', 8],
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16],
+  ['224.0.0.0', 4],
+  ['255.255.255.255', 32],
+] as const) {
   refusedRanges.addSubnet(network, prefix, 'ipv4');
 }
-for (const [network, prefix] of [['::', 128], ['::1', 128], ['fe80::', 10], ['ff00::', 8]] as const) {
+for (const [network, prefix] of [
+  ['::', 128],
+  ['::1', 128],
+  ['fe80::', 10],
+  ['ff00::', 8],
+] as const) {
   refusedRanges.addSubnet(network, prefix, 'ipv6');
 }
 
 /** Lower-case, without brackets or zone, IPv4-mapped IPv6 written as IPv4: one spelling per address. */
 function canonical(address: string): string {
-  const a = address.replace(/^\[|\]$/g, '').replace(/%.*$/, '').toLowerCase();
+  const a = address
+    .replace(/^\[|\]$/g, '')
+    .replace(/%.*$/, '')
+    .toLowerCase();
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a);
   return mapped ? mapped[1]! : a;
 }
@@ -46,19 +63,26 @@ export function refusedAddress(address: string, own: ReadonlySet<string>): strin
   const a = canonical(address);
   const family = net.isIP(a);
   if (family === 0) return 'not an IP address';
-  if (refusedRanges.check(a, family === 4 ? 'ipv4' : 'ipv6')) return 'a loopback, link-local, multicast or unspecified address';
+  if (refusedRanges.check(a, family === 4 ? 'ipv4' : 'ipv6'))
+    return 'a loopback, link-local, multicast or unspecified address';
   if (own.has(a)) return "one of the gateway's own addresses";
   return null;
 }
 
 const systemResolver: Resolver = (hostname) => dnsLookup(hostname, { all: true, verbatim: true });
 
-export function createConnectGuard(own: ReadonlySet<string> = ownAddresses(), resolver: Resolver = systemResolver): ConnectGuard {
+export function createConnectGuard(
+  own: ReadonlySet<string> = ownAddresses(),
+  resolver: Resolver = systemResolver,
+): ConnectGuard {
   return {
     async resolve(hostname) {
-      const refuse = () => new ShifterError('PERMISSION_DENIED',
-        `registry host ${hostname} resolves to an address the gateway does not connect to for users; ` +
-        'if it is a registry of this site, ask the admins to add it to Locations in imagemanager.json');
+      const refuse = () =>
+        new ShifterError(
+          'PERMISSION_DENIED',
+          `registry host ${hostname} resolves to an address the gateway does not connect to for users; ` +
+            'if it is a registry of this site, ask the admins to add it to Locations in imagemanager.json',
+        );
       let answers: { address: string; family: number }[];
       if (net.isIP(canonical(hostname)) !== 0) {
         answers = [{ address: canonical(hostname), family: net.isIP(canonical(hostname)) }];

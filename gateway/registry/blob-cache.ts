@@ -21,9 +21,11 @@ const PARTIAL_PREFIX = '.partial-';
 const PARTIAL_MAX_AGE_MS = 24 * 3600_000;
 
 function mismatch(layer: LayerDescriptor, problem: string): ShifterError {
-  return new ShifterError('DIGEST_MISMATCH',
+  return new ShifterError(
+    'DIGEST_MISMATCH',
     `blob ${layer.digest} failed verification: ${problem}; the registry or something between it and us (a proxy) ` +
-    "corrupted it, pull again or report it to the registry's admins");
+      "corrupted it, pull again or report it to the registry's admins",
+  );
 }
 
 async function sizeOf(path: string): Promise<number> {
@@ -95,9 +97,12 @@ export class BlobWriter {
     const actual = `sha256:${this.hash.copy().digest('hex')}`;
     if (this.written !== this.layer.size || actual !== this.layer.digest) {
       await this.discard();
-      throw mismatch(this.layer, this.written !== this.layer.size
-        ? `it has ${this.written} of ${this.layer.size} bytes`
-        : `its content hashes to ${actual}`);
+      throw mismatch(
+        this.layer,
+        this.written !== this.layer.size
+          ? `it has ${this.written} of ${this.layer.size} bytes`
+          : `its content hashes to ${actual}`,
+      );
     }
     await this.handle.close();
     await commitFile(this.partialPath, this.finalPath);

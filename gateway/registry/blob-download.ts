@@ -18,29 +18,41 @@ export function contentRangeStart(header: string | undefined): number | null {
 }
 
 /** `onBytes` gets the bytes held (a resumed prefix counts at the start); negative when a restart discards some. */
-export async function downloadBlob(writer: BlobWriter, openBlob: BlobOpener, policy: RetryPolicy,
-  onBytes?: (n: number) => void): Promise<void> {
+export async function downloadBlob(
+  writer: BlobWriter,
+  openBlob: BlobOpener,
+  policy: RetryPolicy,
+  onBytes?: (n: number) => void,
+): Promise<void> {
   const layer = writer.layer;
-  const report = (n: number) => { if (n !== 0) onBytes?.(n); };
+  const report = (n: number) => {
+    if (n !== 0) onBytes?.(n);
+  };
   report(writer.offset);
   await withRetries(`downloading ${layer.digest}`, policy, async () => {
     const have = writer.offset;
     if (have === layer.size) return;
     const res = await openBlob(have);
-    if (have > 0 && (res.status === 200 || contentRangeStart(res.headers['content-range'] as string | undefined) !== have)) {
+    if (
+      have > 0 &&
+      (res.status === 200 || contentRangeStart(res.headers['content-range'] as string | undefined) !== have)
+    ) {
       await writer.restart();
       report(-have);
       if (res.status !== 200) {
         res.body.destroy();
         throw new TransientError(`the server resumed ${layer.digest} at the wrong offset`, res.url.href);
       }
-      policy.log.info({ digest: layer.digest }, 'server ignored the Range request; downloading the blob again from the start');
+      policy.log.info(
+        { digest: layer.digest },
+        'server ignored the Range request; downloading the blob again from the start',
+      );
     }
     const chunks = res.body[Symbol.asyncIterator]();
     for (;;) {
       let next: IteratorResult<Buffer>;
       try {
-        next = await chunks.next() as IteratorResult<Buffer>;
+        next = (await chunks.next()) as IteratorResult<Buffer>;
       } catch (e) {
         throw networkError(e, res.url);
       }
@@ -54,7 +66,10 @@ export async function downloadBlob(writer: BlobWriter, openBlob: BlobOpener, pol
       report(next.value.length);
     }
     if (writer.offset < layer.size) {
-      throw new TransientError(`the connection ended after ${writer.offset} of ${layer.size} bytes of ${layer.digest}`, res.url.href);
+      throw new TransientError(
+        `the connection ended after ${writer.offset} of ${layer.size} bytes of ${layer.digest}`,
+        res.url.href,
+      );
     }
   });
 }

@@ -17,7 +17,9 @@ import {
 import type { BlobCache } from './blob-cache.js';
 import { MANIFEST_ACCEPT } from './media-types.js';
 import { DEFAULT_PLATFORM, formatPlatform, selectPlatform } from './platform.js';
-import { TransientError, discard, readBody, sendFollowingRedirects, type HttpResponse, type HttpTimeouts } from './http.js';
+import {
+  TransientError, discard, readBody, sendFollowingRedirects, type HttpResponse, type HttpTimeouts,
+} from './http.js';
 import type { ConnectGuard } from './address-guard.js';
 import {
   TokenCache, assertSafeForCredentials, basicAuthorization, parseChallenges, parseTokenResponse, pullScope, tokenUrl,
@@ -105,7 +107,8 @@ export class RegistryClient {
     } catch (e) {
       if (!this.guard || !(e instanceof ShifterError) || e.code !== 'UNREACHABLE') throw e;
       this.log.warn({ registry: this.registry, err: e.message }, 'user-named registry unreachable');
-      throw new ShifterError('UNREACHABLE', `could not reach ${this.registry}; check the registry name in the image reference`);
+      throw new ShifterError('UNREACHABLE',
+        `could not reach ${this.registry}; check the registry name in the image reference`);
     }
   }
 
@@ -143,7 +146,9 @@ export class RegistryClient {
     const url = this.url(repository, 'blobs', layer.digest);
     return this.reported(cache.ensure(layer, (writer) => downloadBlob(writer, async (offset) => {
       const { res } = await this.request(repository, url, offset > 0 ? { range: `bytes=${offset}-` } : {}, signal);
-      if (res.status !== 200 && res.status !== 206) throw await this.unexpected(res, `blob ${layer.digest} of ${repository}`);
+      if (res.status !== 200 && res.status !== 206) {
+        throw await this.unexpected(res, `blob ${layer.digest} of ${repository}`);
+      }
       return res;
     }, this.policy(signal), onBytes)));
   }
@@ -250,7 +255,8 @@ export class RegistryClient {
       if (state.header) headers.authorization = state.header;
       const res = await sendFollowingRedirects({
         method: 'GET', url, headers, env: this.env, ...this.timeouts,
-        ...(ca !== undefined ? { ca } : {}), ...(signal ? { signal } : {}), ...(this.guard ? { guard: this.guard } : {}),
+        ...(ca !== undefined ? { ca } : {}), ...(signal ? { signal } : {}),
+        ...(this.guard ? { guard: this.guard } : {}),
       });
       if ((res.status === 401 || res.status === 403) && res.url.origin === url.origin) {
         const challenges = parseChallenges(res.headers['www-authenticate']);
@@ -304,7 +310,8 @@ export class RegistryClient {
     return withRetries(`getting a token from ${url.host}`, this.policy(signal), async () => {
       const res = await sendFollowingRedirects({
         method: 'GET', url, headers, env: this.env, ...this.timeouts,
-        ...(ca !== undefined ? { ca } : {}), ...(signal ? { signal } : {}), ...(this.guard ? { guard: this.guard } : {}),
+        ...(ca !== undefined ? { ca } : {}), ...(signal ? { signal } : {}),
+        ...(this.guard ? { guard: this.guard } : {}),
       });
       if (res.status === 401 || res.status === 403) {
         discard(res);

@@ -121,7 +121,8 @@ function seconds(ms: number): string {
   return `${Math.round(ms / 100) / 10} s`;
 }
 
-type LookupCallback = (err: Error | null, address: string | { address: string; family: number }[], family?: number) => void;
+type LookupCallback = (
+  err: Error | null, address: string | { address: string; family: number }[], family?: number) => void;
 
 /** A `lookup` that always answers with the address the guard checked, so DNS cannot change it afterwards. */
 function fixedLookup(address: string, family: number) {
@@ -175,7 +176,8 @@ export async function send(req: HttpRequest): Promise<HttpResponse> {
       clearTimeout(timer);
       response = res;
       r.setTimeout(req.idleTimeoutMs, () => {
-        const err = new TransientError(`${url.host} stopped sending for ${seconds(req.idleTimeoutMs)}`, url.href, undefined, undefined, true);
+        const message = `${url.host} stopped sending for ${seconds(req.idleTimeoutMs)}`;
+        const err = new TransientError(message, url.href, undefined, undefined, true);
         res.destroy(err);
         r.destroy(err);
       });
@@ -186,7 +188,8 @@ export async function send(req: HttpRequest): Promise<HttpResponse> {
       timer = setTimeout(() => r.destroy(new TransientError(message, url.href, undefined, undefined, true)), ms);
     };
     const target = proxy && !isHttps ? `the proxy ${proxy.host}` : url.host;
-    const answering = () => expire(req.responseTimeoutMs, `${target} accepted the connection but did not answer within ${seconds(req.responseTimeoutMs)}`);
+    const answering = () => expire(req.responseTimeoutMs,
+      `${target} accepted the connection but did not answer within ${seconds(req.responseTimeoutMs)}`);
     expire(req.connectTimeoutMs, `could not connect to ${target} within ${seconds(req.connectTimeoutMs)}`);
     r.on('socket', (socket) => {
       // Every socket here is fresh (no agent): a TLS one has its handshake still ahead.

@@ -28,17 +28,25 @@ export interface FaultyRegistry {
 export async function startFaultyRegistry(mode: FaultMode): Promise<FaultyRegistry> {
   if (mode === 'closed') {
     const port = await freePort();
-    return { url: `http://127.0.0.1:${port}`, host: `127.0.0.1:${port}`, port, requests: [], connections: 0, stop: async () => undefined };
+    return {
+      url: `http://127.0.0.1:${port}`,
+      host: `127.0.0.1:${port}`,
+      port,
+      requests: [],
+      connections: 0,
+      stop: async () => undefined,
+    };
   }
   const sockets = new Set<Socket>();
   const requests: string[] = [];
-  const server: net.Server = mode === 'always-500'
-    ? http.createServer((req, res) => {
-      requests.push(`${req.method} ${req.url}`);
-      res.writeHead(500, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ errors: [{ code: 'UNKNOWN', message: 'storage backend unavailable' }] }));
-    })
-    : net.createServer();
+  const server: net.Server =
+    mode === 'always-500'
+      ? http.createServer((req, res) => {
+          requests.push(`${req.method} ${req.url}`);
+          res.writeHead(500, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ errors: [{ code: 'UNKNOWN', message: 'storage backend unavailable' }] }));
+        })
+      : net.createServer();
   const state = { connections: 0 };
   server.on('connection', (s: Socket) => {
     state.connections++;
@@ -53,7 +61,9 @@ export async function startFaultyRegistry(mode: FaultMode): Promise<FaultyRegist
     host: `127.0.0.1:${port}`,
     port,
     requests,
-    get connections() { return state.connections; },
+    get connections() {
+      return state.connections;
+    },
     async stop() {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

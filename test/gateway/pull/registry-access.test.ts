@@ -23,34 +23,87 @@ test('defaults: only Locations and DefaultImageLocation, a 2 h deadline, WorkerT
   t.is(registryKey('Registry-1.Docker.IO'), registryKey('docker.io'));
   const err = t.throws(() => registryAccess('127.0.0.1:5000', c), { instanceOf: ShifterError });
   t.is(err?.code, 'PERMISSION_DENIED');
-  t.is(err?.message, 'this gateway does not pull from 127.0.0.1:5000; it pulls from registry.site.org, index.docker.io. ' +
-    "Use one of those, or ask the site's admins to add the registry to Locations or AllowedRegistries");
+  t.is(
+    err?.message,
+    'this gateway does not pull from 127.0.0.1:5000; it pulls from registry.site.org, index.docker.io. ' +
+      "Use one of those, or ask the site's admins to add the registry to Locations or AllowedRegistries",
+  );
 });
 
 test('AllowedRegistries patterns: exact host (default port only), host:port, host:*, *.domain', (t) => {
-  const c = config({ AllowedRegistries: ['ghcr.io', 'quay.example.org:5000', 'lab.example.org:*', '*.hpc.example.org'] });
-  const allowed = ['ghcr.io', 'GHCR.io', 'quay.example.org:5000', 'lab.example.org', 'lab.example.org:8443', 'a.hpc.example.org', 'x.y.hpc.example.org'];
+  const c = config({
+    AllowedRegistries: ['ghcr.io', 'quay.example.org:5000', 'lab.example.org:*', '*.hpc.example.org'],
+  });
+  const allowed = [
+    'ghcr.io',
+    'GHCR.io',
+    'quay.example.org:5000',
+    'lab.example.org',
+    'lab.example.org:8443',
+    'a.hpc.example.org',
+    'x.y.hpc.example.org',
+  ];
   for (const host of allowed) t.is(registryAccess(host, c), 'pattern', host);
-  const refused = ['ghcr.io:22', 'quay.example.org', 'quay.example.org:5001', 'hpc.example.org', 'evilhpc.example.org', 'ghcr.io.evil.org'];
+  const refused = [
+    'ghcr.io:22',
+    'quay.example.org',
+    'quay.example.org:5001',
+    'hpc.example.org',
+    'evilhpc.example.org',
+    'ghcr.io.evil.org',
+  ];
   for (const host of refused) t.throws(() => registryAccess(host, c), { instanceOf: ShifterError }, host);
 });
 
 test('pull policy keys: bad values name the key and the fix', (t) => {
-  t.throws(() => config({ AllowedRegistries: ['https://ghcr.io'] }),
-    { message: /AllowedRegistries has "https:\/\/ghcr\.io", which is not host\[:port\|:\*\] or \*\.domain\[:port\|:\*\]; write e\.g\./ });
-  t.throws(() => config({ AllowedRegistries: 5 }), { message: /AllowedRegistries must be a string or a list of strings/ });
+  t.throws(() => config({ AllowedRegistries: ['https://ghcr.io'] }), {
+    message:
+      /AllowedRegistries has "https:\/\/ghcr\.io", which is not host\[:port\|:\*\] or \*\.domain.*; write e\.g\./,
+  });
+  t.throws(() => config({ AllowedRegistries: 5 }), {
+    message: /AllowedRegistries must be a string or a list of strings/,
+  });
   t.throws(() => config({ PullDeadline: 0 }), { message: /PullDeadline must be an integer >= 1/ });
   t.throws(() => config({ RegistryConcurrency: 'many' }), { message: /RegistryConcurrency must be an integer >= 1/ });
-  const { warnings } = parseGatewayConfig({ CacheDirectory: '/c', ExpandDirectory: '/e', Platforms: PLATFORMS, PullDeadline: 60, RegistryConcurrency: 2 });
+  const { warnings } = parseGatewayConfig({
+    CacheDirectory: '/c',
+    ExpandDirectory: '/e',
+    Platforms: PLATFORMS,
+    PullDeadline: 60,
+    RegistryConcurrency: 2,
+  });
   t.deepEqual(warnings, []);
 });
 
 function failure(lastPull: number): ImageRecord {
   return {
-    key: 'k' as ImageRecord['key'], system: 'sys', itype: 'docker', pulltag: 'a:1', tag: [], id: null, status: 'FAILURE',
-    status_message: 'boom', userACL: [], groupACL: [], private: null, format: 'squashfs', location: '', remotetype: 'dockerv2',
-    arch: 'amd64', os: 'linux', ENV: null, ENTRY: null, CMD: null, WORKDIR: null, LABELS: null, USER: null,
-    last_pull: lastPull, last_heartbeat: lastPull, expiration: null, progress: null, credentialed: false,
+    key: 'k' as ImageRecord['key'],
+    system: 'sys',
+    itype: 'docker',
+    pulltag: 'a:1',
+    tag: [],
+    id: null,
+    status: 'FAILURE',
+    status_message: 'boom',
+    userACL: [],
+    groupACL: [],
+    private: null,
+    format: 'squashfs',
+    location: '',
+    remotetype: 'dockerv2',
+    arch: 'amd64',
+    os: 'linux',
+    ENV: null,
+    ENTRY: null,
+    CMD: null,
+    WORKDIR: null,
+    LABELS: null,
+    USER: null,
+    last_pull: lastPull,
+    last_heartbeat: lastPull,
+    expiration: null,
+    progress: null,
+    credentialed: false,
   };
 }
 

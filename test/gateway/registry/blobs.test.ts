@@ -272,7 +272,7 @@ test.serial('an aborted download stops promptly, publishes nothing, and the next
   t.is(blobGets(repo, layers[0]!).at(-1)!.headers.range, 'bytes=4096-');
 });
 
-test.serial('a partial download left by an earlier gateway process resumes with Range; start-up removes temp files', async (t) => {
+test.serial('a partial left by an earlier gateway resumes with Range; open() removes temp files', async (t) => {
   const { repo, layers, data } = await image();
   const dir = (await newCache()).dir;
   const hex = layers[0]!.digest.slice(7);

@@ -29,24 +29,50 @@ test.before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'gw-faulty-'));
   await chmod(dir, 0o755);
   [munged, registry, broken, silent] = await Promise.all([
-    startMunged(), startRegistry(), startFaultyRegistry('always-500'), startFaultyRegistry('silent'),
+    startMunged(),
+    startRegistry(),
+    startFaultyRegistry('always-500'),
+    startFaultyRegistry('silent'),
   ]);
   gateway = await startGateway({
     dir,
     timeoutMs: 60_000,
     config: {
-      CacheDirectory: join(dir, 'cache'), ExpandDirectory: join(dir, 'expand'), Authentication: 'munge',
-      WorkerThreads: 2, PullUpdateTimeout: 2, PullDeadline: PULL_DEADLINE_SEC,
+      CacheDirectory: join(dir, 'cache'),
+      ExpandDirectory: join(dir, 'expand'),
+      Authentication: 'munge',
+      WorkerThreads: 2,
+      PullUpdateTimeout: 2,
+      PullDeadline: PULL_DEADLINE_SEC,
       DefaultImageLocation: registry.host,
-      Locations: { [registry.host]: { url: registry.url }, [broken.host]: { url: broken.url }, [silent.host]: { url: silent.url } },
-      Platforms: { sys: { accesstype: 'local', local: { imageDir: join(dir, 'images') }, mungeSocketPath: munged.socket, admins: ['root'] } },
+      Locations: {
+        [registry.host]: { url: registry.url },
+        [broken.host]: { url: broken.url },
+        [silent.host]: { url: silent.url },
+      },
+      Platforms: {
+        sys: {
+          accesstype: 'local',
+          local: { imageDir: join(dir, 'images') },
+          mungeSocketPath: munged.socket,
+          admins: ['root'],
+        },
+      },
     },
   });
   conf = join(dir, 'udiRoot.conf');
-  await writeFile(conf, [
-    'system=sys', `imageGateway=${gateway.url}`, `mungeSocketPath=${munged.socket}`, 'gatewayTimeout=30',
-    'defaultImageType=docker', `imagePath=${join(dir, 'images')}`, '',
-  ].join('\n'));
+  await writeFile(
+    conf,
+    [
+      'system=sys',
+      `imageGateway=${gateway.url}`,
+      `mungeSocketPath=${munged.socket}`,
+      'gatewayTimeout=30',
+      'defaultImageType=docker',
+      `imagePath=${join(dir, 'images')}`,
+      '',
+    ].join('\n'),
+  );
 });
 
 test.after.always(async () => {
@@ -65,33 +91,51 @@ async function shifterimgPull(image: string, limitMs: number) {
   return { ...result, ms: Date.now() - started };
 }
 
-test.serial('a pull that fails more slowly than PullUpdateTimeout is reported: shifterimg prints FAILURE and exits 1', async (t) => {
-  // Five manifest attempts with back-off take about 7.5 s, well over PullUpdateTimeout (2 s).
-  const r = await shifterimgPull(`${broken.host}/team/app:1`, 90_000);
-  t.is(r.signal, null, `shifterimg never ended; the registry saw ${broken.requests.length} requests`);
-  t.is(r.code, 1, r.stderr);
-  t.regex(r.stdout, /status: FAILURE/);
-  t.regex(r.stderr, /pull of docker:127\.0\.0\.1:\d+\/team\/app:1 failed: .*kept failing with HTTP 500 \(5 attempts\)/);
-  t.is(broken.requests.length, 5, 'one pull was queued, not one per poll');
-});
-
-test.serial('a silent registry fails its pulls within PullDeadline, one at a time, while a healthy registry\'s pull completes', async (t) => {
-  const layer = gzipSync(await tarLayer([{ name: 'etc/ok', content: 'ok\n' }]));
-  await pushImage(registry.url, 'team/ok', '1', { layers: [layer], config: imageConfig({}) });
-  const stalledA = shifterimgPull(`${silent.host}/team/a:1`, 120_000);
-  const stalledB = shifterimgPull(`${silent.host}/team/b:1`, 120_000);
-  await new Promise((r) => setTimeout(r, 1500));
-  const healthy = await shifterimgPull(`${registry.host}/team/ok:1`, 60_000);
-  t.is(healthy.code, 0, healthy.stderr);
-  t.true(healthy.ms < PULL_DEADLINE_SEC * 1000, `the healthy pull took ${healthy.ms} ms: it waited behind the stalled ones`);
-
-  const [a, b] = await Promise.all([stalledA, stalledB]);
-  for (const r of [a, b]) {
+test.serial(
+  'a pull that fails more slowly than PullUpdateTimeout is reported: shifterimg prints FAILURE and exits 1',
+  async (t) => {
+    // Five manifest attempts with back-off take about 7.5 s, well over PullUpdateTimeout (2 s).
+    const r = await shifterimgPull(`${broken.host}/team/app:1`, 90_000);
+    t.is(r.signal, null, `shifterimg never ended; the registry saw ${broken.requests.length} requests`);
     t.is(r.code, 1, r.stderr);
-    t.regex(r.stderr, new RegExp(`failed: the pull did not finish within ${PULL_DEADLINE_SEC} s \\(the site's PullDeadline\\)`));
-  }
-  const [first, second] = [a.ms, b.ms].sort((x, y) => x - y) as [number, number];
-  t.true(first >= PULL_DEADLINE_SEC * 1000 - 500 && first < PULL_DEADLINE_SEC * 1000 + 10_000, `first failed after ${first} ms`);
-  // RegistryConcurrency defaults to WorkerThreads - 1 = 1: the second waited for the first.
-  t.true(second >= 2 * PULL_DEADLINE_SEC * 1000 - 1000, `second failed after ${second} ms`);
-});
+    t.regex(r.stdout, /status: FAILURE/);
+    t.regex(
+      r.stderr,
+      /pull of docker:127\.0\.0\.1:\d+\/team\/app:1 failed: .*kept failing with HTTP 500 \(5 attempts\)/,
+    );
+    t.is(broken.requests.length, 5, 'one pull was queued, not one per poll');
+  },
+);
+
+test.serial(
+  "a silent registry fails its pulls within PullDeadline, one at a time, while a healthy registry's pull completes",
+  async (t) => {
+    const layer = gzipSync(await tarLayer([{ name: 'etc/ok', content: 'ok\n' }]));
+    await pushImage(registry.url, 'team/ok', '1', { layers: [layer], config: imageConfig({}) });
+    const stalledA = shifterimgPull(`${silent.host}/team/a:1`, 120_000);
+    const stalledB = shifterimgPull(`${silent.host}/team/b:1`, 120_000);
+    await new Promise((r) => setTimeout(r, 1500));
+    const healthy = await shifterimgPull(`${registry.host}/team/ok:1`, 60_000);
+    t.is(healthy.code, 0, healthy.stderr);
+    t.true(
+      healthy.ms < PULL_DEADLINE_SEC * 1000,
+      `the healthy pull took ${healthy.ms} ms: it waited behind the stalled ones`,
+    );
+
+    const [a, b] = await Promise.all([stalledA, stalledB]);
+    for (const r of [a, b]) {
+      t.is(r.code, 1, r.stderr);
+      t.regex(
+        r.stderr,
+        new RegExp(`failed: the pull did not finish within ${PULL_DEADLINE_SEC} s \\(the site's PullDeadline\\)`),
+      );
+    }
+    const [first, second] = [a.ms, b.ms].sort((x, y) => x - y) as [number, number];
+    t.true(
+      first >= PULL_DEADLINE_SEC * 1000 - 500 && first < PULL_DEADLINE_SEC * 1000 + 10_000,
+      `first failed after ${first} ms`,
+    );
+    // RegistryConcurrency defaults to WorkerThreads - 1 = 1: the second waited for the first.
+    t.true(second >= 2 * PULL_DEADLINE_SEC * 1000 - 1000, `second failed after ${second} ms`);
+  },
+);

@@ -171,7 +171,7 @@ test.serial('an unknown tag ends in FAILURE with the registry\'s answer', async 
   t.regex(String(rec.status_message), /nope/);
 });
 
-test.serial('a name whose first component is host:port pulls from that registry (upstream #156) when the site configured it', async (t) => {
+test.serial('a name starting with host:port pulls from that configured registry (upstream #156)', async (t) => {
   const pushed = await push('direct/app', '2', { 'etc/direct': 'yes\n' });
   // The gateway's config names reg.host with an http url (see test.before): the name works as is.
   const rec = await pullUntilDone(`${reg.host}/direct/app:2`);
@@ -182,7 +182,8 @@ test.serial('a name whose first component is host:port pulls from that registry 
 
 test.serial('a registry the site did not allow is refused at once, and nothing connects to it', async (t) => {
   proxy.clearLog();
-  const res = await fetch(`${gw.url}/api/pull/sys/docker/${proxy.host}/direct/app:2/`, { method: 'POST', headers: ALICE });
+  const url = `${gw.url}/api/pull/sys/docker/${proxy.host}/direct/app:2/`;
+  const res = await fetch(url, { method: 'POST', headers: ALICE });
   t.is(res.status, 403);
   const body = await res.json() as { error: string };
   t.is(body.error, `this gateway does not pull from ${proxy.host}; it pulls from site, ${reg.host}, localhost:*. ` +
@@ -192,10 +193,10 @@ test.serial('a registry the site did not allow is refused at once, and nothing c
   t.false(queue.list.some((q) => String(q.image).startsWith(proxy.host)));
 });
 
-test.serial('an allowed pattern does not reach the gateway\'s own host: a name resolving to loopback fails without connecting', async (t) => {
+test.serial('an allowed pattern does not reach the gateway\'s own host: no connection to loopback', async (t) => {
   proxy.clearLog();
   const rec = await pullUntilDone(`localhost:${new URL(proxy.url).port}/direct/app:2`);
   t.is(rec.status, 'FAILURE');
-  t.regex(String(rec.status_message), /^registry host localhost resolves to an address the gateway does not connect to for users; /);
+  t.regex(String(rec.status_message), /^registry host localhost resolves to an address the gateway does not connect/);
   t.is(proxy.requests.length, 0);
 });
