@@ -103,8 +103,9 @@ function openTunnel(proxy: URL, target: URL, req: HttpRequest): Promise<net.Sock
     const timer = setTimeout(() => connectReq.destroy(new TransientError(
       `the proxy ${proxy.host} did not answer CONNECT within ${seconds(req.connectTimeoutMs + req.responseTimeoutMs)}`,
       target.href, undefined, undefined, true)), req.connectTimeoutMs + req.responseTimeoutMs);
-    connectReq.on('close', () => clearTimeout(timer));
     connectReq.on('connect', (res, socket) => {
+      // The socket now belongs to the tunnel: destroying the CONNECT request later would cut it.
+      clearTimeout(timer);
       if (res.statusCode !== 200) {
         socket.destroy();
         reject(new TransientError(`the proxy ${proxy.host} refused to connect to ${authority} (HTTP ${res.statusCode})`, target.href, res.statusCode));
@@ -112,7 +113,10 @@ function openTunnel(proxy: URL, target: URL, req: HttpRequest): Promise<net.Sock
       }
       resolve(socket);
     });
-    connectReq.on('error', (e) => reject(networkError(e, target)));
+    connectReq.on('error', (e) => {
+      clearTimeout(timer);
+      reject(networkError(e, target));
+    });
     connectReq.end();
   });
 }
