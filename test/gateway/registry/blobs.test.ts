@@ -1,7 +1,7 @@
 /** Blob downloads through a misbehaving proxy: resume, corruption, redirects, stalls, cache reuse. */
 import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -259,10 +259,15 @@ test.serial('an aborted download stops promptly, publishes nothing, and the next
   const cache = await newCache();
   proxy.stallBlobBodies(1, 4096);
   const controller = new AbortController();
-  setTimeout(() => controller.abort(new Error('pull cancelled by the test')), 300);
+  const fetching = client({}, { idleTimeoutMs: 30_000 }).fetchBlob(repo, layers[0]!, cache, undefined, controller.signal);
+  // Abort once the bytes before the stall are on disk (a fixed delay is too short on a loaded machine).
+  const partial = join(cache.dir, 'sha256', `.partial-${layers[0]!.digest.slice(7)}`);
+  for (let i = 0; i < 200 && (await stat(partial).then((s) => s.size, () => 0)) < 4096; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
   const started = Date.now();
-  await t.throwsAsync(client({}, { idleTimeoutMs: 30_000 }).fetchBlob(repo, layers[0]!, cache, undefined, controller.signal),
-    { message: 'pull cancelled by the test' });
+  controller.abort(new Error('pull cancelled by the test'));
+  await t.throwsAsync(fetching, { message: 'pull cancelled by the test' });
   proxy.stallBlobBodies(0);
   t.true(Date.now() - started < 5000);
   t.false(await cache.has(layers[0]!.digest));
