@@ -58,15 +58,12 @@ export function ownAddresses(): Set<string> {
   return out;
 }
 
-/** Why the gateway must not connect to `address` (an IP literal), or null when it may. */
-export function refusedAddress(address: string, own: ReadonlySet<string>): string | null {
+/** Whether the gateway must not connect to `address` (an IP literal; anything else is refused too). */
+export function isRefusedAddress(address: string, own: ReadonlySet<string>): boolean {
   const a = canonical(address);
   const family = net.isIP(a);
-  if (family === 0) return 'not an IP address';
-  if (refusedRanges.check(a, family === 4 ? 'ipv4' : 'ipv6'))
-    return 'a loopback, link-local, multicast or unspecified address';
-  if (own.has(a)) return "one of the gateway's own addresses";
-  return null;
+  if (family === 0) return true;
+  return refusedRanges.check(a, family === 4 ? 'ipv4' : 'ipv6') || own.has(a);
 }
 
 const systemResolver: Resolver = (hostname) => dnsLookup(hostname, { all: true, verbatim: true });
@@ -93,7 +90,7 @@ export function createConnectGuard(
           throw new ShifterError('UNREACHABLE', `could not reach ${hostname}: its name does not resolve`, e);
         }
       }
-      if (answers.length === 0 || answers.some((a) => refusedAddress(a.address, own) !== null)) throw refuse();
+      if (answers.length === 0 || answers.some((a) => isRefusedAddress(a.address, own))) throw refuse();
       const first = answers[0]!;
       return { address: first.address, family: first.family === 6 ? 6 : 4 };
     },

@@ -9,14 +9,16 @@ import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { ShifterError } from '../../../common/errors.js';
 import { RegistryClient } from '../../../gateway/registry/client.js';
-import { createConnectGuard, refusedAddress, type ConnectGuard } from '../../../gateway/registry/address-guard.js';
+import { createConnectGuard, isRefusedAddress, type ConnectGuard } from '../../../gateway/registry/address-guard.js';
 import { startFaultyRegistry } from '../../helpers/faulty-registry.js';
 import { imageConfig, pushImage, startRegistry } from '../../helpers/registry.js';
 
 const log = pino({ level: 'silent' });
-const FAST = { connectTimeoutMs: 500, responseTimeoutMs: 800, attempts: 5, backoffMs: 20 };
+// Serial, with timeouts of seconds: a test worker's event loop stalls on a loaded machine (and
+// while openssl makes a certificate), and a timer that fires late must not pass for a timeout.
+const FAST = { connectTimeoutMs: 2000, responseTimeoutMs: 2500, attempts: 5, backoffMs: 20 };
 
-test('a silent plain-http registry fails after two honest answer timeouts, not five', async (t) => {
+test.serial('a silent plain-http registry fails after two honest answer timeouts, not five', async (t) => {
   const silent = await startFaultyRegistry('silent');
   t.teardown(() => silent.stop());
   const c = new RegistryClient({ baseUrl: silent.url, authMethod: 'token' }, log, FAST);
@@ -26,24 +28,24 @@ test('a silent plain-http registry fails after two honest answer timeouts, not f
   t.is(err?.code, 'UNREACHABLE');
   t.regex(
     err?.message ?? '',
-    /127\.0\.0\.1:\d+ accepted the connection but did not answer within 0\.8 s \(2 attempts\)/,
+    /127\.0\.0\.1:\d+ accepted the connection but did not answer within 2\.5 s \(2 attempts\)/,
   );
   t.is(silent.connections, 2);
-  t.true(elapsed >= 1500 && elapsed < 6000, `${elapsed} ms`);
+  t.true(elapsed >= 4900 && elapsed < 15_000, `${elapsed} ms`);
 });
 
-test('a silent https registry fails on the connect timeout (no TLS handshake), once per attempt', async (t) => {
+test.serial('a silent https registry fails on the connect timeout (no TLS handshake), once per attempt', async (t) => {
   const silent = await startFaultyRegistry('silent');
   t.teardown(() => silent.stop());
   const c = new RegistryClient({ baseUrl: `https://${silent.host}`, authMethod: 'token' }, log, FAST);
   const started = Date.now();
   const err = await t.throwsAsync(c.resolve('a/b', '1'), { instanceOf: ShifterError });
   const elapsed = Date.now() - started;
-  t.regex(err?.message ?? '', /could not connect to 127\.0\.0\.1:\d+ within 0\.5 s \(2 attempts\)/);
-  t.true(elapsed >= 900 && elapsed < 5000, `${elapsed} ms: each attempt took its timeout, not twice it`);
+  t.regex(err?.message ?? '', /could not connect to 127\.0\.0\.1:\d+ within 2 s \(2 attempts\)/);
+  t.true(elapsed >= 3900 && elapsed < 7500, `${elapsed} ms: each attempt took its timeout, not twice it`);
 });
 
-test('an always-500 registry is retried and then reported with its status', async (t) => {
+test.serial('an always-500 registry is retried and then reported with its status', async (t) => {
   const broken = await startFaultyRegistry('always-500');
   t.teardown(() => broken.stop());
   const c = new RegistryClient({ baseUrl: broken.url, authMethod: 'token' }, log, { ...FAST, attempts: 3 });
@@ -56,7 +58,7 @@ test('an always-500 registry is retried and then reported with its status', asyn
 /** A guard standing in for DNS + the address policy: every name is 127.0.0.1. */
 const loopbackGuard: ConnectGuard = { resolve: async () => ({ address: '127.0.0.1', family: 4 }) };
 
-test('user-named registry: closed, plain-http, untrusted-TLS and silent ports read "could not reach"', async (t) => {
+test.serial('user-named registry: closed, plain-http, untrusted-TLS and silent ports read "could not reach"', async (t) => {
   const closed = await startFaultyRegistry('closed');
   const silent = await startFaultyRegistry('silent');
   const plain = http.createServer((_req, res) => res.end('hello'));
@@ -82,7 +84,7 @@ test('user-named registry: closed, plain-http, untrusted-TLS and silent ports re
   t.is(messages[0], 'could not reach 127.0.0.1:PORT; check the registry name in the image reference');
 });
 
-test('a guarded client connects to the address the guard checked, not to what DNS says later', async (t) => {
+test.serial('a guarded client connects to the address the guard checked, not to what DNS says later', async (t) => {
   const reg = await startRegistry();
   t.teardown(() => reg.stop());
   const pushed = await pushImage(reg.url, 'g/app', '1', { layers: [Buffer.from('layer')], config: imageConfig({}) });
@@ -101,7 +103,7 @@ test('a guarded client connects to the address the guard checked, not to what DN
   t.true(asked.length >= 2 && asked.every((h) => h === 'registry.test'));
 });
 
-test('the guard refuses names and literals that reach this machine or link-local, before connecting', async (t) => {
+test.serial('the guard refuses names and literals that reach this machine or link-local, before connecting', async (t) => {
   const silent = await startFaultyRegistry('silent');
   t.teardown(() => silent.stop());
   const lookups: Record<string, string[]> = {
@@ -132,7 +134,7 @@ test('the guard refuses names and literals that reach this machine or link-local
   t.deepEqual(await guard.resolve('192.0.2.7').catch((e: Error) => e.message), { address: '192.0.2.7', family: 4 });
 });
 
-test('refusedAddress: loopback, link-local, unspecified, multicast, IPv4-mapped and own addresses', (t) => {
+test.serial('isRefusedAddress: loopback, link-local, unspecified, multicast, IPv4-mapped and own addresses', (t) => {
   const own = new Set(['10.1.2.3', 'fd00::5']);
   for (const a of [
     '127.0.0.1',
@@ -150,8 +152,8 @@ test('refusedAddress: loopback, link-local, unspecified, multicast, IPv4-mapped 
     '10.1.2.3',
     'FD00::5',
   ]) {
-    t.not(refusedAddress(a, own), null, a);
+    t.true(isRefusedAddress(a, own), a);
   }
-  for (const a of ['192.0.2.7', '10.1.2.4', '172.16.0.1', '2001:db8::1', '8.8.8.8'])
-    t.is(refusedAddress(a, own), null, a);
+  for (const a of ['192.0.2.7', '10.1.2.4', '172.16.0.1', '2001:db8::1', '8.8.8.8']) t.false(isRefusedAddress(a, own), a);
+  t.true(isRefusedAddress('not-an-address', own));
 });
