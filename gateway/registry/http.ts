@@ -20,7 +20,10 @@ export class TransientError extends Error {
   readonly url: string;
   readonly status: number | undefined;
   override readonly cause?: unknown;
-  /** The other side went silent (as opposed to refusing, resetting or answering 5xx). */
+  /**
+   * No connection or no answer in time (as opposed to refused, reset, 5xx, or a body that stalled
+   * after an answer, which is worth the usual retries: each resumes where the last one stopped).
+   */
   readonly timedOut: boolean;
 
   constructor(message: string, url: string, status?: number, cause?: unknown, timedOut = false) {
@@ -181,7 +184,7 @@ export async function send(req: HttpRequest): Promise<HttpResponse> {
       response = res;
       r.setTimeout(req.idleTimeoutMs, () => {
         const message = `${url.host} stopped sending for ${seconds(req.idleTimeoutMs)}`;
-        const err = new TransientError(message, url.href, undefined, undefined, true);
+        const err = new TransientError(message, url.href);
         res.destroy(err);
         r.destroy(err);
       });

@@ -93,15 +93,17 @@ test.serial('a server that ignores Range gets a full download instead', async (t
   t.regex(String(blobGets(repo, layers[0]!)[1]!.headers.range), /^bytes=\d+-$/, 'the client asked for a range');
 });
 
-test.serial('a stalled transfer times out and resumes', async (t) => {
+test.serial('a transfer that stalls three times times out and resumes each time', async (t) => {
   const { repo, layers } = await image();
   const cache = await newCache();
-  proxy.stallBlobBodies(1, 4096);
+  // A body that stalls after an answer is not a silent host: it gets every attempt (4 here), not two.
+  proxy.stallBlobBodies(3, 4096);
   const started = Date.now();
   const path = await client({}, { idleTimeoutMs: 700 }).fetchBlob(repo, layers[0]!, cache);
   t.is(sha(await readFile(path)), layers[0]!.digest);
-  t.true(Date.now() - started < 15_000);
-  t.regex(String(blobGets(repo, layers[0]!)[1]!.headers.range), /^bytes=[1-9]\d*-$/);
+  t.true(Date.now() - started < 20_000);
+  const ranges = blobGets(repo, layers[0]!).map((g) => g.headers.range);
+  t.deepEqual(ranges, [undefined, 'bytes=4096-', 'bytes=8192-', 'bytes=12288-']);
 });
 
 test.serial('a corrupted blob is DIGEST_MISMATCH naming the digest, and nothing is left in the cache', async (t) => {
