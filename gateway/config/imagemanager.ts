@@ -80,6 +80,8 @@ export interface GatewayConfig {
   locations: Record<string, LocationConfig>;
   platforms: Record<string, PlatformConfig>;
   http: HttpServerLimits;
+  /** Which registries pulls may reach, and how long and how many pulls may wait on one (see below). */
+  pullPolicy: PullPolicyConfig;
 }
 
 export interface LoadedConfig { config: GatewayConfig; warnings: string[] }
@@ -285,7 +287,7 @@ export function parseGatewayConfig(raw: unknown, source = ''): LoadedConfig {
   if (!isObject(raw)) throw bad('(top level)', 'must be a JSON object', 'see imagemanager.json.example');
   const baseDir = source ? dirname(resolve(source)) : process.cwd();
   for (const k of Object.keys(raw)) {
-    const known = TOP_KEYS.has(k) || UNUSED_TOP_KEYS.has(k) || HTTP_SERVER_KEYS.has(k);
+    const known = TOP_KEYS.has(k) || UNUSED_TOP_KEYS.has(k) || HTTP_SERVER_KEYS.has(k) || PULL_POLICY_KEYS.has(k);
     if (!known) warnings.push(`imagemanager.json: unknown key ${k} ignored`);
   }
 
@@ -378,8 +380,59 @@ export function parseGatewayConfig(raw: unknown, source = ''): LoadedConfig {
     locations,
     platforms,
     http: parseHttpServerLimits(raw),
+    pullPolicy: parsePullPolicy(raw, positiveInt(raw, 'WorkerThreads', 'WorkerThreads', 1)),
   };
   return { config, warnings };
+}
+
+// ---- Pull policy: registry allow-list, pull deadline, per-registry concurrency ----
+//
+// `AllowedRegistries`: host patterns a pull may name besides the `Locations` keys and
+// DefaultImageLocation (which are always allowed): `registry.example.org` (default port only),
+// `registry.example.org:5000`, `registry.example.org:*` (any port), `*.example.org` (any subdomain).
+// Hosts allowed only by a pattern are checked once resolved: loopback, link-local and the gateway's
+// own addresses are refused (a Location is needed for those), and their network failures read
+// "could not reach" without details.
+// `PullDeadline`: seconds a pull may run, from leaving the queue to READY (default 7200).
+// `RegistryConcurrency`: pulls running against one registry at once (default WorkerThreads - 1,
+// at least 1), so a stalled registry leaves a worker for the others.
+
+/** `*.example.org:5000` as parsed: `suffix` true matches subdomains only; port null = default port, '*' = any. */
+export interface RegistryPattern { host: string; suffix: boolean; port: string | null }
+
+export interface PullPolicyConfig {
+  allowedRegistries: RegistryPattern[];
+  pullDeadlineSec: number;
+  registryConcurrency: number;
+}
+
+const PULL_POLICY_KEYS = new Set(['AllowedRegistries', 'PullDeadline', 'RegistryConcurrency']);
+const DNS_LABEL = '[a-z0-9](?:[a-z0-9-]*[a-z0-9])?';
+const REGISTRY_PATTERN = new RegExp(`^(\\*\\.)?(${DNS_LABEL}(?:\\.${DNS_LABEL})*)(?::(\\d{1,5}|\\*))?$`);
+
+export function parseRegistryPattern(text: string): RegistryPattern | null {
+  const m = REGISTRY_PATTERN.exec(text.trim().toLowerCase());
+  if (!m) return null;
+  return { host: m[2]!, suffix: m[1] !== undefined, port: m[3] ?? null };
+}
+
+function parsePullPolicy(raw: Json, workerThreads: number): PullPolicyConfig {
+  const allowedRegistries: RegistryPattern[] = [];
+  if (raw.AllowedRegistries !== undefined && raw.AllowedRegistries !== null) {
+    const fix = 'write e.g. "AllowedRegistries": ["registry.example.org", "*.example.org:5000"]';
+    for (const text of stringList(raw.AllowedRegistries, 'AllowedRegistries', fix)) {
+      const pattern = parseRegistryPattern(text);
+      if (!pattern) {
+        throw bad('AllowedRegistries', `has "${text}", which is not host[:port|:*] or *.domain[:port|:*]`, fix);
+      }
+      allowedRegistries.push(pattern);
+    }
+  }
+  return {
+    allowedRegistries,
+    pullDeadlineSec: positiveInt(raw, 'PullDeadline', 'PullDeadline', 7200),
+    registryConcurrency: positiveInt(raw, 'RegistryConcurrency', 'RegistryConcurrency', Math.max(1, workerThreads - 1)),
+  };
 }
 
 /** Picks the config file: `--config`, else `$GWCONFIG`, else /etc/shifter/imagemanager.json. */

@@ -6,8 +6,11 @@
  * - in-flight records are re-queued (they restart from the manifest; downloaded blobs are reused
  *   from the cache), except pulls that used the caller's registry credentials, which are never
  *   stored: those become FAILURE with a message asking to pull again;
- * - temporary files in every imageDir and pull scratch dirs in ExpandDirectory are deleted.
+ * - temporary files in every imageDir and pull scratch dirs in ExpandDirectory are deleted, and so
+ *   are the blob cache's (its partial downloads are kept: the resumed pull continues them).
  * SIGTERM (stop) aborts running pulls without touching their records, so the next start resumes them.
+ * A pull that runs longer than PullDeadline fails; at most RegistryConcurrency pulls run against one
+ * registry, so a registry that stalls cannot take every worker.
  */
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -19,8 +22,10 @@ import type { GatewayConfig } from '../config/imagemanager.js';
 import { parseImageReference } from '../reference/image-ref.js';
 import type { ImageStore } from '../store/image-store.js';
 import type { ImageRecord, PullProgress, RecordKey } from '../store/record.js';
+import { BlobCache } from '../registry/index.js';
 import { imageFilesComplete, runPullPipeline, type PullRequest } from './pipeline.js';
-import { decidePull, progressMessage } from './rules.js';
+import { registryAccess, registryKey } from './registry-access.js';
+import { decidePull, failureWindowSec, progressMessage } from './rules.js';
 import { assertMove, IN_FLIGHT, type ImageStatus } from '../store/status.js';
 
 const WORKDIR_PREFIX = 'gw-pull-';
@@ -30,6 +35,8 @@ const PROGRESS_WRITE_MS = 500;
 interface Job {
   key: RecordKey;
   req: PullRequest;
+  /** registryKey of the image's registry. */
+  registry: string;
   tokens: Record<string, string>;
   abort: AbortController;
   done?: Promise<void>;
@@ -53,12 +60,15 @@ export class PullManager {
   private readonly imageLocks = new Map<string, Promise<unknown>>();
   private readonly tagLocks = new Map<string, Promise<unknown>>();
   private stopping = false;
+  private readonly cache: BlobCache;
 
   constructor(
     private readonly store: ImageStore,
     private readonly config: GatewayConfig,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.cache = new BlobCache(config.cacheDirectory);
+  }
 
   private now(): number {
     return Date.now() / 1000;
@@ -66,7 +76,7 @@ export class PullManager {
 
   /** Upstream `update_states`: FAILURE records older than PullUpdateTimeout disappear. */
   async expireFailures(): Promise<void> {
-    await this.store.deleteFailuresBefore(this.now() - this.config.pullUpdateTimeoutSec);
+    await this.store.deleteFailuresBefore(this.now() - failureWindowSec(this.config));
   }
 
   /** Runs `fn` with no other `fn` for the same key running (promise chain per key). */
@@ -87,6 +97,7 @@ export class PullManager {
     if (req.itype !== 'docker') {
       throw new ShifterError('BAD_ARGUMENT', `images of type "${req.itype}" cannot be pulled; use type docker (custom images come from doimport)`);
     }
+    registryAccess(req.ref.location, this.config);
     const credentialed = credentialsFor(session.tokens, req.ref.location) !== null;
     return this.serialized(this.tagLocks, `${req.system}\0${req.itype}\0${req.tag}`, async () => {
       await this.expireFailures();
@@ -100,7 +111,8 @@ export class PullManager {
         format: this.config.defaultImageFormat, credentialed, now: this.now(),
       });
       this.log.info({ key: rec.key, tag: req.tag, system: req.system }, 'pull queued');
-      this.enqueue({ key: rec.key, req, tokens: session.tokens, abort: new AbortController() });
+      const registry = registryKey(req.ref.location);
+      this.enqueue({ key: rec.key, req, registry, tokens: session.tokens, abort: new AbortController() });
       return rec;
     });
   }
@@ -111,8 +123,11 @@ export class PullManager {
   }
 
   private pump(): void {
-    while (!this.stopping && this.running.size < this.config.workerThreads && this.queue.length > 0) {
-      const job = this.queue.shift()!;
+    while (!this.stopping && this.running.size < this.config.workerThreads) {
+      const busy = (registry: string) => [...this.running.values()].filter((j) => j.registry === registry).length;
+      const next = this.queue.findIndex((j) => busy(j.registry) < this.config.pullPolicy.registryConcurrency);
+      if (next === -1) return;
+      const job = this.queue.splice(next, 1)[0]!;
       this.running.set(job.key, job);
       job.done = this.run(job).finally(() => {
         this.running.delete(job.key);
@@ -125,6 +140,8 @@ export class PullManager {
     const { key, req } = job;
     const log = this.log.child({ pull: key, tag: req.tag, system: req.system });
     const signal = job.abort.signal;
+    const deadlineSec = this.config.pullPolicy.pullDeadlineSec;
+    const deadline = AbortSignal.timeout(deadlineSec * 1000);
     let status: ImageStatus = 'PENDING';
     let lastProgressWrite = 0;
     let pendingProgress: PullProgress | null = null;
@@ -150,8 +167,9 @@ export class PullManager {
         credentials: (location) => credentialsFor(job.tokens, location),
         withImageLock: (id, fn) => this.serialized(this.imageLocks, `${req.system}\0${id}`, fn),
         readyRecord: (id) => this.store.findReadyById(req.system, id),
-        signal,
+        signal: AbortSignal.any([signal, deadline]),
         workDir,
+        cache: this.cache,
       }, {
         status: async (next, message) => {
           await flushProgress();
@@ -179,11 +197,18 @@ export class PullManager {
       } else if (isShifterError(e) && e.code === 'NOT_FOUND' && !(await this.store.get(key).catch(() => true))) {
         log.warn('pull record was replaced by a newer pull; dropping this one');
       } else {
-        const message = isShifterError(e) ? e.message : `internal error: ${describeError(e)}`;
-        if (isShifterError(e)) log.warn({ code: e.code }, `pull failed: ${message}`);
+        const overdue = deadline.aborted
+          ? `the pull did not finish within ${deadlineSec} s (the site's PullDeadline) and was stopped ` +
+            `while ${status}; try again later, or ask the site's admins if it keeps happening`
+          : null;
+        const message = overdue ?? (isShifterError(e) ? e.message : `internal error: ${describeError(e)}`);
+        if (overdue !== null) log.warn({ code: 'DEADLINE' }, `pull failed: ${message}`);
+        else if (isShifterError(e)) log.warn({ code: e.code }, `pull failed: ${message}`);
         else log.error({ err: e }, 'pull failed with an unexpected error');
+        // A failure's age counts from when it failed (last_pull), not from when it was queued:
+        // otherwise a pull slower to fail than PullUpdateTimeout is re-queued before anyone sees it.
         await this.store.update(key, {
-          status: 'FAILURE', status_message: message, last_heartbeat: this.now(), progress: null,
+          status: 'FAILURE', status_message: message, last_pull: this.now(), last_heartbeat: this.now(), progress: null,
         }).catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot record the pull failure'));
       }
     } finally {
@@ -201,6 +226,9 @@ export class PullManager {
   async recover(): Promise<void> {
     await mkdir(this.config.expandDirectory, { recursive: true });
     await mkdir(this.config.cacheDirectory, { recursive: true });
+    for (const name of await this.cache.open()) {
+      this.log.info({ file: name, cacheDirectory: this.config.cacheDirectory }, 'removed a stale blob cache file');
+    }
     for (const entry of await readdir(this.config.expandDirectory)) {
       if (entry.startsWith(WORKDIR_PREFIX) || isTemporaryName(entry)) {
         await rm(join(this.config.expandDirectory, entry), { recursive: true, force: true });
@@ -246,13 +274,14 @@ export class PullManager {
           });
         }
         this.log.info({ key: rec.key, tag: rec.pulltag, was: rec.status }, 'resuming an interrupted pull');
+        const ref = parseImageReference(rec.pulltag, this.config.defaultImageLocation);
         this.enqueue({
           key: rec.key,
           req: {
-            system: rec.system, itype: rec.itype, tag: rec.pulltag,
-            ref: parseImageReference(rec.pulltag, this.config.defaultImageLocation),
+            system: rec.system, itype: rec.itype, tag: rec.pulltag, ref,
             userACL: rec.userACL, groupACL: rec.groupACL, requesterUid: rec.requesterUid,
           },
+          registry: registryKey(ref.location),
           tokens: {},
           abort: new AbortController(),
         });

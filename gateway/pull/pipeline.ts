@@ -19,7 +19,11 @@ import type { Logger } from '../../common/logger.js';
 import { formatImageMeta } from '../../common/image-meta.js';
 import { convertLayersToSquashfs } from '../convert/index.js';
 import { isDockerHub, referenceForManifest, type ImageReference } from '../reference/image-ref.js';
-import { BlobCache, defaultBaseUrl, fetchLayers, RegistryClient, type FetchProgress, type Platform, type RegistryEndpoint } from '../registry/index.js';
+import {
+  createConnectGuard, defaultBaseUrl, fetchLayers, RegistryClient,
+  type BlobCache, type FetchProgress, type Platform, type RegistryClientOptions, type RegistryEndpoint,
+} from '../registry/index.js';
+import { registryAccess } from './registry-access.js';
 import type { GatewayConfig, PlatformConfig } from '../config/imagemanager.js';
 import type { RegistryLogin } from '../auth/session.js';
 import { accessAfterPull, pullGrant, type CompletedPull, type ImageRecord } from '../store/record.js';
@@ -59,6 +63,8 @@ export interface PipelineContext {
   signal: AbortSignal;
   /** Scratch directory owned by this pull (under ExpandDirectory), removed afterwards. */
   workDir: string;
+  /** The gateway's blob cache (one per process). */
+  cache: BlobCache;
 }
 
 export function imageFiles(platform: PlatformConfig, id: string): { image: string; meta: string } {
@@ -139,7 +145,9 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
   const { ref } = req;
   await hooks.status('PULLING', `Getting manifest for ${ref.location}/${ref.repository}:${referenceForManifest(ref)}`);
   const login = ctx.credentials(ref.location);
-  const client = new RegistryClient(endpointFor(config, platform, ref.location, login), log);
+  const guarded = registryAccess(ref.location, config) === 'pattern';
+  const options: RegistryClientOptions = guarded ? { guard: createConnectGuard() } : {};
+  const client = new RegistryClient(endpointFor(config, platform, ref.location, login), log, options);
   const resolved = await client.resolve(ref.repository, referenceForManifest(ref), signal);
   const id = resolved.manifestDigest.replace(/^sha256:/, '');
   if (!/^[0-9a-f]{64}$/.test(id)) throw new ShifterError('REGISTRY_ERROR', `the registry returned a manifest digest "${resolved.manifestDigest}" that is not sha256`);
@@ -156,8 +164,7 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       metaOnly = true;
       await hooks.status('TRANSFER', `Image ${id.slice(0, 12)} is already on ${req.system}; updating its metadata`);
     } else {
-      const cache = new BlobCache(config.cacheDirectory);
-      const paths = await fetchLayers(client, ref.repository, resolved.layers, cache, {
+      const paths = await fetchLayers(client, ref.repository, resolved.layers, ctx.cache, {
         concurrency: config.layerConcurrency, signal, onProgress: hooks.progress,
       });
       await hooks.status('CONVERSION', `Converting ${resolved.layers.length} layers to squashfs`);

@@ -15,10 +15,20 @@ export interface PullTimeouts {
 /** A READY image pulled this recently is not re-pulled even if the ACLs differ (upstream's 10 s). */
 export const RECENT_WINDOW_SEC = 10;
 
+/**
+ * How long a FAILURE is shown instead of retried, counted from when it failed: PullUpdateTimeout,
+ * but at least RECENT_WINDOW_SEC, so a client polling every 0.5 s sees the failure it waited for
+ * even with PullUpdateTimeout 0 (instead of re-queueing the pull forever).
+ */
+export function failureWindowSec(t: PullTimeouts): number {
+  return Math.max(t.pullUpdateTimeoutSec, RECENT_WINDOW_SEC);
+}
+
 export function isPullable(rec: ImageRecord, now: number, t: PullTimeouts): boolean {
   if (rec.status === 'EXPIRED') return true;
   if (rec.last_pull === null) return true;
-  if (rec.status === 'READY' || rec.status === 'FAILURE') return rec.last_pull + t.pullUpdateTimeoutSec < now;
+  if (rec.status === 'READY') return rec.last_pull + t.pullUpdateTimeoutSec < now;
+  if (rec.status === 'FAILURE') return rec.last_pull + failureWindowSec(t) < now;
   return (rec.last_heartbeat ?? rec.last_pull) + t.heartbeatTimeoutSec < now;
 }
 

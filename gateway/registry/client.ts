@@ -17,7 +17,10 @@ import {
 import type { BlobCache } from './blob-cache.js';
 import { MANIFEST_ACCEPT } from './media-types.js';
 import { DEFAULT_PLATFORM, formatPlatform, selectPlatform } from './platform.js';
-import { TransientError, discard, readBody, sendFollowingRedirects, type HttpResponse } from './http.js';
+import {
+  TransientError, discard, readBody, sendFollowingRedirects, type HttpResponse, type HttpTimeouts,
+} from './http.js';
+import type { ConnectGuard } from './address-guard.js';
 import {
   TokenCache, assertSafeForCredentials, basicAuthorization, parseChallenges, parseTokenResponse, pullScope, tokenUrl,
   type Challenge,
@@ -57,7 +60,8 @@ export class RegistryClient {
   private readonly base: URL;
   /** Path prefix of the base URL without trailing slash ('' for most registries). */
   private readonly basePath: string;
-  private readonly idleTimeoutMs: number;
+  private readonly timeouts: HttpTimeouts;
+  private readonly guard: ConnectGuard | undefined;
   private readonly attempts: number;
   private readonly backoffMs: number;
   private readonly env: NodeJS.ProcessEnv;
@@ -70,7 +74,12 @@ export class RegistryClient {
     this.log = log;
     this.base = parseBaseUrl(endpoint.baseUrl);
     this.basePath = this.base.pathname.replace(/\/+$/, '');
-    this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
+    this.timeouts = {
+      connectTimeoutMs: options.connectTimeoutMs ?? 15_000,
+      responseTimeoutMs: options.responseTimeoutMs ?? 30_000,
+      idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
+    };
+    this.guard = options.guard;
     this.attempts = Math.max(1, options.attempts ?? 5);
     this.backoffMs = options.backoffMs ?? 500;
     this.env = options.env ?? process.env;
@@ -85,6 +94,25 @@ export class RegistryClient {
     if (!isDigest(reference) && !TAG.test(reference)) {
       throw new ShifterError('BAD_ARGUMENT', `"${reference}" is neither a tag nor a sha256 digest`);
     }
+    return this.reported(this.resolveImage(repository, reference, signal));
+  }
+
+  /**
+   * For a user-named registry, how it failed to connect (refused, reset, TLS, silent) would map the
+   * ports of hosts the user cannot reach themselves: the user learns only that it could not be reached.
+   */
+  private async reported<T>(work: Promise<T>): Promise<T> {
+    try {
+      return await work;
+    } catch (e) {
+      if (!this.guard || !(e instanceof ShifterError) || e.code !== 'UNREACHABLE') throw e;
+      this.log.warn({ registry: this.registry, err: e.message }, 'user-named registry unreachable');
+      throw new ShifterError('UNREACHABLE',
+        `could not reach ${this.registry}; check the registry name in the image reference`);
+    }
+  }
+
+  private async resolveImage(repository: string, reference: string, signal?: AbortSignal): Promise<ResolvedImage> {
     const top = await this.fetchManifest(repository, reference, signal);
     let credentialed = top.credentialed;
     let manifestDigest = top.digest;
@@ -115,15 +143,14 @@ export class RegistryClient {
    * `onBytes` gets the bytes received; a negative count means a restart discarded earlier bytes.
    */
   async fetchBlob(repository: string, layer: LayerDescriptor, cache: BlobCache, onBytes?: (n: number) => void, signal?: AbortSignal): Promise<string> {
-    return cache.ensure(layer.digest, async () => {
-      const tmp = await cache.temporaryPathFor(layer.digest);
-      const url = this.url(repository, 'blobs', layer.digest);
-      await downloadBlob(layer, tmp, cache.pathFor(layer.digest), async (offset) => {
-        const { res } = await this.request(repository, url, offset > 0 ? { range: `bytes=${offset}-` } : {}, signal);
-        if (res.status !== 200 && res.status !== 206) throw await this.unexpected(res, `blob ${layer.digest} of ${repository}`);
-        return res;
-      }, this.policy(signal), onBytes);
-    });
+    const url = this.url(repository, 'blobs', layer.digest);
+    return this.reported(cache.ensure(layer, (writer) => downloadBlob(writer, async (offset) => {
+      const { res } = await this.request(repository, url, offset > 0 ? { range: `bytes=${offset}-` } : {}, signal);
+      if (res.status !== 200 && res.status !== 206) {
+        throw await this.unexpected(res, `blob ${layer.digest} of ${repository}`);
+      }
+      return res;
+    }, this.policy(signal), onBytes)));
   }
 
   private policy(signal: AbortSignal | undefined): RetryPolicy {
@@ -227,8 +254,9 @@ export class RegistryClient {
       if (extra.range) headers.range = extra.range;
       if (state.header) headers.authorization = state.header;
       const res = await sendFollowingRedirects({
-        method: 'GET', url, headers, env: this.env, idleTimeoutMs: this.idleTimeoutMs,
+        method: 'GET', url, headers, env: this.env, ...this.timeouts,
         ...(ca !== undefined ? { ca } : {}), ...(signal ? { signal } : {}),
+        ...(this.guard ? { guard: this.guard } : {}),
       });
       if ((res.status === 401 || res.status === 403) && res.url.origin === url.origin) {
         const challenges = parseChallenges(res.headers['www-authenticate']);
@@ -281,8 +309,9 @@ export class RegistryClient {
     const ca = await this.caBundle();
     return withRetries(`getting a token from ${url.host}`, this.policy(signal), async () => {
       const res = await sendFollowingRedirects({
-        method: 'GET', url, headers, env: this.env, idleTimeoutMs: this.idleTimeoutMs,
+        method: 'GET', url, headers, env: this.env, ...this.timeouts,
         ...(ca !== undefined ? { ca } : {}), ...(signal ? { signal } : {}),
+        ...(this.guard ? { guard: this.guard } : {}),
       });
       if (res.status === 401 || res.status === 403) {
         discard(res);

@@ -1,4 +1,5 @@
 /** Where a registry lives and how to talk to it (one imagemanager.json Location). */
+import type { ConnectGuard } from './address-guard.js';
 import type { Platform } from './platform.js';
 
 export interface RegistryCredentials { username: string; password: string }
@@ -17,8 +18,18 @@ export interface RegistryEndpoint {
 
 /** Tunables a deployment rarely changes; tests shorten them. */
 export interface RegistryClientOptions {
-  /** Abort a request when no byte arrives for this long (default 60 s). */
+  /** TCP connect plus TLS handshake (default 15 s). */
+  connectTimeoutMs?: number;
+  /** From a request sent to its answer's headers (default 30 s). */
+  responseTimeoutMs?: number;
+  /** Abort a body when no byte arrives for this long (default 60 s). */
   idleTimeoutMs?: number;
+  /**
+   * For a registry a user named that the site did not configure: every connection is checked (and
+   * made to the checked address), and network failures are reported as "could not reach" only,
+   * their details going to the log.
+   */
+  guard?: ConnectGuard;
   /** Attempts per request on network errors and 5xx (default 5). */
   attempts?: number;
   /** First back-off delay, doubled per attempt (default 500 ms). */

@@ -1,14 +1,18 @@
 /**
  * One HTTP(S) exchange with a registry, token server or blob store, streaming the body.
  * Node's http/https modules rather than fetch: fetch can neither use a CA file per registry nor
- * honour http_proxy on Node 20. Connections are not pooled (each request owns its socket) so an
- * inactivity timeout and a mid-body abort affect exactly one request.
+ * honour http_proxy on Node 20. Connections are not pooled (each request owns its socket) so a
+ * timeout and a mid-body abort affect exactly one request.
+ * Three timeouts, each with its own timer and message: connecting (TCP and the TLS handshake),
+ * waiting for the answer's headers, and silence in the middle of a body. (A socket timeout on a
+ * TLS request fires only after twice its value, so none is used before the headers.)
  */
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
 import { ShifterError } from '../../common/errors.js';
+import type { ConnectGuard } from './address-guard.js';
 import { proxyAuthorization, proxyFor } from './proxy.js';
 
 /** A failure worth retrying: the network, a timeout, or a 5xx/429 answer. */
@@ -16,25 +20,40 @@ export class TransientError extends Error {
   readonly url: string;
   readonly status: number | undefined;
   override readonly cause?: unknown;
+  /**
+   * No connection or no answer in time (as opposed to refused, reset, 5xx, or a body that stalled
+   * after an answer, which is worth the usual retries: each resumes where the last one stopped).
+   */
+  readonly timedOut: boolean;
 
-  constructor(message: string, url: string, status?: number, cause?: unknown) {
+  constructor(message: string, url: string, status?: number, cause?: unknown, timedOut = false) {
     super(message);
     this.name = 'TransientError';
     this.url = url;
     this.status = status;
     this.cause = cause;
+    this.timedOut = timedOut;
   }
 }
 
-export interface HttpRequest {
+export interface HttpTimeouts {
+  /** TCP connect plus the TLS handshake. */
+  connectTimeoutMs: number;
+  /** From the request sent to the answer's headers. */
+  responseTimeoutMs: number;
+  /** No byte of the body moving for this long. */
+  idleTimeoutMs: number;
+}
+
+export interface HttpRequest extends HttpTimeouts {
   method: 'GET' | 'HEAD';
   url: URL;
   headers: Record<string, string>;
   /** PEM bundle trusted in addition to the system roots. */
   ca?: string;
   env: NodeJS.ProcessEnv;
-  /** Abort when no byte moves for this long, during connect, headers or body. */
-  idleTimeoutMs: number;
+  /** Checks where a direct connection goes; the connection is made to the address it checked. */
+  guard?: ConnectGuard;
   signal?: AbortSignal;
 }
 
@@ -84,9 +103,12 @@ function openTunnel(proxy: URL, target: URL, req: HttpRequest): Promise<net.Sock
       host: bareHost(proxy.hostname), port: portOf(proxy), method: 'CONNECT', path: authority, headers, agent: false,
       ...(req.signal ? { signal: req.signal } : {}),
     });
-    connectReq.setTimeout(req.idleTimeoutMs, () => connectReq.destroy(
-      new TransientError(`the proxy ${proxy.host} did not answer CONNECT within ${req.idleTimeoutMs / 1000} s`, target.href)));
+    const timer = setTimeout(() => connectReq.destroy(new TransientError(
+      `the proxy ${proxy.host} did not answer CONNECT within ${seconds(req.connectTimeoutMs + req.responseTimeoutMs)}`,
+      target.href, undefined, undefined, true)), req.connectTimeoutMs + req.responseTimeoutMs);
     connectReq.on('connect', (res, socket) => {
+      // The socket now belongs to the tunnel: destroying the CONNECT request later would cut it.
+      clearTimeout(timer);
       if (res.statusCode !== 200) {
         socket.destroy();
         reject(new TransientError(`the proxy ${proxy.host} refused to connect to ${authority} (HTTP ${res.statusCode})`, target.href, res.statusCode));
@@ -94,9 +116,27 @@ function openTunnel(proxy: URL, target: URL, req: HttpRequest): Promise<net.Sock
       }
       resolve(socket);
     });
-    connectReq.on('error', (e) => reject(networkError(e, target)));
+    connectReq.on('error', (e) => {
+      clearTimeout(timer);
+      reject(networkError(e, target));
+    });
     connectReq.end();
   });
+}
+
+function seconds(ms: number): string {
+  return `${Math.round(ms / 100) / 10} s`;
+}
+
+type LookupCallback = (
+  err: Error | null, address: string | { address: string; family: number }[], family?: number) => void;
+
+/** A `lookup` that always answers with the address the guard checked, so DNS cannot change it afterwards. */
+function fixedLookup(address: string, family: number) {
+  return (_host: string, options: { all?: boolean }, cb: LookupCallback) => {
+    if (options.all) cb(null, [{ address, family }]);
+    else cb(null, address, family);
+  };
 }
 
 /** Sends one request (no redirect handling) and resolves when the response headers arrive. */
@@ -104,6 +144,10 @@ export async function send(req: HttpRequest): Promise<HttpResponse> {
   const { url } = req;
   const isHttps = url.protocol === 'https:';
   const proxy = proxyFor(url, req.env);
+  // Through a proxy the proxy resolves names; an address literal is still ours to check.
+  const checked = req.guard && (!proxy || net.isIP(bareHost(url.hostname)) !== 0)
+    ? await req.guard.resolve(bareHost(url.hostname))
+    : null;
   const headers: Record<string, string> = { ...req.headers, host: url.host };
   const path = `${url.pathname}${url.search}`;
   const common = { method: req.method, agent: false as const, ...(req.signal ? { signal: req.signal } : {}) };
@@ -126,21 +170,45 @@ export async function send(req: HttpRequest): Promise<HttpResponse> {
     options = { ...noAgent, path, headers, createConnection: () => secure };
   } else {
     const ca = trustedCa(req.ca);
-    options = { ...common, host: bareHost(url.hostname), port: portOf(url), path, headers, ...(ca ? { ca } : {}) };
+    options = {
+      ...common, host: bareHost(url.hostname), port: portOf(url), path, headers, ...(ca ? { ca } : {}),
+      ...(checked ? { lookup: fixedLookup(checked.address, checked.family) } : {}),
+    };
   }
 
   return new Promise((resolve, reject) => {
     let response: http.IncomingMessage | undefined;
+    let timer: NodeJS.Timeout | undefined;
     const r = mod.request(options, (res) => {
+      clearTimeout(timer);
       response = res;
+      r.setTimeout(req.idleTimeoutMs, () => {
+        const message = `${url.host} stopped sending for ${seconds(req.idleTimeoutMs)}`;
+        const err = new TransientError(message, url.href);
+        res.destroy(err);
+        r.destroy(err);
+      });
       resolve({ status: res.statusCode ?? 0, headers: res.headers, url, body: res });
     });
-    r.setTimeout(req.idleTimeoutMs, () => {
-      const err = new TransientError(`${url.host} sent nothing for ${req.idleTimeoutMs / 1000} s`, url.href);
-      response?.destroy(err);
-      r.destroy(err);
+    const expire = (ms: number, message: string) => {
+      clearTimeout(timer);
+      timer = setTimeout(() => r.destroy(new TransientError(message, url.href, undefined, undefined, true)), ms);
+    };
+    const target = proxy && !isHttps ? `the proxy ${proxy.host}` : url.host;
+    const answering = () => expire(req.responseTimeoutMs,
+      `${target} accepted the connection but did not answer within ${seconds(req.responseTimeoutMs)}`);
+    expire(req.connectTimeoutMs, `could not connect to ${target} within ${seconds(req.connectTimeoutMs)}`);
+    r.on('socket', (socket) => {
+      // Every socket here is fresh (no agent): a TLS one has its handshake still ahead.
+      if (socket instanceof tls.TLSSocket) socket.once('secureConnect', answering);
+      else if (socket.connecting) socket.once('connect', answering);
+      else answering();
     });
-    r.on('error', (e) => reject(networkError(e, url)));
+    r.on('close', () => { if (!response) clearTimeout(timer); });
+    r.on('error', (e) => {
+      clearTimeout(timer);
+      reject(networkError(e, url));
+    });
     r.end();
   });
 }

@@ -36,6 +36,7 @@ test.before(async () => {
     config: {
       CacheDirectory: join(dir, 'cache'), ExpandDirectory: join(dir, 'expand'), Authentication: 'mock', WorkerThreads: 2,
       DefaultImageLocation: 'site', Locations: { site: { url: proxy.url }, [reg.host]: { url: reg.url } },
+      AllowedRegistries: ['localhost:*'],
       Platforms: { sys: { accesstype: 'local', local: { imageDir }, admins: ['root'] } },
     },
   });
@@ -170,16 +171,32 @@ test.serial('an unknown tag ends in FAILURE with the registry\'s answer', async 
   t.regex(String(rec.status_message), /nope/);
 });
 
-test.serial('a name whose first component is host:port pulls from that registry (upstream #156); plain http only where configured', async (t) => {
+test.serial('a name starting with host:port pulls from that configured registry (upstream #156)', async (t) => {
   const pushed = await push('direct/app', '2', { 'etc/direct': 'yes\n' });
   // The gateway's config names reg.host with an http url (see test.before): the name works as is.
   const rec = await pullUntilDone(`${reg.host}/direct/app:2`);
   t.is(rec.status, 'READY', String(rec.status_message));
   t.is(rec.id, pushed.manifestDigest.replace('sha256:', ''));
   t.deepEqual(rec.tag, [`${reg.host}/direct/app:2`]);
+});
 
-  // A host the site did not configure is spoken to over https only, even on loopback.
-  const plain = await pullUntilDone(`${proxy.host}/direct/app:2`);
-  t.is(plain.status, 'FAILURE');
-  t.regex(String(plain.status_message), new RegExp(`https://${proxy.host.replace(/[.]/g, '\\.')}`));
+test.serial('a registry the site did not allow is refused at once, and nothing connects to it', async (t) => {
+  proxy.clearLog();
+  const url = `${gw.url}/api/pull/sys/docker/${proxy.host}/direct/app:2/`;
+  const res = await fetch(url, { method: 'POST', headers: ALICE });
+  t.is(res.status, 403);
+  const body = await res.json() as { error: string };
+  t.is(body.error, `this gateway does not pull from ${proxy.host}; it pulls from site, ${reg.host}, localhost:*. ` +
+    "Use one of those, or ask the site's admins to add the registry to Locations or AllowedRegistries");
+  t.is(proxy.requests.length, 0);
+  const queue = await (await fetch(`${gw.url}/api/queue/sys/`)).json() as { list: Rec[] };
+  t.false(queue.list.some((q) => String(q.image).startsWith(proxy.host)));
+});
+
+test.serial('an allowed pattern does not reach the gateway\'s own host: no connection to loopback', async (t) => {
+  proxy.clearLog();
+  const rec = await pullUntilDone(`localhost:${new URL(proxy.url).port}/direct/app:2`);
+  t.is(rec.status, 'FAILURE');
+  t.regex(String(rec.status_message), /^registry host localhost resolves to an address the gateway does not connect/);
+  t.is(proxy.requests.length, 0);
 });
