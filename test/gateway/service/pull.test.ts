@@ -189,7 +189,7 @@ test.serial('a registry the site did not allow is refused at once, and nothing c
   t.is(body.error, `this gateway does not pull from ${proxy.host}; it pulls from site, ${reg.host}, localhost:*. ` +
     "Use one of those, or ask the site's admins to add the registry to Locations or AllowedRegistries");
   t.is(proxy.requests.length, 0);
-  const queue = await (await fetch(`${gw.url}/api/queue/sys/`)).json() as { list: Rec[] };
+  const queue = await (await fetch(`${gw.url}/api/queue/sys/`, { headers: ALICE })).json() as { list: Rec[] };
   t.false(queue.list.some((q) => String(q.image).startsWith(proxy.host)));
 });
 
