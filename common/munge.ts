@@ -7,6 +7,9 @@
 import { spawn } from 'node:child_process';
 import { ShifterError } from './errors.js';
 
+/** munged's own default socket: where clients and unmunge look when the config names none. */
+export const DEFAULT_MUNGE_SOCKET = '/run/munge/munge.socket.2';
+
 export interface MungeIdentity {
   uid: number;
   gid: number;
