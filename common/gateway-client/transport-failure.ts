@@ -47,10 +47,10 @@ export function attemptFailure(e: unknown, ctx: AttemptContext): AttemptFailure 
   const { gateway, phase, timeoutSeconds } = ctx;
   const withinTimeout = `within ${timeoutSeconds} s (gatewayTimeout)`;
   const noAnswer = phase === 'waiting' ? `no answer ${withinTimeout}` : `no complete answer ${withinTimeout}`;
-  const closed =
+  const cut = (verb: string): string =>
     phase === 'waiting'
-      ? 'closed the connection without answering'
-      : 'closed the connection in the middle of its answer';
+      ? `${verb} the connection without answering`
+      : `${verb} the connection in the middle of its answer`;
   if (ctx.deadlinePassed) return { gateway, reason: noAnswer };
   if (e instanceof AnswerTooLargeError) {
     return {
@@ -70,10 +70,10 @@ export function attemptFailure(e: unknown, ctx: AttemptContext): AttemptFailure 
       return { gateway, reason: noAnswer };
     case 'UND_ERR_SOCKET':
     case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
-      return { gateway, reason: closed };
+      return { gateway, reason: cut('closed') };
     case 'ECONNRESET':
     case 'EPIPE':
-      return { gateway, errno: code, reason: `connection reset: ${closed}` };
+      return { gateway, errno: code, reason: cut('reset') };
     case undefined:
       return { gateway, reason: describeError(e) };
     default:

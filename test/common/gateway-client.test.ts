@@ -256,6 +256,12 @@ test('transport failures: the phase tells "closed without answering" from "stopp
     attemptFailure(aborted, { ...ctx, phase: 'waiting', deadlinePassed: true }).reason,
     'no answer within 5 s (gatewayTimeout)',
   );
+  const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+  t.deepEqual(attemptFailure(reset, { ...ctx, phase: 'reading' }), {
+    gateway: 'http://gw',
+    errno: 'ECONNRESET',
+    reason: 'reset the connection in the middle of its answer',
+  });
   const dns = Object.assign(new Error('getaddrinfo ENOTFOUND gw'), { code: 'ENOTFOUND' });
   t.deepEqual(attemptFailure(dns, { ...ctx, phase: 'waiting' }), {
     gateway: 'http://gw',
