@@ -7,6 +7,9 @@
 import { spawn } from 'node:child_process';
 import { ShifterError } from './errors.js';
 
+/** munged's own default socket: where clients and unmunge look when the config names none. */
+export const DEFAULT_MUNGE_SOCKET = '/run/munge/munge.socket.2';
+
 export interface MungeIdentity {
   uid: number;
   gid: number;
@@ -27,18 +30,28 @@ export class MungeError extends ShifterError {
   }
 }
 
-interface RunResult { code: number | null; stdout: string; stderr: string }
+/**
+ * How long munge/unmunge may run. Their own wait for munged is about 10 s and ends with a
+ * message of theirs, so this only stops a tool that hangs for another reason.
+ */
+const DEFAULT_TOOL_TIMEOUT_MS = 20_000;
 
-function run(cmd: string, args: string[], input: string, timeoutMs = 10_000): Promise<RunResult> {
+interface RunResult { code: number | null; stdout: string; stderr: string; timedOut: boolean }
+
+function run(cmd: string, args: string[], input: string, timeoutMs: number): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
     child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
     child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
     child.on('error', (e) => { clearTimeout(timer); reject(e); });
-    child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+    child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr, timedOut }); });
     child.stdin.on('error', () => undefined);
     child.stdin.end(input);
   });
@@ -52,17 +65,31 @@ function missingTool(tool: string, e: unknown): MungeError {
   return new MungeError('unavailable', `cannot run ${tool}: ${(e as Error).message}`);
 }
 
+function hung(tool: string, timeoutMs: number, socket: string | undefined): MungeError {
+  return new MungeError('unavailable',
+    `${tool} did not finish within ${timeoutMs / 1000} s; is munged running${socket ? ` on ${socket}` : ''}?`);
+}
+
+export interface MungeEncodeOptions {
+  socket?: string;
+  ttlSeconds?: number;
+  /** How long `munge` may take (default 20 s). */
+  timeoutMs?: number;
+}
+
 /** Encodes `payload` as a MUNGE credential for the calling process's uid/gid. */
-export async function mungeEncode(payload: string, opts: { socket?: string; ttlSeconds?: number } = {}): Promise<string> {
+export async function mungeEncode(payload: string, opts: MungeEncodeOptions = {}): Promise<string> {
   const args: string[] = [];
   if (opts.socket) args.push('--socket', opts.socket);
   if (opts.ttlSeconds !== undefined) args.push('--ttl', String(opts.ttlSeconds));
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TOOL_TIMEOUT_MS;
   let r: RunResult;
   try {
-    r = await run('munge', args, payload);
+    r = await run('munge', args, payload, timeoutMs);
   } catch (e) {
     throw missingTool('munge', e);
   }
+  if (r.timedOut) throw hung('munge', timeoutMs, opts.socket);
   if (r.code !== 0) {
     const why = r.stderr.trim().replace(/^munge: Error: /, '');
     throw new MungeError('unavailable', `munge could not encode a credential: ${why}; is munged running${opts.socket ? ` on ${opts.socket}` : ''}?`);
@@ -100,10 +127,11 @@ export function parseUnmungeOutput(out: string): MungeIdentity {
 export async function mungeDecode(cred: string, opts: { socket: string }): Promise<MungeIdentity> {
   let r: RunResult;
   try {
-    r = await run('unmunge', ['--socket', opts.socket], cred.trim() + '\n');
+    r = await run('unmunge', ['--socket', opts.socket], cred.trim() + '\n', DEFAULT_TOOL_TIMEOUT_MS);
   } catch (e) {
     throw missingTool('unmunge', e);
   }
+  if (r.timedOut) throw hung('unmunge', DEFAULT_TOOL_TIMEOUT_MS, opts.socket);
   switch (r.code) {
     case 0: return parseUnmungeOutput(r.stdout);
     case 15: throw new MungeError('expired', 'munge credential expired; create a fresh one (it is valid for its TTL, 5 minutes by default) and retry');

@@ -1,14 +1,17 @@
 /**
  * From what the user typed to an image file on this node: `id:<hex>` is used directly;
  * `docker:`/`custom:` names (or bare names, with defaultImageType) are looked up in the image
- * gateway, which answers with the id. Lookups are cached briefly so a 1000-rank job start asks
- * the gateway once, not 1000 times. The image's .meta (entrypoint, env, ACLs) is read from
+ * gateway (through the shared client in common/gateway-client, as shifterimg does), which
+ * answers with the id. Lookups are cached briefly so a 1000-rank job start asks the gateway
+ * once, not 1000 times. The image's .meta (entrypoint, env, ACLs) is read from
  * imagePath and its ACL enforced against the kernel-given identity of the caller.
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
-import { ShifterError, describeError } from '../common/errors.js';
+import { ShifterError, describeError, isShifterError } from '../common/errors.js';
+import { ANONYMOUS, GatewayClient, type CredentialSource } from '../common/gateway-client/client.js';
+import { GatewayAnswerError, GatewayUnreachableError, type AttemptFailure } from '../common/gateway-client/errors.js';
 import {
   formatImageDescriptor, isImageId, parseImageDescriptor,
   type ImageDescriptor, type ImageId, type ImageType,
@@ -58,8 +61,8 @@ export interface ResolverOptions {
   gateways: readonly string[];
   system: string | undefined;
   defaultImageType: ImageType;
-  /** Per gateway request; undefined -> 30 s. */
-  timeoutMs?: number;
+  /** udiRoot.conf's gatewayTimeout (seconds per gateway request); unset: the gateway client's default. */
+  gatewayTimeout?: number;
   /** How long a gateway answer is reused. */
   cacheTtlMs?: number;
   /** A munge credential made as the caller, for the retry of a lookup that found nothing (private images). */
@@ -82,17 +85,40 @@ type LookupAnswer =
   | { kind: 'found'; id: ImageId }
   | { kind: 'missing' }
   | { kind: 'not-ready'; status: string }
-  | { kind: 'unreachable'; failures: string[] };
+  | { kind: 'unreachable'; failures: readonly AttemptFailure[] }
+  | { kind: 'failed'; error: ShifterError };
+
+/** `host (ECONNREFUSED)`: the errno where there is one, as admins grep logs for it. */
+function describeFailure(f: AttemptFailure): string {
+  return `${f.gateway} (${f.errno ?? f.reason})`;
+}
+
+/** What a lookup answer means for a launch; a record without a usable id is the gateway's fault. */
+function lookupAnswer(record: unknown): LookupAnswer {
+  const r = (typeof record === 'object' && record !== null ? record : {}) as LookupRecord;
+  if (r.status !== undefined && r.status !== 'READY') return { kind: 'not-ready', status: String(r.status) };
+  if (typeof r.id !== 'string' || !isImageId(r.id)) {
+    return { kind: 'failed', error: new GatewayAnswerError('the image gateway\'s answer has no valid image id') };
+  }
+  return { kind: 'found', id: r.id };
+}
 
 export class ImageResolver {
   private readonly opts: ResolverOptions;
   private readonly lookups: LRUCache<string, ImageId>;
+  /** Undefined when udiRoot.conf names no gateway or system: only id: images resolve then. */
+  private readonly client: GatewayClient | undefined;
   /** Parsed meta files by image id, with the (inode, size, mtime) they were parsed at. */
   private readonly metaCache = new LRUCache<ImageId, { version: string; meta: ImageMetaInfo }>({ max: 1000 });
 
   constructor(opts: ResolverOptions) {
     this.opts = opts;
     this.lookups = new LRUCache<string, ImageId>({ max: 1000, ttl: opts.cacheTtlMs ?? 30_000 });
+    this.client = opts.gateways.length > 0 && opts.system !== undefined
+      ? new GatewayClient({
+        gateways: opts.gateways, system: opts.system, gatewayTimeout: opts.gatewayTimeout, credential: ANONYMOUS,
+      })
+      : undefined;
   }
 
   /** Parses and resolves `request`, reads the meta and checks the ACL for `caller`. */
@@ -150,8 +176,8 @@ export class ImageResolver {
 
   private async lookup(d: ImageDescriptor, caller: Caller): Promise<ImageId> {
     const name = formatImageDescriptor(d);
-    const { gateways, system } = this.opts;
-    if (gateways.length === 0 || system === undefined) {
+    const { client } = this;
+    if (client === undefined) {
       throw new ShifterError('BAD_CONFIG', `cannot look up ${name}: udiRoot.conf sets no imageGateway/system; use --image=id:<id> or configure the gateway`);
     }
     const publicKey = `|${name}`;
@@ -159,20 +185,23 @@ export class ImageResolver {
     const cached = this.lookups.get(publicKey) ?? this.lookups.get(privateKey);
     if (cached !== undefined) return cached;
 
-    const path = `/api/lookup/${encodeURIComponent(system)}/${d.type}/${encodeURI(d.tag)}/`;
     // Public images need no credential. A private one is invisible to an anonymous lookup, so
-    // a 404 is retried once with a munge credential made as the caller (when munge works here).
-    const anonymous = await this.askGateways(path, undefined);
+    // a 404 is asked again with munge credentials made as the caller (when munge works here).
+    const anonymous = await this.ask(client, d, ANONYMOUS);
     let answer = anonymous;
     let key = publicKey;
-    if (anonymous.kind === 'missing' && this.opts.credentialFor !== undefined) {
-      const credential = await this.opts.credentialFor(caller).catch(() => undefined);
-      if (credential !== undefined) {
-        const authed = await this.askGateways(path, credential);
-        if (authed.kind === 'found' || authed.kind === 'not-ready') {
-          answer = authed;
-          key = privateKey;
-        }
+    const { credentialFor } = this.opts;
+    if (anonymous.kind === 'missing' && credentialFor !== undefined) {
+      const asCaller: CredentialSource = async () => {
+        const credential = await credentialFor(caller);
+        if (credential === undefined) throw new ShifterError('AUTH_FAILED', 'munge cannot make a credential here');
+        return credential;
+      };
+      // Anything but a definite answer leaves the anonymous one: the gateway has been reached.
+      const authed = await this.ask(client, d, asCaller);
+      if (authed.kind === 'found' || authed.kind === 'not-ready') {
+        answer = authed;
+        key = privateKey;
       }
     }
     switch (answer.kind) {
@@ -180,51 +209,29 @@ export class ImageResolver {
         this.lookups.set(key, answer.id);
         return answer.id;
       case 'missing':
-        throw new ShifterError('NOT_FOUND', `image not found: ${name} is not on ${system} or you may not use it; run \`shifterimg pull ${name}\``);
+        throw new ShifterError('NOT_FOUND',
+          `image not found: ${name} is not on ${this.opts.system} or you may not use it; run \`shifterimg pull ${name}\``);
       case 'not-ready':
         throw new ShifterError('NOT_FOUND', `image ${name} is not ready (status ${answer.status}); wait for \`shifterimg pull ${name}\` to finish`);
       case 'unreachable':
-        throw new ShifterError('UNREACHABLE', `image gateway unreachable at ${answer.failures.join(', ')}: cannot look up ${name}; check imageGateway in udiRoot.conf, or use --image=id:<id>`);
+        throw new ShifterError('UNREACHABLE',
+          `image gateway unreachable at ${answer.failures.map(describeFailure).join(', ')}: cannot look up ${name}; `
+          + 'check imageGateway in udiRoot.conf, or use --image=id:<id>');
+      case 'failed':
+        throw new ShifterError(answer.error.code, `cannot look up ${name}: ${answer.error.message}`, answer.error);
     }
   }
 
-  /** Tries each gateway in turn; a definite answer (found, 404, not ready) stops the search. */
-  private async askGateways(path: string, credential: string | undefined): Promise<LookupAnswer> {
-    const failures: string[] = [];
-    for (const gw of this.opts.gateways) {
-      const url = gw.replace(/\/+$/, '') + path;
-      let res: Response;
-      let body: string;
-      try {
-        res = await fetch(url, {
-          headers: credential === undefined ? {} : { authentication: credential },
-          signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000),
-        });
-        body = await res.text();
-      } catch (e) {
-        const cause = (e as { cause?: { code?: string } }).cause?.code;
-        failures.push(`${gw} (${cause ?? describeError(e)})`);
-        continue;
-      }
-      if (res.status === 404) return { kind: 'missing' };
-      if (!res.ok) {
-        failures.push(`${gw} (HTTP ${res.status})`);
-        continue;
-      }
-      let record: LookupRecord;
-      try {
-        record = JSON.parse(body) as LookupRecord;
-      } catch {
-        failures.push(`${gw} (answer is not JSON)`);
-        continue;
-      }
-      if (record.status !== undefined && record.status !== 'READY') return { kind: 'not-ready', status: String(record.status) };
-      if (typeof record.id !== 'string' || !isImageId(record.id)) {
-        failures.push(`${gw} (answer has no valid image id)`);
-        continue;
-      }
-      return { kind: 'found', id: record.id };
+  /** One lookup through the gateway client, its outcome as a value. */
+  private async ask(client: GatewayClient, d: ImageDescriptor, credential: CredentialSource): Promise<LookupAnswer> {
+    let record: unknown;
+    try {
+      record = await client.lookup(d, credential);
+    } catch (e) {
+      if (e instanceof GatewayUnreachableError) return { kind: 'unreachable', failures: e.failures };
+      if (isShifterError(e)) return e.code === 'NOT_FOUND' ? { kind: 'missing' } : { kind: 'failed', error: e };
+      throw e;
     }
-    return { kind: 'unreachable', failures };
+    return lookupAnswer(record);
   }
 }

@@ -64,7 +64,7 @@ async function loadState(path: string, generation: number, log: ReturnType<typeo
     gateways: config.imageGateway,
     system: config.system,
     defaultImageType: config.defaultImageType,
-    timeoutMs: config.gatewayTimeout !== undefined ? config.gatewayTimeout * 1000 : undefined,
+    gatewayTimeout: config.gatewayTimeout,
     credentialFor: (caller) => mungeCredentialAs(caller, config.mungeSocketPath),
   });
   return { config, site, generation, resolver };

@@ -1,6 +1,6 @@
 /** What every shifterimg command gets: the parsed config, a gateway client and the output streams. */
 import type { UdiRootConfig } from '../../common/config/udiroot-conf.js';
-import type { GatewayClient } from './gateway-client.js';
+import type { GatewayClient } from '../../common/gateway-client/client.js';
 
 export interface Output {
   write(s: string): unknown;

@@ -2,7 +2,7 @@
  * shifterimg's exit codes. Scripts branch on these, so they are part of the interface: keep the
  * numbers stable and keep the help text (`EXIT_CODES_HELP`) in step.
  */
-import { ShifterError, isShifterError, type ErrorCode } from '../../common/errors.js';
+import { isShifterError, type ErrorCode } from '../../common/errors.js';
 
 export const EXIT = {
   OK: 0,
@@ -34,29 +34,24 @@ Exit codes:
   5    the image gateway answered with an error
   130  interrupted`;
 
-const BY_CODE: Partial<Record<ErrorCode, ExitCode>> = {
+/** Every error code has its exit code, so a new one cannot fall through to "a bug". */
+const BY_CODE: Readonly<Record<ErrorCode, ExitCode>> = {
   BAD_ARGUMENT: EXIT.USAGE_OR_CONFIG,
   BAD_CONFIG: EXIT.USAGE_OR_CONFIG,
   NOT_FOUND: EXIT.NOT_FOUND_OR_FAILED,
   UNREACHABLE: EXIT.UNREACHABLE,
   AUTH_FAILED: EXIT.AUTH_REFUSED,
   PERMISSION_DENIED: EXIT.AUTH_REFUSED,
+  // The gateway's answer (or what it relayed from a registry) was an error.
   REGISTRY_ERROR: EXIT.GATEWAY_ERROR,
+  DIGEST_MISMATCH: EXIT.GATEWAY_ERROR,
+  UNSAFE_CONTENT: EXIT.GATEWAY_ERROR,
+  CONVERSION_FAILED: EXIT.GATEWAY_ERROR,
+  // shifterimg writes nothing; a local file it cannot read is its config.
+  IO_ERROR: EXIT.USAGE_OR_CONFIG,
+  INTERNAL: EXIT.INTERNAL,
 };
 
 export function exitCodeFor(e: unknown): ExitCode {
-  if (isShifterError(e)) return BY_CODE[e.code] ?? EXIT.INTERNAL;
-  return EXIT.INTERNAL;
-}
-
-/**
- * The gateway answered, but with an error status or a body we cannot use. The gateway is a
- * server we fetch images through, so this shares REGISTRY_ERROR ("answered with something we
- * cannot use").
- */
-export class GatewayAnswerError extends ShifterError {
-  constructor(message: string, readonly httpStatus?: number) {
-    super('REGISTRY_ERROR', message);
-    this.name = 'GatewayAnswerError';
-  }
+  return isShifterError(e) ? BY_CODE[e.code] : EXIT.INTERNAL;
 }

@@ -4,7 +4,8 @@
  * shapes are validated and every string that reaches a terminal is stripped of control characters
  * (a registry error relayed in status_message must not be able to move the cursor).
  */
-import { GatewayAnswerError } from './exit-codes.js';
+import { sanitizeForTerminal } from '../../common/gateway-client/answer.js';
+import { GatewayAnswerError } from '../../common/gateway-client/errors.js';
 
 export interface PullProgress {
   layersDone?: number;
@@ -28,11 +29,6 @@ export interface GatewayImageRecord {
 export interface QueueEntry {
   readonly status: string;
   readonly image: string;
-}
-
-/** Removes C0/C1 control characters (including ESC) so the text prints as plain text. */
-export function sanitizeForTerminal(s: string): string {
-  return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ');
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

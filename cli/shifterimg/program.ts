@@ -3,17 +3,17 @@
  * Errors end as one line on stderr and a documented exit code (exit-codes.ts), never a stack trace.
  */
 import { Command, CommanderError } from 'commander';
-import { ShifterError, describeError, isShifterError } from '../../common/errors.js';
+import { describeError, isShifterError } from '../../common/errors.js';
+import { GatewayClient, type PullAcl } from '../../common/gateway-client/client.js';
 import { mungeEncode } from '../../common/munge.js';
 import { readUdiRootConf, resolveUdiRootConfPath } from '../../common/config/udiroot-file.js';
-import { requireUdiRootKeys, type UdiRootConfig } from '../../common/config/udiroot-conf.js';
+import { requireUdiRootKeys } from '../../common/config/udiroot-conf.js';
 import type { CommandContext, Output } from './command-context.js';
 import { runImages } from './commands/images.js';
 import { runLookup } from './commands/lookup.js';
 import { runPull } from './commands/pull.js';
 import { runQueue } from './commands/queue.js';
 import { EXIT, EXIT_CODES_HELP, exitCodeFor, type ExitCode } from './exit-codes.js';
-import { GatewayClient, type PullAcl } from './gateway-client.js';
 import { getentLookup, resolveIds, splitIdLists } from './identity-lists.js';
 
 interface GlobalOptions {
@@ -27,37 +27,23 @@ export interface Streams { stdout: Output; stderr: Output }
 
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
 
-function validateGateways(config: UdiRootConfig): void {
-  for (const g of config.imageGateway) {
-    let ok = false;
-    try {
-      const u = new URL(g);
-      ok = u.protocol === 'http:' || u.protocol === 'https:';
-    } catch { /* reported below */ }
-    if (!ok) {
-      throw new ShifterError('BAD_CONFIG',
-        `imageGateway entry '${g}' in ${config.sourceFile} is not an http(s) URL: write e.g. imageGateway=http://imagegw:5000`);
-    }
-  }
-}
-
 async function loadContext(opts: GlobalOptions, streams: Streams): Promise<CommandContext> {
   const path = resolveUdiRootConfPath(opts.config);
   // shifterimg runs unprivileged and only reads gateway settings, so the root-owner check is not applied.
   const { config, warnings } = await readUdiRootConf(path);
   for (const w of warnings) streams.stderr.write(`shifterimg: warning: ${w.message}\n`);
   requireUdiRootKeys(config, ['system', 'imageGateway']);
-  validateGateways(config);
   const system = config.system as string;
   const verbose = opts.verbose === true;
   const client = new GatewayClient({
     gateways: config.imageGateway,
     system,
-    timeoutSeconds: config.gatewayTimeout,
+    gatewayTimeout: config.gatewayTimeout,
+    configFile: config.sourceFile,
     // No registry logins yet, so the payload is empty, as upstream sends without credentials.
     credential: () => mungeEncode('', { socket: config.mungeSocketPath }),
     ...(verbose ? {
-      onResponse: (r) => {
+      onAnswer: (r) => {
         streams.stderr.write(`shifterimg: ${r.method} ${r.url} -> HTTP ${r.status}\n`);
         streams.stdout.write(`${r.body}\n`);
       },

@@ -17,7 +17,8 @@
  *   - which keys are required depends on who reads the file: `requireUdiRootKeys` is called by
  *     each program for the keys it uses, so shifterimg does not need `ddPath`;
  *   - bad numbers and booleans are errors naming the line (upstream's strtol read "yes" as 0);
- *   - unknown `module_<name>_<subkey>` subkeys are warnings (upstream ignored them silently).
+ *   - unknown `module_<name>_<subkey>` subkeys are warnings (upstream ignored them silently);
+ *   - `gatewayTimeout` unset or 0 means 30 s per gateway request, not "no limit".
  *
  * Keys this project adds (also listed in `documentedNewKeys`):
  *   - `mungeSocketPath`: the munged socket clients use to make credentials
@@ -36,6 +37,7 @@
  */
 import { ShifterError } from '../errors.js';
 import { isImageType, IMAGE_TYPES, type ImageType } from '../image-descriptor.js';
+import { DEFAULT_MUNGE_SOCKET } from '../munge.js';
 
 /**
  * Propagation of a bind mount: udiRoot.conf's mountPropagationStyle, the slave/private volume
@@ -58,8 +60,6 @@ export type PerNodeCacheFsType = (typeof PER_NODE_CACHE_FS_TYPES)[number];
 export function isPerNodeCacheFsType(s: string): s is PerNodeCacheFsType {
   return (PER_NODE_CACHE_FS_TYPES as readonly string[]).includes(s);
 }
-
-export const DEFAULT_MUNGE_SOCKET = '/run/munge/munge.socket.2';
 
 export interface ShifterModuleConfig {
   readonly name: string;
@@ -106,7 +106,12 @@ export interface UdiRootConfig {
   readonly mkfsXfsPath?: string;
   readonly rootfsType?: string;
 
-  /** Seconds; undefined means no timeout (upstream's curl default). */
+  /**
+   * Seconds each request to a gateway may take (shifterimg, shifterd's lookups), as written;
+   * unset or 0 means the gateway client's default, 30 s (DEFAULT_GATEWAY_TIMEOUT_SECONDS in
+   * common/gateway-client/client.ts). Upstream's curl had no limit then, so a silent gateway
+   * hung shifterimg forever.
+   */
   readonly gatewayTimeout?: number;
   /** Raw siteFs values, one per siteFs line (each may hold several `;`-separated maps). */
   readonly siteFs: readonly string[];

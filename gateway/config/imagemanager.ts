@@ -32,7 +32,9 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ShifterError } from '../../common/errors.js';
-import { isDockerHub } from '../reference/image-ref.js';
+import { DEFAULT_MUNGE_SOCKET } from '../../common/munge.js';
+import { DOCKER_HUB_LOCATION, isDockerHub } from '../reference/image-ref.js';
+import { defaultBaseUrl } from '../registry/endpoint.js';
 
 export type AuthenticationMode = 'munge' | 'mock';
 export type RegistryAuthMethod = 'token' | 'basic';
@@ -167,7 +169,7 @@ function parseLocation(name: string, raw: unknown, baseDir: string, warnings: st
   if (remotetype !== 'dockerv2') {
     throw bad(`${path}.remotetype`, `is "${remotetype}", which is not supported`, 'use "dockerv2" (Docker Registry HTTP API v2 / OCI distribution)');
   }
-  let baseUrl = isDockerHub(name) ? 'https://registry-1.docker.io' : `https://${name}`;
+  let baseUrl = defaultBaseUrl(name, isDockerHub(name));
   if (raw.url !== undefined && raw.url !== null) {
     const url = str(raw, 'url', `${path}.url`);
     let parsed: URL;
@@ -218,7 +220,7 @@ function parsePlatform(name: string, raw: unknown, warnings: string[]): Platform
   }
   return {
     name,
-    mungeSocketPath: str(raw, 'mungeSocketPath', `${path}.mungeSocketPath`, '/run/munge/munge.socket.2'),
+    mungeSocketPath: str(raw, 'mungeSocketPath', `${path}.mungeSocketPath`, DEFAULT_MUNGE_SOCKET),
     accesstype: 'local',
     admins,
     imageDir,
@@ -346,7 +348,7 @@ export function parseGatewayConfig(raw: unknown, source = ''): LoadedConfig {
     if (!isObject(raw.Locations)) throw bad('Locations', 'must be an object keyed by registry host', 'write e.g. "Locations": {"index.docker.io": {"remotetype": "dockerv2"}}');
     for (const [name, v] of Object.entries(raw.Locations)) locations[name] = parseLocation(name, v, baseDir, warnings);
   }
-  const defaultImageLocation = str(raw, 'DefaultImageLocation', 'DefaultImageLocation', 'index.docker.io');
+  const defaultImageLocation = str(raw, 'DefaultImageLocation', 'DefaultImageLocation', DOCKER_HUB_LOCATION);
 
   if (!isObject(raw.Platforms) || Object.keys(raw.Platforms).length === 0) {
     throw bad('Platforms', 'is missing or empty', 'add at least one system, e.g. "Platforms": {"mycluster": {"accesstype": "local", "local": {"imageDir": "/images"}, "mungeSocketPath": "/run/munge/munge.socket.2", "admins": ["root"]}}');

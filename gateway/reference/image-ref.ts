@@ -25,8 +25,13 @@ const DIGEST = /^sha256:[0-9a-f]{64}$/;
 const HOST = /^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*|\[[0-9a-fA-F:.]+\])(?::[0-9]{1,5})?$/;
 const MAX_NAME_LENGTH = 255;
 
+/** Docker Hub's registry API, whatever alias named it. */
+export const DOCKER_HUB_REGISTRY_URL = 'https://registry-1.docker.io';
+/** upstream's DefaultImageLocation: Docker Hub by its index name. */
+export const DOCKER_HUB_LOCATION = 'index.docker.io';
+
 /** Locations that mean Docker Hub, where single-component names live under `library/`. */
-const DOCKER_HUB = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
+const DOCKER_HUB = new Set(['docker.io', DOCKER_HUB_LOCATION, new URL(DOCKER_HUB_REGISTRY_URL).host]);
 
 export function isDockerHub(location: string): boolean {
   return DOCKER_HUB.has(location.toLowerCase());

@@ -1,4 +1,5 @@
 /** Where a registry lives and how to talk to it (one imagemanager.json Location). */
+import { DOCKER_HUB_REGISTRY_URL } from '../reference/image-ref.js';
 import type { ConnectGuard } from './address-guard.js';
 import type { Platform } from './platform.js';
 
@@ -45,5 +46,5 @@ export interface RegistryClientOptions {
  * for loopback would let a client make the gateway talk plain HTTP to services on its own host.
  */
 export function defaultBaseUrl(location: string, isDockerHub: boolean): string {
-  return isDockerHub ? 'https://registry-1.docker.io' : `https://${location}`;
+  return isDockerHub ? DOCKER_HUB_REGISTRY_URL : `https://${location}`;
 }

@@ -65,7 +65,12 @@ function answer(script: GatewayScript, req: RecordedRequest, pullCounts: Map<str
   }
 }
 
-export async function startGatewayDouble(script: GatewayScript): Promise<GatewayDouble> {
+/** Where the double listens: a random port on 127.0.0.1 unless the test needs a given one. */
+export interface ListenAt { host: string; port: number }
+
+export async function startGatewayDouble(
+  script: GatewayScript, at: ListenAt = { host: '127.0.0.1', port: 0 },
+): Promise<GatewayDouble> {
   const requests: RecordedRequest[] = [];
   const pullCounts = new Map<string, number>();
   const server: Server = createServer((req, res) => {
@@ -86,10 +91,13 @@ export async function startGatewayDouble(script: GatewayScript): Promise<Gateway
       res.end(JSON.stringify(reply.body));
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(at.port, at.host, () => { server.off('error', reject); resolve(); });
+  });
   const { port } = server.address() as AddressInfo;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${at.host}:${port}`,
     requests,
     script,
     stop: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),

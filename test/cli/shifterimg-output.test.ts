@@ -1,7 +1,7 @@
 import test from 'ava';
 import { parseImageDescriptor } from '../../common/image-descriptor.js';
-import { routePath } from '../../cli/shifterimg/gateway-client.js';
-import { parseImageList, parseImageRecord, parseQueue, sanitizeForTerminal } from '../../cli/shifterimg/gateway-record.js';
+import { sanitizeForTerminal } from '../../common/gateway-client/answer.js';
+import { parseImageList, parseImageRecord, parseQueue } from '../../cli/shifterimg/gateway-record.js';
 import { resolveIds, splitIdLists, type IdLookup } from '../../cli/shifterimg/identity-lists.js';
 import { formatImagesTable } from '../../cli/shifterimg/images-table.js';
 import { PullDisplay, formatBytes, formatLocalTime, pullStatusLine } from '../../cli/shifterimg/pull-progress.js';
@@ -91,12 +91,6 @@ test('pull display: in place on a terminal, one line per status change elsewhere
   recs.forEach((r, i) => inLog.show(`line${i} ${r.status}`, r));
   inLog.finish();
   t.is(plain, 'line0 PENDING\nline1 PULLING\nline3 READY\n');
-});
-
-test('routes escape type and tag components but keep / in the tag', (t) => {
-  t.is(routePath('lookup', 'cori', parseImageDescriptor('docker:reg:5000/me/app:1.0')),
-    '/api/lookup/cori/docker/reg%3A5000/me/app%3A1.0/');
-  t.is(routePath('list', 'my system'), '/api/list/my%20system/');
 });
 
 test('-u/-g lists: names and numbers, repeatable, de-duplicated; unknown names and empty entries refused', async (t) => {

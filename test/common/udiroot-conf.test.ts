@@ -3,12 +3,13 @@ import { chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  DEFAULT_MUNGE_SOCKET, KNOWN_KEYS, documentedNewKeys, parseUdiRootConf, requireUdiRootKeys,
+  KNOWN_KEYS, documentedNewKeys, parseUdiRootConf, requireUdiRootKeys,
 } from '../../common/config/udiroot-conf.js';
 import {
   DEFAULT_UDIROOT_CONF, checkConfigFileTrust, readTrustedUdiRootConf, readUdiRootConf, resolveUdiRootConfPath,
 } from '../../common/config/udiroot-file.js';
 import { ShifterError } from '../../common/errors.js';
+import { DEFAULT_MUNGE_SOCKET } from '../../common/munge.js';
 import { UPSTREAM_EXAMPLE } from './upstream-udiroot-example.js';
 
 test('upstream example file parses into typed values with no warnings', (t) => {

@@ -1,7 +1,8 @@
 /** `shifterimg images`: the READY images on this system that the caller may use. */
 import { isShifterError } from '../../../common/errors.js';
 import type { CommandContext } from '../command-context.js';
-import { EXIT, GatewayAnswerError, type ExitCode } from '../exit-codes.js';
+import { GatewayAnswerError } from '../../../common/gateway-client/errors.js';
+import { EXIT, type ExitCode } from '../exit-codes.js';
 import { parseImageList } from '../gateway-record.js';
 import { formatImagesTable } from '../images-table.js';
 

@@ -2,7 +2,8 @@
 import { ShifterError, isShifterError } from '../../../common/errors.js';
 import { formatImageDescriptor, isImageId, parseImageDescriptor } from '../../../common/image-descriptor.js';
 import type { CommandContext } from '../command-context.js';
-import { EXIT, GatewayAnswerError, type ExitCode } from '../exit-codes.js';
+import { GatewayAnswerError } from '../../../common/gateway-client/errors.js';
+import { EXIT, type ExitCode } from '../exit-codes.js';
 import { parseImageRecord } from '../gateway-record.js';
 
 export async function runLookup(ctx: CommandContext, imageArg: string): Promise<ExitCode> {

@@ -9,7 +9,7 @@ import { ShifterError, isShifterError } from '../../../common/errors.js';
 import { formatImageDescriptor, parseImageDescriptor } from '../../../common/image-descriptor.js';
 import type { CommandContext } from '../command-context.js';
 import { EXIT, type ExitCode } from '../exit-codes.js';
-import type { PullAcl } from '../gateway-client.js';
+import type { PullAcl } from '../../../common/gateway-client/client.js';
 import { parseImageRecord } from '../gateway-record.js';
 import { PullDisplay, pullStatusLine } from '../pull-progress.js';
 
