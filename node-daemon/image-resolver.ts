@@ -215,7 +215,10 @@ export class ImageResolver {
         failures.push(`${gw} (answer is not JSON)`);
         continue;
       }
-      if (record.status !== undefined && record.status !== 'READY') return { kind: 'not-ready', status: String(record.status) };
+      if (record.status !== undefined && record.status !== 'READY') {
+        const status = typeof record.status === 'string' ? record.status : JSON.stringify(record.status);
+        return { kind: 'not-ready', status };
+      }
       if (typeof record.id !== 'string' || !isImageId(record.id)) {
         failures.push(`${gw} (answer has no valid image id)`);
         continue;
