@@ -61,5 +61,13 @@ if ! installed_as_locked; then
   echo "install-deps: npm ci"
   npm ci --no-audit --no-fund --loglevel=error
 fi
+if ! $root; then
+  for d in . dist native/build; do
+    if [ -e "$d" ] && [ ! -w "$d" ]; then
+      echo "install-deps: $(id -un) cannot write $d, so cannot build: use a checkout you own, or run as root" >&2
+      exit 1
+    fi
+  done
+fi
 echo "install-deps: npm run build"
 npm run build --silent
