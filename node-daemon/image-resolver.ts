@@ -96,7 +96,9 @@ function describeFailure(f: AttemptFailure): string {
 /** What a lookup answer means for a launch; a record without a usable id is the gateway's fault. */
 function lookupAnswer(record: unknown): LookupAnswer {
   const r = (typeof record === 'object' && record !== null ? record : {}) as LookupRecord;
-  if (r.status !== undefined && r.status !== 'READY') return { kind: 'not-ready', status: String(r.status) };
+  if (r.status !== undefined && r.status !== 'READY') {
+    return { kind: 'not-ready', status: typeof r.status === 'string' ? r.status : JSON.stringify(r.status) };
+  }
   if (typeof r.id !== 'string' || !isImageId(r.id)) {
     return { kind: 'failed', error: new GatewayAnswerError('the image gateway\'s answer has no valid image id') };
   }

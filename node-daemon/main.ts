@@ -104,7 +104,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping');
-    Promise.all([launch.close(), admin.close()]).finally(() => {
+    void Promise.all([launch.close(), admin.close()]).finally(() => {
       service.cache.closeAll();
       process.exit(0);
     });

@@ -296,7 +296,7 @@ export class PullManager {
     const jobs = [...this.running.values()];
     for (const job of jobs) job.abort.abort();
     await Promise.race([
-      Promise.allSettled(jobs.map((j) => j.done)),
+      Promise.allSettled(jobs.map((j) => j.done ?? Promise.resolve())),
       new Promise((r) => setTimeout(r, timeoutMs).unref()),
     ]);
   }

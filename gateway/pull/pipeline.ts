@@ -45,7 +45,7 @@ export interface PullRequest {
 /** What the pipeline reports back; the manager turns these into store writes. */
 export interface PipelineHooks {
   status(status: ImageStatus, message: string): Promise<void>;
-  progress(p: FetchProgress): void;
+  progress: (p: FetchProgress) => void;
   identified(id: string, location: string): Promise<void>;
   /** The files are in place: record READY. Called under the image's lock. */
   completed(result: CompletedPull): Promise<void>;
@@ -109,7 +109,7 @@ function runExaminer(examiner: string, imagePath: string, id: string, signal: Ab
       if (!err) return resolve();
       if (signal.aborted) return reject(err);
       const why = String(stderr).trim().split('\n').pop() ?? '';
-      const code = (err as NodeJS.ErrnoException & { code?: unknown }).code;
+      const code = err.code;
       reject(new ShifterError('UNSAFE_CONTENT',
         `the examiner ${examiner} rejected image ${id} (${typeof code === 'number' ? `exit ${code}` : String(code ?? err.message)})${why ? `: ${why}` : ''}`));
     });

@@ -3,7 +3,8 @@
  * parsed options, the image's config and the site config.
  *
  * argv (decided; upstream never ran CMD without --entrypoint, radiasoft/sirepo#2783):
- *   --entrypoint=cmd   -> [cmd, ...args]                  (cmd is one element, never split; no CMD, as Docker's --entrypoint)
+ *   --entrypoint=cmd   -> [cmd, ...args]                  (cmd is one element, never split; no CMD, as
+ *                                                          Docker's --entrypoint)
  *   --entrypoint       -> ENTRYPOINT + (args || CMD)      (error if the image has no ENTRYPOINT)
  *   args, no option    -> args                            (as upstream: `shifter --image=x python3 a.py` runs python3,
  *                                                          a wrapper ENTRYPOINT is not put in front of it)

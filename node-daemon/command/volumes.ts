@@ -71,7 +71,7 @@ function normalizePath(spec: string, which: 'source' | 'target', raw: string): s
 function parsePerNodeCache(spec: string, text: string): PerNodeCache {
   let sizeBytes: number | undefined;
   let blockSizeBytes: number | undefined;
-  let method: 'loop' = 'loop';
+  let method = 'loop' as const;
   let fs: PerNodeCacheFsType = 'xfs';
   for (const part of text.split(',')) {
     const eq = part.indexOf('=');

@@ -237,7 +237,7 @@ test('-v prints the raw JSON answers (scripts grep "status":)', async (t) => {
   t.is(r.code, 0);
   const [json, id] = r.stdout.trimEnd().split('\n');
   t.regex(json!, /"status":"READY"/);
-  t.is(JSON.parse(json!).id, ID);
+  t.is((JSON.parse(json!) as { id: unknown }).id, ID);
   t.is(id, ID);
   t.regex(r.stderr, /^shifterimg: GET http:\/\/127\.0\.0\.1:\d+\/api\/lookup\/testsys\/docker\/ubuntu%3Alatest\/ -> HTTP 200\n$/);
 });

@@ -3,6 +3,7 @@
  * munged) → a real docker-registry. What a user does on a login node: pull, images, lookup.
  */
 import test from 'ava';
+import { rootTest } from '../helpers/privileges.js';
 import { execFile } from 'node:child_process';
 import { chmod, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -106,7 +107,7 @@ function asNobody(args: string[]): Promise<{ code: number; stdout: string; stder
   });
 }
 
-test.serial('-u makes a private image: the listed user finds it, anybody else does not', async (t) => {
+rootTest.serial('-u makes a private image: the listed user finds it, anybody else does not', async (t) => {
   const image = `${registry.host}/team/secret:1.0`;
   const pull = await runShifterimg(['--config', conf, '-u', 'root', 'pull', image]);
   t.is(pull.code, 0, pull.stderr + gateway.logs());

@@ -60,7 +60,7 @@ test('ImageId: 64 lowercase hex only', (t) => {
   t.true(isImageId(HEX));
   t.false(isImageId(HEX.slice(1)));
   t.false(isImageId(`../${HEX}`));
-  t.is(toImageId(HEX) as string, HEX);
+  t.is<string, string>(toImageId(HEX), HEX);
   t.throws(() => toImageId('nope'), { instanceOf: ShifterError });
 });
 

@@ -1,4 +1,5 @@
 import test from 'ava';
+import { rootTest } from '../helpers/privileges.js';
 import { chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -189,7 +190,7 @@ test('reading: a missing file is one BAD_CONFIG error telling how to point at an
   t.is(config.sourceFile, file);
 });
 
-test('trust check: root-owned and not group/world-writable passes; anything else is refused with the fix', async (t) => {
+rootTest('trust check: root-owned and not group/world-writable passes; anything else is refused with the fix', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'udiroot-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const file = join(dir, 'udiRoot.conf');

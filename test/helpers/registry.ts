@@ -10,15 +10,16 @@
  *   const layer = gzipSync(await tarLayer([{ name: 'etc/hello', content: 'hi\n' }]));
  *   const { manifestDigest } = await pushImage(reg.url, 'team/app', '1.0',
  *     { layers: [layer], config: { config: { Env: ['A=1'] } }, manifestMediaType: 'docker', auth });
- *   await pushIndex(reg.url, 'team/app', 'multi', [{ ...amd64Push, platform: { os: 'linux', architecture: 'amd64' } }], 'oci', auth);
+ *   await pushIndex(reg.url, 'team/app', 'multi',
+ *     [{ ...amd64Push, platform: { os: 'linux', architecture: 'amd64' } }], 'oci', auth);
  *   await reg.stop();   // kills exactly the registry it started, removes its storage
  *
  * Each registry runs with its OWN config.yml (Debian's default enables htpasswd on a directory),
  * storage in a mkdtemp dir, on a free loopback port; it answers with a per-instance header, so
  * a port taken by someone else in the meantime is never mistaken for ours. The TLS certificate
- * is valid for 127.0.0.1, localhost and registry.test (the name tests use through a proxy). `auth` for the push helpers is
- * `{ username, password }`; they answer a Bearer challenge with a push token from its realm and a
- * Basic challenge with Basic credentials.
+ * is valid for 127.0.0.1, localhost and registry.test (the name tests use through a proxy). `auth`
+ * for the push helpers is `{ username, password }`; they answer a Bearer challenge with a push token
+ * from its realm and a Basic challenge with Basic credentials.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import http from 'node:http';

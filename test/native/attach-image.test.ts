@@ -2,7 +2,7 @@
  * Image attachment on real loop devices: read-only, autoclear, shared by environments, freed
  * when the daemon releases it and no environment uses it. Needs root.
  */
-import test from 'ava';
+import { rootTest as test } from '../helpers/privileges.js';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';

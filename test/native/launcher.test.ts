@@ -3,7 +3,7 @@
  * environments built by shifter-nshelper, the `shifter` binary run as real unprivileged users
  * through a minimal launch-protocol daemon. Needs root.
  */
-import test from 'ava';
+import { rootTest as test } from '../helpers/privileges.js';
 import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -3,7 +3,7 @@
  * writable, nosuid filesystem owned by the user whose backing file is unlinked at once and
  * whose loop device goes away with the environment's last process. Needs root.
  */
-import test from 'ava';
+import { rootTest as test } from '../helpers/privileges.js';
 import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -3,7 +3,7 @@
  * run as root in the container root under construction, with a clean environment and no
  * helper fds; a failing hook fails the environment with one clear line. Needs root.
  */
-import test from 'ava';
+import { rootTest as test } from '../helpers/privileges.js';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -1,5 +1,5 @@
 /** The gRPC admin API on the root-only socket: Status, PrepareEnvironment (then reused by a launch), List, Release. */
-import test from 'ava';
+import { rootTest as test } from '../helpers/privileges.js';
 import * as grpc from '@grpc/grpc-js';
 import { loadShifterdProto, shifterdServiceClient } from '../../node-daemon/admin-server.js';
 import { ShifterdFixture, ensureTestUser, EXTRA_GID } from './runtime-fixture.js';

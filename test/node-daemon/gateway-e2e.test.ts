@@ -3,7 +3,7 @@
  * into imagePath, then `shifter --image=team/solver:2.1` resolved by shifterd through the
  * gateway's lookup and run. Also the two lookup failures users meet: unknown image, gateway down.
  */
-import test from 'ava';
+import { rootTest as test } from '../helpers/privileges.js';
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { imageConfig, pushImage, startRegistry, tarLayer, freePort, type RunningRegistry } from '../helpers/registry.js';

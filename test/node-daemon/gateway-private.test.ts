@@ -3,7 +3,7 @@
  * shifterd retries the lookup with a munge credential made as the caller. Allowed user: runs.
  * Another uid: "image not found" (the gateway will not even say it exists).
  */
-import test from 'ava';
+import { rootTest as test } from '../helpers/privileges.js';
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { imageConfig, pushImage, startRegistry, tarLayer, type RunningRegistry } from '../helpers/registry.js';

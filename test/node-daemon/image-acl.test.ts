@@ -1,5 +1,7 @@
 import test from 'ava';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ImageResolver, checkImageAcl, metaInfoFromText } from '../../node-daemon/image-resolver.js';
@@ -46,5 +48,25 @@ test('the resolver sees a rewritten meta file and a removed image at once, thoug
     await t.throwsAsync(resolver.resolve(`id:${id}`, caller), { message: /has metadata but no .*squashfs/ });
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a gateway status that is not a string is shown as JSON, not as [object Object]', async (t) => {
+  const gateway = createServer((_req, res) => res.end(JSON.stringify({ status: { phase: 'PULLING' } })));
+  await new Promise<void>((resolve) => gateway.listen(0, '127.0.0.1', resolve));
+  try {
+    const url = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`;
+    const resolver = new ImageResolver({
+      imagePath: '/nonexistent',
+      gateways: [url],
+      system: 'sys',
+      defaultImageType: 'docker',
+    });
+    await t.throwsAsync(resolver.resolve('app:1', { uid: 1000, gid: 1000, groups: [] }), {
+      message: 'image docker:app:1 is not ready (status {"phase":"PULLING"}); wait for `shifterimg pull docker:app:1` to finish',
+    });
+  } finally {
+    gateway.closeAllConnections();
+    gateway.close();
   }
 });

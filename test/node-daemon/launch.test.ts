@@ -2,7 +2,7 @@
  * End to end as a user sees it: the real launcher (native/build/shifter) run as an
  * unprivileged user against a real shifterd, real namespaces, a real squashfs image.
  */
-import test from 'ava';
+import { rootTest as test } from '../helpers/privileges.js';
 import { chmodSync, chownSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EXTRA_GID, ShifterdFixture, ensureTestUser } from './runtime-fixture.js';

@@ -2,7 +2,7 @@
  * shifterd's life: kill -9 while a container runs (the container is untouched), restart on the
  * same socket, SIGHUP reload, SIGTERM clean exit, and no loop device left once everything is gone.
  */
-import test from 'ava';
+import { rootTest as test } from '../helpers/privileges.js';
 import { mkdirSync, chownSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';

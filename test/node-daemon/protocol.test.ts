@@ -2,7 +2,7 @@
  * The launch socket spoken to directly (as root, as a misbehaving client would): replies on
  * the wire, identity refusal for root, garbage handling.
  */
-import test from 'ava';
+import { rootTest as test } from '../helpers/privileges.js';
 import { connect } from 'node:net';
 import { statSync } from 'node:fs';
 import { encodeRequest } from '../../node-daemon/launch-codec.js';

@@ -1,5 +1,6 @@
 /** Munge authentication with a real munged: the CLI wrapper and the gateway's header handling. */
 import test from 'ava';
+import { rootTest } from '../../helpers/privileges.js';
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -40,7 +41,7 @@ function mungeAsNobody(payload: string): string {
     { input: payload }).toString().trim();
 }
 
-test('mungeDecode returns the encoding uid/gid and the payload', async (t) => {
+rootTest('mungeDecode returns the encoding uid/gid and the payload', async (t) => {
   const cred = mungeAsNobody('{"authorized_locations": {"default": "u:p"}}');
   const id = await mungeDecode(cred, { socket: munged.socket });
   t.is(id.uid, 65534);
@@ -66,7 +67,7 @@ async function pull(system: string, tag: string, headers: Record<string, string>
   return { status: res.status, body: await res.json() as Record<string, unknown> };
 }
 
-test('a good credential identifies the caller: their uid joins the ACL they asked for', async (t) => {
+rootTest('a good credential identifies the caller: their uid joins the ACL they asked for', async (t) => {
   const r = await pull('sys', 'team/acl', { authentication: mungeAsNobody('') }, { allowed_uids: '5', allowed_gids: '7' });
   t.is(r.status, 200);
   t.deepEqual(r.body.userACL, [5, 65534]);
@@ -82,7 +83,7 @@ test('no header is an anonymous session: public pulls work, ACLs need a credenti
   t.regex(String(denied.body.error), /needs an authenticated request/);
 });
 
-test('replayed, expired and garbage credentials get 401 with a clear message', async (t) => {
+rootTest('replayed, expired and garbage credentials get 401 with a clear message', async (t) => {
   const cred = mungeAsNobody('');
   t.is((await pull('sys', 'team/r1', { authentication: cred })).status, 200);
   const replay = await pull('sys', 'team/r1', { authentication: cred });
@@ -97,7 +98,7 @@ test('replayed, expired and garbage credentials get 401 with a clear message', a
   t.regex(String(((await garbage.json()) as { error: string }).error), /not valid/);
 });
 
-test('a platform whose munged is not running answers 503 naming the socket setting', async (t) => {
+rootTest('a platform whose munged is not running answers 503 naming the socket setting', async (t) => {
   const res = await fetch(`${gw.url}/api/list/nomunge/`, { headers: { authentication: mungeAsNobody('') } });
   t.is(res.status, 503);
   t.regex(((await res.json()) as { error: string }).error, /mungeSocketPath/);

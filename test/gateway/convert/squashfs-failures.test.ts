@@ -4,6 +4,7 @@
  * neither an image nor a temporary file; a cancelled conversion leaves nothing either.
  */
 import test from 'ava';
+import { rootTest } from '../../helpers/privileges.js';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { access, mkdtemp, readdir, rm, readFile } from 'node:fs/promises';
@@ -43,7 +44,7 @@ async function mountImage(image: string): Promise<string> {
 const exists = (p: string) => access(p).then(() => true, () => false);
 const leftovers = async (dir: string) => (await readdir(dir)).filter((n) => n.startsWith('.tmp-'));
 
-test('unsafe entries are dropped, logged with their layer, and absent from the image', async (t) => {
+rootTest('unsafe entries are dropped, logged with their layer, and absent from the image', async (t) => {
   const marker = `shifter-escape-${randomBytes(4).toString('hex')}`;
   const image = await buildImage(join(work, 'evil'), {
     layers: [
@@ -137,7 +138,7 @@ test('cancelling a conversion removes the temporary file', async (t) => {
   t.deepEqual(await leftovers(outDir), []);
 });
 
-test('a base layer holding a path twice is converted with tar semantics (last one wins)', async (t) => {
+rootTest('a base layer holding a path twice is converted with tar semantics (last one wins)', async (t) => {
   const image = await buildImage(join(work, 'dup'), {
     layers: [{ entries: [file('a', 'first'), dir('d'), file('d/x', 'x'), file('a', 'second'), file('d', 'file now')] }, { entries: [file('b', 'b')] }],
   });

@@ -3,7 +3,7 @@
  * the root filesystem `umoci unpack` makes from the same layout (type, permission bits with
  * setuid/setgid/sticky, owner, size, content, symlink target, hard-link identity, mtime).
  */
-import test from 'ava';
+import { rootTest as test } from '../../helpers/privileges.js';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -5,6 +5,7 @@
  * still fail.
  */
 import test from 'ava';
+import { rootTest } from '../../helpers/privileges.js';
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, symlink as fsSymlink, writeFile, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -44,7 +45,7 @@ async function umociLayer(name: string): Promise<{ path: string; digest: string 
   return { path: join(layout, 'blobs/sha256', digest.slice('sha256:'.length)), digest };
 }
 
-test('a layer made by umoci insert (no final padding, no end blocks) converts completely', async (t) => {
+rootTest('a layer made by umoci insert (no final padding, no end blocks) converts completely', async (t) => {
   const layer = await umociLayer('ok');
   const tar = gunzipSync(await readFile(layer.path));
   t.not(tar.length % 512, 0, 'precondition: umoci wrote an unpadded tar');
