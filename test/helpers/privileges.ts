@@ -1,7 +1,7 @@
 /**
  * Tests that need root (loop devices, mounts, namespaces, other users' identities through useradd, setpriv or
  * runuser, shifterd and the native helper) register through `rootTest`: in a file where every test needs root,
- * `import { rootTest as test } from '../helpers/privileges.js'` in place of ava's default; in a file of unit tests,
+ * `import { rootTest as test } from './privileges.js'` in place of ava's default; in a file of unit tests,
  * `rootTest(...)` for the few that need it. As root, `rootTest` is ava's `test`. As any other user each test and
  * hook registered through it is skipped (ava counts and lists the skipped tests) and the file prints once why, so
  * the unit tests run as anybody.

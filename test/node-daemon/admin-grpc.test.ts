@@ -6,20 +6,53 @@ import { ShifterdFixture, ensureTestUser, EXTRA_GID } from './runtime-fixture.js
 
 const user = ensureTestUser();
 const fx = new ShifterdFixture();
-let client: grpc.Client & Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res: any) => void) => void>;
+/** The replies, as @grpc/proto-loader decodes proto/shifterd.proto (camelCase, uint64 as a string). */
+interface EnvironmentInfo {
+  key: string;
+  uid: number;
+  imageId: string;
+  reused: boolean;
+  setupMs: number;
+}
+interface EnvironmentEntry {
+  key: string;
+  uid: number;
+  imageId: string;
+  leases: number;
+  idleSeconds: number;
+}
+interface Replies {
+  Status: {
+    environments: number;
+    imagesAttached: number;
+    configGeneration: string;
+    uptimeSeconds: number;
+    configFile: string;
+    launchSocket: string;
+  };
+  PrepareEnvironment: EnvironmentInfo;
+  ListEnvironments: { environments: EnvironmentEntry[] };
+  ReleaseEnvironment: { released: boolean };
+}
+type Method = keyof Replies;
+type Unary = (req: unknown, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
+
+let client: grpc.Client & Record<Method, Unary>;
 
 test.before(async () => {
   await fx.start();
   const Ctor = shifterdServiceClient(loadShifterdProto());
-  client = new Ctor(`unix://${fx.adminSocket}`, grpc.credentials.createInsecure()) as typeof client;
+  client = new Ctor(`unix://${fx.adminSocket}`, grpc.credentials.createInsecure()) as unknown as typeof client;
 });
 test.after.always(async () => {
   client?.close();
   await fx.cleanup();
 });
 
-function call<T = any>(method: string, req: unknown): Promise<T> {
-  return new Promise((resolve, reject) => client[method]!(req, (err, res) => (err ? reject(err) : resolve(res as T))));
+function call<M extends Method>(method: M, req: unknown): Promise<Replies[M]> {
+  return new Promise((resolve, reject) =>
+    client[method](req, (err, res) => (err ? reject(err) : resolve(res as Replies[M]))),
+  );
 }
 
 test.serial('Status reports the daemon state', async (t) => {
@@ -35,7 +68,7 @@ test.serial('PrepareEnvironment builds what a later launch reuses; List and Rele
   t.false(info.reused);
   t.is(info.imageId, fx.images.bare.id);
   const list = await call('ListEnvironments', {});
-  t.deepEqual(list.environments.map((e: any) => [e.key, e.uid, e.imageId]), [[info.key, user.uid, fx.images.bare.id]]);
+  t.deepEqual(list.environments.map((e) => [e.key, e.uid, e.imageId]), [[info.key, user.uid, fx.images.bare.id]]);
   const launch = await fx.run([`--image=${fx.images.bare.name}`, '-v', 'true']);
   t.is(launch.code, 0, launch.stderr);
   t.regex(launch.stderr, /environment reused/);

@@ -1,6 +1,6 @@
 import test from 'ava';
-import type { EnvironmentSpec, ImageMount } from '../../node-daemon/adapters/index.js';
-import { encodeSpec } from '../../node-daemon/adapters/spec-encoding.js';
+import type { EnvironmentSpec, ImageMount } from '../../../node-daemon/adapters/index.js';
+import { encodeSpec } from '../../../node-daemon/adapters/spec-encoding.js';
 
 const image: ImageMount = { path: '/images/x.sqfs', fd: 9, loopDevice: '/dev/loop9', release() {} };
 const base: EnvironmentSpec = { image, uid: 1001, gid: 1001, groups: [100, 0, 1001], scaffoldDirs: ['/etc/'], mounts: [] };
