@@ -43,6 +43,7 @@ export function httpStatusFor(code: ErrorCode): number {
     case 'AUTH_FAILED': return 401;
     case 'PERMISSION_DENIED': return 403;
     case 'UNREACHABLE': return 503;
+    case 'DISK_FULL': return 503;
     default: return 500;
   }
 }

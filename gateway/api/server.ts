@@ -68,6 +68,7 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
   app.setErrorHandler((err: unknown, req: FastifyRequest, reply: FastifyReply) => {
     if (isShifterError(err)) {
       const status = httpStatusFor(err.code);
+      if (err.code === 'DISK_FULL') log.error({ url: req.url }, `request failed: ${err.message}`);
       if (err.code === 'INTERNAL' || status === 500) {
         log.error({ err, url: req.url }, 'request failed');
         const msg = err.code === 'INTERNAL' ? 'internal error; the gateway log has the details' : err.message;
