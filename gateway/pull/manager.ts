@@ -5,7 +5,9 @@
  * - READY records whose `<id>.squashfs`/`<id>.meta` are missing become FAILURE (re-pullable at once);
  * - in-flight records are re-queued (they restart from the manifest; downloaded blobs are reused
  *   from the cache), except pulls that used the caller's registry credentials, which are never
- *   stored: those become FAILURE with a message asking to pull again;
+ *   stored: those become FAILURE with a message asking to pull again, and pulls the gateway
+ *   already stopped under twice while converting (an image that crashes it would otherwise crash
+ *   it at every start): those become FAILURE saying so;
  * - temporary files in every imageDir and pull scratch dirs in ExpandDirectory are deleted.
  * SIGTERM (stop) aborts running pulls without touching their records, so the next start resumes them.
  */
@@ -26,12 +28,16 @@ import { assertMove, IN_FLIGHT, type ImageStatus } from '../store/status.js';
 const WORKDIR_PREFIX = 'gw-pull-';
 const HEARTBEAT_MS = 30_000;
 const PROGRESS_WRITE_MS = 500;
+/** A pull the gateway stopped under this many times while converting is not resumed again. */
+export const MAX_CONVERSION_ATTEMPTS = 2;
 
 interface Job {
   key: RecordKey;
   req: PullRequest;
   tokens: Record<string, string>;
   abort: AbortController;
+  /** Conversions started earlier for this record that the gateway stopped under. */
+  conversionAttempts: number;
   done?: Promise<void>;
 }
 
@@ -90,7 +96,7 @@ export class PullManager {
         format: this.config.defaultImageFormat, credentialed, now: this.now(),
       });
       this.log.info({ key: rec.key, tag: req.tag, system: req.system }, 'pull queued');
-      this.enqueue({ key: rec.key, req, tokens: session.tokens, abort: new AbortController() });
+      this.enqueue({ key: rec.key, req, tokens: session.tokens, abort: new AbortController(), conversionAttempts: 0 });
       return rec;
     });
   }
@@ -115,7 +121,7 @@ export class PullManager {
     const { key, req } = job;
     const log = this.log.child({ pull: key, tag: req.tag, system: req.system });
     const signal = job.abort.signal;
-    let status: ImageStatus = 'PENDING';
+    let status = 'PENDING' as ImageStatus;
     let lastProgressWrite = 0;
     let pendingProgress: PullProgress | null = null;
     const write = async (patch: Parameters<ImageStore['update']>[1]) => {
@@ -146,7 +152,8 @@ export class PullManager {
           await flushProgress();
           if (next !== status) assertMove(status, next);
           status = next;
-          await write({ status: next, status_message: message });
+          const attempt = next === 'CONVERSION' ? { conversion_attempts: job.conversionAttempts + 1 } : {};
+          await write({ status: next, status_message: message, ...attempt });
         },
         progress: (p) => {
           pendingProgress = p;
@@ -163,11 +170,16 @@ export class PullManager {
     } catch (e) {
       if (e instanceof ShutdownSignal || (signal.aborted && this.stopping)) {
         log.info('pull interrupted by shutdown; it resumes at the next start');
+        if (status === 'CONVERSION') {
+          await this.store.update(key, { conversion_attempts: job.conversionAttempts })
+            .catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot give back the conversion attempt'));
+        }
       } else if (isShifterError(e) && e.code === 'NOT_FOUND' && !(await this.store.get(key).catch(() => true))) {
         log.warn('pull record was replaced by a newer pull; dropping this one');
       } else {
         const message = isShifterError(e) ? e.message : `internal error: ${describeError(e)}`;
-        if (isShifterError(e)) log.warn({ code: e.code }, `pull failed: ${message}`);
+        if (isShifterError(e) && e.code === 'DISK_FULL') log.error({ code: e.code }, `pull failed: ${message}`);
+        else if (isShifterError(e)) log.warn({ code: e.code }, `pull failed: ${message}`);
         else log.error({ err: e }, 'pull failed with an unexpected error');
         await this.store.update(key, {
           status: 'FAILURE', status_message: message, last_heartbeat: this.now(), progress: null,
@@ -224,6 +236,11 @@ export class PullManager {
         await fail('the gateway restarted during an import; import the image again');
       } else if (rec.credentialed) {
         await fail('the gateway restarted during this pull; registry credentials are not kept on disk, so pull the image again');
+      } else if ((rec.conversion_attempts ?? 0) >= MAX_CONVERSION_ATTEMPTS) {
+        this.log.error({ key: rec.key, tag: rec.pulltag, attempts: rec.conversion_attempts }, 'not resuming a pull the gateway stopped under twice');
+        await fail('the gateway stopped twice while converting this image, so it is not tried again: ' +
+          'lower Limits (MaxEntries, MaxExpandedBytes) in imagemanager.json so that such images fail cleanly, ' +
+          'or give the gateway more memory, or report it; then pull again');
       } else {
         if (rec.status !== 'PENDING') {
           await this.store.update(rec.key, {
@@ -236,6 +253,7 @@ export class PullManager {
           req: { system: rec.system, itype: rec.itype, tag: rec.pulltag, userACL: rec.userACL, groupACL: rec.groupACL },
           tokens: {},
           abort: new AbortController(),
+          conversionAttempts: rec.conversion_attempts ?? 0,
         });
       }
     }
