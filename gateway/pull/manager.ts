@@ -227,8 +227,10 @@ export class PullManager {
     }
 
     for (const rec of await this.store.listByStatus([...IN_FLIGHT, 'INIT'])) {
-      const fail = (status_message: string) => this.store.update(rec.key, {
-        status: 'FAILURE', status_message, last_pull: 0, last_heartbeat: this.now(), progress: null,
+      // last_pull 0: the FAILURE expires at once and the next pull starts afresh; `now` keeps it
+      // (and its reason) for PullUpdateTimeout, so the next pull shows it instead of retrying.
+      const fail = (status_message: string, last_pull = 0) => this.store.update(rec.key, {
+        status: 'FAILURE', status_message, last_pull, last_heartbeat: this.now(), progress: null,
       });
       if (!this.config.platforms[rec.system]) {
         await fail(`the gateway restarted and system "${rec.system}" is no longer configured`);
@@ -240,7 +242,7 @@ export class PullManager {
         this.log.error({ key: rec.key, tag: rec.pulltag, attempts: rec.conversion_attempts }, 'not resuming a pull the gateway stopped under twice');
         await fail('the gateway stopped twice while converting this image, so it is not tried again: ' +
           'lower Limits (MaxEntries, MaxExpandedBytes) in imagemanager.json so that such images fail cleanly, ' +
-          'or give the gateway more memory, or report it; then pull again');
+          'or give the gateway more memory, or report it; then pull again', this.now());
       } else {
         if (rec.status !== 'PENDING') {
           await this.store.update(rec.key, {

@@ -203,14 +203,14 @@ export async function umociUnpack(layoutDir: string, tag: string, bundleDir: str
 }
 
 /** One ustar header block (no data), written by hand: tar-stream is too slow for millions of entries. */
-function ustarHeader(name: string, type: 'file' | 'dir'): Buffer {
+function ustarHeader(name: string, type: 'file' | 'dir', size = 0): Buffer {
   const h = Buffer.alloc(512);
   const octal = (v: number, len: number) => v.toString(8).padStart(len - 1, '0') + '\0';
   h.write(name, 0, 100, 'utf8');
   h.write(octal(type === 'dir' ? 0o755 : 0o644, 8), 100);
   h.write(octal(0, 8), 108);
   h.write(octal(0, 8), 116);
-  h.write(octal(0, 12), 124);
+  h.write(octal(size, 12), 124);
   h.write(octal(Math.floor(FIXED_TIME.getTime() / 1000), 12), 136);
   h.write('        ', 148);
   h.write(type === 'dir' ? '5' : '0', 156);
@@ -237,8 +237,23 @@ export async function emptyFilesLayer(files: number, perDir = 1000): Promise<Buf
     batch.push(Buffer.alloc(1024));
     yield Buffer.concat(batch);
   }
+  return gzipStream(blocks());
+}
+
+/** A gzip layer holding one file of `size` zero bytes: a "gzip bomb" of about size/1000 bytes. */
+export async function zeroFileLayer(name: string, size: number): Promise<Buffer> {
+  function* blocks(): Generator<Buffer> {
+    yield ustarHeader(name, 'file', size);
+    const chunk = Buffer.alloc(1 << 20);
+    for (let left = size; left > 0; left -= chunk.length) yield left >= chunk.length ? chunk : chunk.subarray(0, left);
+    yield Buffer.alloc(512 - (size % 512 || 512) + 1024);
+  }
+  return gzipStream(blocks());
+}
+
+async function gzipStream(blocks: Iterable<Buffer>): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  const gz = Readable.from(blocks()).pipe(createGzip({ level: 1 }));
+  const gz = Readable.from(blocks).pipe(createGzip({ level: 1 }));
   for await (const c of gz) chunks.push(c as Buffer);
   return Buffer.concat(chunks);
 }
