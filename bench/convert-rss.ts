@@ -13,7 +13,13 @@ import { join, resolve } from 'node:path';
 import { emptyFilesLayer } from '../test/helpers/oci-image.js';
 import { imageConfig, pushImage, startRegistry } from '../test/helpers/registry.js';
 
-interface Run { entries: number; status: string; message: string; seconds: number; peakMiB: number }
+interface Run {
+  entries: number;
+  status: string;
+  message: string;
+  seconds: number;
+  peakMiB: number;
+}
 
 async function peakRssMiB(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
@@ -24,16 +30,24 @@ async function peakRssMiB(pid: number): Promise<number> {
 async function pullOnce(root: string, registry: string, tag: string, entries: number): Promise<Run> {
   const work = await mkdtemp(join(tmpdir(), 'bench-rss-'));
   const config = {
-    CacheDirectory: join(work, 'cache'), ExpandDirectory: join(work, 'expand'), Authentication: 'mock',
-    DefaultImageLocation: 'bench', Locations: { bench: { url: registry } },
+    CacheDirectory: join(work, 'cache'),
+    ExpandDirectory: join(work, 'expand'),
+    Authentication: 'mock',
+    DefaultImageLocation: 'bench',
+    Locations: { bench: { url: registry } },
     Platforms: { sys: { accesstype: 'local', local: { imageDir: join(work, 'images') } } },
   };
   await writeFile(join(work, 'imagemanager.json'), JSON.stringify(config));
-  const child = spawn(join(root, 'bin', 'shifter-gateway'), ['--config', join(work, 'imagemanager.json'), '--listen', '127.0.0.1:0'],
-    { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(
+    join(root, 'bin', 'shifter-gateway'),
+    ['--config', join(work, 'imagemanager.json'), '--listen', '127.0.0.1:0'],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   try {
     let out = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+    });
     let url = '';
     for (let i = 0; i < 400 && !url; i++) {
       url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1] ?? '';
@@ -44,14 +58,29 @@ async function pullOnce(root: string, registry: string, tag: string, entries: nu
     let rec: Record<string, unknown> = {};
     while (rec.status !== 'READY' && rec.status !== 'FAILURE') {
       if (child.exitCode !== null || child.signalCode !== null) {
-        return { entries, status: 'CRASHED', message: `gateway exited (${child.exitCode ?? child.signalCode})`, seconds: 0, peakMiB: NaN };
+        return {
+          entries,
+          status: 'CRASHED',
+          message: `gateway exited (${child.exitCode ?? child.signalCode})`,
+          seconds: 0,
+          peakMiB: NaN,
+        };
       }
-      const res = await fetch(`${url}/api/pull/sys/docker/${tag}/`, { method: 'POST', headers: { authentication: 'good:root:root::0:0' } });
-      rec = await res.json() as Record<string, unknown>;
+      const res = await fetch(`${url}/api/pull/sys/docker/${tag}/`, {
+        method: 'POST',
+        headers: { authentication: 'good:root:root::0:0' },
+      });
+      rec = (await res.json()) as Record<string, unknown>;
       await new Promise((r) => setTimeout(r, 250));
     }
     const seconds = (performance.now() - started) / 1000;
-    return { entries, status: String(rec.status), message: String(rec.status_message), seconds, peakMiB: await peakRssMiB(child.pid!) };
+    return {
+      entries,
+      status: String(rec.status),
+      message: String(rec.status_message),
+      seconds,
+      peakMiB: await peakRssMiB(child.pid!),
+    };
   } finally {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     await rm(work, { recursive: true, force: true });
@@ -71,9 +100,12 @@ async function main(): Promise<void> {
       const tag = `bench/rss:${n}`;
       await pushImage(reg.url, 'bench/rss', String(n), { layers: [layer], config: imageConfig({}) });
       const r = await pullOnce(root, reg.url, tag, n);
-      process.stdout.write(`${String(n).padStart(9)} entries  ${(layer.length / 1e6).toFixed(1).padStart(6)} MB blob  ` +
-        `${r.status.padEnd(8)} ${r.seconds.toFixed(1).padStart(6)} s  peak RSS ${r.peakMiB.toFixed(0).padStart(5)} MiB` +
-        `${r.status === 'READY' ? '' : `  (${r.message})`}\n`);
+      process.stdout.write(
+        `${String(n).padStart(9)} entries  ${(layer.length / 1e6).toFixed(1).padStart(6)} MB blob  ` +
+          `${r.status.padEnd(8)} ${r.seconds.toFixed(1).padStart(6)} s  ` +
+          `peak RSS ${r.peakMiB.toFixed(0).padStart(5)} MiB` +
+          `${r.status === 'READY' ? '' : `  (${r.message})`}\n`,
+      );
     }
   } finally {
     await reg.stop();

@@ -25,5 +25,9 @@ export function isDiskFull(e: unknown): boolean {
 export function diskFullError(e: unknown, dir: string, key?: string): ShifterError | null {
   if (!isDiskFull(e)) return null;
   const where = key ? `${dir} (${key})` : dir;
-  return new ShifterError('DISK_FULL', `disk full in ${where}: free space there${key ? ` or point ${key} at a larger filesystem` : ''}, then try again`, e);
+  return new ShifterError(
+    'DISK_FULL',
+    `disk full in ${where}: free space there${key ? ` or point ${key} at a larger filesystem` : ''}, then try again`,
+    e,
+  );
 }

@@ -371,7 +371,8 @@ function limitValue(key: string, v: unknown): number {
   const n = typeof v === 'number' ? v : m && BYTE_LIMITS.has(key) ? Number(m[1]) * SUFFIX[m[2]!.toUpperCase()]! : NaN;
   if (!Number.isSafeInteger(n) || n < 1) {
     const example = BYTE_LIMITS.has(key) ? '"64G" or 68719476736' : String(DEFAULT_IMAGE_LIMITS[LIMIT_KEYS[key]!]);
-    throw bad(`Limits.${key}`, `must be a positive integer (got ${JSON.stringify(v)})`, `write e.g. "${key}": ${example}`);
+    const got = JSON.stringify(v);
+    throw bad(`Limits.${key}`, `must be a positive integer (got ${got})`, `write e.g. "${key}": ${example}`);
   }
   return n;
 }
@@ -380,10 +381,11 @@ function parseImageLimits(raw: unknown, warnings: string[]): ImageLimits {
   const limits = { ...DEFAULT_IMAGE_LIMITS };
   if (raw === undefined || raw === null) return limits;
   if (!isObject(raw)) throw bad('Limits', 'must be an object', 'write e.g. "Limits": {"MaxEntries": 2000000}');
+  const known = Object.keys(LIMIT_KEYS).join(', ');
   for (const [key, v] of Object.entries(raw)) {
     const field = LIMIT_KEYS[key];
-    if (!field) warnings.push(`imagemanager.json: unknown key Limits.${key} ignored (known: ${Object.keys(LIMIT_KEYS).join(', ')})`);
-    else limits[field] = limitValue(key, v);
+    if (field) limits[field] = limitValue(key, v);
+    else warnings.push(`imagemanager.json: unknown key Limits.${key} ignored (known: ${known})`);
   }
   return limits;
 }

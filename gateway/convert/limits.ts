@@ -18,9 +18,11 @@ export interface LimitedLayer {
 }
 
 function exceeded(key: string, what: string, limit: number, advice = ''): ShifterError {
-  return new ShifterError('LIMIT_EXCEEDED',
+  return new ShifterError(
+    'LIMIT_EXCEEDED',
     `${what}, over the site limit Limits.${key} = ${limit}${advice}; ` +
-    `if the image is legitimate, raise Limits.${key} in imagemanager.json`);
+      `if the image is legitimate, raise Limits.${key} in imagemanager.json`,
+  );
 }
 
 /** Before any download: the compressed sizes the manifest declares. */
@@ -42,7 +44,10 @@ export class LimitMeter {
   private totalEntries = 0;
   private totalBytes = 0;
 
-  constructor(private readonly layers: readonly LimitedLayer[], private readonly limits: ImageLimits) {
+  constructor(
+    private readonly layers: readonly LimitedLayer[],
+    private readonly limits: ImageLimits,
+  ) {
     this.entries = layers.map(() => 0);
     this.bytes = layers.map(() => 0);
   }
@@ -54,8 +59,11 @@ export class LimitMeter {
     this.entries[i] = count;
     this.totalEntries += grew;
     if (this.totalEntries > this.limits.maxEntries) {
-      throw exceeded('MaxEntries', `the image holds more than ${this.limits.maxEntries} entries (files, directories, links)`,
-        this.limits.maxEntries);
+      throw exceeded(
+        'MaxEntries',
+        `the image holds more than ${this.limits.maxEntries} entries (files, directories, links)`,
+        this.limits.maxEntries,
+      );
     }
   }
 
@@ -71,9 +79,12 @@ export class LimitMeter {
     }
     const layer = this.layers[i]!;
     if (count > RATIO_FLOOR_BYTES && count > maxExpansionRatio * layer.size) {
-      throw exceeded('MaxExpansionRatio',
+      throw exceeded(
+        'MaxExpansionRatio',
         `layer ${layer.digest} expands from ${layer.size} to more than ${count} bytes (a "compression bomb")`,
-        maxExpansionRatio, ` (times its compressed size, for layers past ${RATIO_FLOOR_BYTES} bytes)`);
+        maxExpansionRatio,
+        ` (times its compressed size, for layers past ${RATIO_FLOOR_BYTES} bytes)`,
+      );
     }
   }
 }

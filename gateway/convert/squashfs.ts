@@ -115,7 +115,8 @@ export async function convertLayersToSquashfs(
     await commitFile(tmp, outputPath);
     const bytes = (await stat(outputPath)).size;
     const seconds = (performance.now() - started) / 1000;
-    opts.log.info({ output: outputPath, entries: result.entries, dropped: result.droppedTotal, bytes, seconds }, 'squashfs image written');
+    const { entries, droppedTotal } = result;
+    opts.log.info({ output: outputPath, entries, dropped: droppedTotal, bytes, seconds }, 'squashfs image written');
     return { ...result, bytes, seconds };
   } catch (e) {
     await unlink(tmp).catch(() => undefined);
@@ -248,7 +249,9 @@ class TarWriter {
   }
 
   async write(header: OutHeader, content?: Readable): Promise<void> {
-    if (this.handed - this.pumped > PACK_BACKLOG_BYTES) await new Promise<void>((resolve) => { this.caughtUp = resolve; });
+    if (this.handed - this.pumped > PACK_BACKLOG_BYTES) {
+      await new Promise<void>((resolve) => { this.caughtUp = resolve; });
+    }
     await new Promise<void>((resolve, reject) => {
       const cb = (err?: Error | null) => (err ? reject(err) : resolve());
       if (header.type === 'file' && content) {
@@ -281,7 +284,8 @@ class DroppedList {
 
   summarise(): void {
     if (this.total > DROPPED_LISTED) {
-      this.log.warn({ dropped: this.total, listed: DROPPED_LISTED }, `dropped ${this.total - DROPPED_LISTED} more layer entries (not listed)`);
+      const more = this.total - DROPPED_LISTED;
+      this.log.warn({ dropped: this.total, listed: DROPPED_LISTED }, `dropped ${more} more layer entries (not listed)`);
     }
   }
 }

@@ -40,8 +40,9 @@ export function startTar2sqfs(args: readonly string[], outputPath: string): Tar2
       const failure = new Error(`tar2sqfs failed (${signal ?? `exit ${code}`}): ${last}`);
       if (signal !== null || !/I\/O error|No space left/i.test(stderr)) return reject(failure);
       void looksFull(outputPath, fedBytes).then((full) => {
-        reject(full ? Object.assign(new Error(`tar2sqfs could not write ${outputPath}: no space left`, { cause: failure }),
-          { code: 'ENOSPC' }) : failure);
+        if (!full) return reject(failure);
+        const noSpace = new Error(`tar2sqfs could not write ${outputPath}: no space left`, { cause: failure });
+        reject(Object.assign(noSpace, { code: 'ENOSPC' }));
       });
     });
   });

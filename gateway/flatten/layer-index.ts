@@ -15,8 +15,18 @@ import type { EntryHeader } from './entry.js';
 const WHITEOUT = 0;
 const OPAQUE = 1;
 
-interface LastRow { path: string; last: number; last_nondir: number }
-interface MaskRow { path: string; entry_top: number; nondir_top: number; whiteout_top: number; opaque_top: number }
+interface LastRow {
+  path: string;
+  last: number;
+  last_nondir: number;
+}
+interface MaskRow {
+  path: string;
+  entry_top: number;
+  nondir_top: number;
+  whiteout_top: number;
+  opaque_top: number;
+}
 
 /** One layer's headers: positions are the entry's ordinal in the layer tar. */
 export class LayerIndex {
@@ -27,19 +37,26 @@ export class LayerIndex {
   private readonly markersFrom: Statement<[number, number, string, number], { path: string }>;
   private readonly markersAfter: Statement<[number, number, string, number], { path: string }>;
 
-  constructor(paths: PathDb, readonly layer: number) {
+  constructor(
+    paths: PathDb,
+    readonly layer: number,
+  ) {
     const db = paths.db;
     this.putLast = db.prepare(`INSERT INTO layer_paths (layer, path, last, last_nondir) VALUES (?, ?, ?, ?)
-      ON CONFLICT (layer, path) DO UPDATE SET last = excluded.last, last_nondir = max(last_nondir, excluded.last_nondir)`);
+      ON CONFLICT (layer, path) DO UPDATE SET last = excluded.last,
+        last_nondir = max(last_nondir, excluded.last_nondir)`);
     this.putMarker = db.prepare('INSERT OR IGNORE INTO markers (layer, kind, path) VALUES (?, ?, ?)');
-    this.raise = db.prepare(`INSERT INTO mask (path, entry_top, nondir_top, whiteout_top, opaque_top) VALUES (?, ?, ?, ?, ?)
+    this.raise =
+      db.prepare(`INSERT INTO mask (path, entry_top, nondir_top, whiteout_top, opaque_top) VALUES (?, ?, ?, ?, ?)
       ON CONFLICT (path) DO UPDATE SET entry_top = max(entry_top, excluded.entry_top),
         nondir_top = max(nondir_top, excluded.nondir_top), whiteout_top = max(whiteout_top, excluded.whiteout_top),
         opaque_top = max(opaque_top, excluded.opaque_top)`);
     this.lastOf = db.prepare(`SELECT path, last, last_nondir FROM layer_paths
       WHERE layer = ? AND path IN (SELECT value FROM json_each(?))`);
-    const page = (op: string) => db.prepare<[number, number, string, number], { path: string }>(
-      `SELECT path FROM markers WHERE layer = ? AND kind = ? AND path ${op} ? ORDER BY path LIMIT ?`);
+    const page = (op: string) =>
+      db.prepare<[number, number, string, number], { path: string }>(
+        `SELECT path FROM markers WHERE layer = ? AND kind = ? AND path ${op} ? ORDER BY path LIMIT ?`,
+      );
     this.markersFrom = page('>=');
     this.markersAfter = page('>');
   }

@@ -18,18 +18,20 @@ export interface Inode {
   origin: string | null;
 }
 
-export type StateNode =
-  | { kind: 'dir' }
-  | { kind: 'file'; inode: Inode }
-  | { kind: 'symlink' }
-  | { kind: 'special' };
+export type StateNode = { kind: 'dir' } | { kind: 'file'; inode: Inode } | { kind: 'symlink' } | { kind: 'special' };
 
 export type ParentCheck = { ok: true } | { ok: false; reason: string };
 
 const KIND = { dir: 1, file: 2, symlink: 3, special: 4 } as const;
 type KindCode = (typeof KIND)[keyof typeof KIND];
 
-interface Row { path: string; kind: KindCode; layer: number | null; ordinal: number | null; origin: string | null }
+interface Row {
+  path: string;
+  kind: KindCode;
+  layer: number | null;
+  ordinal: number | null;
+  origin: string | null;
+}
 
 export class MergeState {
   private readonly get: Statement<[string], Row>;
@@ -49,7 +51,9 @@ export class MergeState {
   constructor(paths: PathDb) {
     const db = paths.db;
     this.get = db.prepare('SELECT path, kind, layer, ordinal, origin FROM state WHERE path = ?');
-    this.getMany = db.prepare('SELECT path, kind, layer, ordinal, origin FROM state WHERE path IN (SELECT value FROM json_each(?))');
+    this.getMany = db.prepare(
+      'SELECT path, kind, layer, ordinal, origin FROM state WHERE path IN (SELECT value FROM json_each(?))',
+    );
     this.put = db.prepare('INSERT OR REPLACE INTO state (path, kind, layer, ordinal, origin) VALUES (?, ?, ?, ?, ?)');
     this.putDirIfMissing = db.prepare(`INSERT OR IGNORE INTO state (path, kind) VALUES (?, ${KIND.dir})`);
     this.del = db.prepare('DELETE FROM state WHERE path = ?');
@@ -72,7 +76,8 @@ export class MergeState {
     for (const at of ancestors) {
       const kind = rows.get(at);
       if (kind === undefined) return { ok: true };
-      if (kind === KIND.symlink) return { ok: false, reason: `the path goes through the symbolic link "${at}" planted by an earlier entry` };
+      if (kind === KIND.symlink)
+        return { ok: false, reason: `the path goes through the symbolic link "${at}" planted by an earlier entry` };
       if (kind !== KIND.dir) return { ok: false, reason: `"${at}" is not a directory` };
     }
     return { ok: true };
@@ -98,14 +103,20 @@ export class MergeState {
   /** Removes `path` and its subtree (whiteout, or a dropped entry that still replaces it). */
   remove(path: string): void {
     this.knownDir = null;
-    if (path === '') { this.delAll.run(); return; }
+    if (path === '') {
+      this.delAll.run();
+      return;
+    }
     this.del.run(path);
     this.removeBelow(path);
   }
 
   /** Empties directory `path` (opaque marker). */
   clearChildren(path: string): void {
-    if (path === '') { this.remove(''); return; }
+    if (path === '') {
+      this.remove('');
+      return;
+    }
     if (this.get.get(path)?.kind === KIND.dir) this.removeBelow(path);
   }
 
@@ -118,9 +129,13 @@ export class MergeState {
 
 function nodeOf(row: Row): StateNode {
   switch (row.kind) {
-    case KIND.dir: return { kind: 'dir' };
-    case KIND.file: return { kind: 'file', inode: { layer: row.layer!, ordinal: row.ordinal!, origin: row.origin } };
-    case KIND.symlink: return { kind: 'symlink' };
-    default: return { kind: 'special' };
+    case KIND.dir:
+      return { kind: 'dir' };
+    case KIND.file:
+      return { kind: 'file', inode: { layer: row.layer!, ordinal: row.ordinal!, origin: row.origin } };
+    case KIND.symlink:
+      return { kind: 'symlink' };
+    default:
+      return { kind: 'special' };
   }
 }

@@ -107,7 +107,9 @@ export class FlattenPlanner {
         this.state.remove(path);
         return { action: 'drop', path, reason: 'unsupported tar entry type' };
       case 'hardlink': return this.hardLink(path, h.linkname ?? '', visible);
-      case 'file': this.state.set(path, { kind: 'file', inode: { layer, ordinal, origin: visible ? path : null } }); break;
+      case 'file':
+        this.state.set(path, { kind: 'file', inode: { layer, ordinal, origin: visible ? path : null } });
+        break;
       case 'dir': this.state.set(path, { kind: 'dir' }); break;
       case 'symlink':
         if (!h.linkname) { this.state.remove(path); return { action: 'drop', path, reason: 'symbolic link with an empty target' }; }
@@ -128,7 +130,9 @@ export class FlattenPlanner {
       'SELECT seq, path, target FROM plan_links WHERE seq > ? ORDER BY seq LIMIT ?');
     return {
       materialise: (layer) => paged((after) => materialisePage.all(layer, after, PAGE_ROWS), (r) => r.ordinal),
-      links: () => mapped(paged((after) => linkPage.all(after, PAGE_ROWS), (r) => r.seq), (r) => ({ path: r.path, target: r.target })),
+      links: () => mapped(paged((after) => linkPage.all(after, PAGE_ROWS), (r) => r.seq), ({ path, target }) => ({
+        path, target,
+      })),
     };
   }
 

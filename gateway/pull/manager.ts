@@ -239,7 +239,8 @@ export class PullManager {
       } else if (rec.credentialed) {
         await fail('the gateway restarted during this pull; registry credentials are not kept on disk, so pull the image again');
       } else if ((rec.conversion_attempts ?? 0) >= MAX_CONVERSION_ATTEMPTS) {
-        this.log.error({ key: rec.key, tag: rec.pulltag, attempts: rec.conversion_attempts }, 'not resuming a pull the gateway stopped under twice');
+        this.log.error({ key: rec.key, tag: rec.pulltag, attempts: rec.conversion_attempts },
+          'not resuming a pull the gateway stopped under twice while converting');
         await fail('the gateway stopped twice while converting this image, so it is not tried again: ' +
           'lower Limits (MaxEntries, MaxExpandedBytes) in imagemanager.json so that such images fail cleanly, ' +
           'or give the gateway more memory, or report it; then pull again', this.now());

@@ -116,7 +116,8 @@ async function transferFile(src: string, finalPath: string, imageDirKey: string)
     await commitFile(tmp, finalPath);
   } catch (e) {
     await rm(tmp, { force: true });
-    throw diskFullError(e, dirname(finalPath), imageDirKey) ?? asShifterError(e, 'IO_ERROR', `cannot write ${finalPath}`);
+    throw diskFullError(e, dirname(finalPath), imageDirKey)
+      ?? asShifterError(e, 'IO_ERROR', `cannot write ${finalPath}`);
   }
 }
 
@@ -160,7 +161,8 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       if (extra) options.compression = extra;
       const report = await convertLayersToSquashfs(layers, converted, options)
         .catch((e: unknown) => { throw diskFullError(e, config.expandDirectory, 'ExpandDirectory') ?? e; });
-      log.info({ id, entries: report.entries, dropped: report.droppedTotal, bytes: report.bytes, seconds: report.seconds }, 'image converted');
+      const { entries, droppedTotal, bytes, seconds } = report;
+      log.info({ id, entries, dropped: droppedTotal, bytes, seconds }, 'image converted');
       if (config.examiner) {
         await hooks.status('EXAMINATION', `Running the examiner on image ${id.slice(0, 12)}`);
         await runExaminer(config.examiner, converted, id, signal);
@@ -180,7 +182,8 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       user: cfg.user,
     });
     await writeFileAtomic(files.meta, meta, 0o600).catch((e: unknown) => {
-      throw diskFullError(e, platform.imageDir, imageDirKey) ?? asShifterError(e, 'IO_ERROR', `cannot write ${files.meta}`);
+      throw diskFullError(e, platform.imageDir, imageDirKey)
+        ?? asShifterError(e, 'IO_ERROR', `cannot write ${files.meta}`);
     });
     log.info({ id, tag: req.tag, system: req.system, metaOnly }, 'image transferred');
     return {

@@ -180,7 +180,8 @@ export class SqliteImageStore implements ImageStore {
   }
 
   async deleteFailuresBefore(cutoff: number): Promise<number> {
-    return this.writing(() => this.db.prepare("DELETE FROM images WHERE status = 'FAILURE' AND last_pull < ?").run(cutoff).changes);
+    const stale = this.db.prepare("DELETE FROM images WHERE status = 'FAILURE' AND last_pull < ?");
+    return this.writing(() => stale.run(cutoff).changes);
   }
 
   async delete(key: RecordKey): Promise<void> {
@@ -188,7 +189,8 @@ export class SqliteImageStore implements ImageStore {
   }
 
   async addMetric(m: MetricRecord): Promise<void> {
-    this.writing(() => this.db.prepare('INSERT INTO metrics (system, doc) VALUES (?, ?)').run(m.system, JSON.stringify(m)));
+    const insert = this.db.prepare('INSERT INTO metrics (system, doc) VALUES (?, ?)');
+    this.writing(() => insert.run(m.system, JSON.stringify(m)));
   }
 
   async listMetrics(system: string, limit: number): Promise<MetricRecord[]> {

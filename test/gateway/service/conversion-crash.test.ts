@@ -33,8 +33,11 @@ async function start(): Promise<RunningGateway> {
   const g = await startGateway({
     dir,
     config: {
-      CacheDirectory: join(dir, 'cache'), ExpandDirectory: join(dir, 'expand'), Authentication: 'mock',
-      DefaultImageLocation: 'site', Locations: { site: { url: reg.url } },
+      CacheDirectory: join(dir, 'cache'),
+      ExpandDirectory: join(dir, 'expand'),
+      Authentication: 'mock',
+      DefaultImageLocation: 'site',
+      Locations: { site: { url: reg.url } },
       Platforms: { sys: { accesstype: 'local', local: { imageDir: join(dir, 'images') } } },
     },
   });
@@ -43,15 +46,18 @@ async function start(): Promise<RunningGateway> {
 }
 
 async function queue(g: RunningGateway): Promise<Rec[]> {
-  return (await (await fetch(`${g.url}/api/queue/sys/`)).json() as { list: Rec[] }).list;
+  return ((await (await fetch(`${g.url}/api/queue/sys/`)).json()) as { list: Rec[] }).list;
 }
 
 /** Polls the pull record (POST /api/pull returns the record in flight) until `status`. */
 async function waitFor(g: RunningGateway, tag: string, status: string): Promise<Rec> {
   let rec: Rec = {};
   for (let i = 0; i < 1200 && rec.status !== status; i++) {
-    const res = await fetch(`${g.url}/api/pull/sys/docker/${tag}/`, { method: 'POST', headers: { authentication: 'good:alice:users::1000:100' } });
-    rec = await res.json() as Rec;
+    const res = await fetch(`${g.url}/api/pull/sys/docker/${tag}/`, {
+      method: 'POST',
+      headers: { authentication: 'good:alice:users::1000:100' },
+    });
+    rec = (await res.json()) as Rec;
     if (rec.status === 'READY' || (rec.status === 'FAILURE' && status !== 'FAILURE')) break;
     await new Promise((r) => setTimeout(r, 100));
   }

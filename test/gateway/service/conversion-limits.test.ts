@@ -25,8 +25,11 @@ test.before(async () => {
   gw = await startGateway({
     dir,
     config: {
-      CacheDirectory: join(dir, 'cache'), ExpandDirectory: join(dir, 'expand'), Authentication: 'mock',
-      DefaultImageLocation: 'site', Locations: { site: { url: reg.url } },
+      CacheDirectory: join(dir, 'cache'),
+      ExpandDirectory: join(dir, 'expand'),
+      Authentication: 'mock',
+      DefaultImageLocation: 'site',
+      Locations: { site: { url: reg.url } },
       Platforms: { sys: { accesstype: 'local', local: { imageDir: join(dir, 'images') } } },
       Limits: { MaxEntries: 20_000, MaxLayerBytes: '1M' },
     },
@@ -42,8 +45,11 @@ test.after.always(async () => {
 async function pullUntilDone(tag: string): Promise<Rec> {
   let rec: Rec = {};
   for (let i = 0; i < 600 && rec.status !== 'READY' && rec.status !== 'FAILURE'; i++) {
-    const res = await fetch(`${gw.url}/api/pull/sys/docker/${tag}/`, { method: 'POST', headers: { authentication: 'good:alice:users::1000:100' } });
-    rec = await res.json() as Rec;
+    const res = await fetch(`${gw.url}/api/pull/sys/docker/${tag}/`, {
+      method: 'POST',
+      headers: { authentication: 'good:alice:users::1000:100' },
+    });
+    rec = (await res.json()) as Rec;
     await new Promise((r) => setTimeout(r, 200));
   }
   return rec;
@@ -53,7 +59,10 @@ test.serial('an inode bomb fails on Limits.MaxEntries and the gateway keeps serv
   await pushImage(reg.url, 'team/inodes', '1', { layers: [await emptyFilesLayer(50_000)], config: imageConfig({}) });
   const rec = await pullUntilDone('team/inodes:1');
   t.is(rec.status, 'FAILURE', String(rec.status_message));
-  t.regex(String(rec.status_message), /more than 20000 entries.*Limits\.MaxEntries = 20000.*raise Limits\.MaxEntries in imagemanager\.json/);
+  t.regex(
+    String(rec.status_message),
+    /more than 20000 entries.*Limits\.MaxEntries = 20000.*raise Limits\.MaxEntries in imagemanager\.json/,
+  );
   t.is((await fetch(`${gw.url}/`)).status, 200, 'the gateway is still up');
   t.deepEqual(await readdir(join(dir, 'expand')), [], 'no scratch left in ExpandDirectory');
 });
@@ -64,7 +73,10 @@ test.serial('a layer over Limits.MaxLayerBytes fails before it is downloaded', a
   const rec = await pullUntilDone('team/big:1');
   const digest = pushed.layerDigests[0]!;
   t.is(rec.status, 'FAILURE');
-  t.regex(String(rec.status_message), new RegExp(`layer ${digest} is ${big.length} bytes compressed.*Limits\\.MaxLayerBytes = 1048576`));
+  t.regex(
+    String(rec.status_message),
+    new RegExp(`layer ${digest} is ${big.length} bytes compressed.*Limits\\.MaxLayerBytes = 1048576`),
+  );
   const cached = await readdir(join(dir, 'cache', 'sha256')).catch(() => [] as string[]);
   t.false(cached.includes(digest.slice(7)), 'the layer was not downloaded');
 });

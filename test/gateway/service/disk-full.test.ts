@@ -47,14 +47,20 @@ async function smallFs(name: string, size: string): Promise<string> {
   return m;
 }
 
-async function gateway(name: string, dirs: Partial<Record<'cache' | 'expand' | 'images' | 'store', string>>): Promise<RunningGateway> {
+async function gateway(
+  name: string,
+  dirs: Partial<Record<'cache' | 'expand' | 'images' | 'store', string>>,
+): Promise<RunningGateway> {
   const base = join(dir, name);
   const g = await startGateway({
     dir,
     config: {
-      CacheDirectory: dirs.cache ?? join(base, 'cache'), ExpandDirectory: dirs.expand ?? join(base, 'expand'),
-      MetadataStore: join(dirs.store ?? base, 'gateway.sqlite'), Authentication: 'mock',
-      DefaultImageLocation: 'site', Locations: { site: { url: reg.url } },
+      CacheDirectory: dirs.cache ?? join(base, 'cache'),
+      ExpandDirectory: dirs.expand ?? join(base, 'expand'),
+      MetadataStore: join(dirs.store ?? base, 'gateway.sqlite'),
+      Authentication: 'mock',
+      DefaultImageLocation: 'site',
+      Locations: { site: { url: reg.url } },
       Platforms: { sys: { accesstype: 'local', local: { imageDir: dirs.images ?? join(base, 'images') } } },
     },
   });
@@ -65,7 +71,9 @@ async function gateway(name: string, dirs: Partial<Record<'cache' | 'expand' | '
 async function pullUntilDone(g: RunningGateway): Promise<Rec> {
   let rec: Rec = {};
   for (let i = 0; i < 300 && rec.status !== 'READY' && rec.status !== 'FAILURE'; i++) {
-    rec = await (await fetch(`${g.url}/api/pull/sys/docker/team/noise:1/`, { method: 'POST', headers: ALICE })).json() as Rec;
+    rec = (await (
+      await fetch(`${g.url}/api/pull/sys/docker/team/noise:1/`, { method: 'POST', headers: ALICE })
+    ).json()) as Rec;
     await new Promise((r) => setTimeout(r, 200));
   }
   return rec;
@@ -74,13 +82,23 @@ async function pullUntilDone(g: RunningGateway): Promise<Rec> {
 /** Whether the gateway logged `text` at error level (waiting a little: its stdout arrives through a pipe). */
 async function loggedError(g: RunningGateway, text: string): Promise<boolean> {
   for (let i = 0; i < 50; i++) {
-    if (g.logs().split('\n').some((l) => l.includes('"level":50') && l.includes(text))) return true;
+    if (
+      g
+        .logs()
+        .split('\n')
+        .some((l) => l.includes('"level":50') && l.includes(text))
+    )
+      return true;
     await new Promise((r) => setTimeout(r, 100));
   }
   return false;
 }
 
-for (const [key, which] of [['ExpandDirectory', 'expand'], ['CacheDirectory', 'cache'], ['Platforms.sys.local.imageDir', 'images']] as const) {
+for (const [key, which] of [
+  ['ExpandDirectory', 'expand'],
+  ['CacheDirectory', 'cache'],
+  ['Platforms.sys.local.imageDir', 'images'],
+] as const) {
   test.serial(`a full ${key} fails the pull as "disk full" naming it, not as a bad image`, async (t) => {
     const full = await smallFs(`full-${which}`, '1m');
     const g = await gateway(`case-${which}`, { [which]: full });
@@ -99,7 +117,7 @@ test.serial('with the metadata store\'s disk full, a pull gets 503 "disk full", 
   const g = await gateway('case-store', { store: full });
   await writeFile(join(full, 'filler'), Buffer.alloc(4 << 20)).catch(() => undefined);
   const res = await fetch(`${g.url}/api/pull/sys/docker/team/noise:1/`, { method: 'POST', headers: ALICE });
-  const body = await res.json() as Rec;
+  const body = (await res.json()) as Rec;
   t.is(res.status, 503, JSON.stringify(body));
   t.true(String(body.error).startsWith(`disk full in ${full} (MetadataStore)`), String(body.error));
   t.true(await loggedError(g, `disk full in ${full}`), 'logged at error level');
