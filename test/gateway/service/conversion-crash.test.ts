@@ -87,3 +87,20 @@ test.serial('killed twice while converting the same pull: resumed once, then FAI
   t.regex(g3.logs(), /not resuming a pull the gateway stopped under twice/);
   await g3.stop();
 });
+
+test.serial('a clean SIGTERM during conversion does not count as a crash', async (t) => {
+  await pushImage(reg.url, 'team/stopped', '1', { layers: [await emptyFilesLayer(150_001)], config: imageConfig({}) });
+
+  const g1 = await start();
+  t.is((await waitFor(g1, 'team/stopped:1', 'CONVERSION')).status, 'CONVERSION');
+  t.is(await g1.stop(), 0);
+
+  const g2 = await start();
+  t.is((await waitFor(g2, 'team/stopped:1', 'CONVERSION')).status, 'CONVERSION');
+  await g2.kill9();
+
+  const g3 = await start();
+  t.regex(g3.logs(), /resuming an interrupted pull/, 'one crash and one clean stop: resumed');
+  t.not((await queue(g3)).find((r) => r.image === 'team/stopped:1')?.status, 'FAILURE');
+  await g3.kill9();
+});
