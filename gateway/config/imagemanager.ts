@@ -27,6 +27,8 @@
  * - `Platforms.<sys>.platform`: `os/arch[/variant]` chosen from manifest lists (default `linux/amd64`).
  * - `HeartbeatTimeout`: seconds after which a non-READY record without progress is re-pullable
  *   (default 3600, upstream's fixed value).
+ * - `Limits`: what one image may cost the gateway (entries, expanded and compressed bytes); see
+ *   the Limits block below.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
