@@ -16,6 +16,8 @@ export type ErrorCode =
   | 'UNSAFE_CONTENT'     // an image tried to reach outside its root
   | 'CONVERSION_FAILED'  // tar2sqfs or a layer decompressor failed
   | 'IO_ERROR'           // local filesystem trouble
+  | 'DISK_FULL'          // a filesystem the service writes to is full: the site's problem, not the request's
+  | 'LIMIT_EXCEEDED'     // an image is bigger than a site limit allows (imagemanager.json Limits)
   | 'INTERNAL';          // a bug: report it
 
 export class ShifterError extends Error {

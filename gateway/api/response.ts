@@ -82,6 +82,7 @@ export function httpStatusFor(code: ErrorCode): number {
     case 'PERMISSION_DENIED':
       return 403;
     case 'UNREACHABLE':
+    case 'DISK_FULL':
       return 503;
     default:
       return 500;

@@ -110,6 +110,7 @@ export function createHttpServer(limits: HttpServerLimits, log: Logger): Fastify
   app.setErrorHandler((err: unknown, req, reply) => {
     if (isShifterError(err)) {
       const status = httpStatusFor(err.code);
+      if (err.code === 'DISK_FULL') log.error({ url: req.url }, `request failed: ${err.message}`);
       if (status < 500) return sendError(reply, status, err.message);
       log.error({ err, url: req.url }, 'request failed');
       return sendError(

@@ -28,6 +28,8 @@
  * - `HeartbeatTimeout`: seconds after which a non-READY record without progress is re-pullable
  *   (default 3600, upstream's fixed value).
  * - HTTP server limits (`RequestTimeout`, `HeadersTimeout`, ...): the block "HTTP server limits" below.
+ * - `Limits`: what one image may cost the gateway (entries, expanded and compressed bytes); see
+ *   the Limits block below.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
@@ -84,6 +86,7 @@ export interface GatewayConfig {
   http: HttpServerLimits;
   /** Which registries pulls may reach, and how long and how many pulls may wait on one (see below). */
   pullPolicy: PullPolicyConfig;
+  limits: ImageLimits;
 }
 
 export interface LoadedConfig { config: GatewayConfig; warnings: string[] }
@@ -95,6 +98,7 @@ const TOP_KEYS = new Set([
   'ImageExpirationTimeout', 'MongoDBURI', 'MongoDB', 'CacheDirectory', 'ExpandDirectory', 'Metrics',
   'Authentication', 'ImportUsers', 'ConverterOptions', 'examiner', 'Locations', 'Platforms',
   'MetadataStore', 'LayerConcurrency', 'HeartbeatTimeout',
+  'Limits',
 ]);
 const UNUSED_TOP_KEYS = new Set(['DefaultLustreReplication', 'DefaultOstCount', 'DefaultImageRemote', 'PullUpdateTime']);
 const LOCATION_KEYS = new Set(['remotetype', 'url', 'sslcacert', 'authMethod', 'authentication']);
@@ -383,6 +387,7 @@ export function parseGatewayConfig(raw: unknown, source = ''): LoadedConfig {
     platforms,
     http: parseHttpServerLimits(raw),
     pullPolicy: parsePullPolicy(raw, positiveInt(raw, 'WorkerThreads', 'WorkerThreads', 1)),
+    limits: parseImageLimits(raw.Limits, warnings),
   };
   return { config, warnings };
 }
@@ -436,6 +441,72 @@ function parsePullPolicy(raw: Json, workerThreads: number): PullPolicyConfig {
     registryConcurrency: positiveInt(raw, 'RegistryConcurrency', 'RegistryConcurrency', Math.max(1, workerThreads - 1)),
   };
 }
+
+// ---- Limits: what one image may cost the gateway (issue 7). Keep this block together. ----
+
+/**
+ * `Limits` (object, every key optional): what one pull may cost the gateway. A pull over a limit
+ * fails with a message naming the key and the value to raise. Byte values are integers or strings
+ * with a binary suffix (`"64G"`, `"512M"`).
+ */
+export interface ImageLimits {
+  /** `Limits.MaxEntries`: tar entries over all layers (an "inode bomb" of empty files is cheap to send). */
+  maxEntries: number;
+  /** `Limits.MaxExpandedBytes`: decompressed tar bytes over all layers. */
+  maxExpandedBytes: number;
+  /** `Limits.MaxExpansionRatio`: decompressed / compressed size of one layer, once it is past 1 GiB. */
+  maxExpansionRatio: number;
+  /** `Limits.MaxLayerBytes`: compressed size of one layer, from the manifest. */
+  maxLayerBytes: number;
+  /** `Limits.MaxImageBytes`: compressed size of all layers, from the manifest. */
+  maxImageBytes: number;
+}
+
+const GiB = 1024 ** 3;
+
+export const DEFAULT_IMAGE_LIMITS: ImageLimits = {
+  maxEntries: 2_000_000,
+  maxExpandedBytes: 64 * GiB,
+  maxExpansionRatio: 100,
+  maxLayerBytes: 16 * GiB,
+  maxImageBytes: 32 * GiB,
+};
+
+const LIMIT_KEYS: Record<string, keyof ImageLimits> = {
+  MaxEntries: 'maxEntries',
+  MaxExpandedBytes: 'maxExpandedBytes',
+  MaxExpansionRatio: 'maxExpansionRatio',
+  MaxLayerBytes: 'maxLayerBytes',
+  MaxImageBytes: 'maxImageBytes',
+};
+const BYTE_LIMITS = new Set(['MaxExpandedBytes', 'MaxLayerBytes', 'MaxImageBytes']);
+const SUFFIX: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: GiB, T: 1024 ** 4 };
+
+function limitValue(key: string, v: unknown): number {
+  const m = typeof v === 'string' ? /^(\d+)\s*([KMGT]?)i?B?$/i.exec(v.trim()) : null;
+  const n = typeof v === 'number' ? v : m && BYTE_LIMITS.has(key) ? Number(m[1]) * SUFFIX[m[2]!.toUpperCase()]! : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) {
+    const example = BYTE_LIMITS.has(key) ? '"64G" or 68719476736' : String(DEFAULT_IMAGE_LIMITS[LIMIT_KEYS[key]!]);
+    const got = JSON.stringify(v);
+    throw bad(`Limits.${key}`, `must be a positive integer (got ${got})`, `write e.g. "${key}": ${example}`);
+  }
+  return n;
+}
+
+function parseImageLimits(raw: unknown, warnings: string[]): ImageLimits {
+  const limits = { ...DEFAULT_IMAGE_LIMITS };
+  if (raw === undefined || raw === null) return limits;
+  if (!isObject(raw)) throw bad('Limits', 'must be an object', 'write e.g. "Limits": {"MaxEntries": 2000000}');
+  const known = Object.keys(LIMIT_KEYS).join(', ');
+  for (const [key, v] of Object.entries(raw)) {
+    const field = LIMIT_KEYS[key];
+    if (field) limits[field] = limitValue(key, v);
+    else warnings.push(`imagemanager.json: unknown key Limits.${key} ignored (known: ${known})`);
+  }
+  return limits;
+}
+
+// ---- end of Limits ----
 
 /** Picks the config file: `--config`, else `$GWCONFIG`, else /etc/shifter/imagemanager.json. */
 export function configPathFrom(cliPath: string | undefined, env: NodeJS.ProcessEnv = process.env): string {

@@ -1,58 +1,84 @@
 /**
  * The image tree as it stands after each applied entry, hidden ones included: it answers
  * "does this path go through a symlink or a file planted earlier?" and "what does this hard link
- * point at right now?". Regular files carry an inode record so hard links made in later layers
- * keep the content they linked to even when the original name is replaced afterwards.
+ * point at right now?". Regular files carry their inode (the layer and ordinal of the entry with
+ * the content, and the name it is emitted under) so hard links made in later layers keep the
+ * content they linked to even when the original name is replaced afterwards.
+ * One row per path in the `state` table of a PathDb; a missing parent is created as a directory.
  */
-import { baseNameOf, parentOf } from './path-safety.js';
+import type { Statement } from 'better-sqlite3';
+import { ancestorsOf, parentOf } from './path-safety.js';
+import { subtreeRange, type PathDb } from './path-db.js';
 
 export interface Inode {
   /** Where the content is: layer number and entry ordinal of the regular file. */
   layer: number;
   ordinal: number;
   /** Path the content is emitted under in the image; null while no visible name carries it. */
-  primary: string | null;
-  /** Visible hard-link names still to be emitted, in order. */
-  links: string[];
+  origin: string | null;
 }
 
-export type StateNode =
-  | { kind: 'dir'; children: Map<string, StateNode> }
-  | { kind: 'file'; inode: Inode }
-  | { kind: 'symlink' }
-  | { kind: 'special' };
+export type StateNode = { kind: 'dir' } | { kind: 'file'; inode: Inode } | { kind: 'symlink' } | { kind: 'special' };
 
 export type ParentCheck = { ok: true } | { ok: false; reason: string };
 
+const KIND = { dir: 1, file: 2, symlink: 3, special: 4 } as const;
+type KindCode = (typeof KIND)[keyof typeof KIND];
+
+interface Row {
+  path: string;
+  kind: KindCode;
+  layer: number | null;
+  ordinal: number | null;
+  origin: string | null;
+}
+
 export class MergeState {
-  private readonly root: StateNode & { kind: 'dir' } = { kind: 'dir', children: new Map() };
+  private readonly get: Statement<[string], Row>;
+  private readonly getMany: Statement<[string], Row>;
+  private readonly put: Statement<[string, number, number | null, number | null, string | null]>;
+  private readonly putDirIfMissing: Statement<[string]>;
+  private readonly del: Statement<[string]>;
+  private readonly delRange: Statement<[string, string]>;
+  private readonly delAll: Statement<[]>;
+  /**
+   * A directory known to exist with only directories above it, so entries inside it (the usual
+   * case: a tar lists a directory's members together) skip the ancestor queries. Forgotten on any
+   * removal and whenever a non-directory replaces a directory.
+   */
+  private knownDir: string | null = null;
+
+  constructor(paths: PathDb) {
+    const db = paths.db;
+    this.get = db.prepare('SELECT path, kind, layer, ordinal, origin FROM state WHERE path = ?');
+    this.getMany = db.prepare(
+      'SELECT path, kind, layer, ordinal, origin FROM state WHERE path IN (SELECT value FROM json_each(?))',
+    );
+    this.put = db.prepare('INSERT OR REPLACE INTO state (path, kind, layer, ordinal, origin) VALUES (?, ?, ?, ?, ?)');
+    this.putDirIfMissing = db.prepare(`INSERT OR IGNORE INTO state (path, kind) VALUES (?, ${KIND.dir})`);
+    this.del = db.prepare('DELETE FROM state WHERE path = ?');
+    this.delRange = db.prepare('DELETE FROM state WHERE path >= ? AND path < ?');
+    this.delAll = db.prepare('DELETE FROM state');
+  }
 
   /** Node at `path`, never following symlinks; undefined when absent. */
   lookup(path: string): StateNode | undefined {
-    if (path === '') return this.root;
-    let node: StateNode = this.root;
-    for (const part of path.split('/')) {
-      if (node.kind !== 'dir') return undefined;
-      const next = node.children.get(part);
-      if (!next) return undefined;
-      node = next;
-    }
-    return node;
+    if (path === '') return { kind: 'dir' };
+    const row = this.get.get(path);
+    return row ? nodeOf(row) : undefined;
   }
 
   /** Whether an entry may be created at `path`: every existing ancestor must be a real directory. */
   checkParents(path: string): ParentCheck {
-    if (path === '') return { ok: true };
-    let node: StateNode = this.root;
-    const parts = path.split('/');
-    for (let i = 0; i < parts.length - 1; i++) {
-      if (node.kind !== 'dir') break;
-      const next = node.children.get(parts[i]!);
-      if (!next) return { ok: true };
-      const at = parts.slice(0, i + 1).join('/');
-      if (next.kind === 'symlink') return { ok: false, reason: `the path goes through the symbolic link "${at}" planted by an earlier entry` };
-      if (next.kind !== 'dir') return { ok: false, reason: `"${at}" is not a directory` };
-      node = next;
+    const ancestors = ancestorsOf(path);
+    if (ancestors.length === 0 || parentOf(path) === this.knownDir) return { ok: true };
+    const rows = new Map(this.getMany.all(JSON.stringify(ancestors)).map((r) => [r.path, r.kind]));
+    for (const at of ancestors) {
+      const kind = rows.get(at);
+      if (kind === undefined) return { ok: true };
+      if (kind === KIND.symlink)
+        return { ok: false, reason: `the path goes through the symbolic link "${at}" planted by an earlier entry` };
+      if (kind !== KIND.dir) return { ok: false, reason: `"${at}" is not a directory` };
     }
     return { ok: true };
   }
@@ -60,37 +86,56 @@ export class MergeState {
   /** Puts `node` at `path`, creating missing parents; a directory over a directory keeps its children. */
   set(path: string, node: StateNode): void {
     if (path === '') return;
-    const parent = this.dirFor(parentOf(path));
-    const name = baseNameOf(path);
-    const old = parent.children.get(name);
-    if (old?.kind === 'dir' && node.kind === 'dir') return;
-    parent.children.set(name, node);
+    const parent = parentOf(path);
+    if (parent !== this.knownDir) {
+      for (const a of ancestorsOf(path)) this.putDirIfMissing.run(a);
+      this.knownDir = parent;
+    }
+    const old = this.get.get(path);
+    if (old?.kind === KIND.dir) {
+      if (node.kind === 'dir') return;
+      this.removeBelow(path);
+    }
+    const inode = node.kind === 'file' ? node.inode : null;
+    this.put.run(path, KIND[node.kind], inode?.layer ?? null, inode?.ordinal ?? null, inode?.origin ?? null);
   }
 
   /** Removes `path` and its subtree (whiteout, or a dropped entry that still replaces it). */
   remove(path: string): void {
-    if (path === '') { this.root.children.clear(); return; }
-    const parent = this.lookup(parentOf(path));
-    if (parent?.kind === 'dir') parent.children.delete(baseNameOf(path));
+    this.knownDir = null;
+    if (path === '') {
+      this.delAll.run();
+      return;
+    }
+    this.del.run(path);
+    this.removeBelow(path);
   }
 
   /** Empties directory `path` (opaque marker). */
   clearChildren(path: string): void {
-    const node = this.lookup(path);
-    if (node?.kind === 'dir') node.children.clear();
+    if (path === '') {
+      this.remove('');
+      return;
+    }
+    if (this.get.get(path)?.kind === KIND.dir) this.removeBelow(path);
   }
 
-  private dirFor(path: string): StateNode & { kind: 'dir' } {
-    let node: StateNode & { kind: 'dir' } = this.root;
-    if (path === '') return node;
-    for (const part of path.split('/')) {
-      let next = node.children.get(part);
-      if (!next || next.kind !== 'dir') {
-        next = { kind: 'dir', children: new Map() };
-        node.children.set(part, next);
-      }
-      node = next;
-    }
-    return node;
+  private removeBelow(path: string): void {
+    this.knownDir = null;
+    const { lo, hi } = subtreeRange(path);
+    this.delRange.run(lo, hi);
+  }
+}
+
+function nodeOf(row: Row): StateNode {
+  switch (row.kind) {
+    case KIND.dir:
+      return { kind: 'dir' };
+    case KIND.file:
+      return { kind: 'file', inode: { layer: row.layer!, ordinal: row.ordinal!, origin: row.origin } };
+    case KIND.symlink:
+      return { kind: 'symlink' };
+    default:
+      return { kind: 'special' };
   }
 }

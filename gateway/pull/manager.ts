@@ -5,7 +5,9 @@
  * - READY records whose `<id>.squashfs`/`<id>.meta` are missing become FAILURE (re-pullable at once);
  * - in-flight records are re-queued (they restart from the manifest; downloaded blobs are reused
  *   from the cache), except pulls that used the caller's registry credentials, which are never
- *   stored: those become FAILURE with a message asking to pull again;
+ *   stored: those become FAILURE with a message asking to pull again, and pulls the gateway
+ *   already stopped under twice while converting (an image that crashes it would otherwise crash
+ *   it at every start): those become FAILURE saying so;
  * - temporary files in every imageDir and pull scratch dirs in ExpandDirectory are deleted, and so
  *   are the blob cache's (its partial downloads are kept: the resumed pull continues them).
  * SIGTERM (stop) aborts running pulls without touching their records, so the next start resumes them.
@@ -31,6 +33,8 @@ import { assertMove, IN_FLIGHT, type ImageStatus } from '../store/status.js';
 const WORKDIR_PREFIX = 'gw-pull-';
 const HEARTBEAT_MS = 30_000;
 const PROGRESS_WRITE_MS = 500;
+/** A pull the gateway stopped under this many times while converting is not resumed again. */
+export const MAX_CONVERSION_ATTEMPTS = 2;
 
 interface Job {
   key: RecordKey;
@@ -39,6 +43,8 @@ interface Job {
   registry: string;
   tokens: Record<string, string>;
   abort: AbortController;
+  /** Conversions started earlier for this record that the gateway stopped under. */
+  conversionAttempts: number;
   done?: Promise<void>;
 }
 
@@ -112,7 +118,9 @@ export class PullManager {
       });
       this.log.info({ key: rec.key, tag: req.tag, system: req.system }, 'pull queued');
       const registry = registryKey(req.ref.location);
-      this.enqueue({ key: rec.key, req, registry, tokens: session.tokens, abort: new AbortController() });
+      this.enqueue({
+        key: rec.key, req, registry, tokens: session.tokens, abort: new AbortController(), conversionAttempts: 0,
+      });
       return rec;
     });
   }
@@ -142,7 +150,7 @@ export class PullManager {
     const signal = job.abort.signal;
     const deadlineSec = this.config.pullPolicy.pullDeadlineSec;
     const deadline = AbortSignal.timeout(deadlineSec * 1000);
-    let status: ImageStatus = 'PENDING';
+    let status = 'PENDING' as ImageStatus;
     let lastProgressWrite = 0;
     let pendingProgress: PullProgress | null = null;
     const write = async (patch: Parameters<ImageStore['update']>[1]) => {
@@ -175,7 +183,8 @@ export class PullManager {
           await flushProgress();
           if (next !== status) assertMove(status, next);
           status = next;
-          await write({ status: next, status_message: message });
+          const attempt = next === 'CONVERSION' ? { conversion_attempts: job.conversionAttempts + 1 } : {};
+          await write({ status: next, status_message: message, ...attempt });
         },
         progress: (p) => {
           pendingProgress = p;
@@ -194,6 +203,10 @@ export class PullManager {
     } catch (e) {
       if (e instanceof ShutdownSignal || (signal.aborted && this.stopping)) {
         log.info('pull interrupted by shutdown; it resumes at the next start');
+        if (status === 'CONVERSION') {
+          await this.store.update(key, { conversion_attempts: job.conversionAttempts })
+            .catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot give back the conversion attempt'));
+        }
       } else if (isShifterError(e) && e.code === 'NOT_FOUND' && !(await this.store.get(key).catch(() => true))) {
         log.warn('pull record was replaced by a newer pull; dropping this one');
       } else {
@@ -203,6 +216,7 @@ export class PullManager {
           : null;
         const message = overdue ?? (isShifterError(e) ? e.message : `internal error: ${describeError(e)}`);
         if (overdue !== null) log.warn({ code: 'DEADLINE' }, `pull failed: ${message}`);
+        if (isShifterError(e) && e.code === 'DISK_FULL') log.error({ code: e.code }, `pull failed: ${message}`);
         else if (isShifterError(e)) log.warn({ code: e.code }, `pull failed: ${message}`);
         else log.error({ err: e }, 'pull failed with an unexpected error');
         // A failure's age counts from when it failed (last_pull), not from when it was queued:
@@ -256,8 +270,10 @@ export class PullManager {
     }
 
     for (const rec of await this.store.listByStatus([...IN_FLIGHT, 'INIT'])) {
-      const fail = (status_message: string) => this.store.update(rec.key, {
-        status: 'FAILURE', status_message, last_pull: 0, last_heartbeat: this.now(), progress: null,
+      // last_pull 0: the FAILURE expires at once and the next pull starts afresh; `now` keeps it
+      // (and its reason) for PullUpdateTimeout, so the next pull shows it instead of retrying.
+      const fail = (status_message: string, last_pull = 0) => this.store.update(rec.key, {
+        status: 'FAILURE', status_message, last_pull, last_heartbeat: this.now(), progress: null,
       });
       if (!this.config.platforms[rec.system]) {
         await fail(`the gateway restarted and system "${rec.system}" is no longer configured`);
@@ -267,6 +283,12 @@ export class PullManager {
         await fail('the gateway restarted during this pull; registry credentials are not kept on disk, so pull the image again');
       } else if (!parsesAsReference(rec.pulltag, this.config.defaultImageLocation)) {
         await fail(`the gateway restarted and cannot resume "${rec.pulltag}": it is not a valid image reference`);
+      } else if ((rec.conversion_attempts ?? 0) >= MAX_CONVERSION_ATTEMPTS) {
+        this.log.error({ key: rec.key, tag: rec.pulltag, attempts: rec.conversion_attempts },
+          'not resuming a pull the gateway stopped under twice while converting');
+        await fail('the gateway stopped twice while converting this image, so it is not tried again: ' +
+          'lower Limits (MaxEntries, MaxExpandedBytes) in imagemanager.json so that such images fail cleanly, ' +
+          'or give the gateway more memory, or report it; then pull again', this.now());
       } else {
         if (rec.status !== 'PENDING') {
           await this.store.update(rec.key, {
@@ -284,6 +306,7 @@ export class PullManager {
           registry: registryKey(ref.location),
           tokens: {},
           abort: new AbortController(),
+          conversionAttempts: rec.conversion_attempts ?? 0,
         });
       }
     }

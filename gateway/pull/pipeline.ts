@@ -12,12 +12,14 @@
  */
 import { execFile } from 'node:child_process';
 import { access, chmod, copyFile, mkdir, rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { commitFile, temporaryNameFor, writeFileAtomic } from '../../common/atomic-write.js';
 import { asShifterError, ShifterError } from '../../common/errors.js';
+import { diskFullError } from '../../common/disk-full.js';
 import type { Logger } from '../../common/logger.js';
 import { formatImageMeta } from '../../common/image-meta.js';
 import { convertLayersToSquashfs } from '../convert/index.js';
+import { checkCompressedSizes } from '../convert/limits.js';
 import { isDockerHub, referenceForManifest, type ImageReference } from '../reference/image-ref.js';
 import {
   createConnectGuard, defaultBaseUrl, fetchLayers, RegistryClient,
@@ -122,7 +124,7 @@ function runExaminer(examiner: string, imagePath: string, id: string, signal: Ab
  * copying the whole image (seconds for a large one); across filesystems it copies.
  * Mode 0600 as upstream: only root (the runtime) reads images, so ACLs cannot be bypassed.
  */
-async function transferFile(src: string, finalPath: string): Promise<void> {
+async function transferFile(src: string, finalPath: string, imageDirKey: string): Promise<void> {
   const tmp = temporaryNameFor(finalPath);
   try {
     await rename(src, tmp).catch(async (e: NodeJS.ErrnoException) => {
@@ -133,7 +135,8 @@ async function transferFile(src: string, finalPath: string): Promise<void> {
     await commitFile(tmp, finalPath);
   } catch (e) {
     await rm(tmp, { force: true });
-    throw asShifterError(e, 'IO_ERROR', `cannot write ${finalPath}`);
+    throw diskFullError(e, dirname(finalPath), imageDirKey)
+      ?? asShifterError(e, 'IO_ERROR', `cannot write ${finalPath}`);
   }
 }
 
@@ -157,6 +160,7 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
   const asked = { private: isPrivate, userACL: req.userACL, groupACL: req.groupACL };
   const cfg = resolved.config;
   const files = imageFiles(platform, id);
+  const imageDirKey = `Platforms.${req.system}.local.imageDir`;
 
   return ctx.withImageLock(id, async () => {
     let metaOnly = false;
@@ -164,24 +168,27 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       metaOnly = true;
       await hooks.status('TRANSFER', `Image ${id.slice(0, 12)} is already on ${req.system}; updating its metadata`);
     } else {
+      checkCompressedSizes(resolved.layers, config.limits);
       const paths = await fetchLayers(client, ref.repository, resolved.layers, ctx.cache, {
         concurrency: config.layerConcurrency, signal, onProgress: hooks.progress,
-      });
+      }).catch((e: unknown) => { throw diskFullError(e, config.cacheDirectory, 'CacheDirectory') ?? e; });
       await hooks.status('CONVERSION', `Converting ${resolved.layers.length} layers to squashfs`);
       await mkdir(ctx.workDir, { recursive: true });
       const converted = join(ctx.workDir, `${id}.squashfs`);
       const layers = resolved.layers.map((l, i) => ({ path: paths[i]!, mediaType: l.mediaType, digest: l.digest }));
-      const options: Parameters<typeof convertLayersToSquashfs>[2] = { log, signal };
+      const options: Parameters<typeof convertLayersToSquashfs>[2] = { log, signal, limits: config.limits };
       const extra = config.converterOptions.squashfs;
       if (extra) options.compression = extra;
-      const report = await convertLayersToSquashfs(layers, converted, options);
-      log.info({ id, entries: report.entries, dropped: report.dropped.length, bytes: report.bytes, seconds: report.seconds }, 'image converted');
+      const report = await convertLayersToSquashfs(layers, converted, options)
+        .catch((e: unknown) => { throw diskFullError(e, config.expandDirectory, 'ExpandDirectory') ?? e; });
+      const { entries, droppedTotal, bytes, seconds } = report;
+      log.info({ id, entries, dropped: droppedTotal, bytes, seconds }, 'image converted');
       if (config.examiner) {
         await hooks.status('EXAMINATION', `Running the examiner on image ${id.slice(0, 12)}`);
         await runExaminer(config.examiner, converted, id, signal);
       }
       await hooks.status('TRANSFER', `Copying image ${id.slice(0, 12)} to ${req.system}`);
-      await transferFile(converted, files.image);
+      await transferFile(converted, files.image, imageDirKey);
     }
     const grant = pullGrant(req.tag, req.requesterUid, asked);
     const imageAccess = accessAfterPull(await ctx.readyRecord(id), grant).access;
@@ -197,7 +204,10 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       labels: cfg.labels,
       user: cfg.user,
     });
-    await writeFileAtomic(files.meta, meta, 0o600).catch((e: unknown) => { throw asShifterError(e, 'IO_ERROR', `cannot write ${files.meta}`); });
+    await writeFileAtomic(files.meta, meta, 0o600).catch((e: unknown) => {
+      throw diskFullError(e, platform.imageDir, imageDirKey)
+        ?? asShifterError(e, 'IO_ERROR', `cannot write ${files.meta}`);
+    });
     log.info({ id, tag: req.tag, system: req.system, metaOnly }, 'image transferred');
     await hooks.completed({
       id,

@@ -72,6 +72,12 @@ export interface ImageRecord {
   progress: PullProgress | null;
   /** The pull used registry credentials from the caller's session (not stored): it cannot be resumed alone. */
   credentialed: boolean;
+  /**
+   * Conversions this pull started that neither finished nor failed cleanly (counted before each
+   * one starts; a clean shutdown gives its attempt back): the gateway stopped under them.
+   * Absent in records written before it existed, which counts as 0.
+   */
+  conversion_attempts?: number;
 }
 
 export interface NewPull {
@@ -146,6 +152,7 @@ export function newPullRecord(key: RecordKey, p: NewPull): ImageRecord {
     expiration: null,
     progress: null,
     credentialed: p.credentialed,
+    conversion_attempts: 0,
   };
 }
 

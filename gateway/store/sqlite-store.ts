@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { asShifterError, ShifterError } from '../../common/errors.js';
+import { diskFullError } from '../../common/disk-full.js';
 import type { ImageStatus } from './status.js';
 import type { ImageStore } from './image-store.js';
 import {
@@ -53,7 +54,7 @@ export class SqliteImageStore implements ImageStore {
   private readonly db: Database.Database;
   private tagSeq = 0;
 
-  constructor(path: string) {
+  constructor(private readonly path: string) {
     try {
       if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
       this.db = new Database(path);
@@ -67,6 +68,15 @@ export class SqliteImageStore implements ImageStore {
     }
     const max = this.db.prepare('SELECT MAX(seq) AS m FROM tags').get() as { m: number | null };
     this.tagSeq = max.m ?? 0;
+  }
+
+  /** Runs a write; SQLITE_FULL becomes DISK_FULL naming the store's directory (REST answers 503). */
+  private writing<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      throw diskFullError(e, dirname(this.path), 'MetadataStore') ?? e;
+    }
   }
 
   private hydrate(row: Row | undefined): ImageRecord | null {
@@ -101,11 +111,11 @@ export class SqliteImageStore implements ImageStore {
 
   async createPull(p: NewPull): Promise<ImageRecord> {
     const rec = newPullRecord(randomUUID().replace(/-/g, '') as RecordKey, p);
-    this.db.transaction(() => {
+    this.writing(() => this.db.transaction(() => {
       this.db.prepare("DELETE FROM images WHERE system = ? AND itype = ? AND pulltag = ? AND status != 'READY'")
         .run(p.system, p.itype, p.pulltag);
       this.write(rec);
-    })();
+    })());
     return rec;
   }
 
@@ -148,15 +158,15 @@ export class SqliteImageStore implements ImageStore {
   }
 
   async update(key: RecordKey, patch: RecordPatch): Promise<void> {
-    this.db.transaction(() => {
+    this.writing(() => this.db.transaction(() => {
       const rec = this.getSync(key);
       if (!rec) throw new ShifterError('NOT_FOUND', `image record ${key} no longer exists`);
       this.write({ ...rec, ...patch });
-    })();
+    })());
   }
 
   async completePull(key: RecordKey, result: CompletedPull): Promise<ImageRecord> {
-    return this.db.transaction(() => {
+    return this.writing(() => this.db.transaction(() => {
       const pull = this.getSync(key);
       if (!pull) throw new ShifterError('NOT_FOUND', `image record ${key} no longer exists`);
       const existing = this.hydrate(this.db.prepare(`SELECT key, doc FROM images
@@ -167,19 +177,21 @@ export class SqliteImageStore implements ImageStore {
       if (existing) this.db.prepare('DELETE FROM images WHERE key = ?').run(key);
       this.addTag(done, pull.pulltag);
       return this.getSync(done.key)!;
-    })();
+    })());
   }
 
   async deleteFailuresBefore(cutoff: number): Promise<number> {
-    return this.db.prepare("DELETE FROM images WHERE status = 'FAILURE' AND last_pull < ?").run(cutoff).changes;
+    const stale = this.db.prepare("DELETE FROM images WHERE status = 'FAILURE' AND last_pull < ?");
+    return this.writing(() => stale.run(cutoff).changes);
   }
 
   async delete(key: RecordKey): Promise<void> {
-    this.db.prepare('DELETE FROM images WHERE key = ?').run(key);
+    this.writing(() => this.db.prepare('DELETE FROM images WHERE key = ?').run(key));
   }
 
   async addMetric(m: MetricRecord): Promise<void> {
-    this.db.prepare('INSERT INTO metrics (system, doc) VALUES (?, ?)').run(m.system, JSON.stringify(m));
+    const insert = this.db.prepare('INSERT INTO metrics (system, doc) VALUES (?, ?)');
+    this.writing(() => insert.run(m.system, JSON.stringify(m)));
   }
 
   async listMetrics(system: string, limit: number): Promise<MetricRecord[]> {

@@ -13,7 +13,8 @@ import { execFile } from 'node:child_process';
 import { mkdir, writeFile, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { gzipSync } from 'node:zlib';
+import { Readable } from 'node:stream';
+import { createGzip, gzipSync } from 'node:zlib';
 import * as tar from 'tar-stream';
 
 type TarHeader = Partial<tar.Header> & { name: string };
@@ -199,4 +200,60 @@ export async function umociUnpack(layoutDir: string, tag: string, bundleDir: str
   await rm(bundleDir, { recursive: true, force: true });
   await run('umoci', ['unpack', '--image', `${layoutDir}:${tag}`, bundleDir], { maxBuffer: 1 << 24 });
   return join(bundleDir, 'rootfs');
+}
+
+/** One ustar header block (no data), written by hand: tar-stream is too slow for millions of entries. */
+function ustarHeader(name: string, type: 'file' | 'dir', size = 0): Buffer {
+  const h = Buffer.alloc(512);
+  const octal = (v: number, len: number) => v.toString(8).padStart(len - 1, '0') + '\0';
+  h.write(name, 0, 100, 'utf8');
+  h.write(octal(type === 'dir' ? 0o755 : 0o644, 8), 100);
+  h.write(octal(0, 8), 108);
+  h.write(octal(0, 8), 116);
+  h.write(octal(size, 12), 124);
+  h.write(octal(Math.floor(FIXED_TIME.getTime() / 1000), 12), 136);
+  h.write('        ', 148);
+  h.write(type === 'dir' ? '5' : '0', 156);
+  h.write('ustar\0' + '00', 257);
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(octal(sum, 7) + ' ', 148);
+  return h;
+}
+
+/**
+ * A gzip layer of `files` empty files, `perDir` to a directory (`d<n>/f<m>`), generated as a tar
+ * stream: a million entries take a few seconds and a few MB of blob (an "inode bomb").
+ */
+export async function emptyFilesLayer(files: number, perDir = 1000): Promise<Buffer> {
+  function* blocks(): Generator<Buffer> {
+    const batch: Buffer[] = [];
+    for (let i = 0; i < files; i++) {
+      const d = Math.floor(i / perDir);
+      if (i % perDir === 0) batch.push(ustarHeader(`d${d}/`, 'dir'));
+      batch.push(ustarHeader(`d${d}/f${i % perDir}`, 'file'));
+      if (batch.length >= 2048) yield Buffer.concat(batch.splice(0));
+    }
+    batch.push(Buffer.alloc(1024));
+    yield Buffer.concat(batch);
+  }
+  return gzipStream(blocks());
+}
+
+/** A gzip layer holding one file of `size` zero bytes: a "gzip bomb" of about size/1000 bytes. */
+export async function zeroFileLayer(name: string, size: number): Promise<Buffer> {
+  function* blocks(): Generator<Buffer> {
+    yield ustarHeader(name, 'file', size);
+    const chunk = Buffer.alloc(1 << 20);
+    for (let left = size; left > 0; left -= chunk.length) yield left >= chunk.length ? chunk : chunk.subarray(0, left);
+    yield Buffer.alloc(512 - (size % 512 || 512) + 1024);
+  }
+  return gzipStream(blocks());
+}
+
+async function gzipStream(blocks: Iterable<Buffer>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  const gz = Readable.from(blocks).pipe(createGzip({ level: 1 }));
+  for await (const c of gz) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
 }

@@ -1,7 +1,8 @@
 /** OCI flattening rules, checked on headers alone (no tar, no root). */
 import test from 'ava';
-import { FlattenPlanner, NeedFullIndex, type FinishPlan } from '../../../gateway/flatten/planner.js';
+import { FlattenPlanner, NeedFullIndex } from '../../../gateway/flatten/planner.js';
 import { LayerIndex } from '../../../gateway/flatten/layer-index.js';
+import { PathDb } from '../../../gateway/flatten/path-db.js';
 import type { EntryHeader, EntryKind } from '../../../gateway/flatten/entry.js';
 
 type Spec = string | [string, EntryKind, string?];
@@ -11,18 +12,31 @@ function header(s: Spec): EntryHeader {
   return s.endsWith('/') ? { name: s, kind: 'dir' } : { name: s, kind: 'file' };
 }
 
-interface Result { emitted: string[]; dropped: Record<string, string>; plan: FinishPlan }
+interface Plan {
+  materialise: { layer: number; ordinal: number; path: string }[];
+  links: { path: string; target: string }[];
+}
+interface Result { emitted: string[]; dropped: Record<string, string>; plan: Plan }
 
 /** Streams the layers through a planner the way the converter does. */
 function flatten(layers: Spec[][], indexBase = false): Result {
+  const paths = new PathDb(':memory:');
+  try {
+    return flattenIn(paths, layers, indexBase);
+  } finally {
+    paths.close();
+  }
+}
+
+function flattenIn(paths: PathDb, layers: Spec[][], indexBase: boolean): Result {
   const headers = layers.map((l) => l.map(header));
   const indexes = headers.map((hs, i) => {
     if (i === 0 && !indexBase) return null;
-    const index = new LayerIndex();
+    const index = new LayerIndex(paths, i);
     hs.forEach((h, ordinal) => index.add(ordinal, h));
     return index;
   });
-  const planner = new FlattenPlanner(indexes);
+  const planner = new FlattenPlanner(paths, indexes);
   const result: Result = { emitted: [], dropped: {}, plan: { materialise: [], links: [] } };
   headers.forEach((hs, layer) => {
     planner.beginLayer(layer);
@@ -32,7 +46,11 @@ function flatten(layers: Spec[][], indexBase = false): Result {
       if (d.action === 'drop') result.dropped[d.path] = d.reason;
     });
   });
-  result.plan = planner.finish();
+  const plan = planner.finish();
+  result.plan = {
+    materialise: layers.flatMap((_, layer) => [...plan.materialise(layer)].map((m) => ({ layer, ...m }))),
+    links: [...plan.links()],
+  };
   return result;
 }
 
