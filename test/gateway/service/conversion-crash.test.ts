@@ -46,7 +46,9 @@ async function start(): Promise<RunningGateway> {
 }
 
 async function queue(g: RunningGateway): Promise<Rec[]> {
-  return ((await (await fetch(`${g.url}/api/queue/sys/`)).json()) as { list: Rec[] }).list;
+  // The queue answers authenticated callers only; alice pulled the image, so she sees its pull.
+  const res = await fetch(`${g.url}/api/queue/sys/`, { headers: { authentication: 'good:alice:users::1000:100' } });
+  return ((await res.json()) as { list: Rec[] }).list;
 }
 
 /** Polls the pull record (POST /api/pull returns the record in flight) until `status`. */
