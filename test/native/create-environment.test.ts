@@ -3,7 +3,7 @@
  * nsenter (no launcher): where targets resolve, whose credentials open user volumes, what
  * propagation and recursion show, and which specs the helper refuses on its own. Needs root.
  */
-import test from 'ava';
+import { rootTest as test } from '../helpers/privileges.js';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

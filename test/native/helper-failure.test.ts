@@ -4,6 +4,7 @@
  * errno and class to the daemon. The helper part needs root.
  */
 import test from 'ava';
+import { rootTest } from '../helpers/privileges.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { attachImage } from '../../node-daemon/adapters/index.js';
@@ -64,7 +65,7 @@ test('a malformed failure reply is an internal error that quotes it', (t) => {
   }
 });
 
-test('a real helper failure reaches the daemon with its errno and class', async (t) => {
+rootTest('a real helper failure reaches the daemon with its errno and class', async (t) => {
   const err = await t.throwsAsync(attachImage('/nonexistent/image.sqfs'));
   t.is((err as Error & { code?: string }).code, 'NOT_FOUND');
   t.is(err!.message, 'shifter-nshelper: open image: /nonexistent/image.sqfs: No such file or directory');

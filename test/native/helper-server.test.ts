@@ -1,5 +1,5 @@
 /** The namespace helper server lives and dies with the daemon process that started it. Needs root. */
-import test from 'ava';
+import { rootTest as test } from '../helpers/privileges.js';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';

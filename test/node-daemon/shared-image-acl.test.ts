@@ -5,7 +5,7 @@
  * another user pulled: a lookup or launch by tag follows that tag's list, a launch by `id:` the
  * union of every tag's list (public when any tag is public).
  */
-import test from 'ava';
+import { rootTest as test } from '../helpers/privileges.js';
 import { execFile, execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';

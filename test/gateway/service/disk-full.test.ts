@@ -4,7 +4,7 @@
  * (unmounted at the end) and filled by a pull. The pull fails "disk full in <dir> (<key>)",
  * logged at error level; with the store's disk full, POST /api/pull answers 503 with that message.
  */
-import test from 'ava';
+import { rootTest as test } from '../../helpers/privileges.js';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
