@@ -27,8 +27,8 @@
  *     shifterd listens there unless given --socket. The launcher (`shifter`, C) reads this one key
  *     with its own small parser of the line rules above (native/launcher/udiroot.c), from the
  *     udiRoot.conf at $SHIFTER_UDIROOT_CONF, else the path compiled into it (native/build.sh:
- *     $SHIFTER_DEFAULT_UDIROOT_CONF at build time, default /etc/shifter/udiRoot.conf); a missing file or key means the default, an unreadable
- *     file is a one-line error. `$SHIFTERD_SOCKET` overrides both (shifterd authenticates
+ *     $SHIFTER_DEFAULT_UDIROOT_CONF at build time, default /etc/shifter/udiRoot.conf); a missing
+ *     file or key means the default, an unreadable file is a one-line error. `$SHIFTERD_SOCKET` overrides both (shifterd authenticates
  *     callers by SO_PEERCRED, so a user pointing their own launcher elsewhere fools only
  *     themselves).
  *

@@ -89,7 +89,7 @@ export function createHttpServer(limits: HttpServerLimits, log: Logger): Fastify
     },
     frameworkErrors(err, _req, reply) {
       const status = typeof err.statusCode === 'number' && err.statusCode >= 400 ? err.statusCode : 400;
-      return sendError(reply, status, FASTIFY_MESSAGES[err.code] ?? err.message);
+      void sendError(reply, status, FASTIFY_MESSAGES[err.code] ?? err.message);
     },
   });
 

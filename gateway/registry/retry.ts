@@ -1,8 +1,8 @@
 /**
  * Retrying with exponential back-off: only TransientError (network trouble, timeouts, 5xx/429) is
  * retried. A host that did not connect or answer in time is retried once only: it has already
- * cost a full timeout, and a host that stays silent twice is not coming back soon. When the attempts run out it becomes the
- * ShifterError a user sees, naming the URL.
+ * cost a full timeout, and a host that stays silent twice is not coming back soon. When the
+ * attempts run out it becomes the ShifterError a user sees, naming the URL.
  */
 import { ShifterError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';

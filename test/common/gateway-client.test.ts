@@ -230,7 +230,7 @@ test('answers: statuses become the error a user can act on', (t) => {
       ...(location ? { location } : {}),
     });
   t.deepEqual(answer(200, { list: [] })(), { list: [] });
-  const code = (f: () => unknown) => (t.throws(f) as ShifterError).code;
+  const code = (f: () => unknown) => t.throws<ShifterError>(f)?.code;
   t.is(code(answer(200, 'not json')), 'REGISTRY_ERROR');
   t.is(code(answer(401, { error: 'Expired Credential' })), 'AUTH_FAILED');
   t.is(code(answer(404, { error: 'Bad session or system' })), 'NOT_FOUND');
