@@ -35,6 +35,7 @@ let gw: RunningGateway;
 let dir: string;
 let secretLayer: Buffer;
 let secretDigest: string;
+let secretManifest: string;
 
 test.before(async () => {
   tokens = await startTokenServer({
@@ -66,6 +67,7 @@ test.before(async () => {
     auth: ALICE,
   });
   secretDigest = pushed.layerDigests[0]!;
+  secretManifest = pushed.manifestDigest;
   const rec = await pullUntilDone('alice/secret:1', 1000, { 'shared.site': ALICE });
   if (rec.status !== 'READY') throw new Error(`alice's own pull failed: ${String(rec.status_message)}`);
 });
@@ -108,9 +110,10 @@ async function pushManifestNamingSecret(
   repo: string,
   tag: string,
   auth?: Credentials,
-): Promise<void> {
+  configJson: object = imageConfig({ Env: [`TAG=${tag}`] }),
+): Promise<string> {
   await pushBlob(registryUrl, repo, secretLayer, auth);
-  const config = Buffer.from(JSON.stringify(imageConfig({ Env: [`TAG=${tag}`] })));
+  const config = Buffer.from(JSON.stringify(configJson));
   const configDigest = await pushBlob(registryUrl, repo, config, auth);
   const manifest = JSON.stringify({
     schemaVersion: 2,
@@ -118,7 +121,7 @@ async function pushManifestNamingSecret(
     config: { mediaType: MEDIA.ociConfig, digest: configDigest, size: config.length },
     layers: [{ mediaType: MEDIA.ociLayerGzip, digest: secretDigest, size: secretLayer.length }],
   });
-  await pushManifest(registryUrl, repo, tag, manifest, MEDIA.ociManifest, auth);
+  const digest = await pushManifest(registryUrl, repo, tag, manifest, MEDIA.ociManifest, auth);
   const headers: Record<string, string> = {};
   if (auth) {
     const url = new URL(tokens.realm);
@@ -132,6 +135,7 @@ async function pushManifestNamingSecret(
   if (deleted.status !== 202) throw new Error(`removing the layer from ${repo} failed: HTTP ${deleted.status}`);
   const check = await fetch(`${registryUrl}/v2/${repo}/blobs/${secretDigest}`, { method: 'HEAD', headers });
   if (check.status !== 404) throw new Error(`the layer is still served from ${repo}: HTTP ${check.status}`);
+  return digest;
 }
 
 const blobRequests = (method: string, digest: string) =>
@@ -144,6 +148,17 @@ test.serial(
     const rec = await pullUntilDone('bob/evil:1', 1001, { 'shared.site': BOB });
     t.is(rec.status, 'FAILURE', "bob must not get an image with alice's layer");
     t.regex(String(rec.status_message), new RegExp(`blob ${secretDigest} of bob/evil not found`));
+  },
+);
+
+test.serial(
+  "a copy of a private image's manifest whose layers the repository does not serve gets no access to it",
+  async (t) => {
+    const copied = await pushManifestNamingSecret(reg.url, 'bob/copy', '1', BOB, imageConfig({}));
+    t.is(copied, secretManifest, 'the same manifest, so the image is already on the system');
+    const rec = await pullUntilDone('bob/copy:1', 1001, { 'shared.site': BOB });
+    t.is(rec.status, 'FAILURE', "the meta-only path must not add bob to alice's image");
+    t.regex(String(rec.status_message), new RegExp(`blob ${secretDigest} of bob/copy not found`));
   },
 );
 
