@@ -180,6 +180,20 @@ test.serial('a cached blob that another repository does not serve is NOT_FOUND t
   t.deepEqual(blobGets(other.repo, layers[0]!).map((r) => r.status), [404]);
 });
 
+test.serial('a cached blob whose registry cannot be reached for the check fails the pull as UNREACHABLE', async (t) => {
+  const { repo, layers } = await image();
+  const cache = await newCache();
+  const own = await startFlakyProxy(reg.url);
+  const viaOwn = () => client({ baseUrl: own.url }, { connectTimeoutMs: 2000 });
+  try {
+    await viaOwn().fetchBlob(repo, layers[0]!, cache);
+  } finally {
+    await own.stop();
+  }
+  const err = await t.throwsAsync(viaOwn().fetchBlob(repo, layers[0]!, cache), { instanceOf: ShifterError });
+  t.is(err?.code, 'UNREACHABLE');
+});
+
 test.serial('two concurrent fetches of one blob share a single download', async (t) => {
   const { repo, layers } = await image();
   const cache = await newCache();
