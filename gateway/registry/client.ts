@@ -18,7 +18,7 @@ import type { BlobCache } from './blob-cache.js';
 import { MANIFEST_ACCEPT } from './media-types.js';
 import { DEFAULT_PLATFORM, formatPlatform, selectPlatform } from './platform.js';
 import {
-  TransientError, discard, readBody, send, sendFollowingRedirects, type HttpResponse, type HttpTimeouts,
+  REDIRECTS, TransientError, discard, readBody, send, sendFollowingRedirects, type HttpResponse, type HttpTimeouts,
 } from './http.js';
 import { blobReuse } from './blob-reuse.js';
 import type { ConnectGuard } from './address-guard.js';
@@ -33,7 +33,6 @@ const MANIFEST_LIMIT = 4 * 1024 * 1024;
 const CONFIG_LIMIT = 16 * 1024 * 1024;
 const TOKEN_LIMIT = 1024 * 1024;
 const TAG = /^[\w][\w.-]{0,127}$/;
-const REDIRECT = new Set([301, 302, 303, 307, 308]);
 
 type AuthStage = 'none' | 'anonymous' | 'credentialed' | 'basic';
 
@@ -189,7 +188,7 @@ export class RegistryClient {
         throw e;
       }
       discard(res);
-      if (res.status === 200 || REDIRECT.has(res.status)) return true;
+      if (res.status === 200 || REDIRECTS.has(res.status)) return true;
       if (res.status === 404 || res.status === 401 || res.status === 403) return false;
       throw new ShifterError('REGISTRY_ERROR', `${this.registry} answered HTTP ${res.status} to HEAD for blob ${digest} of ${repository}`);
     });
