@@ -190,7 +190,8 @@ export class RegistryClient {
       discard(res);
       if (res.status === 200 || REDIRECTS.has(res.status)) return true;
       if (res.status === 404 || res.status === 401 || res.status === 403) return false;
-      throw new ShifterError('REGISTRY_ERROR', `${this.registry} answered HTTP ${res.status} to HEAD for blob ${digest} of ${repository}`);
+      throw new ShifterError('REGISTRY_ERROR',
+        `${this.registry} answered HTTP ${res.status} to HEAD for blob ${digest} of ${repository}`);
     });
   }
 

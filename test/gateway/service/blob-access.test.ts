@@ -198,7 +198,7 @@ test.serial(
     proxy.clearLog();
     const rec = await pullUntilDone('bob/public:2', 1002);
     t.is(rec.status, 'READY', String(rec.status_message));
-    const digest = first.layerDigests[0]!;
+    const digest = first.layerDigests[0];
     t.is(blobRequests('GET', digest).length + blobRequests('HEAD', digest).length, 0);
   },
 );
