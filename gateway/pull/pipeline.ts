@@ -4,7 +4,8 @@
  * `<id>.meta` into the system's imageDir. The meta file is written last, so "meta exists" means
  * "the image is complete"; both go through temp + fsync + rename.
  * If both files already exist (the same image under another tag, or an ACL change), only the meta
- * file is rewritten (upstream's meta-only path).
+ * file is rewritten (upstream's meta-only path), once the layers are known to be served to this
+ * pull (the blob cache's reuse rule; usually no request or a HEAD per layer).
  * The meta file's USERACL/GROUPACL are the image's access: the union of what every user's pull of
  * every tag onto it asked for (store/record.ts, common/image-access.ts). The files, the meta and
  * the READY record are written under the image's lock, so concurrent pulls of two tags of one
@@ -163,15 +164,18 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
   const imageDirKey = `Platforms.${req.system}.local.imageDir`;
 
   return ctx.withImageLock(id, async () => {
+    // Every pull gets the layers through the blob cache, even when the image is already on the
+    // system: its access is granted only if this pull's registry serves every layer to this pull
+    // (registry/blob-reuse.ts), not because a manifest with the same digest was served somewhere.
+    checkCompressedSizes(resolved.layers, config.limits);
+    const paths = await fetchLayers(client, ref.repository, resolved.layers, ctx.cache, {
+      concurrency: config.layerConcurrency, signal, onProgress: hooks.progress,
+    }).catch((e: unknown) => { throw diskFullError(e, config.cacheDirectory, 'CacheDirectory') ?? e; });
     let metaOnly = false;
     if (await imageFilesComplete(platform, id)) {
       metaOnly = true;
       await hooks.status('TRANSFER', `Image ${id.slice(0, 12)} is already on ${req.system}; updating its metadata`);
     } else {
-      checkCompressedSizes(resolved.layers, config.limits);
-      const paths = await fetchLayers(client, ref.repository, resolved.layers, ctx.cache, {
-        concurrency: config.layerConcurrency, signal, onProgress: hooks.progress,
-      }).catch((e: unknown) => { throw diskFullError(e, config.cacheDirectory, 'CacheDirectory') ?? e; });
       await hooks.status('CONVERSION', `Converting ${resolved.layers.length} layers to squashfs`);
       await mkdir(ctx.workDir, { recursive: true });
       const converted = join(ctx.workDir, `${id}.squashfs`);

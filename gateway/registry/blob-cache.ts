@@ -6,17 +6,25 @@
  * The partial file's name is fixed per blob so that an interrupted download (a failed attempt,
  * a shutdown, a kill -9) resumes where it stopped, in this process or the next one. Content that
  * fails verification is discarded. Two pulls of one blob share one download.
+ *
+ * Beside each blob, `sha256/<hex>.sources` (written atomically) records which registry and
+ * repository served it and whether anonymously. A cached blob is handed to a pull only when
+ * blob-reuse.ts says this pull's registry would serve it (the fetcher's `mayReuse`); otherwise the
+ * pull downloads it on its own account, into a temporary file that replaces the cached one, and a
+ * registry that does not have the blob fails that pull honestly.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ShifterError, asShifterError } from '../../common/errors.js';
-import { commitFile, isTemporaryName } from '../../common/atomic-write.js';
+import { commitFile, isTemporaryName, temporaryNameFor, writeFileAtomic } from '../../common/atomic-write.js';
 import type { LayerDescriptor } from './manifest.js';
+import { parseBlobSources, withBlobSource, type BlobSource } from './blob-reuse.js';
 
 const DIGEST = /^sha256:([0-9a-f]{64})$/;
 const PARTIAL_PREFIX = '.partial-';
+const SOURCES_SUFFIX = '.sources';
 /** A partial download nobody came back for within a day is garbage, not a head start. */
 const PARTIAL_MAX_AGE_MS = 24 * 3600_000;
 
@@ -119,8 +127,17 @@ export class BlobWriter {
   }
 }
 
+/** How one pull gets a blob: whether it may take the cached copy, and how it downloads one. */
+export interface BlobFetcher {
+  /** Whether this pull's registry would serve the blob, given where the cached copy came from. */
+  mayReuse(sources: readonly BlobSource[]): Promise<boolean>;
+  /** Downloads the blob into the writer; returns where it came from. */
+  fill(writer: BlobWriter): Promise<BlobSource>;
+}
+
 export class BlobCache {
   private readonly inFlight = new Map<string, Promise<string>>();
+  private readonly sourceUpdates = new Map<string, Promise<void>>();
 
   constructor(readonly dir: string) {}
 
@@ -166,35 +183,79 @@ export class BlobCache {
     }
   }
 
+  private sourcesPathFor(digest: string): string {
+    return `${this.pathFor(digest)}${SOURCES_SUFFIX}`;
+  }
+
+  /** Where the cached blob came from; none for a blob cached before sources were recorded. */
+  async sources(digest: string): Promise<BlobSource[]> {
+    try {
+      return parseBlobSources(await readFile(this.sourcesPathFor(digest), 'utf8'));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw asShifterError(e, 'IO_ERROR', `cannot read ${this.sourcesPathFor(digest)}`);
+    }
+  }
+
+  /** Records one more source of a blob; updates of one blob are serialised so none is lost. */
+  private recordSource(digest: string, source: BlobSource): Promise<void> {
+    const path = this.sourcesPathFor(digest);
+    // The stored chain never rejects: a failed update fails its own pull, not the next one.
+    const update = (this.sourceUpdates.get(path) ?? Promise.resolve()).then(async () => {
+      const before = await this.sources(digest);
+      const after = withBlobSource(before, source);
+      if (after.length === before.length && after.every((s, i) => s === before[i])) return;
+      await writeFileAtomic(path, JSON.stringify(after) + '\n').catch((e: unknown) => {
+        throw asShifterError(e, 'IO_ERROR', `cannot write ${path}`);
+      });
+    });
+    const settled: Promise<void> = update
+      .catch(() => undefined)
+      .then(() => {
+        if (this.sourceUpdates.get(path) === settled) this.sourceUpdates.delete(path);
+      });
+    this.sourceUpdates.set(path, settled);
+    return update;
+  }
+
   /**
-   * Returns the blob's path, calling `fill` to write it when it is missing; the cache commits what
-   * `fill` wrote. Concurrent calls for one blob share a single run.
+   * Returns the path of the blob as this pull may have it: a cached copy when `fetcher.mayReuse`
+   * accepts its sources, else what `fetcher.fill` downloads (the cache verifies and commits it).
+   * Concurrent downloads of a missing blob share a single run; a pull that joins one still has to
+   * pass `mayReuse` afterwards, like any other cache hit.
    */
-  async ensure(layer: LayerDescriptor, fill: (writer: BlobWriter) => Promise<void>): Promise<string> {
+  async ensure(layer: LayerDescriptor, fetcher: BlobFetcher): Promise<string> {
     const path = this.pathFor(layer.digest);
-    if (await this.has(layer.digest)) return path;
+    if (await this.has(layer.digest)) {
+      if (await fetcher.mayReuse(await this.sources(layer.digest))) return path;
+      return this.download(layer, fetcher, temporaryNameFor(path));
+    }
     const running = this.inFlight.get(path);
     // The shared run belongs to the pull that started it (its signal, its failures): when it fails,
     // this caller downloads on its own account instead of failing with another pull's error.
-    if (running) return running.catch(() => this.ensure(layer, fill));
-    const p = (async () => {
-      try {
-        await mkdir(this.blobDir, { recursive: true });
-        const writer = await BlobWriter.open(layer, this.partialPathFor(layer.digest), path);
-        try {
-          await fill(writer);
-          await writer.commit();
-        } catch (e) {
-          if (e instanceof ShifterError && e.code === 'DIGEST_MISMATCH') await writer.discard();
-          else await writer.keep();
-          throw e;
-        }
-        return path;
-      } finally {
-        this.inFlight.delete(path);
-      }
-    })();
+    if (running) return running.catch(() => undefined).then(() => this.ensure(layer, fetcher));
+    const p = this.download(layer, fetcher, this.partialPathFor(layer.digest)).finally(() =>
+      this.inFlight.delete(path),
+    );
     this.inFlight.set(path, p);
     return p;
+  }
+
+  private async download(layer: LayerDescriptor, fetcher: BlobFetcher, partialPath: string): Promise<string> {
+    const path = this.pathFor(layer.digest);
+    await mkdir(this.blobDir, { recursive: true });
+    const writer = await BlobWriter.open(layer, partialPath, path);
+    let source: BlobSource;
+    try {
+      source = await fetcher.fill(writer);
+      await writer.commit();
+    } catch (e) {
+      const resumable = !(e instanceof ShifterError && e.code === 'DIGEST_MISMATCH') && !isTemporaryName(partialPath);
+      if (resumable) await writer.keep();
+      else await writer.discard();
+      throw e;
+    }
+    await this.recordSource(layer.digest, source);
+    return path;
   }
 }

@@ -18,8 +18,9 @@ import type { BlobCache } from './blob-cache.js';
 import { MANIFEST_ACCEPT } from './media-types.js';
 import { DEFAULT_PLATFORM, formatPlatform, selectPlatform } from './platform.js';
 import {
-  TransientError, discard, readBody, sendFollowingRedirects, type HttpResponse, type HttpTimeouts,
+  REDIRECTS, TransientError, discard, readBody, send, sendFollowingRedirects, type HttpResponse, type HttpTimeouts,
 } from './http.js';
+import { blobReuse } from './blob-reuse.js';
 import type { ConnectGuard } from './address-guard.js';
 import {
   TokenCache, assertSafeForCredentials, basicAuthorization, parseChallenges, parseTokenResponse, pullScope, tokenUrl,
@@ -139,18 +140,64 @@ export class RegistryClient {
   }
 
   /**
-   * Stores the verified blob in the cache (unless it is already there) and returns its path.
+   * Returns the path of the verified blob in the cache, downloading it unless the cached copy may
+   * be handed to this pull (blob-reuse.ts: never on the strength of its digest alone).
    * `onBytes` gets the bytes received; a negative count means a restart discarded earlier bytes.
    */
-  async fetchBlob(repository: string, layer: LayerDescriptor, cache: BlobCache, onBytes?: (n: number) => void, signal?: AbortSignal): Promise<string> {
+  async fetchBlob(repository: string, layer: LayerDescriptor, cache: BlobCache, onBytes?: (n: number) => void,
+    signal?: AbortSignal): Promise<string> {
     const url = this.url(repository, 'blobs', layer.digest);
-    return this.reported(cache.ensure(layer, (writer) => downloadBlob(writer, async (offset) => {
-      const { res } = await this.request(repository, url, offset > 0 ? { range: `bytes=${offset}-` } : {}, signal);
-      if (res.status !== 200 && res.status !== 206) {
-        throw await this.unexpected(res, `blob ${layer.digest} of ${repository}`);
+    const registry = this.registryId;
+    return this.reported(cache.ensure(layer, {
+      mayReuse: async (sources) => {
+        const rule = blobReuse(sources, registry, repository);
+        this.log.debug({ repository, digest: layer.digest, rule }, 'blob already cached');
+        if (rule === 'reuse') return true;
+        return rule === 'ask-registry' && await this.blobServed(repository, layer.digest, signal);
+      },
+      fill: async (writer) => {
+        let credentialed = false;
+        await downloadBlob(writer, async (offset) => {
+          const answer = await this.request(repository, url, offset > 0 ? { range: `bytes=${offset}-` } : {}, signal);
+          credentialed ||= answer.credentialed;
+          const { res } = answer;
+          if (res.status !== 200 && res.status !== 206) {
+            throw await this.unexpected(res, `blob ${layer.digest} of ${repository}`);
+          }
+          return res;
+        }, this.policy(signal), onBytes);
+        return { registry, repository, anonymous: !credentialed };
+      },
+    }));
+  }
+
+  /**
+   * Whether the registry would serve the blob to this pull: `HEAD /v2/<repo>/blobs/<digest>` with
+   * its own authentication. A redirect counts as served (the registry sends only what it allows to
+   * its storage; a pre-signed URL may be valid for GET alone). A refusal or 404 is a plain no; the
+   * download that follows fails with the registry's own words.
+   */
+  private async blobServed(repository: string, digest: string, signal?: AbortSignal): Promise<boolean> {
+    const url = this.url(repository, 'blobs', digest);
+    return withRetries(`checking blob ${digest} of ${repository}`, this.policy(signal), async () => {
+      let res: HttpResponse;
+      try {
+        res = (await this.request(repository, url, { method: 'HEAD' }, signal)).res;
+      } catch (e) {
+        if (e instanceof ShifterError && e.code === 'AUTH_FAILED') return false;
+        throw e;
       }
-      return res;
-    }, this.policy(signal), onBytes)));
+      discard(res);
+      if (res.status === 200 || REDIRECTS.has(res.status)) return true;
+      if (res.status === 404 || res.status === 401 || res.status === 403) return false;
+      throw new ShifterError('REGISTRY_ERROR',
+        `${this.registry} answered HTTP ${res.status} to HEAD for blob ${digest} of ${repository}`);
+    });
+  }
+
+  /** The registry as blob sources name it: its base URL. */
+  private get registryId(): string {
+    return `${this.base.origin}${this.basePath}`;
   }
 
   private policy(signal: AbortSignal | undefined): RetryPolicy {
@@ -241,8 +288,12 @@ export class RegistryClient {
     return { stage: 'none', header: null, tokenKey: null };
   }
 
-  /** One registry GET with authentication and redirects; 5xx becomes a TransientError. */
-  private async request(repository: string, url: URL, extra: { accept?: string; range?: string }, signal?: AbortSignal):
+  /**
+   * One registry request with authentication; a GET follows redirects, a HEAD does not (its
+   * answer is the registry's own). 5xx becomes a TransientError.
+   */
+  private async request(repository: string, url: URL, extra: { accept?: string; range?: string; method?: 'HEAD' },
+    signal?: AbortSignal):
     Promise<{ res: HttpResponse; credentialed: boolean }> {
     const scope = pullScope(repository);
     const ca = await this.caBundle();
@@ -253,8 +304,9 @@ export class RegistryClient {
       if (extra.accept) headers.accept = extra.accept;
       if (extra.range) headers.range = extra.range;
       if (state.header) headers.authorization = state.header;
-      const res = await sendFollowingRedirects({
-        method: 'GET', url, headers, env: this.env, ...this.timeouts,
+      const head = extra.method === 'HEAD';
+      const res = await (head ? send : sendFollowingRedirects)({
+        method: head ? 'HEAD' : 'GET', url, headers, env: this.env, ...this.timeouts,
         ...(ca !== undefined ? { ca } : {}), ...(signal ? { signal } : {}),
         ...(this.guard ? { guard: this.guard } : {}),
       });

@@ -221,7 +221,7 @@ export function headersForRedirect(from: URL, to: URL, headers: Record<string, s
   return out;
 }
 
-const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+export const REDIRECTS: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 10;
 
 /** Like `send`, following Location redirects. */

@@ -74,7 +74,8 @@ test.serial('a connection dropped mid-blob is resumed with a Range request and t
   const starts = gets.slice(1).map((g) => Number(/^bytes=(\d+)-$/.exec(String(g.headers.range))?.[1]));
   t.true(starts[0]! > 0 && starts[0]! <= 1024 * 1024, `first resume at ${starts[0]}`);
   t.true(starts[1]! > starts[0]! && starts[1]! <= starts[0]! + 1024 * 1024, `second resume at ${starts[1]}`);
-  t.deepEqual(await readdir(join(cache.dir, 'sha256')), [layer.digest.slice(7)], 'no temporary file is left');
+  t.deepEqual(await readdir(join(cache.dir, 'sha256')), [layer.digest.slice(7), `${layer.digest.slice(7)}.sources`],
+    'no temporary file is left, only the blob and where it came from');
 });
 
 test.serial('a server that ignores Range gets a full download instead', async (t) => {
@@ -148,6 +149,49 @@ test.serial('the cache is reused: a second fetch makes no blob request', async (
   const second = await client().fetchBlob(repo, layers[0]!, new BlobCache(cache.dir));
   t.is(second, first);
   t.is(blobGets(repo, layers[0]!).length, count);
+});
+
+const blobHeads = (repo: string, layer: LayerDescriptor) =>
+  proxy.requests.filter((r) => r.method === 'HEAD' && r.url === `/v2/${repo}/blobs/${layer.digest}`);
+
+test.serial('a cached blob with no record of its source is downloaded again once; then a HEAD is enough', async (t) => {
+  const { repo, layers, data } = await image();
+  const cache = await newCache();
+  const hex = layers[0]!.digest.slice(7);
+  await writeFile(join(cache.dir, 'sha256', hex), data[0]!);
+  await client().fetchBlob(repo, layers[0]!, cache);
+  t.is(blobGets(repo, layers[0]!).length, 1, 'a digest alone proves nothing: the registry must send the content');
+  t.deepEqual(JSON.parse(await readFile(join(cache.dir, 'sha256', `${hex}.sources`), 'utf8')),
+    [{ registry: proxy.url, repository: repo, anonymous: false }]);
+  await client().fetchBlob(repo, layers[0]!, cache);
+  t.is(blobGets(repo, layers[0]!).length, 1);
+  t.deepEqual(blobHeads(repo, layers[0]!).map((r) => r.status), [200]);
+});
+
+test.serial('a cached blob that another repository does not serve is NOT_FOUND there, not handed out', async (t) => {
+  const { repo, layers } = await image();
+  const other = await image();
+  const cache = await newCache();
+  await client().fetchBlob(repo, layers[0]!, cache);
+  const err = await t.throwsAsync(client().fetchBlob(other.repo, layers[0]!, cache), { instanceOf: ShifterError });
+  t.is(err?.code, 'NOT_FOUND');
+  t.regex(err?.message ?? '', new RegExp(`blob ${layers[0]!.digest} of ${other.repo} not found`));
+  t.deepEqual(blobHeads(other.repo, layers[0]!).map((r) => r.status), [404]);
+  t.deepEqual(blobGets(other.repo, layers[0]!).map((r) => r.status), [404]);
+});
+
+test.serial('a cached blob whose registry cannot be reached for the check fails the pull as UNREACHABLE', async (t) => {
+  const { repo, layers } = await image();
+  const cache = await newCache();
+  const own = await startFlakyProxy(reg.url);
+  const viaOwn = () => client({ baseUrl: own.url }, { connectTimeoutMs: 2000 });
+  try {
+    await viaOwn().fetchBlob(repo, layers[0]!, cache);
+  } finally {
+    await own.stop();
+  }
+  const err = await t.throwsAsync(viaOwn().fetchBlob(repo, layers[0]!, cache), { instanceOf: ShifterError });
+  t.is(err?.code, 'UNREACHABLE');
 });
 
 test.serial('two concurrent fetches of one blob share a single download', async (t) => {
@@ -296,7 +340,7 @@ test.serial('a partial left by an earlier gateway resumes with Range; open() rem
   t.true((await readFile(path)).equals(data[0]!));
   t.is(bytes, layers[0]!.size, 'the resumed prefix counts as progress');
   t.deepEqual(blobGets(repo, layers[0]!).map((g) => g.headers.range), ['bytes=100000-']);
-  t.deepEqual(await readdir(join(dir, 'sha256')), [hex]);
+  t.deepEqual(await readdir(join(dir, 'sha256')), [hex, `${hex}.sources`]);
 });
 
 test.serial('a partial download that does not verify is discarded, not resumed again', async (t) => {
