@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on a fresh Debian 12 machine of the project's kind:
-# Debian packages (registry, image tools, squashfs, munge, Slurm pieces come later) and npm
+# Debian packages (registry, image tools, squashfs, munge, Slurm, MPICH) and npm
 # packages. Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,9 @@ APT_PACKAGES=(
   busybox-static       # static userland for the native runtime tests' tiny squashfs image
   xfsprogs             # mkfs.xfs for perNodeCache volumes
   clang-format         # style of native/ (native/.clang-format), checked by scripts/lint.sh
+  slurm-wlm            # slurmctld, slurmd and the client commands for the single-node test Slurm
+  libslurm-dev         # spank.h for native/spank/shifter_spank.so
+  mpich                # MPI programs launched through srun --mpi=pmi2
 )
 
 missing=()
