@@ -253,8 +253,13 @@ static int export_checked(spank_t sp, char *output)
 			slurm_error("shifter: the job check printed the unexpected variable %s", line);
 			return -1;
 		}
-		if (spank_setenv(sp, line, eq + 1, 1) != ESPANK_SUCCESS) {
-			slurm_error("shifter: cannot set %s in the job environment", line);
+		/*
+		 * spank_setenv works only in slurmstepd; here the submit command's own environment is
+		 * what the job inherits (--export=ALL, the default). The job control copy reaches the
+		 * prolog as SPANK_<name> and the tasks as SLURM_SPANK_<name>, also with --export=NONE.
+		 */
+		if (setenv(line, eq + 1, 1) != 0) {
+			slurm_error("shifter: cannot set %s: %s", line, strerror(errno));
 			return -1;
 		}
 		if (spank_job_control_setenv(sp, line, eq + 1, 1) != ESPANK_SUCCESS) {
