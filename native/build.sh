@@ -34,9 +34,10 @@ g++ "${CFLAGS[@]}" -std=c++17 -fPIC -shared -fvisibility=hidden \
 # The SPANK plugin needs Slurm's spank.h (Debian: libslurm-dev); without it the rest still builds.
 spank_h=/usr/include/slurm/spank.h
 if [ -f "$spank_h" ]; then
-  job_check="$(cd .. && pwd)/bin/shifter-job-check"
+  bin_dir="$(cd .. && pwd)/bin"
   gcc "${CFLAGS[@]}" -std=gnu11 -fPIC -shared -fvisibility=default \
-    -DSHIFTER_UDIROOT_CONF="\"$udiroot_conf\"" -DSHIFTER_JOB_CHECK="\"$job_check\"" \
+    -DSHIFTER_UDIROOT_CONF="\"$udiroot_conf\"" \
+    -DSHIFTER_JOB_CHECK="\"$bin_dir/shifter-job-check\"" -DSHIFTER_JOB_ENV="\"$bin_dir/shifter-job-env\"" \
     -o "$out/shifter_spank.so" spank/shifter_spank.c
 else
   rm -f "$out/shifter_spank.so"

@@ -8,12 +8,13 @@
  * the TypeScript shifterd runs: this plugin does not parse volumes or images itself.
  *
  * plugstack.conf: required /path/shifter_spank.so [shifter_config=udiRoot.conf] [long_options]
- *                 [job_check=/path/shifter-job-check]
+ *                 [job_check=/path/shifter-job-check] [job_env=/path/shifter-job-env]
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,12 +32,16 @@ SPANK_PLUGIN(shifter, 1);
 #ifndef SHIFTER_JOB_CHECK
 #define SHIFTER_JOB_CHECK "/usr/libexec/shifter/shifter-job-check"
 #endif
+#ifndef SHIFTER_JOB_ENV
+#define SHIFTER_JOB_ENV "/usr/libexec/shifter/shifter-job-env"
+#endif
 
 /* The job check prints at most a few short lines; anything longer is a bug, not a job. */
 #define CHECK_OUTPUT_MAX 65536
 
 static const char *config_path = SHIFTER_UDIROOT_CONF;
 static const char *job_check_path = SHIFTER_JOB_CHECK;
+static const char *job_env_path = SHIFTER_JOB_ENV;
 static int long_options;
 
 static char *opt_image;
@@ -120,12 +125,14 @@ static int parse_plugin_args(int ac, char **av)
 			config_path = av[i] + 15;
 		} else if (strncmp(av[i], "job_check=", 10) == 0 && av[i][10] == '/') {
 			job_check_path = av[i] + 10;
+		} else if (strncmp(av[i], "job_env=", 8) == 0 && av[i][8] == '/') {
+			job_env_path = av[i] + 8;
 		} else if (strcmp(av[i], "long_options") == 0) {
 			long_options = 1;
 		} else {
 			slurm_error(
 				"shifter: plugin argument '%s' is not understood (shifter_config=/abs/udiRoot.conf, "
-				"job_check=/abs/path, long_options); fix plugstack.conf",
+				"job_check=/abs/path, job_env=/abs/path, long_options); fix plugstack.conf",
 				av[i]);
 			return -1;
 		}
@@ -160,28 +167,12 @@ static int is_exported_name(const char *name)
 	return 0;
 }
 
-/* Runs the job check with the user's options; its stderr (the user's message) passes through. */
-static int run_job_check(char *out, size_t out_size)
+/*
+ * Runs argv[0] and collects what it prints on stdout (and stderr too with capture_stderr; else
+ * stderr passes through, e.g. to the user's terminal at submit). Returns its exit status, or -1.
+ */
+static int run_program(const char *const *argv, char *out, size_t out_size, int capture_stderr)
 {
-	const char *argv[10];
-	int n = 0;
-	argv[n++] = job_check_path;
-	argv[n++] = "--config";
-	argv[n++] = config_path;
-	if (opt_image != NULL) {
-		argv[n++] = "--image";
-		argv[n++] = opt_image;
-	}
-	if (opt_volume != NULL) {
-		argv[n++] = "--volume";
-		argv[n++] = opt_volume;
-	}
-	if (opt_module != NULL) {
-		argv[n++] = "--module";
-		argv[n++] = opt_module;
-	}
-	argv[n] = NULL;
-
 	int fds[2];
 	if (pipe2(fds, O_CLOEXEC) != 0) {
 		slurm_error("shifter: pipe: %s", strerror(errno));
@@ -196,11 +187,12 @@ static int run_job_check(char *out, size_t out_size)
 	}
 	if (pid == 0) {
 		signal(SIGPIPE, SIG_DFL);
-		if (dup2(fds[1], STDOUT_FILENO) < 0)
+		if (dup2(fds[1], STDOUT_FILENO) < 0 || (capture_stderr && dup2(fds[1], STDERR_FILENO) < 0))
 			_exit(125);
-		execv(job_check_path, (char *const *)argv);
-		dprintf(STDERR_FILENO, "shifter: cannot run the job check %s: %s; check job_check= in plugstack.conf\n",
-		        job_check_path, strerror(errno));
+		/* The prolog's environment may have no PATH; the programs are scripts that exec node. */
+		setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 0);
+		execv(argv[0], (char *const *)argv);
+		dprintf(STDERR_FILENO, "shifter: cannot run %s: %s; check plugstack.conf\n", argv[0], strerror(errno));
 		_exit(125);
 	}
 	close(fds[1]);
@@ -229,13 +221,35 @@ static int run_job_check(char *out, size_t out_size)
 			return -1;
 		}
 	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return -1;
 	if (overflow) {
-		slurm_error("shifter: the job check %s printed more than %d bytes", job_check_path, CHECK_OUTPUT_MAX);
+		slurm_error("shifter: %s printed more than %zu bytes", argv[0], out_size - 1);
 		return -1;
 	}
-	return 0;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Runs the job check with the user's options; its stderr (the user's message) passes through. */
+static int run_job_check(char *out, size_t out_size)
+{
+	const char *argv[10];
+	int n = 0;
+	argv[n++] = job_check_path;
+	argv[n++] = "--config";
+	argv[n++] = config_path;
+	if (opt_image != NULL) {
+		argv[n++] = "--image";
+		argv[n++] = opt_image;
+	}
+	if (opt_volume != NULL) {
+		argv[n++] = "--volume";
+		argv[n++] = opt_volume;
+	}
+	if (opt_module != NULL) {
+		argv[n++] = "--module";
+		argv[n++] = opt_module;
+	}
+	argv[n] = NULL;
+	return run_program(argv, out, out_size, 0) == 0 ? 0 : -1;
 }
 
 /* Each line of the job check's output is NAME=VALUE: set it for the tasks and for the prolog. */
@@ -289,6 +303,56 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 		rc = export_checked(sp, output);
 	free(output);
 	return rc;
+}
+
+/*
+ * Prolog and epilog (root, on each node of the job): shifter-job-env prepares the job's
+ * environment in shifterd from the SPANK_SHIFTER_* variables set at submit, or releases it.
+ * A failure is logged and otherwise ignored: a non-zero prolog would drain the node (upstream's
+ * behaviour), while the job's own `shifter` launches report the same problem to the user.
+ */
+static int job_env(spank_t sp, const char *action)
+{
+	uint32_t job_id;
+	uid_t uid;
+	gid_t gid;
+	if (spank_get_item(sp, S_JOB_ID, &job_id) != ESPANK_SUCCESS ||
+	    spank_get_item(sp, S_JOB_UID, &uid) != ESPANK_SUCCESS ||
+	    spank_get_item(sp, S_JOB_GID, &gid) != ESPANK_SUCCESS) {
+		slurm_error("shifter: %s: the job id, uid or gid is not available", action);
+		return 0;
+	}
+	char job[16], uid_s[16], gid_s[16];
+	snprintf(job, sizeof(job), "%u", job_id);
+	snprintf(uid_s, sizeof(uid_s), "%u", (unsigned)uid);
+	snprintf(gid_s, sizeof(gid_s), "%u", (unsigned)gid);
+	const char *argv[] = { job_env_path, action, "--config", config_path, "--job", job,
+		               "--uid",      uid_s,  "--gid",    gid_s,       NULL };
+	char out[4096];
+	int rc = run_program(argv, out, sizeof(out), 1);
+	size_t len = strlen(out);
+	while (len > 0 && out[len - 1] == '\n')
+		out[--len] = '\0';
+	if (rc != 0)
+		slurm_error("shifter: job %s: %s failed (%d): %s", job, action, rc, out);
+	else if (len > 0)
+		slurm_info("%s", out);
+	return 0;
+}
+
+/* slurm_spank_init does not run before these two: the plugin arguments come with the call. */
+int slurm_spank_job_prolog(spank_t sp, int ac, char **av)
+{
+	if (parse_plugin_args(ac, av) != 0)
+		return 0;
+	return job_env(sp, "prepare");
+}
+
+int slurm_spank_job_epilog(spank_t sp, int ac, char **av)
+{
+	if (parse_plugin_args(ac, av) != 0)
+		return 0;
+	return job_env(sp, "release");
 }
 
 int slurm_spank_exit(spank_t sp, int ac, char **av)
