@@ -110,3 +110,18 @@ test.serial('a tag moved to another image after submit: the job still runs the i
     `PRETTY_NAME="app v2"\n${moved}\n`,
   );
 });
+
+test.serial('sbatch --export=NONE: shifter still finds the pinned image (SLURM_SPANK_SHIFTER_*)', async (t) => {
+  const id = await stack.pullApp();
+  const script = `#!/bin/sh\nSHIFTERD_SOCKET=${stack.fx.socket} ${LAUNCHER} sh -c 'cat /etc/os-release; echo $SHIFTER_IMAGE'\n`;
+  const r = await stack.sbatch(
+    ['--export=NONE', '--image=team/app:1', '-o', join(stack.work, 'noexport-%j.out')],
+    script,
+  );
+  t.is(r.code, 0, r.stderr);
+  const jobId = r.stdout.trim();
+  const job = await stack.slurm!.waitForJob(jobId);
+  const out = await readFile(join(stack.work, `noexport-${jobId}.out`), 'utf8');
+  t.is(job.state, 'COMPLETED', out);
+  t.is(out, `PRETTY_NAME="app v1"\n${id}\n`);
+});
