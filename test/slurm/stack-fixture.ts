@@ -74,6 +74,7 @@ export class SlurmStack {
         { name: 'bin/sh', type: 'symlink', linkname: 'busybox' },
         { name: 'bin/cat', type: 'symlink', linkname: 'busybox' },
         { name: 'bin/sleep', type: 'symlink', linkname: 'busybox' },
+        { name: 'bin/true', type: 'symlink', linkname: 'busybox' },
         { name: 'etc/os-release', content: `PRETTY_NAME="app ${release}"\n` },
       ]),
     );
