@@ -20,7 +20,7 @@ APT_PACKAGES=(
   clang-format         # style of native/ (native/.clang-format), checked by scripts/lint.sh
   slurm-wlm            # slurmctld, slurmd and the client commands for the single-node test Slurm
   libslurm-dev         # spank.h for native/spank/shifter_spank.so
-  mpich                # MPI programs launched through srun --mpi=pmi2
+  mpich libmpich-dev   # MPI programs (mpicc.mpich) launched through srun --mpi=pmi2
 )
 
 missing=()

@@ -82,10 +82,15 @@ export class SlurmStack {
   }
 
   /** Pulls team/app:1 through the gateway until it is READY with an id other than `notId`. */
-  async pullApp(notId?: string): Promise<string> {
-    const deadline = Date.now() + 60_000;
+  pullApp(notId?: string): Promise<string> {
+    return this.pull('team/app:1', notId);
+  }
+
+  /** Pulls `name` through the gateway until it is READY with an id other than `notId`. */
+  async pull(name: string, notId?: string): Promise<string> {
+    const deadline = Date.now() + 120_000;
     for (;;) {
-      const res = await fetch(`${this.gw!.url}/api/pull/testsys/docker/team/app:1/`, {
+      const res = await fetch(`${this.gw!.url}/api/pull/testsys/docker/${name}/`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', authentication: 'good:alice:users::1000:100' },
         body: '{}',
