@@ -113,7 +113,9 @@ test.serial('a tag moved to another image after submit: the job still runs the i
 
 test.serial('sbatch --export=NONE: shifter still finds the pinned image (SLURM_SPANK_SHIFTER_*)', async (t) => {
   const id = await stack.pullApp();
-  const script = `#!/bin/sh\nSHIFTERD_SOCKET=${stack.fx.socket} ${LAUNCHER} sh -c 'cat /etc/os-release; echo $SHIFTER_IMAGE'\n`;
+  // With --export=NONE the submit environment's SHIFTERD_SOCKET does not reach the job either.
+  const launch = `SHIFTERD_SOCKET=${stack.fx.socket} ${LAUNCHER}`;
+  const script = `#!/bin/sh\n${launch} sh -c 'cat /etc/os-release; echo $SHIFTER_IMAGE'\n`;
   const r = await stack.sbatch(
     ['--export=NONE', '--image=team/app:1', '-o', join(stack.work, 'noexport-%j.out')],
     script,
