@@ -37,10 +37,12 @@ async function main(): Promise<void> {
       );
       return;
     }
-    case 'release':
-      if (await releaseJobEnvironment(paths, jobId))
-        process.stdout.write(`shifter: job ${jobId}: environment released\n`);
+    case 'release': {
+      const outcome = await releaseJobEnvironment(paths, jobId);
+      if (outcome === 'released') process.stdout.write(`shifter: job ${jobId}: environment released\n`);
+      if (outcome === 'kept') process.stdout.write(`shifter: job ${jobId}: environment kept for another job\n`);
       return;
+    }
     default:
       throw new ShifterError('BAD_ARGUMENT', 'shifter-job-env: the first argument is prepare or release');
   }

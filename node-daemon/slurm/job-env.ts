@@ -5,7 +5,7 @@
  * shifterd's cache and do no namespace work); the epilog releases it. The key shifterd returns
  * is kept per job in a root-only directory next to shifterd's socket, from prolog to epilog.
  */
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ShifterError, describeError } from '../../common/errors.js';
@@ -88,16 +88,26 @@ export async function prepareJobEnvironment(
   return info;
 }
 
-/** Releases what the prolog prepared for the job; false when it prepared nothing. */
-export async function releaseJobEnvironment(paths: AdminPaths, jobId: string): Promise<boolean> {
+export type ReleaseOutcome = 'released' | 'kept' | 'none';
+
+/**
+ * Releases what the prolog prepared for the job: 'none' when it prepared nothing, 'kept' when
+ * another job on this node (same user, image, volumes, modules) still uses the same environment.
+ */
+export async function releaseJobEnvironment(paths: AdminPaths, jobId: string): Promise<ReleaseOutcome> {
   let key: string;
   try {
     key = await readFile(keyFile(paths, jobId), 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'none';
     throw e;
   }
-  await call(paths.adminSocket, 'ReleaseEnvironment', { key });
   await rm(keyFile(paths, jobId), { force: true });
-  return true;
+  for (const name of await readdir(paths.jobsDir)) {
+    if (!name.endsWith('.key')) continue;
+    const other = await readFile(join(paths.jobsDir, name), 'utf8').catch(() => undefined);
+    if (other === key) return 'kept';
+  }
+  await call(paths.adminSocket, 'ReleaseEnvironment', { key });
+  return 'released';
 }

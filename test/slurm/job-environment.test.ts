@@ -5,12 +5,14 @@
  * loop device of the job is left. A prolog that cannot reach shifterd does not drain the node.
  */
 import test from 'ava';
-import { readFile } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadShifterdProto, shifterdServiceClient } from '../../node-daemon/admin-server.js';
 import { LAUNCHER, loopDevicesFor } from '../node-daemon/runtime-fixture.js';
 import { SlurmStack } from './stack-fixture.js';
+import { ensureSlurmUser } from '../helpers/slurm.js';
 
 const stack = new SlurmStack();
 
@@ -24,15 +26,15 @@ test.after.always(async () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function environmentsFor(imageId: string): Promise<number> {
+async function listEnvironments(): Promise<Array<{ uid: number; imageId: string }>> {
   const Ctor = shifterdServiceClient(loadShifterdProto());
   const client = new Ctor(`unix://${stack.fx.adminSocket}`, grpc.credentials.createInsecure()) as grpc.Client &
     Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void>;
   try {
-    const res = await new Promise<{ environments: Array<{ imageId: string }> }>((resolve, reject) =>
+    const res = await new Promise<{ environments: Array<{ uid: number; imageId: string }> }>((resolve, reject) =>
       client.ListEnvironments!({}, (err, r) => (err ? reject(err) : resolve(r as { environments: [] }))),
     );
-    return res.environments.filter((e) => e.imageId === imageId).length;
+    return res.environments;
   } finally {
     client.close();
   }
@@ -79,7 +81,7 @@ test.serial('4 ranks attach to the one environment the prolog prepared; the epil
   await waitFor('the epilog did not release the environment', async () =>
     (await stack.slurm!.slurmdLog()).includes(`shifter: job ${jobId}: environment released`),
   );
-  t.is(await environmentsFor(id), 0);
+  t.is((await listEnvironments()).filter((e) => e.imageId === id).length, 0);
   await waitFor('the image loop device stayed attached', async () => loopDevicesFor(squashfs).length === 0);
   const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
   t.false(mountinfo.includes(id), 'no mount of the image on the host');
@@ -109,4 +111,92 @@ test.serial('shifterd down at the prolog: the job fails with the reason, the nod
   const job = await stack.slurm!.waitForJob(again.stdout.trim());
   t.is(job.state, 'COMPLETED');
   t.is(await readFile(join(stack.work, `again-${again.stdout.trim()}.out`), 'utf8'), 'PRETTY_NAME="app v1"\n');
+});
+
+/** A job script that waits for `gate` to exist (so that jobs overlap), then runs `command` in shifter. */
+const gatedScript = (gate: string, command: string) =>
+  `#!/bin/sh\nwhile [ ! -e ${gate} ]; do sleep 0.2; done\n${LAUNCHER} -v ${command}\n`;
+
+async function waitRunning(jobId: string): Promise<void> {
+  await waitFor(`job ${jobId} did not start`, async () => {
+    const r = await stack.slurm!.run('squeue', ['-h', '-j', jobId, '-o', '%T']);
+    return r.stdout.trim() === 'RUNNING';
+  });
+}
+
+test.serial('two jobs of one user share the environment: the first epilog keeps it for the second', async (t) => {
+  const id = await stack.pullApp();
+  const gate = join(stack.work, 'gate-shared');
+  const second = await stack.sbatch(
+    ['--image=team/app:1', '-o', join(stack.work, 'second-%j.out')],
+    gatedScript(gate, 'cat /etc/os-release'),
+  );
+  t.is(second.code, 0, second.stderr);
+  const secondId = second.stdout.trim();
+  await waitRunning(secondId);
+  const first = await stack.sbatch(['--image=team/app:1', '-o', join(stack.work, 'first-%j.out')], '#!/bin/sh\ntrue\n');
+  const firstId = first.stdout.trim();
+  t.is((await stack.slurm!.waitForJob(firstId)).state, 'COMPLETED');
+  await waitFor('the first epilog did not run', async () =>
+    (await stack.slurm!.slurmdLog()).includes(`shifter: job ${firstId}: environment kept for another job`),
+  );
+  t.is((await listEnvironments()).filter((e) => e.imageId === id).length, 1);
+  await writeFile(gate, '');
+  t.is((await stack.slurm!.waitForJob(secondId)).state, 'COMPLETED');
+  const out = await readFile(join(stack.work, `second-${secondId}.out`), 'utf8');
+  t.regex(out, /environment reused;/);
+  t.regex(out, /PRETTY_NAME="app v1"/);
+  await waitFor('the second epilog did not release the environment', async () =>
+    (await stack.slurm!.slurmdLog()).includes(`shifter: job ${secondId}: environment released`),
+  );
+  t.is((await listEnvironments()).filter((e) => e.imageId === id).length, 0);
+});
+
+test.serial("two users' jobs on one node get two environments, each with its own identity", async (t) => {
+  const id = await stack.pullApp();
+  const other = ensureSlurmUser('shifterslurm2');
+  const otherWork = await mkdtemp(join(tmpdir(), 'slurm-other-'));
+  try {
+    await chown(otherWork, other.uid, other.gid);
+    const gateDir = await mkdtemp(join(tmpdir(), 'slurm-gate-'));
+    await chmod(gateDir, 0o755);
+    const gate = join(gateDir, 'open');
+    const mine = await stack.sbatch(
+      ['--image=team/app:1', '-o', join(stack.work, 'mine-%j.out')],
+      gatedScript(gate, 'id -u'),
+    );
+    t.is(mine.code, 0, mine.stderr);
+    const theirs = await stack.slurm!.run(
+      'sbatch',
+      ['--parsable', '--image=team/app:1', '-o', join(otherWork, 'theirs-%j.out')],
+      {
+        user: other,
+        cwd: otherWork,
+        env: stack.jobEnv(),
+        stdin: gatedScript(gate, 'id -u'),
+      },
+    );
+    t.is(theirs.code, 0, theirs.stderr);
+    const [mineId, theirsId] = [mine.stdout.trim(), theirs.stdout.trim()];
+    for (const jobId of [mineId, theirsId]) {
+      await waitFor(`the prolog of job ${jobId} did not prepare`, async () =>
+        (await stack.slurm!.slurmdLog()).includes(`shifter: job ${jobId}: environment for id:${id}`),
+      );
+    }
+    const uids = (await listEnvironments())
+      .filter((e) => e.imageId === id)
+      .map((e) => e.uid)
+      .sort();
+    t.deepEqual(uids, [stack.user.uid, other.uid].sort());
+    await writeFile(gate, '');
+    const mineOut = join(stack.work, `mine-${mineId}.out`);
+    const theirsOut = join(otherWork, `theirs-${theirsId}.out`);
+    t.is((await stack.slurm!.waitForJob(mineId)).state, 'COMPLETED', await readFile(mineOut, 'utf8'));
+    t.is((await stack.slurm!.waitForJob(theirsId)).state, 'COMPLETED', await readFile(theirsOut, 'utf8'));
+    t.regex(await readFile(mineOut, 'utf8'), new RegExp(`^${stack.user.uid}$`, 'm'));
+    t.regex(await readFile(theirsOut, 'utf8'), new RegExp(`^${other.uid}$`, 'm'));
+    await rm(gateDir, { recursive: true, force: true });
+  } finally {
+    await rm(otherWork, { recursive: true, force: true });
+  }
 });

@@ -75,6 +75,7 @@ export class SlurmStack {
         { name: 'bin/cat', type: 'symlink', linkname: 'busybox' },
         { name: 'bin/sleep', type: 'symlink', linkname: 'busybox' },
         { name: 'bin/true', type: 'symlink', linkname: 'busybox' },
+        { name: 'bin/id', type: 'symlink', linkname: 'busybox' },
         { name: 'etc/os-release', content: `PRETTY_NAME="app ${release}"\n` },
       ]),
     );
