@@ -200,3 +200,39 @@ test.serial("two users' jobs on one node get two environments, each with its own
     await rm(otherWork, { recursive: true, force: true });
   }
 });
+
+test.serial('shifterd killed during a job and restarted: the job goes on, the node serves the next job', async (t) => {
+  const gateDir = await mkdtemp(join(tmpdir(), 'slurm-gate-'));
+  await chmod(gateDir, 0o755);
+  const gate = join(gateDir, 'open');
+  try {
+    const r = await stack.sbatch(
+      ['--image=team/app:1', '-o', join(stack.work, 'killed-%j.out')],
+      gatedScript(gate, 'cat /etc/os-release'),
+    );
+    t.is(r.code, 0, r.stderr);
+    const jobId = r.stdout.trim();
+    await waitFor(`the prolog of job ${jobId} did not prepare`, async () =>
+      (await stack.slurm!.slurmdLog()).includes(`shifter: job ${jobId}: environment for id:`),
+    );
+    await stack.fx.stop('SIGKILL');
+    await stack.fx.start();
+    await writeFile(gate, '');
+    const job = await stack.slurm!.waitForJob(jobId);
+    const out = await readFile(join(stack.work, `killed-${jobId}.out`), 'utf8');
+    t.is(job.state, 'COMPLETED', out);
+    t.regex(out, /PRETTY_NAME="app v1"/);
+    const next = await stack.sbatch(
+      ['--image=team/app:1', '-o', join(stack.work, 'next-%j.out')],
+      gatedScript(gate, 'true'),
+    );
+    const nextJob = await stack.slurm!.waitForJob(next.stdout.trim());
+    const nextOut = await readFile(join(stack.work, `next-${next.stdout.trim()}.out`), 'utf8');
+    t.is(nextJob.state, 'COMPLETED', nextOut);
+    t.regex(nextOut, /environment reused;/);
+    const sinfo = await stack.slurm!.run('sinfo', ['-h', '-N', '-o', '%T']);
+    t.is(sinfo.stdout.trim(), 'idle');
+  } finally {
+    await rm(gateDir, { recursive: true, force: true });
+  }
+});
