@@ -6,7 +6,7 @@
  * stop() cancels the cluster's jobs, then ends exactly the daemons this started, by pid.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { startMunged, type Munged } from './munge.js';
@@ -126,6 +126,47 @@ async function stopChild(child: ChildProcess): Promise<void> {
   }
 }
 
+/**
+ * slurmstepd daemonizes, so a job that outlived scancel (e.g. a test that failed mid-job) is no
+ * child of ours: find the step daemons of this cluster by the SLURM_CONF slurmd gave them, and
+ * kill them with every process below them.
+ */
+async function killStrayJobs(confPath: string): Promise<void> {
+  const marker = `SLURM_CONF=${confPath}`;
+  const parents = new Map<number, number>();
+  const stepds: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    try {
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+      parents.set(pid, Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+      if (!stat.includes('(slurmstepd)')) continue;
+      const environ = (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0');
+      if (environ.includes(marker)) stepds.push(pid);
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  const doomed = new Set(stepds);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const [pid, ppid] of parents) {
+      if (!doomed.has(pid) && doomed.has(ppid)) {
+        doomed.add(pid);
+        grew = true;
+      }
+    }
+  }
+  for (const pid of doomed) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
 /** `Key=Value Key=Value` as `scontrol -o show` prints it. */
 export function parseScontrolLine(line: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -191,7 +232,9 @@ export async function startSlurm(opts: StartSlurmOptions = {}): Promise<SlurmClu
 
   const stopAll = async (): Promise<void> => {
     if (children.some(alive)) {
-      await run('scancel', ['--state', 'PENDING,RUNNING']).catch(() => undefined);
+      const q = await run('squeue', ['-h', '-o', '%i'], { timeoutMs: 5_000 }).catch(() => undefined);
+      const ids = (q?.stdout ?? '').split(/\s+/).filter((id) => /^\d+$/.test(id));
+      if (ids.length > 0) await run('scancel', ids).catch(() => undefined);
       const deadline = Date.now() + 20_000;
       while (Date.now() < deadline) {
         const q = await run('squeue', ['-h', '-o', '%i'], { timeoutMs: 5_000 }).catch(() => undefined);
@@ -200,6 +243,7 @@ export async function startSlurm(opts: StartSlurmOptions = {}): Promise<SlurmClu
       }
     }
     for (const c of [...children].reverse()) await stopChild(c);
+    await killStrayJobs(confPath);
     await munge.stop();
     await rm(dir, { recursive: true, force: true });
   };
