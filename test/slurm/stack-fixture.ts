@@ -57,12 +57,18 @@ export class SlurmStack {
     await chown(this.work, this.user.uid, this.user.gid);
   }
 
+  /** Stops every part even when one of them fails to stop, then reports the first failure. */
   async stop(): Promise<void> {
-    await this.slurm?.stop();
-    await this.gw?.stop();
-    await this.fx.cleanup();
-    await this.reg?.stop();
-    if (this.work !== '') await rm(this.work, { recursive: true, force: true });
+    const steps = [
+      () => this.slurm?.stop(),
+      () => this.gw?.stop(),
+      () => this.fx.cleanup(),
+      () => this.reg?.stop(),
+      () => (this.work !== '' ? rm(this.work, { recursive: true, force: true }) : undefined),
+    ];
+    const failures: unknown[] = [];
+    for (const step of steps) await Promise.resolve(step()).catch((e: unknown) => failures.push(e));
+    if (failures.length > 0) throw failures[0];
   }
 
   /** Pushes team/app:1 with /etc/os-release saying `release`. */
