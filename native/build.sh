@@ -31,3 +31,16 @@ g++ "${CFLAGS[@]}" -std=c++17 -fPIC -shared -fvisibility=hidden \
   -DNAPI_VERSION=8 -DNAPI_DISABLE_CPP_EXCEPTIONS -DNODE_ADDON_API_DISABLE_DEPRECATED \
   -I"$node_include" -I"$addon_api" \
   -o "$out/shifter_native.node" addon.cc
+
+# The SPANK plugin needs Slurm's spank.h (Debian: libslurm-dev); without it the rest still builds.
+spank_h=/usr/include/slurm/spank.h
+if [ -f "$spank_h" ]; then
+  bin_dir="$(cd .. && pwd)/bin"
+  gcc "${CFLAGS[@]}" -std=gnu11 -fPIC -shared -fvisibility=default \
+    -DSHIFTER_UDIROOT_CONF="\"$udiroot_conf\"" \
+    -DSHIFTER_JOB_CHECK="\"$bin_dir/shifter-job-check\"" -DSHIFTER_JOB_ENV="\"$bin_dir/shifter-job-env\"" \
+    -o "$out/shifter_spank.so" spank/shifter_spank.c
+else
+  rm -f "$out/shifter_spank.so"
+  echo "native/build.sh: $spank_h not found (install libslurm-dev): shifter_spank.so not built" >&2
+fi

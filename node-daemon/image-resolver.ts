@@ -125,22 +125,25 @@ export class ImageResolver {
 
   /** Parses and resolves `request`, reads the meta and checks the ACL for `caller`. */
   async resolve(request: string, caller: Caller): Promise<ResolvedImage> {
-    const descriptor = parseImageDescriptor(request, this.opts.defaultImageType);
+    const { id, descriptor } = await this.resolveId(request, caller);
     const name = formatImageDescriptor(descriptor);
-    let id: ImageId;
-    switch (descriptor.type) {
-      case 'id':
-        if (!isImageId(descriptor.tag)) throw new ShifterError('BAD_ARGUMENT', `'${request}' is not a valid image id`);
-        id = descriptor.tag;
-        break;
-      case 'local':
-        throw new ShifterError('BAD_ARGUMENT', `local: images (${descriptor.tag}) are not supported by shifterd; use a gateway image (shifterimg pull ...)`);
-      default:
-        id = await this.lookup(descriptor, caller);
-    }
     const meta = await this.readMeta(id, name);
     checkImageAcl(meta, caller, name);
     return { id, descriptor, squashfsPath: join(this.opts.imagePath, `${id}.squashfs`), meta };
+  }
+
+  /** Parses `request` and finds its id (through the gateway unless it is `id:`), without the image files. */
+  async resolveId(request: string, caller: Caller): Promise<{ id: ImageId; descriptor: ImageDescriptor }> {
+    const descriptor = parseImageDescriptor(request, this.opts.defaultImageType);
+    switch (descriptor.type) {
+      case 'id':
+        if (!isImageId(descriptor.tag)) throw new ShifterError('BAD_ARGUMENT', `'${request}' is not a valid image id`);
+        return { id: descriptor.tag, descriptor };
+      case 'local':
+        throw new ShifterError('BAD_ARGUMENT', `local: images (${descriptor.tag}) are not supported by shifterd; use a gateway image (shifterimg pull ...)`);
+      default:
+        return { id: await this.lookup(descriptor, caller), descriptor };
+    }
   }
 
   /**

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on a fresh Debian 12 machine of the project's kind:
-# Debian packages (registry, image tools, squashfs, munge, Slurm pieces come later) and npm
-# packages, then builds. Safe to run again: it installs only what is missing. Installing Debian
-# packages needs root; as another user it checks that they are there and says what to run if not.
+# Debian packages (registry, image tools, squashfs, munge, Slurm, MPICH) and npm packages, then
+# builds. Safe to run again: it installs only what is missing. Installing Debian packages needs
+# root; as another user it checks that they are there and says what to run if not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +19,9 @@ APT_PACKAGES=(
   busybox-static       # static userland for the native runtime tests' tiny squashfs image
   xfsprogs             # mkfs.xfs for perNodeCache volumes
   clang-format         # style of native/ (native/.clang-format), checked by scripts/lint.sh
+  slurm-wlm            # slurmctld, slurmd and the client commands for the single-node test Slurm
+  libslurm-dev         # spank.h for native/spank/shifter_spank.so
+  mpich libmpich-dev   # MPI programs (mpicc.mpich) launched through srun --mpi=pmi2
 )
 
 missing=()

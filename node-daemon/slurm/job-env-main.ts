@@ -1,0 +1,54 @@
+/**
+ * shifter-job-env: run as root by shifter_spank.so in the job prolog and epilog.
+ *   shifter-job-env prepare --config udiRoot.conf --job ID --uid UID --gid GID   (reads SPANK_SHIFTER_*)
+ *   shifter-job-env release --config udiRoot.conf --job ID
+ * Prints one line for the slurmd log. Exits 0 when there was nothing to do, 1 when it failed.
+ */
+import { parseArgs } from 'node:util';
+import { ShifterError, describeError } from '../../common/errors.js';
+import { readUdiRootConf, resolveUdiRootConfPath } from '../../common/config/udiroot-file.js';
+import { adminPaths, jobRequestFromEnv, prepareJobEnvironment, releaseJobEnvironment } from './job-env.js';
+
+function wholeNumber(text: string | undefined, name: string): number {
+  if (text === undefined || !/^\d+$/.test(text)) throw new ShifterError('BAD_ARGUMENT', `--${name} needs a number`);
+  return Number(text);
+}
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: process.argv.slice(2),
+    options: { config: { type: 'string' }, job: { type: 'string' }, uid: { type: 'string' }, gid: { type: 'string' } },
+    allowPositionals: true,
+  });
+  const { config } = await readUdiRootConf(resolveUdiRootConfPath(values.config));
+  const paths = adminPaths(config.shifterdSocket ?? '/run/shifter/shifterd.sock');
+  const jobId = String(wholeNumber(values.job, 'job'));
+  switch (positionals[0]) {
+    case 'prepare': {
+      const req = jobRequestFromEnv(process.env);
+      if (req === undefined) return;
+      const info = await prepareJobEnvironment(
+        paths,
+        { jobId, uid: wholeNumber(values.uid, 'uid'), gid: wholeNumber(values.gid, 'gid') },
+        req,
+      );
+      process.stdout.write(
+        `shifter: job ${jobId}: environment for ${req.image} ${info.reused ? 'reused' : 'prepared'}\n`,
+      );
+      return;
+    }
+    case 'release': {
+      const outcome = await releaseJobEnvironment(paths, jobId);
+      if (outcome === 'released') process.stdout.write(`shifter: job ${jobId}: environment released\n`);
+      if (outcome === 'kept') process.stdout.write(`shifter: job ${jobId}: environment kept for another job\n`);
+      return;
+    }
+    default:
+      throw new ShifterError('BAD_ARGUMENT', 'shifter-job-env: the first argument is prepare or release');
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`shifter: ${describeError(e).replace(/[\r\n\t]+/g, ' ')}\n`);
+  process.exitCode = 1;
+});
