@@ -41,7 +41,7 @@ async function main(): Promise<void> {
     gateways: config.imageGateway,
     system: config.system,
     defaultImageType: config.defaultImageType,
-    timeoutMs: config.gatewayTimeout !== undefined ? config.gatewayTimeout * 1000 : undefined,
+    gatewayTimeout: config.gatewayTimeout,
     // This program runs as the submitting user: its own credential carries the right identity.
     credentialFor: () => mungeEncode('', { socket: config.mungeSocketPath }).catch(() => undefined),
   });
