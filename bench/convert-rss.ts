@@ -90,7 +90,7 @@ async function pullOnce(root: string, registry: string, tag: string, entries: nu
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const rootAt = args.indexOf('--root');
-  const root = resolve(rootAt >= 0 ? args.splice(rootAt, 2)[1]! : join(import.meta.dirname, '..', '..'));
+  const root = resolve(rootAt >= 0 ? args.splice(rootAt, 2)[1] : join(import.meta.dirname, '..', '..'));
   const counts = args.length > 0 ? args.map(Number) : [1e4, 1e5, 1e6];
   const reg = await startRegistry();
   try {

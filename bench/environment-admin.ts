@@ -12,7 +12,7 @@ import { loadShifterdProto, shifterdServiceClient } from '../node-daemon/admin-s
 type Unary<Req, Res> = (req: Req, cb: (err: grpc.ServiceError | null, res: Res) => void) => void;
 
 function call<Req, Res>(client: grpc.Client, method: string, req: Req): Promise<Res> {
-  const fn = (client as unknown as Record<string, Unary<Req, Res>>)[method]!.bind(client);
+  const fn = (client as unknown as Record<string, Unary<Req, Res>>)[method].bind(client);
   return new Promise((resolve, reject) => fn(req, (err, res) => (err ? reject(err) : resolve(res))));
 }
 
@@ -28,7 +28,13 @@ async function main(): Promise<void> {
       const [uid, gid, image, ...volumes] = rest;
       if (image === undefined) throw new Error('prepare needs UID GID IMAGE');
       const info = await call<object, { key: string }>(client, 'PrepareEnvironment', {
-        uid: Number(uid), gid: Number(gid), groups: [], image, volumes, modules: [], noModules: false,
+        uid: Number(uid),
+        gid: Number(gid),
+        groups: [],
+        image,
+        volumes,
+        modules: [],
+        noModules: false,
       });
       process.stdout.write(`${info.key}\n`);
     } else {

@@ -5,20 +5,20 @@
  * an exit code or an HTTP status; anything else reaching an edge is a bug and is logged as such.
  */
 export type ErrorCode =
-  | 'BAD_ARGUMENT'       // the user typed something we cannot parse
-  | 'BAD_CONFIG'         // a config file key is missing or invalid
-  | 'NOT_FOUND'          // image, tag or record unknown
-  | 'PERMISSION_DENIED'  // ACL or identity check refused
-  | 'AUTH_FAILED'        // munge or registry credentials rejected
-  | 'UNREACHABLE'        // a server (gateway, registry, daemon) did not answer
-  | 'REGISTRY_ERROR'     // the registry answered with something we cannot use
-  | 'DIGEST_MISMATCH'    // content did not match its digest
-  | 'UNSAFE_CONTENT'     // an image tried to reach outside its root
-  | 'CONVERSION_FAILED'  // tar2sqfs or a layer decompressor failed
-  | 'IO_ERROR'           // local filesystem trouble
-  | 'DISK_FULL'          // a filesystem the service writes to is full: the site's problem, not the request's
-  | 'LIMIT_EXCEEDED'     // an image is bigger than a site limit allows (imagemanager.json Limits)
-  | 'INTERNAL';          // a bug: report it
+  | 'BAD_ARGUMENT' // the user typed something we cannot parse
+  | 'BAD_CONFIG' // a config file key is missing or invalid
+  | 'NOT_FOUND' // image, tag or record unknown
+  | 'PERMISSION_DENIED' // ACL or identity check refused
+  | 'AUTH_FAILED' // munge or registry credentials rejected
+  | 'UNREACHABLE' // a server (gateway, registry, daemon) did not answer
+  | 'REGISTRY_ERROR' // the registry answered with something we cannot use
+  | 'DIGEST_MISMATCH' // content did not match its digest
+  | 'UNSAFE_CONTENT' // an image tried to reach outside its root
+  | 'CONVERSION_FAILED' // tar2sqfs or a layer decompressor failed
+  | 'IO_ERROR' // local filesystem trouble
+  | 'DISK_FULL' // a filesystem the service writes to is full: the site's problem, not the request's
+  | 'LIMIT_EXCEEDED' // an image is bigger than a site limit allows (imagemanager.json Limits)
+  | 'INTERNAL'; // a bug: report it
 
 export class ShifterError extends Error {
   readonly code: ErrorCode;

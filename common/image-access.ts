@@ -41,7 +41,10 @@ export function combineAccess(first: ImageAccess, ...rest: readonly ImageAccess[
   const all = [first, ...rest];
   if (all.some((a) => a.kind === 'public')) return PUBLIC_ACCESS;
   const restricted = all as Extract<ImageAccess, { kind: 'restricted' }>[];
-  return accessFromLists(restricted.flatMap((a) => a.users), restricted.flatMap((a) => a.groups));
+  return accessFromLists(
+    restricted.flatMap((a) => a.users),
+    restricted.flatMap((a) => a.groups),
+  );
 }
 
 /** An anonymous caller (null) may use public images only. */

@@ -33,9 +33,11 @@ export function isImageId(value: string): value is ImageId {
 
 export function toImageId(value: string): ImageId {
   if (isImageId(value)) return value;
-  throw new ShifterError('BAD_ARGUMENT',
+  throw new ShifterError(
+    'BAD_ARGUMENT',
     `'${printable(value)}' is not an image id: an id is 64 lowercase hex characters ` +
-    '(as printed by `shifterimg lookup`)');
+      '(as printed by `shifterimg lookup`)',
+  );
 }
 
 /**
@@ -71,26 +73,31 @@ export function withImplicitLatest(tag: string): string {
 
 function validateTag(type: ImageType, tag: string, input: string): void {
   if (tag.length === 0) {
-    throw new ShifterError('BAD_ARGUMENT',
+    throw new ShifterError(
+      'BAD_ARGUMENT',
       `image '${printable(input)}' has an empty ${type === 'id' ? 'id' : 'tag'}: ` +
-      `write it as ${type}:<${type === 'id' ? 'id' : 'name'}>`);
+        `write it as ${type}:<${type === 'id' ? 'id' : 'name'}>`,
+    );
   }
   for (const c of tag) {
     if (!allowedChar(c, type)) {
       const slashHint = c === '/' ? ` ('/' is only allowed in docker and local images)` : '';
-      throw new ShifterError('BAD_ARGUMENT',
+      throw new ShifterError(
+        'BAD_ARGUMENT',
         `image '${printable(input)}' contains ${describeChar(c)}, which is not allowed in an image name${slashHint}: ` +
-        'use letters, digits and _ : . + - @ /');
+          'use letters, digits and _ : . + - @ /',
+      );
     }
   }
   if (type === 'id' && !isImageId(tag)) {
-    throw new ShifterError('BAD_ARGUMENT',
+    throw new ShifterError(
+      'BAD_ARGUMENT',
       `'${printable(input)}' is not a valid image id: an id is 64 lowercase hex characters ` +
-      '(as printed by `shifterimg lookup`)');
+        '(as printed by `shifterimg lookup`)',
+    );
   }
   if (type === 'local' && !tag.startsWith('/')) {
-    throw new ShifterError('BAD_ARGUMENT',
-      `local image '${printable(input)}' must be an absolute path, e.g. local:/`);
+    throw new ShifterError('BAD_ARGUMENT', `local image '${printable(input)}' must be an absolute path, e.g. local:/`);
   }
   if ((type === 'docker' || type === 'local') && tag.split('/').some((part) => part === '..')) {
     throw new ShifterError('BAD_ARGUMENT', `image '${printable(input)}' contains a '..' path component`);

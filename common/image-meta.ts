@@ -45,8 +45,15 @@ export function formatImageMeta(meta: ImageMeta): string {
  */
 export function parseImageMeta(text: string): ImageMeta {
   const meta: ImageMeta = {
-    format: 'squashfs', entrypoint: null, cmd: null, workdir: null,
-    env: [], userAcl: [], groupAcl: [], labels: {}, user: null,
+    format: 'squashfs',
+    entrypoint: null,
+    cmd: null,
+    workdir: null,
+    env: [],
+    userAcl: [],
+    groupAcl: [],
+    labels: {},
+    user: null,
   };
   let sawFormat = false;
   for (const raw of text.split('\n')) {
@@ -58,40 +65,66 @@ export function parseImageMeta(text: string): ImageMeta {
     switch (key) {
       case 'FORMAT':
         if (value.trim() !== 'squashfs') {
-          throw new ShifterError('BAD_ARGUMENT', `the image metadata says FORMAT: ${value.trim()}, but only squashfs images can be used; re-pull the image with this gateway`);
+          throw new ShifterError(
+            'BAD_ARGUMENT',
+            `the image metadata says FORMAT: ${value.trim()}, but only squashfs images can be used; re-pull the image with this gateway`,
+          );
         }
         sawFormat = true;
         break;
-      case 'ENTRY': meta.entrypoint = parseList(value); break;
-      case 'CMD': meta.cmd = parseList(value); break;
-      case 'WORKDIR': meta.workdir = value; break;
-      case 'USERACL': meta.userAcl = parseIds('USERACL', value); break;
-      case 'GROUPACL': meta.groupAcl = parseIds('GROUPACL', value); break;
-      case 'ENV': meta.env.push(value); break;
-      case 'USER': meta.user = value; break;
+      case 'ENTRY':
+        meta.entrypoint = parseList(value);
+        break;
+      case 'CMD':
+        meta.cmd = parseList(value);
+        break;
+      case 'WORKDIR':
+        meta.workdir = value;
+        break;
+      case 'USERACL':
+        meta.userAcl = parseIds('USERACL', value);
+        break;
+      case 'GROUPACL':
+        meta.groupAcl = parseIds('GROUPACL', value);
+        break;
+      case 'ENV':
+        meta.env.push(value);
+        break;
+      case 'USER':
+        meta.user = value;
+        break;
       case 'LABEL': {
         const label = parseLabel(value);
         if (label) meta.labels[label[0]] = label[1];
         break;
       }
-      default: break;
+      default:
+        break;
     }
   }
-  if (!sawFormat) throw new ShifterError('BAD_ARGUMENT', 'the image metadata has no FORMAT line: the .meta file is truncated or not an image metadata file; re-pull the image');
+  if (!sawFormat)
+    throw new ShifterError(
+      'BAD_ARGUMENT',
+      'the image metadata has no FORMAT line: the .meta file is truncated or not an image metadata file; re-pull the image',
+    );
   return meta;
 }
 
 function plainValue(key: string, value: string): string {
   if (/[\n\r\0]/.test(value)) {
     const shown = key === 'ENV' ? `variable ${value.split('=')[0]}` : key;
-    throw new ShifterError('UNSAFE_CONTENT', `the image's ${shown} contains a line break or NUL, which the image metadata file cannot hold; rebuild the image without it`);
+    throw new ShifterError(
+      'UNSAFE_CONTENT',
+      `the image's ${shown} contains a line break or NUL, which the image metadata file cannot hold; rebuild the image without it`,
+    );
   }
   return value;
 }
 
 function idList(key: string, ids: number[]): string {
   for (const id of ids) {
-    if (!Number.isInteger(id) || id < 0 || id > 0xffffffff) throw new ShifterError('BAD_ARGUMENT', `${key} holds ${id}, which is not a user or group id`);
+    if (!Number.isInteger(id) || id < 0 || id > 0xffffffff)
+      throw new ShifterError('BAD_ARGUMENT', `${key} holds ${id}, which is not a user or group id`);
   }
   return ids.join(',');
 }
@@ -101,7 +134,11 @@ function parseIds(key: string, value: string): number[] {
   for (const part of value.split(',')) {
     const t = part.trim();
     if (t === '') continue;
-    if (!/^\d+$/.test(t) || Number(t) > 0xffffffff) throw new ShifterError('BAD_ARGUMENT', `the image metadata's ${key} line holds "${t}", which is not a numeric id; re-pull the image`);
+    if (!/^\d+$/.test(t) || Number(t) > 0xffffffff)
+      throw new ShifterError(
+        'BAD_ARGUMENT',
+        `the image metadata's ${key} line holds "${t}", which is not a numeric id; re-pull the image`,
+      );
     out.push(Number(t));
   }
   return out;
@@ -111,7 +148,9 @@ function parseLabel(value: string): [string, string] | null {
   try {
     const v: unknown = JSON.parse(value);
     if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string') return [v[0], v[1]];
-  } catch { /* an unreadable label is skipped like an unknown key */ }
+  } catch {
+    /* an unreadable label is skipped like an unknown key */
+  }
   return null;
 }
 
@@ -131,7 +170,8 @@ function pythonStringRepr(s: string): string {
     else if (ch === '\t') out += '\\t';
     else if (cp < 0x20 || cp === 0x7f) out += `\\x${cp.toString(16).padStart(2, '0')}`;
     else if (cp >= 0x80 && cp < 0xa0) out += `\\x${cp.toString(16)}`;
-    else if ((cp >= 0xd800 && cp <= 0xdfff) || cp === 0x2028 || cp === 0x2029) out += `\\u${cp.toString(16).padStart(4, '0')}`;
+    else if ((cp >= 0xd800 && cp <= 0xdfff) || cp === 0x2028 || cp === 0x2029)
+      out += `\\u${cp.toString(16).padStart(4, '0')}`;
     else out += ch;
   }
   return out + "'";
@@ -147,7 +187,9 @@ function parsePythonList(s: string): string[] | null {
   if (!s.startsWith('[') || !s.endsWith(']')) return null;
   const items: string[] = [];
   let i = 1;
-  const skipSpace = () => { while (i < s.length && (s[i] === ' ' || s[i] === '\t')) i++; };
+  const skipSpace = () => {
+    while (i < s.length && (s[i] === ' ' || s[i] === '\t')) i++;
+  };
   skipSpace();
   if (s[i] === ']') return i === s.length - 1 ? items : null;
   for (;;) {
@@ -159,9 +201,16 @@ function parsePythonList(s: string): string[] | null {
     let item = '';
     for (;;) {
       if (i >= s.length) return null;
-      const ch = s[i]!;
-      if (ch === quote) { i++; break; }
-      if (ch !== '\\') { item += ch; i++; continue; }
+      const ch = s[i];
+      if (ch === quote) {
+        i++;
+        break;
+      }
+      if (ch !== '\\') {
+        item += ch;
+        i++;
+        continue;
+      }
       const esc = s[i + 1];
       if (esc === undefined) return null;
       const hex = (n: number) => {
@@ -172,22 +221,53 @@ function parsePythonList(s: string): string[] | null {
       };
       let decoded: string | null;
       switch (esc) {
-        case 'n': decoded = '\n'; i += 2; break;
-        case 'r': decoded = '\r'; i += 2; break;
-        case 't': decoded = '\t'; i += 2; break;
-        case '0': decoded = '\0'; i += 2; break;
-        case 'x': decoded = hex(2); break;
-        case 'u': decoded = hex(4); break;
-        case 'U': decoded = hex(8); break;
-        case '\\': case "'": case '"': decoded = esc; i += 2; break;
-        default: decoded = `\\${esc}`; i += 2; break;
+        case 'n':
+          decoded = '\n';
+          i += 2;
+          break;
+        case 'r':
+          decoded = '\r';
+          i += 2;
+          break;
+        case 't':
+          decoded = '\t';
+          i += 2;
+          break;
+        case '0':
+          decoded = '\0';
+          i += 2;
+          break;
+        case 'x':
+          decoded = hex(2);
+          break;
+        case 'u':
+          decoded = hex(4);
+          break;
+        case 'U':
+          decoded = hex(8);
+          break;
+        case '\\':
+        case "'":
+        case '"':
+          decoded = esc;
+          i += 2;
+          break;
+        default:
+          decoded = `\\${esc}`;
+          i += 2;
+          break;
       }
       if (decoded === null) return null;
       item += decoded;
     }
     items.push(item);
     skipSpace();
-    if (s[i] === ',') { i++; skipSpace(); if (s[i] === ']' && i === s.length - 1) return items; continue; }
+    if (s[i] === ',') {
+      i++;
+      skipSpace();
+      if (s[i] === ']' && i === s.length - 1) return items;
+      continue;
+    }
     if (s[i] === ']' && i === s.length - 1) return items;
     return null;
   }

@@ -6,13 +6,22 @@ export type { Logger };
 /** Upstream's LogLevel names (imagemanager.json) mapped onto pino's. */
 export function pinoLevel(level: string | undefined): LevelWithSilent {
   switch ((level ?? 'info').toLowerCase()) {
-    case 'debug': return 'debug';
-    case 'info': return 'info';
-    case 'warn': case 'warning': return 'warn';
-    case 'error': return 'error';
-    case 'critical': case 'fatal': return 'fatal';
-    case 'silent': return 'silent';
-    default: return 'info';
+    case 'debug':
+      return 'debug';
+    case 'info':
+      return 'info';
+    case 'warn':
+    case 'warning':
+      return 'warn';
+    case 'error':
+      return 'error';
+    case 'critical':
+    case 'fatal':
+      return 'fatal';
+    case 'silent':
+      return 'silent';
+    default:
+      return 'info';
   }
 }
 

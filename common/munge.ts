@@ -36,7 +36,12 @@ export class MungeError extends ShifterError {
  */
 const DEFAULT_TOOL_TIMEOUT_MS = 20_000;
 
-interface RunResult { code: number | null; stdout: string; stderr: string; timedOut: boolean }
+interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
 
 function run(cmd: string, args: string[], input: string, timeoutMs: number): Promise<RunResult> {
   return new Promise((resolve, reject) => {
@@ -48,10 +53,20 @@ function run(cmd: string, args: string[], input: string, timeoutMs: number): Pro
       timedOut = true;
       child.kill('SIGKILL');
     }, timeoutMs);
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    child.on('error', (e) => { clearTimeout(timer); reject(e); });
-    child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr, timedOut }); });
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, timedOut });
+    });
     child.stdin.on('error', () => undefined);
     child.stdin.end(input);
   });
@@ -66,8 +81,10 @@ function missingTool(tool: string, e: unknown): MungeError {
 }
 
 function hung(tool: string, timeoutMs: number, socket: string | undefined): MungeError {
-  return new MungeError('unavailable',
-    `${tool} did not finish within ${timeoutMs / 1000} s; is munged running${socket ? ` on ${socket}` : ''}?`);
+  return new MungeError(
+    'unavailable',
+    `${tool} did not finish within ${timeoutMs / 1000} s; is munged running${socket ? ` on ${socket}` : ''}?`,
+  );
 }
 
 export interface MungeEncodeOptions {
@@ -92,7 +109,10 @@ export async function mungeEncode(payload: string, opts: MungeEncodeOptions = {}
   if (r.timedOut) throw hung('munge', timeoutMs, opts.socket);
   if (r.code !== 0) {
     const why = r.stderr.trim().replace(/^munge: Error: /, '');
-    throw new MungeError('unavailable', `munge could not encode a credential: ${why}; is munged running${opts.socket ? ` on ${opts.socket}` : ''}?`);
+    throw new MungeError(
+      'unavailable',
+      `munge could not encode a credential: ${why}; is munged running${opts.socket ? ` on ${opts.socket}` : ''}?`,
+    );
   }
   return r.stdout.trim();
 }
@@ -101,7 +121,7 @@ export async function mungeEncode(payload: string, opts: MungeEncodeOptions = {}
 function parseIdLine(value: string | undefined, what: string): { name: string; id: number } {
   const m = /^(.*?)\s*\((\d+)\)$/.exec(value ?? '');
   if (!m) throw new MungeError('invalid', `unmunge printed no ${what} line; the credential cannot be trusted`);
-  return { name: m[1] || m[2]!, id: Number(m[2]) };
+  return { name: m[1] || m[2], id: Number(m[2]) };
 }
 
 /** Parses unmunge's output: metadata lines up to the first blank line, then the payload verbatim. */
@@ -133,13 +153,30 @@ export async function mungeDecode(cred: string, opts: { socket: string }): Promi
   }
   if (r.timedOut) throw hung('unmunge', DEFAULT_TOOL_TIMEOUT_MS, opts.socket);
   switch (r.code) {
-    case 0: return parseUnmungeOutput(r.stdout);
-    case 15: throw new MungeError('expired', 'munge credential expired; create a fresh one (it is valid for its TTL, 5 minutes by default) and retry');
-    case 17: throw new MungeError('replayed', 'munge credential was already used (replayed); every request needs a fresh credential');
+    case 0:
+      return parseUnmungeOutput(r.stdout);
+    case 15:
+      throw new MungeError(
+        'expired',
+        'munge credential expired; create a fresh one (it is valid for its TTL, 5 minutes by default) and retry',
+      );
+    case 17:
+      throw new MungeError(
+        'replayed',
+        'munge credential was already used (replayed); every request needs a fresh credential',
+      );
     default: {
-      const why = r.stderr.trim().split('\n').pop()?.replace(/^unmunge: Error: /, '') ?? '';
+      const why =
+        r.stderr
+          .trim()
+          .split('\n')
+          .pop()
+          ?.replace(/^unmunge: Error: /, '') ?? '';
       if (/socket|connect|No such file/i.test(why)) {
-        throw new MungeError('unavailable', `cannot reach munged at ${opts.socket}: ${why}; check Platforms.<system>.mungeSocketPath and that munged runs`);
+        throw new MungeError(
+          'unavailable',
+          `cannot reach munged at ${opts.socket}: ${why}; check Platforms.<system>.mungeSocketPath and that munged runs`,
+        );
       }
       throw new MungeError('invalid', `munge credential is not valid: ${why || `unmunge exit ${r.code}`}`);
     }

@@ -17,7 +17,10 @@ import { openImageStore } from './store/open-store.js';
 
 const USAGE = 'usage: shifter-gateway [--config FILE] [--listen HOST:PORT]';
 
-interface Args { config?: string; listen: { host: string; port: number } }
+interface Args {
+  config?: string;
+  listen: { host: string; port: number };
+}
 
 function usageError(message: string): never {
   process.stderr.write(`shifter-gateway: ${message}\n${USAGE}\n`);
@@ -34,13 +37,18 @@ export function parseListen(s: string): { host: string; port: number } {
 function parseArgs(argv: string[]): Args {
   const args: Args = { listen: { host: '0.0.0.0', port: 8000 } };
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    const a = argv[i];
+    const [flag, inline] =
+      a.startsWith('--') && a.includes('=')
+        ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]
+        : [a, undefined];
     const value = () => inline ?? argv[++i] ?? usageError(`${flag} needs a value`);
     if (flag === '--config' || flag === '-c') args.config = value();
     else if (flag === '--listen' || flag === '-l') args.listen = parseListen(value());
-    else if (flag === '--help' || flag === '-h') { process.stdout.write(`${USAGE}\n`); process.exit(0); }
-    else usageError(`unknown argument "${a}"`);
+    else if (flag === '--help' || flag === '-h') {
+      process.stdout.write(`${USAGE}\n`);
+      process.exit(0);
+    } else usageError(`unknown argument "${a}"`);
   }
   return args;
 }
@@ -58,7 +66,10 @@ async function main(): Promise<void> {
   const { config, warnings } = loaded;
   const log = createLogger('shifter-gateway', process.env.SHIFTER_LOG_LEVEL ?? config.logLevel);
   for (const w of warnings) log.warn(w);
-  if (config.authentication === 'mock') log.warn('mock authentication is enabled: it is insecure, any client can claim any user; never use it in production');
+  if (config.authentication === 'mock')
+    log.warn(
+      'mock authentication is enabled: it is insecure, any client can claim any user; never use it in production',
+    );
 
   const store = await openImageStore(config);
   const manager = new PullManager(store, config, log.child({ component: 'pull' }));
@@ -82,14 +93,19 @@ async function main(): Promise<void> {
   try {
     await app.listen({ host: args.listen.host, port: args.listen.port });
   } catch (e) {
-    process.stderr.write(`shifter-gateway: cannot listen on ${args.listen.host}:${args.listen.port}: ${describeError(e)}\n`);
+    process.stderr.write(
+      `shifter-gateway: cannot listen on ${args.listen.host}:${args.listen.port}: ${describeError(e)}\n`,
+    );
     await manager.stop();
     await store.close();
     process.exit(2);
   }
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : args.listen.port;
-  log.info({ host: args.listen.host, port, config: path, store: config.mongo ? 'mongodb' : config.metadataStore }, `listening on http://${args.listen.host}:${port}`);
+  log.info(
+    { host: args.listen.host, port, config: path, store: config.mongo ? 'mongodb' : config.metadataStore },
+    `listening on http://${args.listen.host}:${port}`,
+  );
 }
 
 main().catch((e: unknown) => {

@@ -26,12 +26,18 @@ export function shifterdServiceClient(proto: grpc.GrpcObject): grpc.ServiceClien
 
 function grpcStatus(code: ErrorCode): grpc.status {
   switch (code) {
-    case 'BAD_ARGUMENT': return grpc.status.INVALID_ARGUMENT;
-    case 'NOT_FOUND': return grpc.status.NOT_FOUND;
-    case 'PERMISSION_DENIED': return grpc.status.PERMISSION_DENIED;
-    case 'UNREACHABLE': return grpc.status.UNAVAILABLE;
-    case 'BAD_CONFIG': return grpc.status.FAILED_PRECONDITION;
-    default: return grpc.status.INTERNAL;
+    case 'BAD_ARGUMENT':
+      return grpc.status.INVALID_ARGUMENT;
+    case 'NOT_FOUND':
+      return grpc.status.NOT_FOUND;
+    case 'PERMISSION_DENIED':
+      return grpc.status.PERMISSION_DENIED;
+    case 'UNREACHABLE':
+      return grpc.status.UNAVAILABLE;
+    case 'BAD_CONFIG':
+      return grpc.status.FAILED_PRECONDITION;
+    default:
+      return grpc.status.INTERNAL;
   }
 }
 
@@ -46,13 +52,29 @@ function toGrpcError(e: unknown, log: Logger): grpc.ServiceError {
 function nssGroups(uid: number): Promise<number[]> {
   return new Promise((resolve, reject) => {
     execFile('id', ['-G', String(uid)], { timeout: 10_000 }, (err, stdout) => {
-      if (err) reject(new ShifterError('NOT_FOUND', `uid ${uid} is unknown to NSS on this node: pass its groups explicitly`));
-      else resolve(stdout.trim().split(/\s+/).filter((s) => s !== '').map(Number));
+      if (err)
+        reject(new ShifterError('NOT_FOUND', `uid ${uid} is unknown to NSS on this node: pass its groups explicitly`));
+      else
+        resolve(
+          stdout
+            .trim()
+            .split(/\s+/)
+            .filter((s) => s !== '')
+            .map(Number),
+        );
     });
   });
 }
 
-interface PrepareRequest { uid: number; gid: number; groups: number[]; image: string; volumes: string[]; modules: string[]; noModules: boolean }
+interface PrepareRequest {
+  uid: number;
+  gid: number;
+  groups: number[];
+  image: string;
+  volumes: string[];
+  modules: string[];
+  noModules: boolean;
+}
 
 export async function startAdminServer(opts: {
   socketPath: string;
@@ -64,49 +86,79 @@ export async function startAdminServer(opts: {
   const { service, log } = opts;
   const started = Date.now();
   const server = new grpc.Server();
-  const wrap = <Req, Res>(fn: (req: Req) => Promise<Res>) =>
+  const wrap =
+    <Req, Res>(fn: (req: Req) => Promise<Res>) =>
     (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>): void => {
-      fn(call.request).then((res) => callback(null, res), (e: unknown) => callback(toGrpcError(e, log)));
+      fn(call.request).then(
+        (res) => callback(null, res),
+        (e: unknown) => callback(toGrpcError(e, log)),
+      );
     };
 
   server.addService(shifterdServiceClient(loadShifterdProto()).service, {
     PrepareEnvironment: wrap(async (req: PrepareRequest) => {
       if (req.image === '') throw new ShifterError('BAD_ARGUMENT', 'image is required');
       const groups = req.groups.length > 0 ? req.groups : await nssGroups(req.uid);
-      const modules: ModuleChoice = req.noModules ? { kind: 'none' } : req.modules.length > 0 ? { kind: 'list', names: req.modules } : { kind: 'default' };
+      const modules: ModuleChoice = req.noModules
+        ? { kind: 'none' }
+        : req.modules.length > 0
+          ? { kind: 'list', names: req.modules }
+          : { kind: 'default' };
       const prepared = await service.prepare({
         caller: { uid: req.uid, gid: req.gid, groups: [...new Set(groups.filter((g) => g !== 0))] },
-        image: req.image, volumes: req.volumes, modules,
+        image: req.image,
+        volumes: req.volumes,
+        modules,
       });
       prepared.lease.release();
-      return { key: prepared.key, uid: req.uid, imageId: prepared.image.id, reused: prepared.lease.reused, setupMs: prepared.setupMs };
+      return {
+        key: prepared.key,
+        uid: req.uid,
+        imageId: prepared.image.id,
+        reused: prepared.lease.reused,
+        setupMs: prepared.setupMs,
+      };
     }),
     ListEnvironments: wrap(async () => ({
       environments: service.cache.list().map((e) => ({
-        key: e.key, uid: (JSON.parse(e.key) as number[])[0], imageId: e.imageId, leases: e.leases, idleSeconds: e.idleMs / 1000,
+        key: e.key,
+        uid: (JSON.parse(e.key) as number[])[0],
+        imageId: e.imageId,
+        leases: e.leases,
+        idleSeconds: e.idleMs / 1000,
       })),
     })),
     ReleaseEnvironment: wrap(async (req: { key: string }) => ({ released: service.cache.remove(req.key) })),
     Status: wrap(async () => {
       const s = opts.state();
       return {
-        environments: service.cache.size, imagesAttached: service.pool.attached, configGeneration: s.generation,
-        uptimeSeconds: (Date.now() - started) / 1000, configFile: s.config.sourceFile, launchSocket: opts.launchSocket ?? '',
+        environments: service.cache.size,
+        imagesAttached: service.pool.attached,
+        configGeneration: s.generation,
+        uptimeSeconds: (Date.now() - started) / 1000,
+        configFile: s.config.sourceFile,
+        launchSocket: opts.launchSocket ?? '',
       };
     }),
   });
 
   await prepareSocketPath(opts.socketPath);
   await new Promise<void>((resolve, reject) => {
-    server.bindAsync(`unix://${opts.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+    server.bindAsync(`unix://${opts.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) =>
+      err ? reject(err) : resolve(),
+    );
   });
   // Created 0755 under shifterd's umask 022: not connectable by others (that needs w) even before this.
   await chmod(opts.socketPath, 0o600);
   log.info({ socket: opts.socketPath }, 'admin gRPC socket listening');
   return {
-    close: () => new Promise<void>((resolve) => {
-      server.tryShutdown(() => resolve());
-      setTimeout(() => { server.forceShutdown(); resolve(); }, 2000).unref();
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.tryShutdown(() => resolve());
+        setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 2000).unref();
+      }),
   };
 }

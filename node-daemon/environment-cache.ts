@@ -34,7 +34,15 @@ export interface EnvironmentKeyParts {
 
 /** JSON keeps the parts unambiguous (no separator can be smuggled in through a path). */
 export function environmentKey(p: EnvironmentKeyParts): string {
-  return JSON.stringify([p.uid, p.gid, [...p.groups].sort((a, b) => a - b), p.imageId, p.volumeSignature, p.modules, p.generation]);
+  return JSON.stringify([
+    p.uid,
+    p.gid,
+    [...p.groups].sort((a, b) => a - b),
+    p.imageId,
+    p.volumeSignature,
+    p.modules,
+    p.generation,
+  ]);
 }
 
 interface Entry<E extends Closable> {
@@ -86,7 +94,9 @@ export class ImageMountPool<M extends Releasable> {
       const mount = attach();
       slot = { mount, users: 0 };
       this.mounts.set(imageId, slot);
-      mount.catch(() => { if (this.mounts.get(imageId) === slot) this.mounts.delete(imageId); });
+      mount.catch(() => {
+        if (this.mounts.get(imageId) === slot) this.mounts.delete(imageId);
+      });
     }
     slot.users += 1;
     try {
@@ -104,7 +114,10 @@ export class ImageMountPool<M extends Releasable> {
     slot.users -= 1;
     if (slot.users > 0) return;
     this.mounts.delete(imageId);
-    slot.mount.then((m) => m.release(), () => undefined);
+    slot.mount.then(
+      (m) => m.release(),
+      () => undefined,
+    );
   }
 
   get attached(): number {
@@ -149,7 +162,9 @@ export class EnvironmentCache<E extends Closable> {
         return entry;
       });
       this.pending.set(key, building);
-      const cleanup = (): void => { if (this.pending.get(key) === building) this.pending.delete(key); };
+      const cleanup = (): void => {
+        if (this.pending.get(key) === building) this.pending.delete(key);
+      };
       building.then(cleanup, cleanup);
     }
     const entry = await building;
@@ -174,7 +189,12 @@ export class EnvironmentCache<E extends Closable> {
 
   list(): CacheEntryInfo[] {
     const now = Date.now();
-    return [...this.cache.entries()].map(([key, e]) => ({ key, imageId: e.imageId, leases: e.leases, idleMs: now - e.lastUsed }));
+    return [...this.cache.entries()].map(([key, e]) => ({
+      key,
+      imageId: e.imageId,
+      leases: e.leases,
+      idleMs: now - e.lastUsed,
+    }));
   }
 
   /** Takes one environment out of the cache (closed now, or when its last lease ends). */

@@ -48,7 +48,9 @@ function field(value: string): string {
 }
 
 export function renderPasswd(entries: readonly PasswdEntry[]): string {
-  return entries.map((e) => `${field(e.name)}:x:${e.uid}:${e.gid}:${field(e.gecos)}:${field(e.home)}:${field(e.shell)}\n`).join('');
+  return entries
+    .map((e) => `${field(e.name)}:x:${e.uid}:${e.gid}:${field(e.gecos)}:${field(e.home)}:${field(e.shell)}\n`)
+    .join('');
 }
 
 export function parsePasswdLine(line: string): PasswdEntry | undefined {
@@ -57,7 +59,7 @@ export function parsePasswdLine(line: string): PasswdEntry | undefined {
   const uid = Number(f[2]);
   const gid = Number(f[3]);
   if (!Number.isInteger(uid) || !Number.isInteger(gid)) return undefined;
-  return { name: f[0]!, uid, gid, gecos: f[4]!, home: f[5]!, shell: f.slice(6).join(':') };
+  return { name: f[0], uid, gid, gecos: f[4], home: f[5], shell: f.slice(6).join(':') };
 }
 
 export function parseGroupLine(line: string): GroupEntry | undefined {
@@ -65,7 +67,14 @@ export function parseGroupLine(line: string): GroupEntry | undefined {
   if (f.length < 3) return undefined;
   const gid = Number(f[2]);
   if (!Number.isInteger(gid) || f[0] === '') return undefined;
-  return { name: f[0]!, gid, members: (f[3] ?? '').split(',').map((m) => m.trim()).filter((m) => m !== '') };
+  return {
+    name: f[0],
+    gid,
+    members: (f[3] ?? '')
+      .split(',')
+      .map((m) => m.trim())
+      .filter((m) => m !== ''),
+  };
 }
 
 /**
@@ -75,14 +84,16 @@ export function parseGroupLine(line: string): GroupEntry | undefined {
  */
 export function filterGroups(groups: readonly GroupEntry[], userName: string, maxGroupCount: number): string {
   let listed = 0;
-  return groups.map((g) => {
-    let members = '';
-    if (listed < maxGroupCount && (g.members.includes(userName) || g.name === userName)) {
-      members = userName;
-      listed += 1;
-    }
-    return `${field(g.name)}:x:${g.gid}:${members}\n`;
-  }).join('');
+  return groups
+    .map((g) => {
+      let members = '';
+      if (listed < maxGroupCount && (g.members.includes(userName) || g.name === userName)) {
+        members = userName;
+        listed += 1;
+      }
+      return `${field(g.name)}:x:${g.gid}:${members}\n`;
+    })
+    .join('');
 }
 
 export interface EtcInput {
@@ -105,7 +116,10 @@ export function buildEtcEntries(input: EtcInput): Array<FileEntry | SymlinkEntry
     for (const [name, content] of input.etcPathFiles) files.set(name, content);
     const group = files.get('group');
     if (group !== undefined) {
-      const parsed = group.split('\n').map(parseGroupLine).filter((g): g is GroupEntry => g !== undefined);
+      const parsed = group
+        .split('\n')
+        .map(parseGroupLine)
+        .filter((g): g is GroupEntry => g !== undefined);
       files.set('group', filterGroups(parsed, input.userName, input.maxGroupCount));
     }
   } else {
@@ -118,7 +132,10 @@ export function buildEtcEntries(input: EtcInput): Array<FileEntry | SymlinkEntry
   if (input.hostResolvConf !== undefined) files.set('resolv.conf', input.hostResolvConf);
   files.set('shadow', '');
   const entries: Array<FileEntry | SymlinkEntry> = [...files].map(([name, content]) => ({
-    kind: 'file' as const, target: `/etc/${name}`, content, mode: 0o644,
+    kind: 'file' as const,
+    target: `/etc/${name}`,
+    content,
+    mode: 0o644,
   }));
   entries.push({ kind: 'symlink', target: '/etc/mtab', linkTo: '/proc/mounts' });
   return entries;
@@ -158,7 +175,11 @@ function getent(db: 'passwd' | 'group', keys: readonly string[]): Promise<string
 export async function lookupUserByUid(uid: number): Promise<PasswdEntry> {
   const [line] = await getent('passwd', [String(uid)]);
   const entry = line === undefined ? undefined : parsePasswdLine(line);
-  if (entry === undefined) throw new ShifterError('NOT_FOUND', `uid ${uid} has no passwd entry on this node (getent passwd ${uid}); ask the site to add the account`);
+  if (entry === undefined)
+    throw new ShifterError(
+      'NOT_FOUND',
+      `uid ${uid} has no passwd entry on this node (getent passwd ${uid}); ask the site to add the account`,
+    );
   return entry;
 }
 
@@ -194,7 +215,8 @@ export async function readEtcPath(dir: string): Promise<Map<string, string>> {
     if ((await stat(p)).isFile()) out.set(name, await readFile(p, 'utf8'));
   }
   for (const required of ['passwd', 'group']) {
-    if (!out.has(required)) throw new ShifterError('BAD_CONFIG', `etcPath ${dir} has no ${required} file (or set populateEtcDynamically=1)`);
+    if (!out.has(required))
+      throw new ShifterError('BAD_CONFIG', `etcPath ${dir} has no ${required} file (or set populateEtcDynamically=1)`);
   }
   return out;
 }
@@ -215,7 +237,12 @@ export interface EtcSource {
 }
 
 /** Gathers the inputs for one caller from NSS and the host, then renders the entries. */
-export async function etcEntriesFor(source: EtcSource, uid: number, gid: number, groups: readonly number[]): Promise<Array<FileEntry | SymlinkEntry>> {
+export async function etcEntriesFor(
+  source: EtcSource,
+  uid: number,
+  gid: number,
+  groups: readonly number[],
+): Promise<Array<FileEntry | SymlinkEntry>> {
   // Independent reads, started together: a new environment waits for the slowest, not the sum.
   const dynamic = source.populateEtcDynamically || source.etcPath === undefined;
   const gids = [gid, ...groups.filter((g) => g !== gid)];
@@ -229,7 +256,13 @@ export async function etcEntriesFor(source: EtcSource, uid: number, gid: number,
   ]);
   if (!dynamic) {
     return buildEtcEntries({
-      users: [], groups: [], userName: user.name, maxGroupCount: source.maxGroupCount, etcPathFiles, hostHosts, hostResolvConf,
+      users: [],
+      groups: [],
+      userName: user.name,
+      maxGroupCount: source.maxGroupCount,
+      etcPathFiles,
+      hostHosts,
+      hostResolvConf,
     });
   }
   const users = [{ ...user, gid }];
@@ -237,7 +270,12 @@ export async function etcEntriesFor(source: EtcSource, uid: number, gid: number,
     if (extra !== undefined && extra.uid !== uid) users.push(extra);
   }
   return buildEtcEntries({
-    users, groups: groupEntries, userName: user.name, maxGroupCount: source.maxGroupCount,
-    etcPathFiles: undefined, hostHosts, hostResolvConf,
+    users,
+    groups: groupEntries,
+    userName: user.name,
+    maxGroupCount: source.maxGroupCount,
+    etcPathFiles: undefined,
+    hostHosts,
+    hostResolvConf,
   });
 }

@@ -13,8 +13,12 @@ import { ShifterError, describeError, isShifterError } from '../common/errors.js
 import { ANONYMOUS, GatewayClient, type CredentialSource } from '../common/gateway-client/client.js';
 import { GatewayAnswerError, GatewayUnreachableError, type AttemptFailure } from '../common/gateway-client/errors.js';
 import {
-  formatImageDescriptor, isImageId, parseImageDescriptor,
-  type ImageDescriptor, type ImageId, type ImageType,
+  formatImageDescriptor,
+  isImageId,
+  parseImageDescriptor,
+  type ImageDescriptor,
+  type ImageId,
+  type ImageType,
 } from '../common/image-descriptor.js';
 import type { ImageRunConfig } from './command/command.js';
 import { parseImageMeta } from '../common/image-meta.js';
@@ -36,7 +40,12 @@ export function metaInfoFromText(text: string, fileName: string): ImageMetaInfo 
     throw new ShifterError('BAD_CONFIG', `${fileName}: ${describeError(e)}`, e);
   }
   return {
-    run: { entrypoint: meta.entrypoint ?? undefined, cmd: meta.cmd ?? undefined, workdir: meta.workdir ?? undefined, env: meta.env },
+    run: {
+      entrypoint: meta.entrypoint ?? undefined,
+      cmd: meta.cmd ?? undefined,
+      workdir: meta.workdir ?? undefined,
+      env: meta.env,
+    },
     userAcl: meta.userAcl,
     groupAcl: meta.groupAcl,
   };
@@ -76,10 +85,16 @@ export interface ResolverOptions {
  */
 export function checkImageAcl(meta: ImageMetaInfo, caller: Caller, imageName: string): void {
   if (mayUse(accessFromLists(meta.userAcl, meta.groupAcl), caller)) return;
-  throw new ShifterError('PERMISSION_DENIED', `permission denied to image ${imageName}: it is private and uid ${caller.uid} and your groups are not on its access list; ask its owner to re-pull it with --user/--group`);
+  throw new ShifterError(
+    'PERMISSION_DENIED',
+    `permission denied to image ${imageName}: it is private and uid ${caller.uid} and your groups are not on its access list; ask its owner to re-pull it with --user/--group`,
+  );
 }
 
-interface LookupRecord { id?: unknown; status?: unknown }
+interface LookupRecord {
+  id?: unknown;
+  status?: unknown;
+}
 
 type LookupAnswer =
   | { kind: 'found'; id: ImageId }
@@ -100,7 +115,7 @@ function lookupAnswer(record: unknown): LookupAnswer {
     return { kind: 'not-ready', status: typeof r.status === 'string' ? r.status : JSON.stringify(r.status) };
   }
   if (typeof r.id !== 'string' || !isImageId(r.id)) {
-    return { kind: 'failed', error: new GatewayAnswerError('the image gateway\'s answer has no valid image id') };
+    return { kind: 'failed', error: new GatewayAnswerError("the image gateway's answer has no valid image id") };
   }
   return { kind: 'found', id: r.id };
 }
@@ -116,11 +131,15 @@ export class ImageResolver {
   constructor(opts: ResolverOptions) {
     this.opts = opts;
     this.lookups = new LRUCache<string, ImageId>({ max: 1000, ttl: opts.cacheTtlMs ?? 30_000 });
-    this.client = opts.gateways.length > 0 && opts.system !== undefined
-      ? new GatewayClient({
-        gateways: opts.gateways, system: opts.system, gatewayTimeout: opts.gatewayTimeout, credential: ANONYMOUS,
-      })
-      : undefined;
+    this.client =
+      opts.gateways.length > 0 && opts.system !== undefined
+        ? new GatewayClient({
+            gateways: opts.gateways,
+            system: opts.system,
+            gatewayTimeout: opts.gatewayTimeout,
+            credential: ANONYMOUS,
+          })
+        : undefined;
   }
 
   /** Parses and resolves `request`, reads the meta and checks the ACL for `caller`. */
@@ -140,7 +159,10 @@ export class ImageResolver {
         if (!isImageId(descriptor.tag)) throw new ShifterError('BAD_ARGUMENT', `'${request}' is not a valid image id`);
         return { id: descriptor.tag, descriptor };
       case 'local':
-        throw new ShifterError('BAD_ARGUMENT', `local: images (${descriptor.tag}) are not supported by shifterd; use a gateway image (shifterimg pull ...)`);
+        throw new ShifterError(
+          'BAD_ARGUMENT',
+          `local: images (${descriptor.tag}) are not supported by shifterd; use a gateway image (shifterimg pull ...)`,
+        );
       default:
         return { id: await this.lookup(descriptor, caller), descriptor };
     }
@@ -158,12 +180,18 @@ export class ImageResolver {
     if (metaStat.status === 'rejected') {
       const e: unknown = metaStat.reason;
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new ShifterError('NOT_FOUND', `image ${name} is not on this system (no ${metaPath}); run \`shifterimg pull ${name}\``);
+        throw new ShifterError(
+          'NOT_FOUND',
+          `image ${name} is not on this system (no ${metaPath}); run \`shifterimg pull ${name}\``,
+        );
       }
       throw new ShifterError('IO_ERROR', `cannot read ${metaPath}: ${describeError(e)}`, e);
     }
     if (imageStat.status === 'rejected') {
-      throw new ShifterError('NOT_FOUND', `image ${name} has metadata but no ${imageFile}; run \`shifterimg pull ${name}\` again`);
+      throw new ShifterError(
+        'NOT_FOUND',
+        `image ${name} has metadata but no ${imageFile}; run \`shifterimg pull ${name}\` again`,
+      );
     }
     const version = `${metaStat.value.ino}:${metaStat.value.size}:${metaStat.value.mtimeMs}`;
     const cached = this.metaCache.get(id);
@@ -183,7 +211,10 @@ export class ImageResolver {
     const name = formatImageDescriptor(d);
     const { client } = this;
     if (client === undefined) {
-      throw new ShifterError('BAD_CONFIG', `cannot look up ${name}: udiRoot.conf sets no imageGateway/system; use --image=id:<id> or configure the gateway`);
+      throw new ShifterError(
+        'BAD_CONFIG',
+        `cannot look up ${name}: udiRoot.conf sets no imageGateway/system; use --image=id:<id> or configure the gateway`,
+      );
     }
     const publicKey = `|${name}`;
     const privateKey = `${caller.uid}|${name}`;
@@ -214,14 +245,21 @@ export class ImageResolver {
         this.lookups.set(key, answer.id);
         return answer.id;
       case 'missing':
-        throw new ShifterError('NOT_FOUND',
-          `image not found: ${name} is not on ${this.opts.system} or you may not use it; run \`shifterimg pull ${name}\``);
+        throw new ShifterError(
+          'NOT_FOUND',
+          `image not found: ${name} is not on ${this.opts.system} or you may not use it; run \`shifterimg pull ${name}\``,
+        );
       case 'not-ready':
-        throw new ShifterError('NOT_FOUND', `image ${name} is not ready (status ${answer.status}); wait for \`shifterimg pull ${name}\` to finish`);
+        throw new ShifterError(
+          'NOT_FOUND',
+          `image ${name} is not ready (status ${answer.status}); wait for \`shifterimg pull ${name}\` to finish`,
+        );
       case 'unreachable':
-        throw new ShifterError('UNREACHABLE',
-          `image gateway unreachable at ${answer.failures.map(describeFailure).join(', ')}: cannot look up ${name}; `
-          + 'check imageGateway in udiRoot.conf, or use --image=id:<id>');
+        throw new ShifterError(
+          'UNREACHABLE',
+          `image gateway unreachable at ${answer.failures.map(describeFailure).join(', ')}: cannot look up ${name}; ` +
+            'check imageGateway in udiRoot.conf, or use --image=id:<id>',
+        );
       case 'failed':
         throw new ShifterError(answer.error.code, `cannot look up ${name}: ${answer.error.message}`, answer.error);
     }

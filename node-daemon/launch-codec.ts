@@ -99,5 +99,8 @@ export function encodeErrorReply(exitCode: number, message: string): Buffer {
 
 /** kind 1: sent together with [userns fd, mntns fd]. */
 export function encodeExecReply(argv: readonly string[], env: readonly string[], cwd: string, notice: string): Buffer {
-  return frame(REPLY_MAGIC, Buffer.concat([Buffer.from([1]), listBytes(argv), listBytes(env), stringBytes(cwd), stringBytes(notice)]));
+  return frame(
+    REPLY_MAGIC,
+    Buffer.concat([Buffer.from([1]), listBytes(argv), listBytes(env), stringBytes(cwd), stringBytes(notice)]),
+  );
 }

@@ -22,14 +22,18 @@ const REQUEST_TIMEOUT_MS = 30_000;
 /** The fd libuv holds for an accepted unix socket (not in Node's public API). */
 function socketFd(socket: Socket): number {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) throw new ShifterError('INTERNAL', 'cannot get the fd of an accepted connection');
+  if (typeof fd !== 'number' || fd < 0)
+    throw new ShifterError('INTERNAL', 'cannot get the fd of an accepted connection');
   return fd;
 }
 
 function isListening(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect(path);
-    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
     s.once('error', () => resolve(false));
   });
 }
@@ -45,7 +49,8 @@ export async function prepareSocketPath(path: string): Promise<void> {
   } catch {
     return;
   }
-  if (!st.isSocket()) throw new ShifterError('BAD_CONFIG', `${path} exists and is not a socket: remove it or choose another --socket`);
+  if (!st.isSocket())
+    throw new ShifterError('BAD_CONFIG', `${path} exists and is not a socket: remove it or choose another --socket`);
   if (await isListening(path)) throw new ShifterError('BAD_CONFIG', `another shifterd is already serving ${path}`);
   await unlink(path);
 }
@@ -54,7 +59,10 @@ export async function listenUnix(server: Server, path: string, mode: number): Pr
   await prepareSocketPath(path);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(path, () => { server.off('error', reject); resolve(); });
+    server.listen(path, () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
   await chmod(path, mode);
 }
@@ -146,9 +154,10 @@ export async function startLaunchServer(opts: {
   log.info({ socket: opts.socketPath }, 'launch socket listening');
   return {
     path: opts.socketPath,
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      for (const s of open) s.destroy();
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const s of open) s.destroy();
+      }),
   };
 }

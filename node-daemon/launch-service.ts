@@ -81,7 +81,10 @@ export function envListToMap(env: readonly string[]): Record<string, string> {
 
 /** One line, no control characters: what the launcher prints. */
 function oneLine(s: string): string {
-  return s.replace(/[\r\n\t]+/g, ' ').replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '?').trim();
+  return s
+    .replace(/[\r\n\t]+/g, ' ')
+    .replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '?')
+    .trim();
 }
 
 export class LaunchService {
@@ -106,7 +109,11 @@ export class LaunchService {
       return { kind: 'error', exitCode: internal ? 125 : 1, message: `shifter: ${oneLine(e.message)}\n` };
     }
     this.log.error({ ...context, err: e }, 'launch failed with an unexpected error');
-    return { kind: 'error', exitCode: 125, message: `shifter: internal error in shifterd (${oneLine(describeError(e))}); see the shifterd log\n` };
+    return {
+      kind: 'error',
+      exitCode: 125,
+      message: `shifter: internal error in shifterd (${oneLine(describeError(e))}); see the shifterd log\n`,
+    };
   }
 
   async launch(req: LaunchRequest, peer: PeerIdentity): Promise<LaunchOutcome> {
@@ -122,26 +129,51 @@ export class LaunchService {
   async prepare(p: PrepareParams, state: DaemonState = this.state()): Promise<Prepared> {
     const { site, config, generation, resolver } = state;
     if (p.caller.uid === 0 || p.caller.gid === 0) {
-      throw new ShifterError('PERMISSION_DENIED', 'shifter does not run containers as root (uid or gid 0); run it as a regular user');
+      throw new ShifterError(
+        'PERMISSION_DENIED',
+        'shifter does not run containers as root (uid or gid 0); run it as a regular user',
+      );
     }
     const userVolumes: VolumeSpec[] = parseVolumeTexts(p.volumes, 'user');
-    const modules = selectModules(p.modules, config.defaultModules, config.modules).map((m) => site.modules.get(m.name)!);
+    const modules = selectModules(p.modules, config.defaultModules, config.modules).map((m) =>
+      site.modules.get(m.name)!,
+    );
     const image = await resolver.resolve(p.image, p.caller);
     p.beforeBuild?.(image);
     const key = environmentKey({
-      uid: p.caller.uid, gid: p.caller.gid, groups: p.caller.groups, imageId: image.id,
-      volumeSignature: volumeSignature(userVolumes), modules: modules.map((m) => m.config.name), generation,
+      uid: p.caller.uid,
+      gid: p.caller.gid,
+      groups: p.caller.groups,
+      imageId: image.id,
+      volumeSignature: volumeSignature(userVolumes),
+      modules: modules.map((m) => m.config.name),
+      generation,
     });
     let setupMs = 0;
     const lease = await this.cache.acquire(key, image.id, async () => {
       const mount = await this.pool.acquire(image.id, () => this.native.attachImage(image.squashfsPath));
       try {
-        const etc = await etcEntriesFor({
-          populateEtcDynamically: config.populateEtcDynamically, etcPath: config.etcPath,
-          usersToImport: config.usersToImport, maxGroupCount: config.maxGroupCount,
-        }, p.caller.uid, p.caller.gid, p.caller.groups);
+        const etc = await etcEntriesFor(
+          {
+            populateEtcDynamically: config.populateEtcDynamically,
+            etcPath: config.etcPath,
+            usersToImport: config.usersToImport,
+            maxGroupCount: config.maxGroupCount,
+          },
+          p.caller.uid,
+          p.caller.gid,
+          p.caller.groups,
+        );
         const spec = buildEnvironmentSpec({
-          site, image: mount, layout: await probeImage(mount), uid: p.caller.uid, gid: p.caller.gid, groups: p.caller.groups, etc, modules, userVolumes,
+          site,
+          image: mount,
+          layout: await probeImage(mount),
+          uid: p.caller.uid,
+          gid: p.caller.gid,
+          groups: p.caller.groups,
+          etc,
+          modules,
+          userVolumes,
         });
         const env = await this.native.createEnvironment(spec);
         setupMs = env.setupMs;
@@ -161,12 +193,16 @@ export class LaunchService {
     if (parsed.kind === 'help') return { kind: 'error', exitCode: 0, message: parsed.text.replace(/\n+$/, '\n') };
     const o = parsed.options;
     if (o.image === undefined) {
-      throw new ShifterError('BAD_ARGUMENT', 'no image given: use --image=NAME:TAG (or set SHIFTER_IMAGETYPE and SHIFTER_IMAGE)');
+      throw new ShifterError(
+        'BAD_ARGUMENT',
+        'no image given: use --image=NAME:TAG (or set SHIFTER_IMAGETYPE and SHIFTER_IMAGE)',
+      );
     }
     // gid 0 as a supplementary group is dropped (upstream replaced it with the primary gid).
     const caller: Caller = { uid: peer.uid, gid: peer.gid, groups: [...new Set(peer.groups.filter((g) => g !== 0))] };
     // Checked before any namespace work, and the file is read with the caller's credentials.
-    const envFile = o.envFile === undefined ? [] : parseEnvFile(await readFileAsUser(o.envFile, req.cwd, caller), o.envFile);
+    const envFile =
+      o.envFile === undefined ? [] : parseEnvFile(await readFileAsUser(o.envFile, req.cwd, caller), o.envFile);
 
     // One config for the whole launch, even if a SIGHUP reload lands in the middle.
     const state = this.state();
@@ -174,18 +210,29 @@ export class LaunchService {
     const started = process.hrtime.bigint();
     let argv: string[] = [];
     let cwd = '/';
-    const prepared = await this.prepare({
-      caller, image: o.image, volumes: o.volumes, modules: o.modules,
-      beforeBuild: (image) => {
-        const name = formatImageDescriptor(image.descriptor);
-        argv = containerArgv(o.entrypoint, o.command, image.meta.run, name);
-        cwd = containerWorkdir(o.workdir, req.cwd === '' ? '/' : req.cwd, image.meta.run, name);
+    const prepared = await this.prepare(
+      {
+        caller,
+        image: o.image,
+        volumes: o.volumes,
+        modules: o.modules,
+        beforeBuild: (image) => {
+          const name = formatImageDescriptor(image.descriptor);
+          argv = containerArgv(o.entrypoint, o.command, image.meta.run, name);
+          cwd = containerWorkdir(o.workdir, req.cwd === '' ? '/' : req.cwd, image.meta.run, name);
+        },
       },
-    }, state);
+      state,
+    );
     const { image, modules } = prepared;
     const env = containerEnv({
-      callerEnv, clearEnv: o.clearEnv, imageRequest: o.imageRequest ?? o.image, imageId: image.id, image: image.meta.run,
-      envFile, cliEnv: o.env,
+      callerEnv,
+      clearEnv: o.clearEnv,
+      imageRequest: o.imageRequest ?? o.image,
+      imageId: image.id,
+      image: image.meta.run,
+      envFile,
+      cliEnv: o.env,
       modules: modules.map((m) => m.config),
       site: config,
     });

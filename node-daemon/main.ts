@@ -36,9 +36,17 @@ function parseArgs(argv: string[]): Args {
     .description('Node daemon: builds container environments for `shifter` launches')
     .requiredOption('--config <file>', 'udiRoot.conf')
     .option('--socket <path>', `launch socket (default: shifterdSocket from the config, else ${DEFAULT_SOCKET})`)
-    .option('--admin-socket <path>', `gRPC admin socket, root only (default: ${ADMIN_SOCKET_NAME} next to the launch socket)`)
+    .option(
+      '--admin-socket <path>',
+      `gRPC admin socket, root only (default: ${ADMIN_SOCKET_NAME} next to the launch socket)`,
+    )
     .option('--cache-max <n>', 'environments kept for reuse', (v) => positiveInt(v, '--cache-max'), 256)
-    .option('--cache-idle-seconds <s>', 'close an environment unused this long', (v) => positiveInt(v, '--cache-idle-seconds'), 600)
+    .option(
+      '--cache-idle-seconds <s>',
+      'close an environment unused this long',
+      (v) => positiveInt(v, '--cache-idle-seconds'),
+      600,
+    )
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `shifterd: ${s.slice(7)}` : s) });
   program.parse(argv, { from: 'user' });
@@ -47,7 +55,8 @@ function parseArgs(argv: string[]): Args {
 
 function positiveInt(v: string, name: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new ShifterError('BAD_ARGUMENT', `${name} ${v} is not a positive whole number`);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new ShifterError('BAD_ARGUMENT', `${name} ${v} is not a positive whole number`);
   return n;
 }
 
@@ -76,28 +85,43 @@ async function main(): Promise<void> {
   // upstream's umask: the native helper and the site hooks inherit it. A socket created under
   // it (0755) is not connectable by others until chmod opens it (launch 0666; admin 0600).
   process.umask(0o022);
-  if (process.geteuid?.() !== 0) throw new ShifterError('PERMISSION_DENIED', 'shifterd must run as root (it builds mount namespaces)');
+  if (process.geteuid?.() !== 0)
+    throw new ShifterError('PERMISSION_DENIED', 'shifterd must run as root (it builds mount namespaces)');
   let state = await loadState(args.config, 1, log);
   const addon = loadAddon();
   const service = new LaunchService(() => state, { attachImage, createEnvironment }, log, {
-    max: args.cacheMax, idleTtlMs: args.cacheIdleSeconds * 1000,
+    max: args.cacheMax,
+    idleTtlMs: args.cacheIdleSeconds * 1000,
   });
   const socketPath = args.socket ?? state.config.shifterdSocket ?? DEFAULT_SOCKET;
   const launch = await startLaunchServer({ socketPath, service, addon, log });
   const adminPath = args.adminSocket ?? join(dirname(socketPath), ADMIN_SOCKET_NAME);
-  const admin = await startAdminServer({ socketPath: adminPath, service, state: () => state, log, launchSocket: socketPath });
+  const admin = await startAdminServer({
+    socketPath: adminPath,
+    service,
+    state: () => state,
+    log,
+    launchSocket: socketPath,
+  });
 
   let reloading = false;
   process.on('SIGHUP', () => {
     if (reloading) return;
     reloading = true;
-    loadState(args.config, state.generation + 1, log).then((next) => {
-      state = next;
-      service.cache.invalidate();
-      log.info({ generation: next.generation }, 'configuration reloaded');
-    }, (e: unknown) => {
-      log.error({ err: describeError(e) }, 'configuration reload failed; keeping the previous configuration');
-    }).finally(() => { reloading = false; });
+    loadState(args.config, state.generation + 1, log)
+      .then(
+        (next) => {
+          state = next;
+          service.cache.invalidate();
+          log.info({ generation: next.generation }, 'configuration reloaded');
+        },
+        (e: unknown) => {
+          log.error({ err: describeError(e) }, 'configuration reload failed; keeping the previous configuration');
+        },
+      )
+      .finally(() => {
+        reloading = false;
+      });
   });
   let stopping = false;
   const stop = (signal: string): void => {

@@ -17,12 +17,24 @@
 import { existsSync } from 'node:fs';
 import { ShifterError } from '../common/errors.js';
 import {
-  isPerNodeCacheFsType, PER_NODE_CACHE_FS_TYPES, type ShifterModuleConfig, type UdiRootConfig, type MountPropagationStyle,
+  isPerNodeCacheFsType,
+  PER_NODE_CACHE_FS_TYPES,
+  type ShifterModuleConfig,
+  type UdiRootConfig,
+  type MountPropagationStyle,
 } from '../common/config/udiroot-conf.js';
 import { parseByteSize, parseVolumeTexts, type VolumeSpec } from './command/volumes.js';
 import type {
-  BindMount, EnvironmentSpec, FileEntry, MountPhase, MountSpec, PerNodeCacheFsType, PerNodeCacheMount, PerNodeCachePolicy,
-  SiteHooks, SymlinkEntry,
+  BindMount,
+  EnvironmentSpec,
+  FileEntry,
+  MountPhase,
+  MountSpec,
+  PerNodeCacheFsType,
+  PerNodeCacheMount,
+  PerNodeCachePolicy,
+  SiteHooks,
+  SymlinkEntry,
 } from './adapters/environment-spec.js';
 import type { ImageMount } from './adapters/image-mount.js';
 import type { ImageLayout } from './image-probe.js';
@@ -53,7 +65,10 @@ function siteVolumes(config: UdiRootConfig, texts: readonly string[], where: str
   try {
     const specs = parseVolumeTexts(texts, 'site');
     if (specs.some((s) => s.perNodeCache !== undefined) && config.perNodeCachePath === undefined) {
-      throw new ShifterError('BAD_CONFIG', `${config.sourceFile}: ${where} has a perNodeCache volume but perNodeCachePath is not set: set it to a local directory for the backing files`);
+      throw new ShifterError(
+        'BAD_CONFIG',
+        `${config.sourceFile}: ${where} has a perNodeCache volume but perNodeCachePath is not set: set it to a local directory for the backing files`,
+      );
     }
     return specs;
   } catch (e) {
@@ -65,7 +80,10 @@ function siteVolumes(config: UdiRootConfig, texts: readonly string[], where: str
 }
 
 export function compileSite(config: UdiRootConfig): SiteSetup {
-  for (const [key, value] of [['sitePreMountHook', config.sitePreMountHook], ['sitePostMountHook', config.sitePostMountHook]] as const) {
+  for (const [key, value] of [
+    ['sitePreMountHook', config.sitePreMountHook],
+    ['sitePostMountHook', config.sitePostMountHook],
+  ] as const) {
     if (value !== undefined && !value.startsWith('/')) {
       throw new ShifterError('BAD_CONFIG', `${config.sourceFile}: ${key}=${value} must be an absolute path`);
     }
@@ -86,7 +104,10 @@ export function compileSite(config: UdiRootConfig): SiteSetup {
     for (const m of modules.values()) {
       const point = `${config.optUdiImage}/modules/${m.config.name}`;
       if (m.config.copyPath !== undefined && !existsSync(point)) {
-        throw new ShifterError('BAD_CONFIG', `${config.sourceFile}: module_${m.config.name}_copyPath needs the directory ${point} (its mount point under optUdiImage): mkdir it`);
+        throw new ShifterError(
+          'BAD_CONFIG',
+          `${config.sourceFile}: module_${m.config.name}_copyPath needs the directory ${point} (its mount point under optUdiImage): mkdir it`,
+        );
       }
     }
   }
@@ -110,14 +131,20 @@ function perNodeCachePolicy(config: UdiRootConfig): PerNodeCachePolicy {
   if (config.perNodeCacheSizeLimit !== undefined) {
     const limit = parseByteSize(config.perNodeCacheSizeLimit);
     if (limit === undefined) {
-      throw new ShifterError('BAD_CONFIG', `${config.sourceFile}: perNodeCacheSizeLimit=${config.perNodeCacheSizeLimit} is not a size like 100G`);
+      throw new ShifterError(
+        'BAD_CONFIG',
+        `${config.sourceFile}: perNodeCacheSizeLimit=${config.perNodeCacheSizeLimit} is not a size like 100G`,
+      );
     }
     policy.sizeLimitBytes = limit;
   }
   const fsTypes: PerNodeCacheFsType[] = [];
   for (const t of config.perNodeCacheAllowedFsType) {
     if (!isPerNodeCacheFsType(t)) {
-      throw new ShifterError('BAD_CONFIG', `${config.sourceFile}: perNodeCacheAllowedFsType lists '${t}': only ${PER_NODE_CACHE_FS_TYPES.join(' and ')} are supported`);
+      throw new ShifterError(
+        'BAD_CONFIG',
+        `${config.sourceFile}: perNodeCacheAllowedFsType lists '${t}': only ${PER_NODE_CACHE_FS_TYPES.join(' and ')} are supported`,
+      );
     }
     fsTypes.push(t);
   }
@@ -127,10 +154,19 @@ function perNodeCachePolicy(config: UdiRootConfig): PerNodeCachePolicy {
 }
 
 /** A perNodeCache volume as the native helper builds it, for the environment's own user. */
-function perNodeCacheMount(v: VolumeSpec, site: SiteSetup, uid: number, gid: number, phase: MountPhase | undefined): PerNodeCacheMount {
+function perNodeCacheMount(
+  v: VolumeSpec,
+  site: SiteSetup,
+  uid: number,
+  gid: number,
+  phase: MountPhase | undefined,
+): PerNodeCacheMount {
   const cache = v.perNodeCache!;
   if (site.perNodeCacheDir === undefined) {
-    throw new ShifterError('BAD_ARGUMENT', `volume ${v.target}: perNodeCache volumes are not enabled on this system (perNodeCachePath is not set in udiRoot.conf); use a plain --volume`);
+    throw new ShifterError(
+      'BAD_ARGUMENT',
+      `volume ${v.target}: perNodeCache volumes are not enabled on this system (perNodeCachePath is not set in udiRoot.conf); use a plain --volume`,
+    );
   }
   return {
     kind: 'perNodeCache',
@@ -177,9 +213,10 @@ export interface SpecInput {
 
 export function buildEnvironmentSpec(input: SpecInput): EnvironmentSpec {
   const { site } = input;
-  const volume = (v: VolumeSpec, phase?: MountPhase): MountSpec => v.perNodeCache !== undefined
-    ? perNodeCacheMount(v, site, input.uid, input.gid, phase)
-    : volumeBind(v, site.propagation, phase);
+  const volume = (v: VolumeSpec, phase?: MountPhase): MountSpec =>
+    v.perNodeCache !== undefined
+      ? perNodeCacheMount(v, site, input.uid, input.gid, phase)
+      : volumeBind(v, site.propagation, phase);
   const copyModules = input.modules.filter((m) => m.config.copyPath !== undefined);
   const needOpt = site.optUdiImage !== undefined || copyModules.length > 0;
 
@@ -191,7 +228,15 @@ export function buildEnvironmentSpec(input: SpecInput): EnvironmentSpec {
   if (!dirs.has('/etc')) mounts.push({ kind: 'dir', target: '/etc', mode: 0o755 });
   mounts.push(...input.etc);
   mounts.push({ kind: 'proc', target: '/proc' });
-  mounts.push({ kind: 'bind', source: '/dev', target: '/dev', readOnly: false, recursive: true, nosuid: true, nodev: false });
+  mounts.push({
+    kind: 'bind',
+    source: '/dev',
+    target: '/dev',
+    readOnly: false,
+    recursive: true,
+    nosuid: true,
+    nodev: false,
+  });
   mounts.push({ kind: 'bind', source: '/sys', target: '/sys', readOnly: true, recursive: true });
   mounts.push({ kind: 'bind', source: '/tmp', target: '/tmp', readOnly: false });
   if (site.hostVarTmp) {

@@ -12,12 +12,23 @@ export function mungeCredentialAs(caller: Caller, socket: string): Promise<strin
   if (!existsSync(socket)) return Promise.resolve(undefined);
   return new Promise((resolve) => {
     const child = spawn('munge', ['--no-input', '--socket', socket], {
-      uid: caller.uid, gid: caller.gid, stdio: ['ignore', 'pipe', 'ignore'], env: { PATH: '/usr/bin:/bin' },
+      uid: caller.uid,
+      gid: caller.gid,
+      stdio: ['ignore', 'pipe', 'ignore'],
+      env: { PATH: '/usr/bin:/bin' },
     });
     let out = '';
     const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
-    child.on('error', () => { clearTimeout(timer); resolve(undefined); });
-    child.on('close', (code) => { clearTimeout(timer); resolve(code === 0 && out.trim() !== '' ? out.trim() : undefined); });
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+    });
+    child.on('error', () => {
+      clearTimeout(timer);
+      resolve(undefined);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve(code === 0 && out.trim() !== '' ? out.trim() : undefined);
+    });
   });
 }

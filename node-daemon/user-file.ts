@@ -19,8 +19,15 @@ const MAX_BYTES = 1024 * 1024;
 export function readFileAsUser(path: string, cwd: string, who: FileReader): Promise<string> {
   const full = isAbsolute(path) ? path : resolve(cwd === '' ? '/' : cwd, path);
   const groups = [...new Set(who.groups)];
-  const args = [`--reuid=${who.uid}`, `--regid=${who.gid}`, groups.length > 0 ? `--groups=${groups.join(',')}` : '--clear-groups',
-    '--', 'cat', '--', full];
+  const args = [
+    `--reuid=${who.uid}`,
+    `--regid=${who.gid}`,
+    groups.length > 0 ? `--groups=${groups.join(',')}` : '--clear-groups',
+    '--',
+    'cat',
+    '--',
+    full,
+  ];
   return new Promise((resolvePromise, reject) => {
     const child = spawn('setpriv', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: '/usr/bin:/bin' } });
     const chunks: Buffer[] = [];
@@ -32,13 +39,23 @@ export function readFileAsUser(path: string, cwd: string, who: FileReader): Prom
       if (size > MAX_BYTES) child.kill('SIGKILL');
       else chunks.push(d);
     });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    child.on('error', (e) => { clearTimeout(timer); reject(new ShifterError('INTERNAL', `cannot run setpriv to read ${full}: ${e.message}`)); });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new ShifterError('INTERNAL', `cannot run setpriv to read ${full}: ${e.message}`));
+    });
     child.on('close', (code) => {
       clearTimeout(timer);
       if (size > MAX_BYTES) return reject(new ShifterError('BAD_ARGUMENT', `--env-file ${full} is larger than 1 MiB`));
       if (code !== 0) {
-        const why = stderr.trim().split('\n').pop()?.replace(/^cat: /, '') ?? `exit ${code}`;
+        const why =
+          stderr
+            .trim()
+            .split('\n')
+            .pop()
+            ?.replace(/^cat: /, '') ?? `exit ${code}`;
         return reject(new ShifterError('BAD_ARGUMENT', `--env-file: cannot read ${why}`));
       }
       resolvePromise(Buffer.concat(chunks).toString('utf8'));

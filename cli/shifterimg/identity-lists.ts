@@ -16,8 +16,10 @@ export function splitIdLists(values: readonly string[], kind: IdKind): string[] 
     for (const raw of value.split(',')) {
       const token = raw.trim();
       if (token.length === 0) {
-        throw new ShifterError('BAD_ARGUMENT',
-          `empty entry in the ${kind} list '${value}': write names or numbers separated by commas`);
+        throw new ShifterError(
+          'BAD_ARGUMENT',
+          `empty entry in the ${kind} list '${value}': write names or numbers separated by commas`,
+        );
       }
       tokens.push(token);
     }
@@ -40,8 +42,10 @@ export async function resolveIds(tokens: readonly string[], kind: IdKind, lookup
     } else {
       id = await lookup(kind, token);
       if (id === undefined) {
-        throw new ShifterError('BAD_ARGUMENT',
-          `unknown ${kind} '${token}' in --${kind}: give an existing ${kind} name or a numeric id`);
+        throw new ShifterError(
+          'BAD_ARGUMENT',
+          `unknown ${kind} '${token}' in --${kind}: give an existing ${kind} name or a numeric id`,
+        );
       }
     }
     if (!ids.includes(id)) ids.push(id);
@@ -50,14 +54,18 @@ export async function resolveIds(tokens: readonly string[], kind: IdKind, lookup
 }
 
 /** `getent passwd|group <name>`; exit status 2 means "no such entry". */
-export const getentLookup: IdLookup = (kind, name) => new Promise((resolve, reject) => {
-  execFile('getent', [kind === 'user' ? 'passwd' : 'group', '--', name], (err, stdout) => {
-    if (err) {
-      if ((err as { code?: unknown }).code === 2) { resolve(undefined); return; }
-      reject(new ShifterError('BAD_ARGUMENT', `cannot look up ${kind} '${name}': ${err.message}`, err));
-      return;
-    }
-    const field = stdout.split('\n')[0]?.split(':')[2];
-    resolve(field !== undefined && /^\d+$/.test(field) ? Number(field) : undefined);
+export const getentLookup: IdLookup = (kind, name) =>
+  new Promise((resolve, reject) => {
+    execFile('getent', [kind === 'user' ? 'passwd' : 'group', '--', name], (err, stdout) => {
+      if (err) {
+        if ((err as { code?: unknown }).code === 2) {
+          resolve(undefined);
+          return;
+        }
+        reject(new ShifterError('BAD_ARGUMENT', `cannot look up ${kind} '${name}': ${err.message}`, err));
+        return;
+      }
+      const field = stdout.split('\n')[0]?.split(':')[2];
+      resolve(field !== undefined && /^\d+$/.test(field) ? Number(field) : undefined);
+    });
   });
-});

@@ -23,7 +23,10 @@ interface GlobalOptions {
   group?: string[];
 }
 
-export interface Streams { stdout: Output; stderr: Output }
+export interface Streams {
+  stdout: Output;
+  stderr: Output;
+}
 
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
 
@@ -42,12 +45,14 @@ async function loadContext(opts: GlobalOptions, streams: Streams): Promise<Comma
     configFile: config.sourceFile,
     // No registry logins yet, so the payload is empty, as upstream sends without credentials.
     credential: () => mungeEncode('', { socket: config.mungeSocketPath }),
-    ...(verbose ? {
-      onAnswer: (r) => {
-        streams.stderr.write(`shifterimg: ${r.method} ${r.url} -> HTTP ${r.status}\n`);
-        streams.stdout.write(`${r.body}\n`);
-      },
-    } : {}),
+    ...(verbose
+      ? {
+          onAnswer: (r) => {
+            streams.stderr.write(`shifterimg: ${r.method} ${r.url} -> HTTP ${r.status}\n`);
+            streams.stdout.write(`${r.body}\n`);
+          },
+        }
+      : {}),
   });
   return { config, system, client, stdout: streams.stdout, stderr: streams.stderr, verbose };
 }
@@ -68,47 +73,69 @@ export async function main(argv: readonly string[], streams: Streams): Promise<E
     .usage('[options] <command> [image]')
     .option('--config <file>', 'udiRoot.conf to read (default: $SHIFTER_UDIROOT_CONF, else /etc/shifter/udiRoot.conf)')
     .option('-v, --verbose', 'also print the raw JSON answers of the gateway')
-    .option('-u, --user <list>', 'pull: users (names or uids, comma-separated; repeatable) allowed to use the image, making it private', collect)
-    .option('-g, --group <list>', 'pull: groups (names or gids, comma-separated; repeatable) allowed to use the image, making it private', collect)
+    .option(
+      '-u, --user <list>',
+      'pull: users (names or uids, comma-separated; repeatable) allowed to use the image, making it private',
+      collect,
+    )
+    .option(
+      '-g, --group <list>',
+      'pull: groups (names or gids, comma-separated; repeatable) allowed to use the image, making it private',
+      collect,
+    )
     .exitOverride()
     .configureOutput({
       writeOut: (s) => streams.stdout.write(s),
       writeErr: (s) => streams.stderr.write(s),
       outputError: (s, write) => write(`shifterimg: ${s.replace(/^error: /, '')}`),
     })
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Images are written [type:]tag, type one of docker, custom, id, local (default: defaultImageType
 from udiRoot.conf, usually docker); a docker tag without a version gets :latest.
   shifterimg pull docker:ubuntu:22.04
   shifterimg -u alice,bob pull registry.example.org:5000/team/app:1.0
-${EXIT_CODES_HELP}`);
+${EXIT_CODES_HELP}`,
+    );
 
   const ctx = (): Promise<CommandContext> => loadContext(program.opts<GlobalOptions>(), streams);
 
-  program.command('images')
+  program
+    .command('images')
     .description('list the images available on this system')
-    .action(async () => { result = await runImages(await ctx()); });
-  program.command('lookup')
+    .action(async () => {
+      result = await runImages(await ctx());
+    });
+  program
+    .command('lookup')
     .description('print the id of a pulled image (exit 1 if there is none)')
     .argument('<image>', 'image, e.g. docker:ubuntu:22.04')
-    .action(async (image: string) => { result = await runLookup(await ctx(), image); });
-  program.command('pull')
+    .action(async (image: string) => {
+      result = await runLookup(await ctx(), image);
+    });
+  program
+    .command('pull')
     .description('pull an image and follow the pull until it is ready or has failed')
     .argument('<image>', 'image, e.g. docker:ubuntu:22.04')
     .action(async (image: string) => {
       const acl = await pullAcl(program.opts<GlobalOptions>());
       result = await runPull(await ctx(), image, acl, true);
     });
-  program.command('pullnb')
+  program
+    .command('pullnb')
     .description('ask for a pull and print its current status once, without waiting')
     .argument('<image>', 'image, e.g. docker:ubuntu:22.04')
     .action(async (image: string) => {
       const acl = await pullAcl(program.opts<GlobalOptions>());
       result = await runPull(await ctx(), image, acl, false);
     });
-  program.command('queue')
+  program
+    .command('queue')
     .description('list the pulls the gateway is working on')
-    .action(async () => { result = await runQueue(await ctx()); });
+    .action(async () => {
+      result = await runQueue(await ctx());
+    });
 
   try {
     await program.parseAsync([...argv], { from: 'user' });

@@ -11,15 +11,20 @@ const pad2 = (n: number): string => String(n).padStart(2, '0');
 
 /** Local time as `%Y-%m-%dT%H:%M:%S` (upstream's format for pull lines and `images`). */
 export function formatLocalTime(d: Date): string {
-  return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}` +
-    `T${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+  return (
+    `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}` +
+    `T${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`
+  );
 }
 
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let v = n;
   let u = 0;
-  while (v >= 1024 && u < units.length - 1) { v /= 1024; u++; }
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
   return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
 }
 
@@ -44,13 +49,18 @@ export function pullStatusLine(now: Date, image: ImageDescriptor, rec: GatewayIm
   return line;
 }
 
-export interface LineSink { write(s: string): unknown }
+export interface LineSink {
+  write(s: string): unknown;
+}
 
 export class PullDisplay {
   private lineOpen = false;
   private lastKey: string | undefined;
 
-  constructor(private readonly out: LineSink, private readonly inPlace: boolean) {}
+  constructor(
+    private readonly out: LineSink,
+    private readonly inPlace: boolean,
+  ) {}
 
   show(line: string, rec: GatewayImageRecord): void {
     if (this.inPlace) {

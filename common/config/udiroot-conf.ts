@@ -28,9 +28,9 @@
  *     with its own small parser of the line rules above (native/launcher/udiroot.c), from the
  *     udiRoot.conf at $SHIFTER_UDIROOT_CONF, else the path compiled into it (native/build.sh:
  *     $SHIFTER_DEFAULT_UDIROOT_CONF at build time, default /etc/shifter/udiRoot.conf); a missing
- *     file or key means the default, an unreadable file is a one-line error. `$SHIFTERD_SOCKET` overrides both (shifterd authenticates
- *     callers by SO_PEERCRED, so a user pointing their own launcher elsewhere fools only
- *     themselves).
+ *     file or key means the default, an unreadable file is a one-line error. `$SHIFTERD_SOCKET`
+ *     overrides both (shifterd authenticates callers by SO_PEERCRED, so a user pointing their own
+ *     launcher elsewhere fools only themselves).
  *
  * This module is pure; reading the file, finding it and checking its owner live in
  * udiroot-file.ts.
@@ -152,17 +152,51 @@ export interface ParsedUdiRootConf {
 export const documentedNewKeys = ['mungeSocketPath', 'shifterdSocket'] as const;
 
 const STRING_KEYS = [
-  'udiMount', 'loopMount', 'imagePath', 'udiRootPath', 'sitePreMountHook', 'sitePostMountHook',
-  'optUdiImage', 'etcPath', 'modprobePath', 'insmodPath', 'cpPath', 'mvPath', 'chmodPath', 'ddPath',
-  'mkfsXfsPath', 'rootfsType', 'batchType', 'system', 'perNodeCachePath', 'perNodeCacheSizeLimit',
-  'mungeSocketPath', 'shifterdSocket',
+  'udiMount',
+  'loopMount',
+  'imagePath',
+  'udiRootPath',
+  'sitePreMountHook',
+  'sitePostMountHook',
+  'optUdiImage',
+  'etcPath',
+  'modprobePath',
+  'insmodPath',
+  'cpPath',
+  'mvPath',
+  'chmodPath',
+  'ddPath',
+  'mkfsXfsPath',
+  'rootfsType',
+  'batchType',
+  'system',
+  'perNodeCachePath',
+  'perNodeCacheSizeLimit',
+  'mungeSocketPath',
+  'shifterdSocket',
 ] as const;
-const BOOLEAN_KEYS = ['allowLocalChroot', 'allowLibcPwdCalls', 'populateEtcDynamically', 'mountUdiRootWritable'] as const;
+const BOOLEAN_KEYS = [
+  'allowLocalChroot',
+  'allowLibcPwdCalls',
+  'populateEtcDynamically',
+  'mountUdiRootWritable',
+] as const;
 const LIST_KEYS = [
-  'usersToImport', 'siteEnv', 'siteEnvAppend', 'siteEnvPrepend', 'siteEnvUnset', 'imageGateway',
+  'usersToImport',
+  'siteEnv',
+  'siteEnvAppend',
+  'siteEnvPrepend',
+  'siteEnvUnset',
+  'imageGateway',
   'perNodeCacheAllowedFsType',
 ] as const;
-const DEPRECATED_KEYS = ['autoLoadKernelModule', 'kmodBasePath', 'kmodCacheFile', 'optionalSshdAsRoot', 'nodeContextPrefix'];
+const DEPRECATED_KEYS = [
+  'autoLoadKernelModule',
+  'kmodBasePath',
+  'kmodCacheFile',
+  'optionalSshdAsRoot',
+  'nodeContextPrefix',
+];
 /** Keys upstream once documented but never (or no longer) parsed; a hint beats "unknown". */
 const HISTORICAL_KEYS: Record<string, string> = {
   siteResources: 'GPU support moved to modules (module_<name>_*)',
@@ -175,8 +209,15 @@ type ListKey = (typeof LIST_KEYS)[number];
 
 /** Every key the parser understands, for documentation and tests. */
 export const KNOWN_KEYS: readonly string[] = [
-  ...STRING_KEYS, ...BOOLEAN_KEYS, ...LIST_KEYS,
-  'maxGroupCount', 'gatewayTimeout', 'siteFs', 'defaultImageType', 'mountPropagationStyle', 'defaultModules',
+  ...STRING_KEYS,
+  ...BOOLEAN_KEYS,
+  ...LIST_KEYS,
+  'maxGroupCount',
+  'gatewayTimeout',
+  'siteFs',
+  'defaultImageType',
+  'mountPropagationStyle',
+  'defaultModules',
 ];
 
 const MODULE_LIST_SUBKEYS = ['siteEnv', 'siteEnvPrepend', 'siteEnvAppend', 'siteEnvUnset', 'conflict'] as const;
@@ -196,7 +237,11 @@ interface MutableModule {
   enabled: boolean;
 }
 
-interface Entry { key: string; value: string; line: number }
+interface Entry {
+  key: string;
+  value: string;
+  line: number;
+}
 
 function splitList(value: string): string[] {
   return value.split(/\s+/).filter((s) => s.length > 0);
@@ -215,7 +260,10 @@ function entries(text: string, warn: (line: number, key: string, msg: string) =>
       const continues = piece.endsWith('\\');
       const text = (continues ? piece.slice(0, -1) : piece).trim();
       pending.value = text.length > 0 ? (pending.value.length > 0 ? `${pending.value} ${text}` : text) : pending.value;
-      if (!continues) { out.push(pending); pending = undefined; }
+      if (!continues) {
+        out.push(pending);
+        pending = undefined;
+      }
       continue;
     }
     const trimmed = raw.trim();
@@ -234,15 +282,18 @@ function entries(text: string, warn: (line: number, key: string, msg: string) =>
     const continues = value.endsWith('\\');
     if (continues) value = value.slice(0, -1).trim();
     const entry = { key, value, line: lineNo };
-    if (continues) pending = entry; else out.push(entry);
+    if (continues) pending = entry;
+    else out.push(entry);
   }
   if (pending) out.push(pending);
   return out;
 }
 
 function badValue(fileName: string, e: Entry, expected: string): ShifterError {
-  return new ShifterError('BAD_CONFIG',
-    `${fileName}:${e.line}: ${e.key}=${e.value} is not valid: expected ${expected}`);
+  return new ShifterError(
+    'BAD_CONFIG',
+    `${fileName}:${e.line}: ${e.key}=${e.value} is not valid: expected ${expected}`,
+  );
 }
 
 function parseBoolean(fileName: string, e: Entry): boolean {
@@ -279,8 +330,13 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
   const strings: Partial<Record<StringKey, string>> = {};
   const booleans: Partial<Record<BooleanKey, boolean>> = {};
   const lists: Record<ListKey, string[]> = {
-    usersToImport: [], siteEnv: [], siteEnvAppend: [], siteEnvPrepend: [], siteEnvUnset: [],
-    imageGateway: [], perNodeCacheAllowedFsType: [],
+    usersToImport: [],
+    siteEnv: [],
+    siteEnvAppend: [],
+    siteEnvPrepend: [],
+    siteEnvUnset: [],
+    imageGateway: [],
+    perNodeCacheAllowedFsType: [],
   };
   const siteFs: string[] = [];
   const modules = new Map<string, MutableModule>();
@@ -327,7 +383,10 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
       mountPropagationStyle = e.value;
     } else if (key === 'defaultModules') {
       noteScalar(e);
-      defaultModules = e.value.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+      defaultModules = e.value
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0);
     } else if (key.startsWith('module_')) {
       assignModuleKey(modules, e, fileName, warn);
     } else if (DEPRECATED_KEYS.includes(key)) {
@@ -341,8 +400,11 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
 
   for (const name of defaultModules) {
     if (!modules.has(name)) {
-      warn(seenScalars.get('defaultModules') ?? 0, 'defaultModules',
-        `defaultModules names '${name}', but no module_${name}_* keys define it`);
+      warn(
+        seenScalars.get('defaultModules') ?? 0,
+        'defaultModules',
+        `defaultModules names '${name}', but no module_${name}_* keys define it`,
+      );
     }
   }
 
@@ -377,7 +439,9 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
 
 /** `module_<name>_<subkey>`: the name cannot contain `_` because upstream splits on it. */
 function assignModuleKey(
-  modules: Map<string, MutableModule>, e: Entry, fileName: string,
+  modules: Map<string, MutableModule>,
+  e: Entry,
+  fileName: string,
   warn: (line: number, key: string, msg: string) => void,
 ): void {
   const parts = e.key.split('_');
@@ -389,7 +453,16 @@ function assignModuleKey(
   const subkey = parts[2];
   let m = modules.get(name);
   if (!m) {
-    m = { name, siteEnv: [], siteEnvPrepend: [], siteEnvAppend: [], siteEnvUnset: [], conflict: [], siteFs: [], enabled: true };
+    m = {
+      name,
+      siteEnv: [],
+      siteEnvPrepend: [],
+      siteEnvAppend: [],
+      siteEnvUnset: [],
+      conflict: [],
+      siteFs: [],
+      enabled: true,
+    };
     modules.set(name, m);
   }
   if ((MODULE_LIST_SUBKEYS as readonly string[]).includes(subkey)) {
@@ -409,17 +482,44 @@ function assignModuleKey(
 
 /** Keys a program can insist on; list keys count as missing when empty. */
 export type RequirableKey =
-  | 'udiMount' | 'loopMount' | 'imagePath' | 'udiRootPath' | 'etcPath' | 'rootfsType'
-  | 'modprobePath' | 'insmodPath' | 'cpPath' | 'mvPath' | 'chmodPath' | 'ddPath' | 'mkfsXfsPath'
-  | 'optUdiImage' | 'system' | 'imageGateway' | 'shifterdSocket' | 'perNodeCachePath';
+  | 'udiMount'
+  | 'loopMount'
+  | 'imagePath'
+  | 'udiRootPath'
+  | 'etcPath'
+  | 'rootfsType'
+  | 'modprobePath'
+  | 'insmodPath'
+  | 'cpPath'
+  | 'mvPath'
+  | 'chmodPath'
+  | 'ddPath'
+  | 'mkfsXfsPath'
+  | 'optUdiImage'
+  | 'system'
+  | 'imageGateway'
+  | 'shifterdSocket'
+  | 'perNodeCachePath';
 
 const REQUIRED_EXAMPLES: Record<RequirableKey, string> = {
-  udiMount: '/var/udiMount', loopMount: '/var/udiLoopMount', imagePath: '/images',
-  udiRootPath: '/opt/shifter', etcPath: '/etc/shifter/shifter_etc_files', rootfsType: 'tmpfs',
-  modprobePath: '/sbin/modprobe', insmodPath: '/sbin/insmod', cpPath: '/bin/cp', mvPath: '/bin/mv',
-  chmodPath: '/bin/chmod', ddPath: '/bin/dd', mkfsXfsPath: '/sbin/mkfs.xfs',
-  optUdiImage: '/opt/shifter/opt/udiImage', system: 'mycluster', imageGateway: 'http://imagegw:5000',
-  shifterdSocket: '/run/shifter/shifterd.sock', perNodeCachePath: '/tmp',
+  udiMount: '/var/udiMount',
+  loopMount: '/var/udiLoopMount',
+  imagePath: '/images',
+  udiRootPath: '/opt/shifter',
+  etcPath: '/etc/shifter/shifter_etc_files',
+  rootfsType: 'tmpfs',
+  modprobePath: '/sbin/modprobe',
+  insmodPath: '/sbin/insmod',
+  cpPath: '/bin/cp',
+  mvPath: '/bin/mv',
+  chmodPath: '/bin/chmod',
+  ddPath: '/bin/dd',
+  mkfsXfsPath: '/sbin/mkfs.xfs',
+  optUdiImage: '/opt/shifter/opt/udiImage',
+  system: 'mycluster',
+  imageGateway: 'http://imagegw:5000',
+  shifterdSocket: '/run/shifter/shifterd.sock',
+  perNodeCachePath: '/tmp',
 };
 
 /** Throws one BAD_CONFIG error naming every missing key and the file to add them to. */
@@ -431,7 +531,9 @@ export function requireUdiRootKeys(config: UdiRootConfig, keys: readonly Requira
   });
   if (missing.length === 0) return;
   const lines = missing.map((k) => `${k}=${REQUIRED_EXAMPLES[k]}`).join(', ');
-  throw new ShifterError('BAD_CONFIG',
+  throw new ShifterError(
+    'BAD_CONFIG',
     `${config.sourceFile}: ${missing.length === 1 ? 'key' : 'keys'} ${missing.join(', ')} ` +
-    `${missing.length === 1 ? 'is' : 'are'} missing: add e.g. ${lines}`);
+      `${missing.length === 1 ? 'is' : 'are'} missing: add e.g. ${lines}`,
+  );
 }

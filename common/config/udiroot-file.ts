@@ -23,12 +23,19 @@ export async function readUdiRootConf(path: string): Promise<ParsedUdiRootConf> 
     text = await readFile(path, 'utf8');
   } catch (e) {
     const errno = (e as NodeJS.ErrnoException).code;
-    const why = errno === 'ENOENT' ? 'no such file'
-      : errno === 'EACCES' ? 'permission denied'
-      : errno === 'EISDIR' ? 'it is a directory'
-      : describeError(e);
-    throw new ShifterError('BAD_CONFIG',
-      `cannot read udiRoot.conf at ${path} (${why}): pass --config <file> or set ${UDIROOT_CONF_ENV}`, e);
+    const why =
+      errno === 'ENOENT'
+        ? 'no such file'
+        : errno === 'EACCES'
+          ? 'permission denied'
+          : errno === 'EISDIR'
+            ? 'it is a directory'
+            : describeError(e);
+    throw new ShifterError(
+      'BAD_CONFIG',
+      `cannot read udiRoot.conf at ${path} (${why}): pass --config <file> or set ${UDIROOT_CONF_ENV}`,
+      e,
+    );
   }
   return parseUdiRootConf(text, path);
 }
@@ -54,12 +61,16 @@ function trustProblem(path: string, st: Stats): ShifterError | undefined {
     return new ShifterError('BAD_CONFIG', `${path} is not a regular file`);
   }
   if (st.uid !== 0) {
-    return new ShifterError('BAD_CONFIG',
-      `${path} must be owned by root (it is owned by uid ${st.uid}): chown root ${path}`);
+    return new ShifterError(
+      'BAD_CONFIG',
+      `${path} must be owned by root (it is owned by uid ${st.uid}): chown root ${path}`,
+    );
   }
   if ((st.mode & 0o022) !== 0) {
-    return new ShifterError('BAD_CONFIG',
-      `${path} must not be writable by group or others (mode ${(st.mode & 0o777).toString(8)}): chmod go-w ${path}`);
+    return new ShifterError(
+      'BAD_CONFIG',
+      `${path} must not be writable by group or others (mode ${(st.mode & 0o777).toString(8)}): chmod go-w ${path}`,
+    );
   }
   return undefined;
 }

@@ -25,8 +25,7 @@ const FASTIFY_MESSAGES: Record<string, string> = {
     `the request body is larger than ${BODY_LIMIT / 1024} KiB; a pull body is only ` +
     '{"allowed_uids": "...", "allowed_gids": "..."}',
   FST_ERR_BAD_URL: 'the URL is not valid (a "%" not followed by two hex digits?); escape the system and tag',
-  FST_ERR_MAX_PARAM_LENGTH:
-    `a part of the URL is longer than ${MAX_SEGMENT} characters; no system or image name is that long`,
+  FST_ERR_MAX_PARAM_LENGTH: `a part of the URL is longer than ${MAX_SEGMENT} characters; no system or image name is that long`,
 };
 
 /**

@@ -15,7 +15,10 @@ import type { AuthenticationMode, PlatformConfig } from '../config/imagemanager.
 
 const execFileP = promisify(execFile);
 
-export interface RegistryLogin { username: string; password: string }
+export interface RegistryLogin {
+  username: string;
+  password: string;
+}
 
 export interface Identity {
   user: string;
@@ -52,12 +55,18 @@ export function tokensFromPayload(payload: string): Record<string, string> {
   try {
     v = JSON.parse(text);
   } catch {
-    throw new ShifterError('AUTH_FAILED', 'the credential payload starts like JSON but is not valid JSON; send {"authorized_locations": {"<registry>": "user:password"}} or nothing');
+    throw new ShifterError(
+      'AUTH_FAILED',
+      'the credential payload starts like JSON but is not valid JSON; send {"authorized_locations": {"<registry>": "user:password"}} or nothing',
+    );
   }
   const locs = (v as Record<string, unknown>).authorized_locations;
   if (locs === undefined) return {};
   if (typeof locs !== 'object' || locs === null || Array.isArray(locs)) {
-    throw new ShifterError('AUTH_FAILED', 'authorized_locations in the credential payload must be an object {"<registry>": "user:password"}');
+    throw new ShifterError(
+      'AUTH_FAILED',
+      'authorized_locations in the credential payload must be an object {"<registry>": "user:password"}',
+    );
   }
   const out: Record<string, string> = {};
   for (const [k, s] of Object.entries(locs)) if (typeof s === 'string') out[k] = s;
@@ -79,14 +88,20 @@ async function lookupId(flag: '-u' | '-g', user: string): Promise<number> {
     const { stdout } = await execFileP('id', [flag, user], { timeout: 5000 });
     return Number(stdout.trim());
   } catch {
-    throw new ShifterError('AUTH_FAILED', `mock credential names user "${user}", unknown on the gateway host; add ":<token>:<uid>:<gid>"`);
+    throw new ShifterError(
+      'AUTH_FAILED',
+      `mock credential names user "${user}", unknown on the gateway host; add ":<token>:<uid>:<gid>"`,
+    );
   }
 }
 
 async function mockIdentity(header: string): Promise<{ identity: Identity; tokens: Record<string, string> }> {
   const parts = header.split(':');
   if (parts[0] !== 'good' || parts.length < 3 || parts.length > 6 || !parts[1] || !parts[2]) {
-    throw new ShifterError('AUTH_FAILED', 'mock authentication failed: the header must be good:user:group[:token[:uid:gid]]');
+    throw new ShifterError(
+      'AUTH_FAILED',
+      'mock authentication failed: the header must be good:user:group[:token[:uid:gid]]',
+    );
   }
   const [, user, group, token, uidText, gidText] = parts as [string, string, string, string?, string?, string?];
   let tokens: Record<string, string> = {};
@@ -116,7 +131,10 @@ export function createAuthenticator(mode: AuthenticationMode): Authenticator {
         const decoded = await mungeDecode(value, { socket: platform.mungeSocketPath });
         tokens = tokensFromPayload(decoded.payload);
         identity = {
-          user: decoded.user, uid: decoded.uid, group: decoded.group, gid: decoded.gid,
+          user: decoded.user,
+          uid: decoded.uid,
+          group: decoded.group,
+          gid: decoded.gid,
           gids: await supplementaryGids(decoded.uid, decoded.gid),
         };
       }

@@ -89,22 +89,55 @@ export interface GatewayConfig {
   limits: ImageLimits;
 }
 
-export interface LoadedConfig { config: GatewayConfig; warnings: string[] }
+export interface LoadedConfig {
+  config: GatewayConfig;
+  warnings: string[];
+}
 
 export const DEFAULT_CONFIG_PATH = '/etc/shifter/imagemanager.json';
 
 const TOP_KEYS = new Set([
-  'WorkerThreads', 'LogLevel', 'DefaultImageLocation', 'DefaultImageFormat', 'PullUpdateTimeout',
-  'ImageExpirationTimeout', 'MongoDBURI', 'MongoDB', 'CacheDirectory', 'ExpandDirectory', 'Metrics',
-  'Authentication', 'ImportUsers', 'ConverterOptions', 'examiner', 'Locations', 'Platforms',
-  'MetadataStore', 'LayerConcurrency', 'HeartbeatTimeout',
+  'WorkerThreads',
+  'LogLevel',
+  'DefaultImageLocation',
+  'DefaultImageFormat',
+  'PullUpdateTimeout',
+  'ImageExpirationTimeout',
+  'MongoDBURI',
+  'MongoDB',
+  'CacheDirectory',
+  'ExpandDirectory',
+  'Metrics',
+  'Authentication',
+  'ImportUsers',
+  'ConverterOptions',
+  'examiner',
+  'Locations',
+  'Platforms',
+  'MetadataStore',
+  'LayerConcurrency',
+  'HeartbeatTimeout',
   'Limits',
 ]);
-const UNUSED_TOP_KEYS = new Set(['DefaultLustreReplication', 'DefaultOstCount', 'DefaultImageRemote', 'PullUpdateTime']);
+const UNUSED_TOP_KEYS = new Set([
+  'DefaultLustreReplication',
+  'DefaultOstCount',
+  'DefaultImageRemote',
+  'PullUpdateTime',
+]);
 const LOCATION_KEYS = new Set(['remotetype', 'url', 'sslcacert', 'authMethod', 'authentication']);
 const PLATFORM_KEYS = new Set([
-  'mungeSocketPath', 'accesstype', 'admins', 'use_external', 'policy_file', 'local', 'host', 'ssh',
-  'usergroupService', 'mountCommand', 'platform',
+  'mungeSocketPath',
+  'accesstype',
+  'admins',
+  'use_external',
+  'policy_file',
+  'local',
+  'host',
+  'ssh',
+  'usergroupService',
+  'mountCommand',
+  'platform',
 ]);
 const LOG_LEVELS = ['debug', 'info', 'warn', 'warning', 'error', 'critical'];
 
@@ -124,7 +157,8 @@ function str(obj: Json, key: string, path: string, fallback?: string, example = 
     if (fallback !== undefined) return fallback;
     throw bad(path, 'is missing', `add "${key}": "${example}"`);
   }
-  if (typeof v !== 'string' || v === '') throw bad(path, `must be a non-empty string (got ${JSON.stringify(v)})`, `set it to a string`);
+  if (typeof v !== 'string' || v === '')
+    throw bad(path, `must be a non-empty string (got ${JSON.stringify(v)})`, `set it to a string`);
   return v;
 }
 
@@ -152,12 +186,12 @@ export function parseExpirationTimeout(v: string): number | null {
   const parts = v.split(':');
   if (parts.length > 4 || parts.some((p) => !/^\d+$/.test(p))) return null;
   const mult = [86400, 3600, 60, 1].slice(4 - parts.length);
-  return parts.reduce((acc, p, i) => acc + Number(p) * mult[i]!, 0);
+  return parts.reduce((acc, p, i) => acc + Number(p) * mult[i], 0);
 }
 
 function stringList(v: unknown, path: string, fix: string): string[] {
   if (typeof v === 'string') return v.split(/\s+/).filter(Boolean);
-  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v as string[];
+  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v;
   throw bad(path, `must be a string or a list of strings (got ${JSON.stringify(v)})`, fix);
 }
 
@@ -168,10 +202,16 @@ function absPath(p: string, base: string): string {
 function parseLocation(name: string, raw: unknown, baseDir: string, warnings: string[]): LocationConfig {
   const path = `Locations.${name}`;
   if (!isObject(raw)) throw bad(path, 'must be an object', `write "${name}": {"url": "https://${name}"}`);
-  for (const k of Object.keys(raw)) if (!LOCATION_KEYS.has(k)) warnings.push(`imagemanager.json: unknown key ${path}.${k} ignored (known: ${[...LOCATION_KEYS].join(', ')})`);
+  for (const k of Object.keys(raw))
+    if (!LOCATION_KEYS.has(k))
+      warnings.push(`imagemanager.json: unknown key ${path}.${k} ignored (known: ${[...LOCATION_KEYS].join(', ')})`);
   const remotetype = str(raw, 'remotetype', `${path}.remotetype`, 'dockerv2');
   if (remotetype !== 'dockerv2') {
-    throw bad(`${path}.remotetype`, `is "${remotetype}", which is not supported`, 'use "dockerv2" (Docker Registry HTTP API v2 / OCI distribution)');
+    throw bad(
+      `${path}.remotetype`,
+      `is "${remotetype}", which is not supported`,
+      'use "dockerv2" (Docker Registry HTTP API v2 / OCI distribution)',
+    );
   }
   let baseUrl = defaultBaseUrl(name, isDockerHub(name));
   if (raw.url !== undefined && raw.url !== null) {
@@ -180,7 +220,11 @@ function parseLocation(name: string, raw: unknown, baseDir: string, warnings: st
     try {
       parsed = new URL(url);
     } catch {
-      throw bad(`${path}.url`, `is not a URL (got "${url}")`, `write e.g. "https://${name}" or "http://127.0.0.1:5000"`);
+      throw bad(
+        `${path}.url`,
+        `is not a URL (got "${url}")`,
+        `write e.g. "https://${name}" or "http://127.0.0.1:5000"`,
+      );
     }
     if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') {
       throw bad(`${path}.url`, `has scheme "${parsed.protocol}"`, 'use http:// or https://');
@@ -192,35 +236,61 @@ function parseLocation(name: string, raw: unknown, baseDir: string, warnings: st
     throw bad(`${path}.authMethod`, `is "${authMethod}"`, 'use "token" (bearer tokens, the default) or "basic"');
   }
   const loc: LocationConfig = { name, remotetype: 'dockerv2', baseUrl, authMethod };
-  if (raw.sslcacert !== undefined && raw.sslcacert !== null) loc.caFile = absPath(str(raw, 'sslcacert', `${path}.sslcacert`), baseDir);
+  if (raw.sslcacert !== undefined && raw.sslcacert !== null)
+    loc.caFile = absPath(str(raw, 'sslcacert', `${path}.sslcacert`), baseDir);
   return loc;
 }
 
 function parsePlatform(name: string, raw: unknown, warnings: string[]): PlatformConfig {
   const path = `Platforms.${name}`;
-  if (!isObject(raw)) throw bad(path, 'must be an object', `write "${name}": {"accesstype": "local", "local": {"imageDir": "/images"}, "mungeSocketPath": "/run/munge/munge.socket.2", "admins": ["root"]}`);
-  for (const k of Object.keys(raw)) if (!PLATFORM_KEYS.has(k)) warnings.push(`imagemanager.json: unknown key ${path}.${k} ignored (known: ${[...PLATFORM_KEYS].join(', ')})`);
+  if (!isObject(raw))
+    throw bad(
+      path,
+      'must be an object',
+      `write "${name}": {"accesstype": "local", "local": {"imageDir": "/images"}, "mungeSocketPath": "/run/munge/munge.socket.2", "admins": ["root"]}`,
+    );
+  for (const k of Object.keys(raw))
+    if (!PLATFORM_KEYS.has(k))
+      warnings.push(`imagemanager.json: unknown key ${path}.${k} ignored (known: ${[...PLATFORM_KEYS].join(', ')})`);
   const accesstype = str(raw, 'accesstype', `${path}.accesstype`, 'local');
   if (accesstype === 'remote') {
-    throw bad(`${path}.accesstype`, 'is "remote", and ssh/scp transfer is not supported yet', 'use "local" with local.imageDir on a filesystem the gateway host mounts');
+    throw bad(
+      `${path}.accesstype`,
+      'is "remote", and ssh/scp transfer is not supported yet',
+      'use "local" with local.imageDir on a filesystem the gateway host mounts',
+    );
   }
   if (accesstype !== 'local') throw bad(`${path}.accesstype`, `is "${accesstype}"`, 'use "local"');
   const local = raw.local;
-  if (!isObject(local)) throw bad(`${path}.local`, 'is missing or not an object', `add "local": {"imageDir": "/path/to/images"}`);
+  if (!isObject(local))
+    throw bad(`${path}.local`, 'is missing or not an object', `add "local": {"imageDir": "/path/to/images"}`);
   const imageDir = str(local, 'imageDir', `${path}.local.imageDir`, undefined, '/var/lib/shifter/images');
-  if (!isAbsolute(imageDir)) throw bad(`${path}.local.imageDir`, `must be an absolute path (got "${imageDir}")`, 'write the full path, e.g. "/var/lib/shifter/images"');
+  if (!isAbsolute(imageDir))
+    throw bad(
+      `${path}.local.imageDir`,
+      `must be an absolute path (got "${imageDir}")`,
+      'write the full path, e.g. "/var/lib/shifter/images"',
+    );
   let admins: string[] = [];
   if (raw.admins !== undefined && raw.admins !== null) {
     if (!Array.isArray(raw.admins) || !raw.admins.every((a) => typeof a === 'string')) {
       throw bad(`${path}.admins`, 'must be a list of user names', 'write e.g. "admins": ["root"]');
     }
-    admins = raw.admins as string[];
+    admins = raw.admins;
   }
-  if (raw.use_external === true) warnings.push(`imagemanager.json: ${path}.use_external is ignored: the native registry client handles schema 2, OCI and manifest lists`);
-  if (raw.policy_file !== undefined) warnings.push(`imagemanager.json: ${path}.policy_file is ignored (it was for skopeo in use_external mode)`);
+  if (raw.use_external === true)
+    warnings.push(
+      `imagemanager.json: ${path}.use_external is ignored: the native registry client handles schema 2, OCI and manifest lists`,
+    );
+  if (raw.policy_file !== undefined)
+    warnings.push(`imagemanager.json: ${path}.policy_file is ignored (it was for skopeo in use_external mode)`);
   const platform = str(raw, 'platform', `${path}.platform`, 'linux/amd64');
   if (!/^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/.test(platform)) {
-    throw bad(`${path}.platform`, `is "${platform}"`, 'write os/arch[/variant], e.g. "linux/amd64" or "linux/arm64/v8"');
+    throw bad(
+      `${path}.platform`,
+      `is "${platform}"`,
+      'write os/arch[/variant], e.g. "linux/amd64" or "linux/arm64/v8"',
+    );
   }
   return {
     name,
@@ -252,7 +322,11 @@ export interface HttpServerLimits {
 }
 
 const HTTP_SERVER_KEYS = new Set([
-  'RequestTimeout', 'HeadersTimeout', 'KeepAliveTimeout', 'MaxConnectionsPerAddress', 'MaxConnections',
+  'RequestTimeout',
+  'HeadersTimeout',
+  'KeepAliveTimeout',
+  'MaxConnectionsPerAddress',
+  'MaxConnections',
 ]);
 
 export const DEFAULT_HTTP_SERVER_LIMITS: HttpServerLimits = {
@@ -276,13 +350,19 @@ function parseHttpServerLimits(raw: Json): HttpServerLimits {
   };
   if (limits.headersTimeoutMs > limits.requestTimeoutMs) {
     const [headers, request] = [limits.headersTimeoutMs / 1000, limits.requestTimeoutMs / 1000];
-    throw bad('HeadersTimeout', `(${headers} s) is longer than RequestTimeout (${request} s)`,
-      'make HeadersTimeout at most RequestTimeout: the headers are part of the request');
+    throw bad(
+      'HeadersTimeout',
+      `(${headers} s) is longer than RequestTimeout (${request} s)`,
+      'make HeadersTimeout at most RequestTimeout: the headers are part of the request',
+    );
   }
   if (limits.maxConnectionsPerAddress > limits.maxConnections) {
     const [perAddress, all] = [limits.maxConnectionsPerAddress, limits.maxConnections];
-    throw bad('MaxConnectionsPerAddress', `(${perAddress}) is larger than MaxConnections (${all})`,
-      'make it at most MaxConnections');
+    throw bad(
+      'MaxConnectionsPerAddress',
+      `(${perAddress}) is larger than MaxConnections (${all})`,
+      'make it at most MaxConnections',
+    );
   }
   return limits;
 }
@@ -298,7 +378,8 @@ export function parseGatewayConfig(raw: unknown, source = ''): LoadedConfig {
   }
 
   const logLevel = str(raw, 'LogLevel', 'LogLevel', 'info');
-  if (!LOG_LEVELS.includes(logLevel.toLowerCase())) throw bad('LogLevel', `is "${logLevel}"`, `use one of ${LOG_LEVELS.join(', ')}`);
+  if (!LOG_LEVELS.includes(logLevel.toLowerCase()))
+    throw bad('LogLevel', `is "${logLevel}"`, `use one of ${LOG_LEVELS.join(', ')}`);
 
   const format = str(raw, 'DefaultImageFormat', 'DefaultImageFormat', 'squashfs');
   if (format !== 'squashfs') {
@@ -309,34 +390,52 @@ export function parseGatewayConfig(raw: unknown, source = ''): LoadedConfig {
   if (raw.ImageExpirationTimeout !== undefined && raw.ImageExpirationTimeout !== null) {
     const v = str(raw, 'ImageExpirationTimeout', 'ImageExpirationTimeout');
     imageExpirationTimeoutSec = parseExpirationTimeout(v);
-    if (imageExpirationTimeoutSec === null) throw bad('ImageExpirationTimeout', `is "${v}"`, 'write "days:hours:minutes:seconds", e.g. "90:00:00:00"');
+    if (imageExpirationTimeoutSec === null)
+      throw bad('ImageExpirationTimeout', `is "${v}"`, 'write "days:hours:minutes:seconds", e.g. "90:00:00:00"');
   }
 
-  const cacheDirectory = absPath(str(raw, 'CacheDirectory', 'CacheDirectory', undefined, '/var/cache/shifter/layers'), baseDir);
-  const expandDirectory = absPath(str(raw, 'ExpandDirectory', 'ExpandDirectory', undefined, '/var/tmp/shifter/expand'), baseDir);
+  const cacheDirectory = absPath(
+    str(raw, 'CacheDirectory', 'CacheDirectory', undefined, '/var/cache/shifter/layers'),
+    baseDir,
+  );
+  const expandDirectory = absPath(
+    str(raw, 'ExpandDirectory', 'ExpandDirectory', undefined, '/var/tmp/shifter/expand'),
+    baseDir,
+  );
 
   let mongo: GatewayConfig['mongo'] = null;
   if (raw.MongoDBURI !== undefined && raw.MongoDBURI !== null && raw.MongoDBURI !== '') {
     const uri = str(raw, 'MongoDBURI', 'MongoDBURI');
-    if (!/^mongodb(\+srv)?:\/\//.test(uri)) throw bad('MongoDBURI', `is "${uri}"`, 'write mongodb://host:27017/ or remove it to use the built-in SQLite store');
+    if (!/^mongodb(\+srv)?:\/\//.test(uri))
+      throw bad(
+        'MongoDBURI',
+        `is "${uri}"`,
+        'write mongodb://host:27017/ or remove it to use the built-in SQLite store',
+      );
     mongo = { uri, db: str(raw, 'MongoDB', 'MongoDB', 'Shifter') };
   }
 
   const auth = str(raw, 'Authentication', 'Authentication', 'munge');
-  if (auth !== 'munge' && auth !== 'mock') throw bad('Authentication', `is "${auth}"`, 'use "munge" ("mock" is for tests only)');
+  if (auth !== 'munge' && auth !== 'mock')
+    throw bad('Authentication', `is "${auth}"`, 'use "munge" ("mock" is for tests only)');
 
   let importUsers: GatewayConfig['importUsers'] = 'none';
   const iu = raw.ImportUsers;
   if (iu !== undefined && iu !== null) {
     if (iu === 'all') importUsers = 'all';
     else if (iu === 'none' || iu === 'None') importUsers = 'none';
-    else if (Array.isArray(iu) && iu.every((u) => typeof u === 'string')) importUsers = iu as string[];
+    else if (Array.isArray(iu) && iu.every((u) => typeof u === 'string')) importUsers = iu;
     else throw bad('ImportUsers', `is ${JSON.stringify(iu)}`, 'use "all", "none" or a list of user names');
   }
 
   const converterOptions: Record<string, string[]> = {};
   if (raw.ConverterOptions !== undefined && raw.ConverterOptions !== null) {
-    if (!isObject(raw.ConverterOptions)) throw bad('ConverterOptions', 'must be an object', 'write e.g. "ConverterOptions": {"squashfs": ["--compressor", "zstd"]}');
+    if (!isObject(raw.ConverterOptions))
+      throw bad(
+        'ConverterOptions',
+        'must be an object',
+        'write e.g. "ConverterOptions": {"squashfs": ["--compressor", "zstd"]}',
+      );
     for (const [fmt, v] of Object.entries(raw.ConverterOptions)) {
       converterOptions[fmt] = stringList(v, `ConverterOptions.${fmt}`, `write e.g. "${fmt}": ["--compressor", "zstd"]`);
     }
@@ -349,20 +448,30 @@ export function parseGatewayConfig(raw: unknown, source = ''): LoadedConfig {
 
   const locations: Record<string, LocationConfig> = {};
   if (raw.Locations !== undefined && raw.Locations !== null) {
-    if (!isObject(raw.Locations)) throw bad('Locations', 'must be an object keyed by registry host', 'write e.g. "Locations": {"index.docker.io": {"remotetype": "dockerv2"}}');
+    if (!isObject(raw.Locations))
+      throw bad(
+        'Locations',
+        'must be an object keyed by registry host',
+        'write e.g. "Locations": {"index.docker.io": {"remotetype": "dockerv2"}}',
+      );
     for (const [name, v] of Object.entries(raw.Locations)) locations[name] = parseLocation(name, v, baseDir, warnings);
   }
   const defaultImageLocation = str(raw, 'DefaultImageLocation', 'DefaultImageLocation', DOCKER_HUB_LOCATION);
 
   if (!isObject(raw.Platforms) || Object.keys(raw.Platforms).length === 0) {
-    throw bad('Platforms', 'is missing or empty', 'add at least one system, e.g. "Platforms": {"mycluster": {"accesstype": "local", "local": {"imageDir": "/images"}, "mungeSocketPath": "/run/munge/munge.socket.2", "admins": ["root"]}}');
+    throw bad(
+      'Platforms',
+      'is missing or empty',
+      'add at least one system, e.g. "Platforms": {"mycluster": {"accesstype": "local", "local": {"imageDir": "/images"}, "mungeSocketPath": "/run/munge/munge.socket.2", "admins": ["root"]}}',
+    );
   }
   const platforms: Record<string, PlatformConfig> = {};
   for (const [name, v] of Object.entries(raw.Platforms)) platforms[name] = parsePlatform(name, v, warnings);
 
-  const metadataStore = raw.MetadataStore !== undefined && raw.MetadataStore !== null
-    ? absPath(str(raw, 'MetadataStore', 'MetadataStore'), baseDir)
-    : resolve(cacheDirectory, 'gateway.sqlite');
+  const metadataStore =
+    raw.MetadataStore !== undefined && raw.MetadataStore !== null
+      ? absPath(str(raw, 'MetadataStore', 'MetadataStore'), baseDir)
+      : resolve(cacheDirectory, 'gateway.sqlite');
 
   const config: GatewayConfig = {
     source,
@@ -405,7 +514,11 @@ export function parseGatewayConfig(raw: unknown, source = ''): LoadedConfig {
 // at least 1), so a stalled registry leaves a worker for the others.
 
 /** `*.example.org:5000` as parsed: `suffix` true matches subdomains only; port null = default port, '*' = any. */
-export interface RegistryPattern { host: string; suffix: boolean; port: string | null }
+export interface RegistryPattern {
+  host: string;
+  suffix: boolean;
+  port: string | null;
+}
 
 export interface PullPolicyConfig {
   allowedRegistries: RegistryPattern[];
@@ -420,7 +533,7 @@ const REGISTRY_PATTERN = new RegExp(`^(\\*\\.)?(${DNS_LABEL}(?:\\.${DNS_LABEL})*
 export function parseRegistryPattern(text: string): RegistryPattern | null {
   const m = REGISTRY_PATTERN.exec(text.trim().toLowerCase());
   if (!m) return null;
-  return { host: m[2]!, suffix: m[1] !== undefined, port: m[3] ?? null };
+  return { host: m[2], suffix: m[1] !== undefined, port: m[3] ?? null };
 }
 
 function parsePullPolicy(raw: Json, workerThreads: number): PullPolicyConfig {
@@ -484,9 +597,9 @@ const SUFFIX: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: GiB, T
 
 function limitValue(key: string, v: unknown): number {
   const m = typeof v === 'string' ? /^(\d+)\s*([KMGT]?)i?B?$/i.exec(v.trim()) : null;
-  const n = typeof v === 'number' ? v : m && BYTE_LIMITS.has(key) ? Number(m[1]) * SUFFIX[m[2]!.toUpperCase()]! : NaN;
+  const n = typeof v === 'number' ? v : m && BYTE_LIMITS.has(key) ? Number(m[1]) * SUFFIX[m[2].toUpperCase()] : NaN;
   if (!Number.isSafeInteger(n) || n < 1) {
-    const example = BYTE_LIMITS.has(key) ? '"64G" or 68719476736' : String(DEFAULT_IMAGE_LIMITS[LIMIT_KEYS[key]!]);
+    const example = BYTE_LIMITS.has(key) ? '"64G" or 68719476736' : String(DEFAULT_IMAGE_LIMITS[LIMIT_KEYS[key]]);
     const got = JSON.stringify(v);
     throw bad(`Limits.${key}`, `must be a positive integer (got ${got})`, `write e.g. "${key}": ${example}`);
   }
@@ -519,7 +632,10 @@ export function loadGatewayConfig(path: string): LoadedConfig {
     text = readFileSync(path, 'utf8');
   } catch (e) {
     const errno = (e as NodeJS.ErrnoException).code;
-    throw new ShifterError('BAD_CONFIG', `cannot read ${path}${errno ? ` (${errno})` : ''}; pass --config FILE or set GWCONFIG`);
+    throw new ShifterError(
+      'BAD_CONFIG',
+      `cannot read ${path}${errno ? ` (${errno})` : ''}; pass --config FILE or set GWCONFIG`,
+    );
   }
   let raw: unknown;
   try {
@@ -530,7 +646,8 @@ export function loadGatewayConfig(path: string): LoadedConfig {
   try {
     return parseGatewayConfig(raw, path);
   } catch (e) {
-    if (e instanceof ShifterError) throw new ShifterError('BAD_CONFIG', e.message.replace(/^imagemanager\.json:/, `${path}:`));
+    if (e instanceof ShifterError)
+      throw new ShifterError('BAD_CONFIG', e.message.replace(/^imagemanager\.json:/, `${path}:`));
     throw e;
   }
 }

@@ -33,7 +33,15 @@ export function openLayerSource(path: string, compression: LayerCompression): La
     stream.on('close', () => resolve());
   });
   finished.catch(() => undefined);
-  return { stream, finished, close: () => { file.destroy(); decompressed.destroy(); stream.destroy(); } };
+  return {
+    stream,
+    finished,
+    close: () => {
+      file.destroy();
+      decompressed.destroy();
+      stream.destroy();
+    },
+  };
 }
 
 function zstdSource(path: string): LayerSource {
@@ -41,12 +49,19 @@ function zstdSource(path: string): LayerSource {
   const out = new TarBlockPadding({ highWaterMark: READ_CHUNK });
   child.stdout.pipe(out);
   let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { if (stderr.length < 4096) stderr += d; });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    if (stderr.length < 4096) stderr += d;
+  });
   const finished = new Promise<void>((resolve, reject) => {
     child.on('error', (e) => reject(new Error(`cannot run zstd: ${e.message}`)));
     child.on('close', (code, signal) => {
       if (code === 0) resolve();
-      else reject(new Error(`zstd failed (${signal ?? `exit ${code}`}): ${(stderr.trim().split('\n').pop() ?? '').replace(/^.*? : /, '')}`));
+      else
+        reject(
+          new Error(
+            `zstd failed (${signal ?? `exit ${code}`}): ${(stderr.trim().split('\n').pop() ?? '').replace(/^.*? : /, '')}`,
+          ),
+        );
     });
   });
   finished.catch((e: unknown) => out.destroy(e as Error));

@@ -54,7 +54,7 @@ export class LimitMeter {
 
   /** A pass over layer `i` has read `count` entries so far. */
   countEntries(i: number, count: number): void {
-    const grew = count - this.entries[i]!;
+    const grew = count - this.entries[i];
     if (grew <= 0) return;
     this.entries[i] = count;
     this.totalEntries += grew;
@@ -69,7 +69,7 @@ export class LimitMeter {
 
   /** A pass over layer `i` has decompressed `count` bytes so far. */
   countBytes(i: number, count: number): void {
-    const grew = count - this.bytes[i]!;
+    const grew = count - this.bytes[i];
     if (grew <= 0) return;
     this.bytes[i] = count;
     this.totalBytes += grew;
@@ -77,7 +77,7 @@ export class LimitMeter {
     if (this.totalBytes > maxExpandedBytes) {
       throw exceeded('MaxExpandedBytes', `the image expands to more than ${maxExpandedBytes} bytes`, maxExpandedBytes);
     }
-    const layer = this.layers[i]!;
+    const layer = this.layers[i];
     if (count > RATIO_FLOOR_BYTES && count > maxExpansionRatio * layer.size) {
       throw exceeded(
         'MaxExpansionRatio',

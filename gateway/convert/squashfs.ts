@@ -69,10 +69,18 @@ export interface ConversionReport {
   seconds: number;
 }
 
-interface Layer extends LayerFile { compression: LayerCompression; number: number; count: number; size: number }
+interface Layer extends LayerFile {
+  compression: LayerCompression;
+  number: number;
+  count: number;
+  size: number;
+}
 
 class LayerReadError extends Error {
-  constructor(readonly layer: Layer, cause: unknown) {
+  constructor(
+    readonly layer: Layer,
+    cause: unknown,
+  ) {
     super(describeError(cause));
   }
 }
@@ -91,14 +99,31 @@ export const DROPPED_LISTED = 100;
  * truncated or not a tar, and ShifterError('BAD_CONFIG') for an unknown converter option.
  */
 export async function convertLayersToSquashfs(
-  layerFiles: LayerFile[], outputPath: string, opts: ConversionOptions,
+  layerFiles: LayerFile[],
+  outputPath: string,
+  opts: ConversionOptions,
 ): Promise<ConversionReport> {
   const started = performance.now();
   const settings = tar2sqfsSettings(opts.compression, availableParallelism());
-  if (layerFiles.length === 0) throw new ShifterError('CONVERSION_FAILED', 'the image has no layers, so there is nothing to convert: check the image manifest');
-  const sizes = await Promise.all(layerFiles.map((l) => stat(l.path).then((st) => st.size, () => 0)));
+  if (layerFiles.length === 0)
+    throw new ShifterError(
+      'CONVERSION_FAILED',
+      'the image has no layers, so there is nothing to convert: check the image manifest',
+    );
+  const sizes = await Promise.all(
+    layerFiles.map((l) =>
+      stat(l.path).then(
+        (st) => st.size,
+        () => 0,
+      ),
+    ),
+  );
   const layers: Layer[] = layerFiles.map((l, i) => ({
-    ...l, compression: compressionOf(l), number: i + 1, count: layerFiles.length, size: sizes[i]!,
+    ...l,
+    compression: compressionOf(l),
+    number: i + 1,
+    count: layerFiles.length,
+    size: sizes[i],
   }));
   const tmp = temporaryNameFor(outputPath);
   try {
@@ -143,9 +168,12 @@ function conversionError(e: unknown, outputPath: string, signal: AbortSignal | u
   if (isShifterError(e)) return e;
   if (e instanceof LayerReadError) {
     const l = e.layer;
-    return new ShifterError('CONVERSION_FAILED',
+    return new ShifterError(
+      'CONVERSION_FAILED',
       `layer ${l.digest} (${l.number} of ${l.count}, ${l.compression === 'none' ? 'uncompressed' : l.compression}) is not a readable tar: ${e.message}. ` +
-      `The blob ${l.path} is corrupt or truncated: delete it from the cache and pull the image again`, e);
+        `The blob ${l.path} is corrupt or truncated: delete it from the cache and pull the image again`,
+      e,
+    );
   }
   return new ShifterError('CONVERSION_FAILED', `converting to ${outputPath} failed: ${describeError(e)}`, e);
 }
@@ -154,9 +182,16 @@ function conversionError(e: unknown, outputPath: string, signal: AbortSignal | u
 class Teardown {
   private readonly sources = new Set<LayerSource>();
   private readonly listeners: (() => void)[] = [];
-  track(s: LayerSource): LayerSource { this.sources.add(s); return s; }
-  release(s: LayerSource): void { this.sources.delete(s); }
-  onStop(f: () => void): void { this.listeners.push(f); }
+  track(s: LayerSource): LayerSource {
+    this.sources.add(s);
+    return s;
+  }
+  release(s: LayerSource): void {
+    this.sources.delete(s);
+  }
+  onStop(f: () => void): void {
+    this.listeners.push(f);
+  }
   stop(): void {
     for (const s of this.sources) s.close();
     this.sources.clear();
@@ -166,7 +201,9 @@ class Teardown {
 
 /** Reads one layer's tar, calling `onEntry` for each member in order, within the site's limits. */
 async function readLayer(
-  layer: Layer, teardown: Teardown, meter: LimitMeter,
+  layer: Layer,
+  teardown: Teardown,
+  meter: LimitMeter,
   onEntry: (ordinal: number, entry: tar.Header, stream: Readable) => Promise<void> | void,
 ): Promise<void> {
   const source = teardown.track(openLayerSource(layer.path, layer.compression));
@@ -187,7 +224,7 @@ async function readLayer(
     let ordinal = 0;
     for await (const entry of extract) {
       meter.countEntries(i, ordinal + 1);
-      await onEntry(ordinal++, entry.header, entry as unknown as Readable);
+      await onEntry(ordinal++, entry.header, entry);
     }
     await source.finished;
   } catch (e) {
@@ -206,14 +243,18 @@ function drain(stream: Readable): void {
 }
 
 async function indexLayers(
-  layers: Layer[], includeBase: boolean, teardown: Teardown, meter: LimitMeter, paths: PathDb,
+  layers: Layer[],
+  includeBase: boolean,
+  teardown: Teardown,
+  meter: LimitMeter,
+  paths: PathDb,
 ): Promise<(LayerIndex | null)[]> {
   const indexes: (LayerIndex | null)[] = layers.map(() => null);
   const todo = layers.map((_, i) => i).filter((i) => includeBase || i > 0);
   const worker = async () => {
     for (let i = todo.shift(); i !== undefined; i = todo.shift()) {
       const index = new LayerIndex(paths, i);
-      await readLayer(layers[i]!, teardown, meter, (ordinal, h, stream) => {
+      await readLayer(layers[i], teardown, meter, (ordinal, h, stream) => {
         index.add(ordinal, plannerHeader(h));
         drain(stream);
       });
@@ -250,7 +291,9 @@ class TarWriter {
 
   async write(header: OutHeader, content?: Readable): Promise<void> {
     if (this.handed - this.pumped > PACK_BACKLOG_BYTES) {
-      await new Promise<void>((resolve) => { this.caughtUp = resolve; });
+      await new Promise<void>((resolve) => {
+        this.caughtUp = resolve;
+      });
     }
     await new Promise<void>((resolve, reject) => {
       const cb = (err?: Error | null) => (err ? reject(err) : resolve());
@@ -258,8 +301,7 @@ class TarWriter {
         const sink = this.pack.entry(header, cb);
         sink.on('error', () => undefined);
         content.pipe(sink);
-      }
-      else {
+      } else {
         if (content) drain(content);
         this.pack.entry(header, cb);
       }
@@ -291,14 +333,23 @@ class DroppedList {
 }
 
 async function convertOnce(
-  layers: Layer[], tmp: string, settings: Tar2sqfsSettings, opts: ConversionOptions, indexBase: boolean,
+  layers: Layer[],
+  tmp: string,
+  settings: Tar2sqfsSettings,
+  opts: ConversionOptions,
+  indexBase: boolean,
 ): Promise<Omit<ConversionReport, 'bytes' | 'seconds'>> {
   const paths = new PathDb(`${tmp}.paths`);
   const teardown = new Teardown();
   let rejectStopped: (e: unknown) => void = () => undefined;
-  const stopped = new Promise<never>((_, reject) => { rejectStopped = reject; });
+  const stopped = new Promise<never>((_, reject) => {
+    rejectStopped = reject;
+  });
   stopped.catch(() => undefined);
-  const onAbort = () => { rejectStopped(new ShifterError('CONVERSION_FAILED', 'cancelled')); teardown.stop(); };
+  const onAbort = () => {
+    rejectStopped(new ShifterError('CONVERSION_FAILED', 'cancelled'));
+    teardown.stop();
+  };
   if (opts.signal?.aborted) onAbort();
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   const dropped = new DroppedList(opts.log);
@@ -311,7 +362,11 @@ async function convertOnce(
     const planner = new FlattenPlanner(paths, indexes);
     const sq = startTar2sqfs(settings.args, tmp);
     teardown.onStop(() => sq.kill());
-    sq.exited.catch((e: unknown) => { helperFailure = e; rejectStopped(e); teardown.stop(); });
+    sq.exited.catch((e: unknown) => {
+      helperFailure = e;
+      rejectStopped(e);
+      teardown.stop();
+    });
     const pack = tar.pack();
     teardown.onStop(() => pack.destroy());
     const out = new TarWriter(pack);

@@ -4,7 +4,7 @@
  * the written headers carry numeric ids only: a user or group name must never be resolved
  * against the gateway host's own passwd file.
  */
-import * as tar from 'tar-stream';
+import type * as tar from 'tar-stream';
 import type { Tar2sqfsSettings } from './converter-options.js';
 import { entryKind, type EntryHeader } from '../flatten/entry.js';
 
@@ -32,12 +32,16 @@ export function outputHeader(path: string, h: tar.Header, settings: Tar2sqfsSett
     name: path === '' ? './' : path,
     type,
     mode: h.mode & 0o7777,
-    uid, gid,
+    uid,
+    gid,
     mtime: mtimeSeconds !== null ? new Date(mtimeSeconds * 1000) : h.mtime,
     size: type === 'file' ? h.size : 0,
   };
   if (type === 'symlink') out.linkname = h.linkname;
-  if (type === 'fifo') { out.devmajor = 0; out.devminor = 0; }
+  if (type === 'fifo') {
+    out.devmajor = 0;
+    out.devminor = 0;
+  }
   if (uid > USTAR_ID_MAX || gid > USTAR_ID_MAX) out.pax = { uid: String(uid), gid: String(gid) };
   return out;
 }

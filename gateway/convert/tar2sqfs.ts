@@ -30,7 +30,9 @@ export function startTar2sqfs(args: readonly string[], outputPath: string): Tar2
   const child = spawn('tar2sqfs', [...args, outputPath], { stdio: ['pipe', 'ignore', 'pipe'] });
   let stderr = '';
   let fedBytes = 0;
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr = (stderr + d).slice(-4096); });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    stderr = (stderr + d).slice(-4096);
+  });
   child.stdin.on('error', () => undefined);
   const exited = new Promise<void>((resolve, reject) => {
     child.on('error', (e) => reject(new Error(`cannot run tar2sqfs (install squashfs-tools-ng): ${e.message}`)));
@@ -50,7 +52,11 @@ export function startTar2sqfs(args: readonly string[], outputPath: string): Tar2
   return {
     stdin: child.stdin,
     exited,
-    fed: (bytes) => { fedBytes += bytes; },
-    kill: () => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); },
+    fed: (bytes) => {
+      fedBytes += bytes;
+    },
+    kill: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    },
   };
 }

@@ -11,13 +11,22 @@ export interface EntryHeader {
 
 export function entryKind(tarType: string | null | undefined): EntryKind {
   switch (tarType) {
-    case 'file': case 'contiguous-file': return 'file';
-    case 'directory': return 'dir';
-    case 'symlink': return 'symlink';
-    case 'link': return 'hardlink';
-    case 'fifo': return 'fifo';
-    case 'character-device': return 'char-device';
-    case 'block-device': return 'block-device';
-    default: return 'other';
+    case 'file':
+    case 'contiguous-file':
+      return 'file';
+    case 'directory':
+      return 'dir';
+    case 'symlink':
+      return 'symlink';
+    case 'link':
+      return 'hardlink';
+    case 'fifo':
+      return 'fifo';
+    case 'character-device':
+      return 'char-device';
+    case 'block-device':
+      return 'block-device';
+    default:
+      return 'other';
   }
 }

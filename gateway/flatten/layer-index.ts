@@ -106,7 +106,7 @@ export class LayerIndex {
     for (;;) {
       for (const r of rows) yield r.path;
       if (rows.length < PAGE_ROWS) return;
-      rows = this.markersAfter.all(this.layer, kind, rows[rows.length - 1]!.path, PAGE_ROWS);
+      rows = this.markersAfter.all(this.layer, kind, rows[rows.length - 1].path, PAGE_ROWS);
     }
   }
 }

@@ -62,7 +62,10 @@ export class FlattenPlanner {
   private readonly topIndexed: number;
 
   /** `indexes[i]` holds layer i's headers, in `paths`; only `indexes[0]` may be null. */
-  constructor(private readonly paths: PathDb, private readonly indexes: readonly (LayerIndex | null)[]) {
+  constructor(
+    private readonly paths: PathDb,
+    private readonly indexes: readonly (LayerIndex | null)[],
+  ) {
     indexes.forEach((index, layer) => {
       if (!index && layer !== 0) throw new Error(`layer ${layer} has no index`);
     });
@@ -85,11 +88,15 @@ export class FlattenPlanner {
     if (!n.ok) return { action: 'drop', path: h.name, reason: n.reason };
     const path = n.path;
     const marker = whiteoutMarker(path);
-    if (marker) return marker.kind === 'invalid' ? { action: 'drop', path, reason: 'reserved whiteout name' } : { action: 'skip' };
+    if (marker)
+      return marker.kind === 'invalid'
+        ? { action: 'drop', path, reason: 'reserved whiteout name' }
+        : { action: 'skip' };
 
     const index = this.indexes[layer];
     if (!index) this.seen.note(path, h.kind === 'dir');
-    const visible = !(layer < this.topIndexed && this.mask.hiddenAbove(layer, path)) &&
+    const visible =
+      !(layer < this.topIndexed && this.mask.hiddenAbove(layer, path)) &&
       !(index?.supersededInLayer(path, ordinal) ?? false);
 
     if (path === '') {
@@ -100,22 +107,31 @@ export class FlattenPlanner {
     if (!parents.ok) return { action: 'drop', path, reason: parents.reason };
 
     switch (h.kind) {
-      case 'char-device': case 'block-device':
+      case 'char-device':
+      case 'block-device':
         this.state.remove(path);
         return { action: 'drop', path, reason: `${h.kind === 'char-device' ? 'character' : 'block'} device node` };
       case 'other':
         this.state.remove(path);
         return { action: 'drop', path, reason: 'unsupported tar entry type' };
-      case 'hardlink': return this.hardLink(path, h.linkname ?? '', visible);
+      case 'hardlink':
+        return this.hardLink(path, h.linkname ?? '', visible);
       case 'file':
         this.state.set(path, { kind: 'file', inode: { layer, ordinal, origin: visible ? path : null } });
         break;
-      case 'dir': this.state.set(path, { kind: 'dir' }); break;
+      case 'dir':
+        this.state.set(path, { kind: 'dir' });
+        break;
       case 'symlink':
-        if (!h.linkname) { this.state.remove(path); return { action: 'drop', path, reason: 'symbolic link with an empty target' }; }
+        if (!h.linkname) {
+          this.state.remove(path);
+          return { action: 'drop', path, reason: 'symbolic link with an empty target' };
+        }
         this.state.set(path, { kind: 'symlink' });
         break;
-      case 'fifo': this.state.set(path, { kind: 'special' }); break;
+      case 'fifo':
+        this.state.set(path, { kind: 'special' });
+        break;
     }
     return visible ? { action: 'emit', path } : { action: 'skip' };
   }
@@ -125,24 +141,45 @@ export class FlattenPlanner {
     this.links.plan();
     const db = this.paths.db;
     const materialisePage = db.prepare<[number, number, number], { ordinal: number; path: string }>(
-      'SELECT ordinal, path FROM materialise WHERE layer = ? AND ordinal > ? ORDER BY ordinal LIMIT ?');
+      'SELECT ordinal, path FROM materialise WHERE layer = ? AND ordinal > ? ORDER BY ordinal LIMIT ?',
+    );
     const linkPage = db.prepare<[number, number], { seq: number; path: string; target: string }>(
-      'SELECT seq, path, target FROM plan_links WHERE seq > ? ORDER BY seq LIMIT ?');
+      'SELECT seq, path, target FROM plan_links WHERE seq > ? ORDER BY seq LIMIT ?',
+    );
     return {
-      materialise: (layer) => paged((after) => materialisePage.all(layer, after, PAGE_ROWS), (r) => r.ordinal),
-      links: () => mapped(paged((after) => linkPage.all(after, PAGE_ROWS), (r) => r.seq), ({ path, target }) => ({
-        path, target,
-      })),
+      materialise: (layer) =>
+        paged(
+          (after) => materialisePage.all(layer, after, PAGE_ROWS),
+          (r) => r.ordinal,
+        ),
+      links: () =>
+        mapped(
+          paged(
+            (after) => linkPage.all(after, PAGE_ROWS),
+            (r) => r.seq,
+          ),
+          ({ path, target }) => ({
+            path,
+            target,
+          }),
+        ),
     };
   }
 
   private hardLink(path: string, linkname: string, visible: boolean): Decision {
     const t = normaliseLinkTarget(linkname);
-    if (!t.ok) { this.state.remove(path); return { action: 'drop', path, reason: t.reason }; }
+    if (!t.ok) {
+      this.state.remove(path);
+      return { action: 'drop', path, reason: t.reason };
+    }
     const target = this.state.lookup(t.path);
     if (target?.kind !== 'file') {
       this.state.remove(path);
-      return { action: 'drop', path, reason: `hard link target "${t.path}" is not a regular file present in the image at this point` };
+      return {
+        action: 'drop',
+        path,
+        reason: `hard link target "${t.path}" is not a regular file present in the image at this point`,
+      };
     }
     this.state.set(path, { kind: 'file', inode: target.inode });
     if (!visible) return { action: 'skip' };
@@ -157,7 +194,7 @@ function* paged<R>(page: (after: number) => R[], key: (r: R) => number): Generat
   for (;;) {
     yield* rows;
     if (rows.length < PAGE_ROWS) return;
-    rows = page(key(rows[rows.length - 1]!));
+    rows = page(key(rows[rows.length - 1]));
   }
 }
 
@@ -194,8 +231,10 @@ class HardLinks {
   private readonly putId: Statement<[number, number, number]>;
   private readonly putInode: Statement<[number, number, number, string | null]>;
   private readonly putLink: Statement<[number, number, string]>;
-  private readonly pagePlan: Statement<[number, number, number],
-    { first_seq: number; seq: number; path: string; layer: number; ordinal: number; origin: string | null }>;
+  private readonly pagePlan: Statement<
+    [number, number, number],
+    { first_seq: number; seq: number; path: string; layer: number; ordinal: number; origin: string | null }
+  >;
   private readonly putMaterialise: Statement<[number, number, string]>;
   private readonly putPlanLink: Statement<[string, string]>;
 
@@ -246,7 +285,7 @@ class HardLinks {
         this.putPlanLink.run(r.path, primary);
       }
       if (rows.length < PAGE_ROWS) return;
-      const last = rows[rows.length - 1]!;
+      const last = rows[rows.length - 1];
       after = [last.first_seq, last.seq];
     }
   }

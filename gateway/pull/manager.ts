@@ -101,7 +101,10 @@ export class PullManager {
   async pull(req: PullRequest, session: Session): Promise<ImageRecord> {
     if (this.stopping) throw new ShifterError('UNREACHABLE', 'the gateway is shutting down; retry in a moment');
     if (req.itype !== 'docker') {
-      throw new ShifterError('BAD_ARGUMENT', `images of type "${req.itype}" cannot be pulled; use type docker (custom images come from doimport)`);
+      throw new ShifterError(
+        'BAD_ARGUMENT',
+        `images of type "${req.itype}" cannot be pulled; use type docker (custom images come from doimport)`,
+      );
     }
     registryAccess(req.ref.location, this.config);
     const credentialed = credentialsFor(session.tokens, req.ref.location) !== null;
@@ -109,17 +112,31 @@ export class PullManager {
       await this.expireFailures();
       const pending = await this.store.findPullByTag(req.system, req.itype, req.tag);
       const ready = await this.store.findReadyByTag(req.system, req.itype, req.tag);
-      const decision = decidePull({ pending, ready, userACL: req.userACL, groupACL: req.groupACL, now: this.now() }, this.config);
+      const decision = decidePull(
+        { pending, ready, userACL: req.userACL, groupACL: req.groupACL, now: this.now() },
+        this.config,
+      );
       if (decision.action === 'return') return decision.record;
       const rec = await this.store.createPull({
-        system: req.system, itype: req.itype, pulltag: req.tag, requesterUid: req.requesterUid,
-        userACL: req.userACL, groupACL: req.groupACL,
-        format: this.config.defaultImageFormat, credentialed, now: this.now(),
+        system: req.system,
+        itype: req.itype,
+        pulltag: req.tag,
+        requesterUid: req.requesterUid,
+        userACL: req.userACL,
+        groupACL: req.groupACL,
+        format: this.config.defaultImageFormat,
+        credentialed,
+        now: this.now(),
       });
       this.log.info({ key: rec.key, tag: req.tag, system: req.system }, 'pull queued');
       const registry = registryKey(req.ref.location);
       this.enqueue({
-        key: rec.key, req, registry, tokens: session.tokens, abort: new AbortController(), conversionAttempts: 0,
+        key: rec.key,
+        req,
+        registry,
+        tokens: session.tokens,
+        abort: new AbortController(),
+        conversionAttempts: 0,
       });
       return rec;
     });
@@ -135,7 +152,7 @@ export class PullManager {
       const busy = (registry: string) => [...this.running.values()].filter((j) => j.registry === registry).length;
       const next = this.queue.findIndex((j) => busy(j.registry) < this.config.pullPolicy.registryConcurrency);
       if (next === -1) return;
-      const job = this.queue.splice(next, 1)[0]!;
+      const job = this.queue.splice(next, 1)[0];
       this.running.set(job.key, job);
       job.done = this.run(job).finally(() => {
         this.running.delete(job.key);
@@ -169,42 +186,47 @@ export class PullManager {
     }, HEARTBEAT_MS);
     const workDir = join(this.config.expandDirectory, `${WORKDIR_PREFIX}${key}`);
     try {
-      await runPullPipeline(req, {
-        config: this.config,
-        log,
-        credentials: (location) => credentialsFor(job.tokens, location),
-        withImageLock: (id, fn) => this.serialized(this.imageLocks, `${req.system}\0${id}`, fn),
-        readyRecord: (id) => this.store.findReadyById(req.system, id),
-        signal: AbortSignal.any([signal, deadline]),
-        workDir,
-        cache: this.cache,
-      }, {
-        status: async (next, message) => {
-          await flushProgress();
-          if (next !== status) assertMove(status, next);
-          status = next;
-          const attempt = next === 'CONVERSION' ? { conversion_attempts: job.conversionAttempts + 1 } : {};
-          await write({ status: next, status_message: message, ...attempt });
+      await runPullPipeline(
+        req,
+        {
+          config: this.config,
+          log,
+          credentials: (location) => credentialsFor(job.tokens, location),
+          withImageLock: (id, fn) => this.serialized(this.imageLocks, `${req.system}\0${id}`, fn),
+          readyRecord: (id) => this.store.findReadyById(req.system, id),
+          signal: AbortSignal.any([signal, deadline]),
+          workDir,
+          cache: this.cache,
         },
-        progress: (p) => {
-          pendingProgress = p;
-          if (Date.now() - lastProgressWrite >= PROGRESS_WRITE_MS || p.layersDone === p.layersTotal) {
-            flushProgress().catch((e: unknown) => log.debug({ err: describeError(e) }, 'progress write skipped'));
-          }
+        {
+          status: async (next, message) => {
+            await flushProgress();
+            if (next !== status) assertMove(status, next);
+            status = next;
+            const attempt = next === 'CONVERSION' ? { conversion_attempts: job.conversionAttempts + 1 } : {};
+            await write({ status: next, status_message: message, ...attempt });
+          },
+          progress: (p) => {
+            pendingProgress = p;
+            if (Date.now() - lastProgressWrite >= PROGRESS_WRITE_MS || p.layersDone === p.layersTotal) {
+              flushProgress().catch((e: unknown) => log.debug({ err: describeError(e) }, 'progress write skipped'));
+            }
+          },
+          identified: (id, location) => write({ id, location }),
+          completed: async (result) => {
+            if (signal.aborted) throw new ShutdownSignal();
+            assertMove(status, 'READY');
+            const rec = await this.store.completePull(key, result);
+            log.info({ id: rec.id, key: rec.key }, 'pull complete: READY');
+          },
         },
-        identified: (id, location) => write({ id, location }),
-        completed: async (result) => {
-          if (signal.aborted) throw new ShutdownSignal();
-          assertMove(status, 'READY');
-          const rec = await this.store.completePull(key, result);
-          log.info({ id: rec.id, key: rec.key }, 'pull complete: READY');
-        },
-      });
+      );
     } catch (e) {
       if (e instanceof ShutdownSignal || (signal.aborted && this.stopping)) {
         log.info('pull interrupted by shutdown; it resumes at the next start');
         if (status === 'CONVERSION') {
-          await this.store.update(key, { conversion_attempts: job.conversionAttempts })
+          await this.store
+            .update(key, { conversion_attempts: job.conversionAttempts })
             .catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot give back the conversion attempt'));
         }
       } else if (isShifterError(e) && e.code === 'NOT_FOUND' && !(await this.store.get(key).catch(() => true))) {
@@ -221,9 +243,15 @@ export class PullManager {
         else log.error({ err: e }, 'pull failed with an unexpected error');
         // A failure's age counts from when it failed (last_pull), not from when it was queued:
         // otherwise a pull slower to fail than PullUpdateTimeout is re-queued before anyone sees it.
-        await this.store.update(key, {
-          status: 'FAILURE', status_message: message, last_pull: this.now(), last_heartbeat: this.now(), progress: null,
-        }).catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot record the pull failure'));
+        await this.store
+          .update(key, {
+            status: 'FAILURE',
+            status_message: message,
+            last_pull: this.now(),
+            last_heartbeat: this.now(),
+            progress: null,
+          })
+          .catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot record the pull failure'));
       }
     } finally {
       clearInterval(heartbeat);
@@ -253,7 +281,10 @@ export class PullManager {
       for (const entry of await readdir(platform.imageDir)) {
         if (isTemporaryName(entry)) {
           await rm(join(platform.imageDir, entry), { force: true });
-          this.log.info({ file: entry, imageDir: platform.imageDir }, 'removed a partial file left by an interrupted transfer');
+          this.log.info(
+            { file: entry, imageDir: platform.imageDir },
+            'removed a partial file left by an interrupted transfer',
+          );
         }
       }
     }
@@ -264,7 +295,9 @@ export class PullManager {
       if (await imageFilesComplete(platform, rec.id)) continue;
       this.log.warn({ id: rec.id, system: rec.system }, 'READY image has missing files; marking it FAILURE');
       await this.store.update(rec.key, {
-        status: 'FAILURE', last_pull: 0, last_heartbeat: this.now(),
+        status: 'FAILURE',
+        last_pull: 0,
+        last_heartbeat: this.now(),
         status_message: `image files ${rec.id}.squashfs/.meta are missing from ${platform.imageDir}; pull the image again`,
       });
     }
@@ -272,27 +305,42 @@ export class PullManager {
     for (const rec of await this.store.listByStatus([...IN_FLIGHT, 'INIT'])) {
       // last_pull 0: the FAILURE expires at once and the next pull starts afresh; `now` keeps it
       // (and its reason) for PullUpdateTimeout, so the next pull shows it instead of retrying.
-      const fail = (status_message: string, last_pull = 0) => this.store.update(rec.key, {
-        status: 'FAILURE', status_message, last_pull, last_heartbeat: this.now(), progress: null,
-      });
+      const fail = (status_message: string, last_pull = 0) =>
+        this.store.update(rec.key, {
+          status: 'FAILURE',
+          status_message,
+          last_pull,
+          last_heartbeat: this.now(),
+          progress: null,
+        });
       if (!this.config.platforms[rec.system]) {
         await fail(`the gateway restarted and system "${rec.system}" is no longer configured`);
       } else if (rec.status === 'HASHING') {
         await fail('the gateway restarted during an import; import the image again');
       } else if (rec.credentialed) {
-        await fail('the gateway restarted during this pull; registry credentials are not kept on disk, so pull the image again');
+        await fail(
+          'the gateway restarted during this pull; registry credentials are not kept on disk, so pull the image again',
+        );
       } else if (!parsesAsReference(rec.pulltag, this.config.defaultImageLocation)) {
         await fail(`the gateway restarted and cannot resume "${rec.pulltag}": it is not a valid image reference`);
       } else if ((rec.conversion_attempts ?? 0) >= MAX_CONVERSION_ATTEMPTS) {
-        this.log.error({ key: rec.key, tag: rec.pulltag, attempts: rec.conversion_attempts },
-          'not resuming a pull the gateway stopped under twice while converting');
-        await fail('the gateway stopped twice while converting this image, so it is not tried again: ' +
-          'lower Limits (MaxEntries, MaxExpandedBytes) in imagemanager.json so that such images fail cleanly, ' +
-          'or give the gateway more memory, or report it; then pull again', this.now());
+        this.log.error(
+          { key: rec.key, tag: rec.pulltag, attempts: rec.conversion_attempts },
+          'not resuming a pull the gateway stopped under twice while converting',
+        );
+        await fail(
+          'the gateway stopped twice while converting this image, so it is not tried again: ' +
+            'lower Limits (MaxEntries, MaxExpandedBytes) in imagemanager.json so that such images fail cleanly, ' +
+            'or give the gateway more memory, or report it; then pull again',
+          this.now(),
+        );
       } else {
         if (rec.status !== 'PENDING') {
           await this.store.update(rec.key, {
-            status: 'PENDING', status_message: 'Resumed after a gateway restart', last_heartbeat: this.now(), progress: null,
+            status: 'PENDING',
+            status_message: 'Resumed after a gateway restart',
+            last_heartbeat: this.now(),
+            progress: null,
           });
         }
         this.log.info({ key: rec.key, tag: rec.pulltag, was: rec.status }, 'resuming an interrupted pull');
@@ -300,8 +348,13 @@ export class PullManager {
         this.enqueue({
           key: rec.key,
           req: {
-            system: rec.system, itype: rec.itype, tag: rec.pulltag, ref,
-            userACL: rec.userACL, groupACL: rec.groupACL, requesterUid: rec.requesterUid,
+            system: rec.system,
+            itype: rec.itype,
+            tag: rec.pulltag,
+            ref,
+            userACL: rec.userACL,
+            groupACL: rec.groupACL,
+            requesterUid: rec.requesterUid,
           },
           registry: registryKey(ref.location),
           tokens: {},

@@ -23,8 +23,15 @@ import { convertLayersToSquashfs } from '../convert/index.js';
 import { checkCompressedSizes } from '../convert/limits.js';
 import { isDockerHub, referenceForManifest, type ImageReference } from '../reference/image-ref.js';
 import {
-  createConnectGuard, defaultBaseUrl, fetchLayers, RegistryClient,
-  type BlobCache, type FetchProgress, type Platform, type RegistryClientOptions, type RegistryEndpoint,
+  createConnectGuard,
+  defaultBaseUrl,
+  fetchLayers,
+  RegistryClient,
+  type BlobCache,
+  type FetchProgress,
+  type Platform,
+  type RegistryClientOptions,
+  type RegistryEndpoint,
 } from '../registry/index.js';
 import { registryAccess } from './registry-access.js';
 import type { GatewayConfig, PlatformConfig } from '../config/imagemanager.js';
@@ -86,7 +93,7 @@ async function exists(path: string): Promise<boolean> {
 /** Both files present: the image is complete on the system (meta is written last). */
 export async function imageFilesComplete(platform: PlatformConfig, id: string): Promise<boolean> {
   const files = imageFiles(platform, id);
-  return await exists(files.image) && await exists(files.meta);
+  return (await exists(files.image)) && (await exists(files.meta));
 }
 
 export function parsePlatform(s: string): Platform {
@@ -94,7 +101,12 @@ export function parsePlatform(s: string): Platform {
   return variant ? { os, architecture, variant } : { os, architecture };
 }
 
-function endpointFor(config: GatewayConfig, platform: PlatformConfig, location: string, login: RegistryLogin | null): RegistryEndpoint {
+function endpointFor(
+  config: GatewayConfig,
+  platform: PlatformConfig,
+  location: string,
+  login: RegistryLogin | null,
+): RegistryEndpoint {
   const loc = config.locations[location];
   const endpoint: RegistryEndpoint = {
     baseUrl: loc?.baseUrl ?? defaultBaseUrl(location, isDockerHub(location)),
@@ -113,8 +125,12 @@ function runExaminer(examiner: string, imagePath: string, id: string, signal: Ab
       if (signal.aborted) return reject(err);
       const why = String(stderr).trim().split('\n').pop() ?? '';
       const code = err.code;
-      reject(new ShifterError('UNSAFE_CONTENT',
-        `the examiner ${examiner} rejected image ${id} (${typeof code === 'number' ? `exit ${code}` : String(code ?? err.message)})${why ? `: ${why}` : ''}`));
+      reject(
+        new ShifterError(
+          'UNSAFE_CONTENT',
+          `the examiner ${examiner} rejected image ${id} (${typeof code === 'number' ? `exit ${code}` : String(code ?? err.message)})${why ? `: ${why}` : ''}`,
+        ),
+      );
     });
   });
 }
@@ -136,8 +152,9 @@ async function transferFile(src: string, finalPath: string, imageDirKey: string)
     await commitFile(tmp, finalPath);
   } catch (e) {
     await rm(tmp, { force: true });
-    throw diskFullError(e, dirname(finalPath), imageDirKey)
-      ?? asShifterError(e, 'IO_ERROR', `cannot write ${finalPath}`);
+    throw (
+      diskFullError(e, dirname(finalPath), imageDirKey) ?? asShifterError(e, 'IO_ERROR', `cannot write ${finalPath}`)
+    );
   }
 }
 
@@ -154,7 +171,11 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
   const client = new RegistryClient(endpointFor(config, platform, ref.location, login), log, options);
   const resolved = await client.resolve(ref.repository, referenceForManifest(ref), signal);
   const id = resolved.manifestDigest.replace(/^sha256:/, '');
-  if (!/^[0-9a-f]{64}$/.test(id)) throw new ShifterError('REGISTRY_ERROR', `the registry returned a manifest digest "${resolved.manifestDigest}" that is not sha256`);
+  if (!/^[0-9a-f]{64}$/.test(id))
+    throw new ShifterError(
+      'REGISTRY_ERROR',
+      `the registry returned a manifest digest "${resolved.manifestDigest}" that is not sha256`,
+    );
   await hooks.identified(id, ref.location);
 
   const isPrivate = resolved.usedCredentials || req.userACL.length > 0 || req.groupACL.length > 0;
@@ -169,8 +190,12 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
     // (registry/blob-reuse.ts), not because a manifest with the same digest was served somewhere.
     checkCompressedSizes(resolved.layers, config.limits);
     const paths = await fetchLayers(client, ref.repository, resolved.layers, ctx.cache, {
-      concurrency: config.layerConcurrency, signal, onProgress: hooks.progress,
-    }).catch((e: unknown) => { throw diskFullError(e, config.cacheDirectory, 'CacheDirectory') ?? e; });
+      concurrency: config.layerConcurrency,
+      signal,
+      onProgress: hooks.progress,
+    }).catch((e: unknown) => {
+      throw diskFullError(e, config.cacheDirectory, 'CacheDirectory') ?? e;
+    });
     let metaOnly = false;
     if (await imageFilesComplete(platform, id)) {
       metaOnly = true;
@@ -179,12 +204,13 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       await hooks.status('CONVERSION', `Converting ${resolved.layers.length} layers to squashfs`);
       await mkdir(ctx.workDir, { recursive: true });
       const converted = join(ctx.workDir, `${id}.squashfs`);
-      const layers = resolved.layers.map((l, i) => ({ path: paths[i]!, mediaType: l.mediaType, digest: l.digest }));
+      const layers = resolved.layers.map((l, i) => ({ path: paths[i], mediaType: l.mediaType, digest: l.digest }));
       const options: Parameters<typeof convertLayersToSquashfs>[2] = { log, signal, limits: config.limits };
       const extra = config.converterOptions.squashfs;
       if (extra) options.compression = extra;
-      const report = await convertLayersToSquashfs(layers, converted, options)
-        .catch((e: unknown) => { throw diskFullError(e, config.expandDirectory, 'ExpandDirectory') ?? e; });
+      const report = await convertLayersToSquashfs(layers, converted, options).catch((e: unknown) => {
+        throw diskFullError(e, config.expandDirectory, 'ExpandDirectory') ?? e;
+      });
       const { entries, droppedTotal, bytes, seconds } = report;
       log.info({ id, entries, dropped: droppedTotal, bytes, seconds }, 'image converted');
       if (config.examiner) {
@@ -209,8 +235,9 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       user: cfg.user,
     });
     await writeFileAtomic(files.meta, meta, 0o600).catch((e: unknown) => {
-      throw diskFullError(e, platform.imageDir, imageDirKey)
-        ?? asShifterError(e, 'IO_ERROR', `cannot write ${files.meta}`);
+      throw (
+        diskFullError(e, platform.imageDir, imageDirKey) ?? asShifterError(e, 'IO_ERROR', `cannot write ${files.meta}`)
+      );
     });
     log.info({ id, tag: req.tag, system: req.system, metaOnly }, 'image transferred');
     await hooks.completed({

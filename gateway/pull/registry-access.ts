@@ -20,7 +20,7 @@ export function registryKey(location: string): string {
 
 function splitHostPort(location: string): { host: string; port: string | null } {
   const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(location.toLowerCase());
-  return m ? { host: m[1]!, port: m[2] ?? null } : { host: location.toLowerCase(), port: null };
+  return m ? { host: m[1], port: m[2] ?? null } : { host: location.toLowerCase(), port: null };
 }
 
 export function matchesPattern(location: string, pattern: RegistryPattern): boolean {

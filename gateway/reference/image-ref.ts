@@ -17,12 +17,14 @@ export interface ImageReference {
   digest: string | null;
 }
 
-const EXAMPLE = 'a valid reference looks like ubuntu:22.04, myorg/app@sha256:<64 hex digits> or registry.example.org:5000/team/app:1.0';
+const EXAMPLE =
+  'a valid reference looks like ubuntu:22.04, myorg/app@sha256:<64 hex digits> or registry.example.org:5000/team/app:1.0';
 
 const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[\w][\w.-]{0,127}$/;
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
-const HOST = /^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*|\[[0-9a-fA-F:.]+\])(?::[0-9]{1,5})?$/;
+const HOST =
+  /^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*|\[[0-9a-fA-F:.]+\])(?::[0-9]{1,5})?$/;
 const MAX_NAME_LENGTH = 255;
 
 /** Docker Hub's registry API, whatever alias named it. */
@@ -42,7 +44,12 @@ function bad(input: string, problem: string): ShifterError {
 }
 
 function looksLikeHost(component: string): boolean {
-  return component.includes('.') || component.includes(':') || component === 'localhost' || component !== component.toLowerCase();
+  return (
+    component.includes('.') ||
+    component.includes(':') ||
+    component === 'localhost' ||
+    component !== component.toLowerCase()
+  );
 }
 
 /** `docker:` is Shifter's image-type prefix, unless it is really a host named docker with a port. */
@@ -73,14 +80,17 @@ export function parseImageReference(input: string, defaultLocation: string): Ima
     tag = rest.slice(colon + 1);
     rest = rest.slice(0, colon);
     if (!TAG.test(tag)) {
-      throw bad(input, `the tag "${tag}" must be 1 to 128 characters of letters, digits, "_", "." and "-", not starting with "." or "-"`);
+      throw bad(
+        input,
+        `the tag "${tag}" must be 1 to 128 characters of letters, digits, "_", "." and "-", not starting with "." or "-"`,
+      );
     }
   }
 
   if (rest === '') throw bad(input, 'the image name is missing');
   const components = rest.split('/');
   let location = defaultLocation;
-  if (components.length > 1 && looksLikeHost(components[0]!)) {
+  if (components.length > 1 && looksLikeHost(components[0])) {
     location = components.shift()!;
     if (!HOST.test(location)) throw bad(input, `the registry host "${location}" is not a valid host[:port]`);
   }
@@ -88,12 +98,16 @@ export function parseImageReference(input: string, defaultLocation: string): Ima
     if (c === '') throw bad(input, 'the name has an empty path component (a doubled or trailing "/")');
     if (c !== c.toLowerCase()) throw bad(input, `the repository name "${components.join('/')}" must be lowercase`);
     if (!COMPONENT.test(c)) {
-      throw bad(input, `the name component "${c}" may only contain lowercase letters, digits and single separators (".", "_", "__", "-") between them`);
+      throw bad(
+        input,
+        `the name component "${c}" may only contain lowercase letters, digits and single separators (".", "_", "__", "-") between them`,
+      );
     }
   }
   if (components.length === 1 && isDockerHub(location)) components.unshift('library');
   const repository = components.join('/');
-  if (repository.length > MAX_NAME_LENGTH) throw bad(input, `the repository name is longer than ${MAX_NAME_LENGTH} characters`);
+  if (repository.length > MAX_NAME_LENGTH)
+    throw bad(input, `the repository name is longer than ${MAX_NAME_LENGTH} characters`);
 
   if (tag === null && digest === null) tag = 'latest';
   return { location, repository, tag, digest };

@@ -48,7 +48,7 @@ function canonical(address: string): string {
     .replace(/%.*$/, '')
     .toLowerCase();
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a);
-  return mapped ? mapped[1]! : a;
+  return mapped ? mapped[1] : a;
 }
 
 /** Every address of this machine's interfaces. */
@@ -91,7 +91,7 @@ export function createConnectGuard(
         }
       }
       if (answers.length === 0 || answers.some((a) => isRefusedAddress(a.address, own))) throw refuse();
-      const first = answers[0]!;
+      const first = answers[0];
       return { address: first.address, family: first.family === 6 ? 6 : 4 };
     },
   };

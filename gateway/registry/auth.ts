@@ -7,35 +7,46 @@ import { ShifterError } from '../../common/errors.js';
 import { isLoopbackHost } from './proxy.js';
 import type { RegistryCredentials } from './endpoint.js';
 
-export interface Challenge { scheme: string; params: Record<string, string> }
+export interface Challenge {
+  scheme: string;
+  params: Record<string, string>;
+}
 
 /** Parses `Bearer realm="…",service="…",scope="…"` (several challenges may be comma-joined). */
 export function parseChallenges(header: string | string[] | undefined): Challenge[] {
-  const text = Array.isArray(header) ? header.join(', ') : header ?? '';
+  const text = Array.isArray(header) ? header.join(', ') : (header ?? '');
   const out: Challenge[] = [];
   let i = 0;
-  const skipWs = () => { while (i < text.length && /[\s,]/.test(text[i]!)) i++; };
+  const skipWs = () => {
+    while (i < text.length && /[\s,]/.test(text[i])) i++;
+  };
   const token = () => {
     const start = i;
-    while (i < text.length && /[A-Za-z0-9!#$%&'*+.^_`|~-]/.test(text[i]!)) i++;
+    while (i < text.length && /[A-Za-z0-9!#$%&'*+.^_`|~-]/.test(text[i])) i++;
     return text.slice(start, i);
   };
   while (i < text.length) {
     skipWs();
     const scheme = token();
-    if (scheme === '') { i++; continue; }
+    if (scheme === '') {
+      i++;
+      continue;
+    }
     const challenge: Challenge = { scheme: scheme.toLowerCase(), params: {} };
     out.push(challenge);
     for (;;) {
-      while (i < text.length && /[\s]/.test(text[i]!)) i++;
+      while (i < text.length && /[\s]/.test(text[i])) i++;
       const save = i;
       if (text[i] === ',') i++;
-      while (i < text.length && /\s/.test(text[i]!)) i++;
+      while (i < text.length && /\s/.test(text[i])) i++;
       const name = token();
-      while (i < text.length && /\s/.test(text[i]!)) i++;
-      if (name === '' || text[i] !== '=') { i = save; break; }
+      while (i < text.length && /\s/.test(text[i])) i++;
+      if (name === '' || text[i] !== '=') {
+        i = save;
+        break;
+      }
       i++;
-      while (i < text.length && /\s/.test(text[i]!)) i++;
+      while (i < text.length && /\s/.test(text[i])) i++;
       let value = '';
       if (text[i] === '"') {
         i++;
@@ -46,7 +57,7 @@ export function parseChallenges(header: string | string[] | undefined): Challeng
         i++;
       } else {
         const start = i;
-        while (i < text.length && !/[\s,]/.test(text[i]!)) i++;
+        while (i < text.length && !/[\s,]/.test(text[i])) i++;
         value = text.slice(start, i);
       }
       challenge.params[name.toLowerCase()] = value;
@@ -62,15 +73,20 @@ export function basicAuthorization(c: RegistryCredentials): string {
 /** Refuses to put credentials on the wire in clear text, except to this machine. */
 export function assertSafeForCredentials(url: URL, registry: string): void {
   if (url.protocol === 'https:' || isLoopbackHost(url.hostname)) return;
-  throw new ShifterError('BAD_CONFIG',
-    `refusing to send credentials for ${registry} over plain http to ${url.host}; configure the registry location with an https:// URL`);
+  throw new ShifterError(
+    'BAD_CONFIG',
+    `refusing to send credentials for ${registry} over plain http to ${url.host}; configure the registry location with an https:// URL`,
+  );
 }
 
 export function pullScope(repository: string): string {
   return `repository:${repository}:pull`;
 }
 
-interface CachedToken { value: string; expiresAt: number }
+interface CachedToken {
+  value: string;
+  expiresAt: number;
+}
 
 /** Remembers bearer tokens until 10 s before they expire. */
 export class TokenCache {
@@ -91,7 +107,10 @@ export class TokenCache {
   }
 
   set(key: string, value: string, expiresInSeconds: number, now = Date.now()): void {
-    const lifetime = Math.max(0, (Number.isFinite(expiresInSeconds) && expiresInSeconds > 0 ? expiresInSeconds : 60) - 10);
+    const lifetime = Math.max(
+      0,
+      (Number.isFinite(expiresInSeconds) && expiresInSeconds > 0 ? expiresInSeconds : 60) - 10,
+    );
     this.tokens.set(key, { value, expiresAt: now + lifetime * 1000 });
   }
 }
@@ -106,7 +125,8 @@ export function parseTokenResponse(body: Buffer): { token: string; expiresIn: nu
   }
   const o = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>;
   const token = typeof o.token === 'string' && o.token !== '' ? o.token : o.access_token;
-  if (typeof token !== 'string' || token === '') throw new ShifterError('REGISTRY_ERROR', 'the registry token server answered without a token');
+  if (typeof token !== 'string' || token === '')
+    throw new ShifterError('REGISTRY_ERROR', 'the registry token server answered without a token');
   return { token, expiresIn: typeof o.expires_in === 'number' ? o.expires_in : 60 };
 }
 

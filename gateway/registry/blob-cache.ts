@@ -167,7 +167,7 @@ export class BlobCache {
   pathFor(digest: string): string {
     const m = DIGEST.exec(digest);
     if (!m) throw new ShifterError('BAD_ARGUMENT', `"${digest}" is not a sha256 digest (sha256:<64 hex digits>)`);
-    return join(this.blobDir, m[1]!);
+    return join(this.blobDir, m[1]);
   }
 
   private partialPathFor(digest: string): string {

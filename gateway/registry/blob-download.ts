@@ -33,10 +33,7 @@ export async function downloadBlob(
     const have = writer.offset;
     if (have === layer.size) return;
     const res = await openBlob(have);
-    if (
-      have > 0 &&
-      (res.status === 200 || contentRangeStart(res.headers['content-range'] as string | undefined) !== have)
-    ) {
+    if (have > 0 && (res.status === 200 || contentRangeStart(res.headers['content-range']) !== have)) {
       await writer.restart();
       report(-have);
       if (res.status !== 200) {

@@ -12,18 +12,37 @@ import type { Logger } from '../../common/logger.js';
 import { ShifterError, describeError } from '../../common/errors.js';
 import type { RegistryEndpoint, RegistryClientOptions } from './endpoint.js';
 import {
-  isDigest, parseImageConfig, parseManifest, sha256Digest, type ImageManifest, type LayerDescriptor, type ResolvedImage,
+  isDigest,
+  parseImageConfig,
+  parseManifest,
+  sha256Digest,
+  type ImageManifest,
+  type LayerDescriptor,
+  type ResolvedImage,
 } from './manifest.js';
 import type { BlobCache } from './blob-cache.js';
 import { MANIFEST_ACCEPT } from './media-types.js';
 import { DEFAULT_PLATFORM, formatPlatform, selectPlatform } from './platform.js';
 import {
-  REDIRECTS, TransientError, discard, readBody, send, sendFollowingRedirects, type HttpResponse, type HttpTimeouts,
+  REDIRECTS,
+  TransientError,
+  discard,
+  readBody,
+  send,
+  sendFollowingRedirects,
+  type HttpResponse,
+  type HttpTimeouts,
 } from './http.js';
 import { blobReuse } from './blob-reuse.js';
 import type { ConnectGuard } from './address-guard.js';
 import {
-  TokenCache, assertSafeForCredentials, basicAuthorization, parseChallenges, parseTokenResponse, pullScope, tokenUrl,
+  TokenCache,
+  assertSafeForCredentials,
+  basicAuthorization,
+  parseChallenges,
+  parseTokenResponse,
+  pullScope,
+  tokenUrl,
   type Challenge,
 } from './auth.js';
 import { withRetries, type RetryPolicy } from './retry.js';
@@ -36,16 +55,28 @@ const TAG = /^[\w][\w.-]{0,127}$/;
 
 type AuthStage = 'none' | 'anonymous' | 'credentialed' | 'basic';
 
-interface AuthState { stage: AuthStage; header: string | null; tokenKey: string | null }
+interface AuthState {
+  stage: AuthStage;
+  header: string | null;
+  tokenKey: string | null;
+}
 
-interface FetchedManifest { bytes: Buffer; contentType: string | undefined; digest: string; credentialed: boolean }
+interface FetchedManifest {
+  bytes: Buffer;
+  contentType: string | undefined;
+  digest: string;
+  credentialed: boolean;
+}
 
 function parseBaseUrl(raw: string): URL {
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw new ShifterError('BAD_CONFIG', `registry URL "${raw}" is not a URL; write it like https://registry.example.org or http://127.0.0.1:5000`);
+    throw new ShifterError(
+      'BAD_CONFIG',
+      `registry URL "${raw}" is not a URL; write it like https://registry.example.org or http://127.0.0.1:5000`,
+    );
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw new ShifterError('BAD_CONFIG', `registry URL "${raw}" must start with https:// or http://`);
@@ -108,8 +139,10 @@ export class RegistryClient {
     } catch (e) {
       if (!this.guard || !(e instanceof ShifterError) || e.code !== 'UNREACHABLE') throw e;
       this.log.warn({ registry: this.registry, err: e.message }, 'user-named registry unreachable');
-      throw new ShifterError('UNREACHABLE',
-        `could not reach ${this.registry}; check the registry name in the image reference`);
+      throw new ShifterError(
+        'UNREACHABLE',
+        `could not reach ${this.registry}; check the registry name in the image reference`,
+      );
     }
   }
 
@@ -123,15 +156,20 @@ export class RegistryClient {
       const entry = selectPlatform(parsed.manifests, wanted);
       if (!entry) {
         const offered = parsed.manifests.map((m) => formatPlatform(m.platform)).join(', ') || 'none';
-        throw new ShifterError('NOT_FOUND',
-          `image ${this.registry}/${repository}:${reference} has no ${formatPlatform(wanted)} variant (it offers: ${offered})`);
+        throw new ShifterError(
+          'NOT_FOUND',
+          `image ${this.registry}/${repository}:${reference} has no ${formatPlatform(wanted)} variant (it offers: ${offered})`,
+        );
       }
       const platformManifest = await this.fetchManifest(repository, entry.digest, signal);
       credentialed ||= platformManifest.credentialed;
       manifestDigest = platformManifest.digest;
       parsed = parseManifest(platformManifest.bytes, platformManifest.contentType);
       if (parsed.kind !== 'image') {
-        throw new ShifterError('REGISTRY_ERROR', `the ${formatPlatform(wanted)} entry of ${repository}:${reference} is another manifest list, not an image`);
+        throw new ShifterError(
+          'REGISTRY_ERROR',
+          `the ${formatPlatform(wanted)} entry of ${repository}:${reference} is another manifest list, not an image`,
+        );
       }
     }
     const config = parseImageConfig(await this.fetchConfig(repository, parsed, signal));
@@ -144,31 +182,48 @@ export class RegistryClient {
    * be handed to this pull (blob-reuse.ts: never on the strength of its digest alone).
    * `onBytes` gets the bytes received; a negative count means a restart discarded earlier bytes.
    */
-  async fetchBlob(repository: string, layer: LayerDescriptor, cache: BlobCache, onBytes?: (n: number) => void,
-    signal?: AbortSignal): Promise<string> {
+  async fetchBlob(
+    repository: string,
+    layer: LayerDescriptor,
+    cache: BlobCache,
+    onBytes?: (n: number) => void,
+    signal?: AbortSignal,
+  ): Promise<string> {
     const url = this.url(repository, 'blobs', layer.digest);
     const registry = this.registryId;
-    return this.reported(cache.ensure(layer, {
-      mayReuse: async (sources) => {
-        const rule = blobReuse(sources, registry, repository);
-        this.log.debug({ repository, digest: layer.digest, rule }, 'blob already cached');
-        if (rule === 'reuse') return true;
-        return rule === 'ask-registry' && await this.blobServed(repository, layer.digest, signal);
-      },
-      fill: async (writer) => {
-        let credentialed = false;
-        await downloadBlob(writer, async (offset) => {
-          const answer = await this.request(repository, url, offset > 0 ? { range: `bytes=${offset}-` } : {}, signal);
-          credentialed ||= answer.credentialed;
-          const { res } = answer;
-          if (res.status !== 200 && res.status !== 206) {
-            throw await this.unexpected(res, `blob ${layer.digest} of ${repository}`);
-          }
-          return res;
-        }, this.policy(signal), onBytes);
-        return { registry, repository, anonymous: !credentialed };
-      },
-    }));
+    return this.reported(
+      cache.ensure(layer, {
+        mayReuse: async (sources) => {
+          const rule = blobReuse(sources, registry, repository);
+          this.log.debug({ repository, digest: layer.digest, rule }, 'blob already cached');
+          if (rule === 'reuse') return true;
+          return rule === 'ask-registry' && (await this.blobServed(repository, layer.digest, signal));
+        },
+        fill: async (writer) => {
+          let credentialed = false;
+          await downloadBlob(
+            writer,
+            async (offset) => {
+              const answer = await this.request(
+                repository,
+                url,
+                offset > 0 ? { range: `bytes=${offset}-` } : {},
+                signal,
+              );
+              credentialed ||= answer.credentialed;
+              const { res } = answer;
+              if (res.status !== 200 && res.status !== 206) {
+                throw await this.unexpected(res, `blob ${layer.digest} of ${repository}`);
+              }
+              return res;
+            },
+            this.policy(signal),
+            onBytes,
+          );
+          return { registry, repository, anonymous: !credentialed };
+        },
+      }),
+    );
   }
 
   /**
@@ -190,8 +245,10 @@ export class RegistryClient {
       discard(res);
       if (res.status === 200 || REDIRECTS.has(res.status)) return true;
       if (res.status === 404 || res.status === 401 || res.status === 403) return false;
-      throw new ShifterError('REGISTRY_ERROR',
-        `${this.registry} answered HTTP ${res.status} to HEAD for blob ${digest} of ${repository}`);
+      throw new ShifterError(
+        'REGISTRY_ERROR',
+        `${this.registry} answered HTTP ${res.status} to HEAD for blob ${digest} of ${repository}`,
+      );
     });
   }
 
@@ -212,9 +269,15 @@ export class RegistryClient {
 
   private caBundle(): Promise<string | undefined> {
     const file = this.endpoint.caFile;
-    this.ca ??= file === undefined ? Promise.resolve(undefined) : readFile(file, 'utf8').catch((e: unknown) => {
-      throw new ShifterError('BAD_CONFIG', `cannot read the CA file ${file} for ${this.registry}: ${describeError(e)}`);
-    });
+    this.ca ??=
+      file === undefined
+        ? Promise.resolve(undefined)
+        : readFile(file, 'utf8').catch((e: unknown) => {
+            throw new ShifterError(
+              'BAD_CONFIG',
+              `cannot read the CA file ${file} for ${this.registry}: ${describeError(e)}`,
+            );
+          });
     return this.ca;
   }
 
@@ -227,9 +290,11 @@ export class RegistryClient {
       const digest = sha256Digest(bytes);
       const expected = isDigest(reference) ? reference : headerDigest(res.headers['docker-content-digest']);
       if (expected !== null && expected !== digest) {
-        throw new ShifterError('DIGEST_MISMATCH',
+        throw new ShifterError(
+          'DIGEST_MISMATCH',
           `the manifest of ${this.registry}/${repository}:${reference} should have digest ${expected} but hashes to ${digest}; ` +
-          'something between the registry and us altered it, pull again');
+            'something between the registry and us altered it, pull again',
+        );
       }
       const contentType = res.headers['content-type'];
       return { bytes, contentType, digest, credentialed };
@@ -238,7 +303,11 @@ export class RegistryClient {
 
   private async fetchConfig(repository: string, manifest: ImageManifest, signal?: AbortSignal): Promise<Buffer> {
     const desc = manifest.config;
-    if (desc.size > CONFIG_LIMIT) throw new ShifterError('REGISTRY_ERROR', `the image config ${desc.digest} is ${desc.size} bytes, more than the ${CONFIG_LIMIT} allowed`);
+    if (desc.size > CONFIG_LIMIT)
+      throw new ShifterError(
+        'REGISTRY_ERROR',
+        `the image config ${desc.digest} is ${desc.size} bytes, more than the ${CONFIG_LIMIT} allowed`,
+      );
     const url = this.url(repository, 'blobs', desc.digest);
     return withRetries(`fetching image config ${desc.digest}`, this.policy(signal), async () => {
       const { res } = await this.request(repository, url, {}, signal);
@@ -246,7 +315,10 @@ export class RegistryClient {
       const bytes = await this.bounded(res, desc.size, 'image config');
       const digest = sha256Digest(bytes);
       if (bytes.length !== desc.size || digest !== desc.digest) {
-        throw new ShifterError('DIGEST_MISMATCH', `blob ${desc.digest} (the image config) failed verification: got ${bytes.length} bytes hashing to ${digest}`);
+        throw new ShifterError(
+          'DIGEST_MISMATCH',
+          `blob ${desc.digest} (the image config) failed verification: got ${bytes.length} bytes hashing to ${digest}`,
+        );
       }
       return bytes;
     });
@@ -265,17 +337,21 @@ export class RegistryClient {
   private async unexpected(res: HttpResponse, what: string): Promise<Error> {
     let detail = '';
     try {
-      const body = JSON.parse((await readBody(res, 64 * 1024)).toString('utf8')) as { errors?: { code?: string; message?: string }[] };
+      const body = JSON.parse((await readBody(res, 64 * 1024)).toString('utf8')) as {
+        errors?: { code?: string; message?: string }[];
+      };
       detail = (body.errors ?? []).map((x) => [x.code, x.message].filter(Boolean).join(': ')).join('; ');
     } catch {
       discard(res);
     }
     const suffix = detail ? ` (${detail})` : '';
-    if (res.status === 404) return new ShifterError('NOT_FOUND', `${what} not found on ${this.registry}${suffix}; check the name and tag`);
+    if (res.status === 404)
+      return new ShifterError('NOT_FOUND', `${what} not found on ${this.registry}${suffix}; check the name and tag`);
     if (res.status === 401 || res.status === 403) {
       return new ShifterError('AUTH_FAILED', `${res.url.host} refused ${what} with HTTP ${res.status}${suffix}`);
     }
-    if (res.status >= 500 || res.status === 429) return new TransientError(`${res.url.href} answered HTTP ${res.status}${suffix}`, res.url.href, res.status);
+    if (res.status >= 500 || res.status === 429)
+      return new TransientError(`${res.url.href} answered HTTP ${res.status}${suffix}`, res.url.href, res.status);
     return new ShifterError('REGISTRY_ERROR', `${this.registry} answered HTTP ${res.status} for ${what}${suffix}`);
   }
 
@@ -292,9 +368,12 @@ export class RegistryClient {
    * One registry request with authentication; a GET follows redirects, a HEAD does not (its
    * answer is the registry's own). 5xx becomes a TransientError.
    */
-  private async request(repository: string, url: URL, extra: { accept?: string; range?: string; method?: 'HEAD' },
-    signal?: AbortSignal):
-    Promise<{ res: HttpResponse; credentialed: boolean }> {
+  private async request(
+    repository: string,
+    url: URL,
+    extra: { accept?: string; range?: string; method?: 'HEAD' },
+    signal?: AbortSignal,
+  ): Promise<{ res: HttpResponse; credentialed: boolean }> {
     const scope = pullScope(repository);
     const ca = await this.caBundle();
     for (let round = 0; round < 4; round++) {
@@ -306,8 +385,13 @@ export class RegistryClient {
       if (state.header) headers.authorization = state.header;
       const head = extra.method === 'HEAD';
       const res = await (head ? send : sendFollowingRedirects)({
-        method: head ? 'HEAD' : 'GET', url, headers, env: this.env, ...this.timeouts,
-        ...(ca !== undefined ? { ca } : {}), ...(signal ? { signal } : {}),
+        method: head ? 'HEAD' : 'GET',
+        url,
+        headers,
+        env: this.env,
+        ...this.timeouts,
+        ...(ca !== undefined ? { ca } : {}),
+        ...(signal ? { signal } : {}),
         ...(this.guard ? { guard: this.guard } : {}),
       });
       if ((res.status === 401 || res.status === 403) && res.url.origin === url.origin) {
@@ -321,11 +405,19 @@ export class RegistryClient {
       if (res.status >= 500 || res.status === 429) throw await this.unexpected(res, url.pathname);
       return { res, credentialed: state.stage === 'credentialed' || state.stage === 'basic' };
     }
-    throw new ShifterError('AUTH_FAILED', `${this.registry} kept asking for authentication for ${repository}; check the registry's token service`);
+    throw new ShifterError(
+      'AUTH_FAILED',
+      `${this.registry} kept asking for authentication for ${repository}; check the registry's token service`,
+    );
   }
 
   /** The next authentication to try after a refusal, or null when there is nothing left to try. */
-  private async escalate(repository: string, state: AuthState, challenges: Challenge[], signal?: AbortSignal): Promise<AuthState | null> {
+  private async escalate(
+    repository: string,
+    state: AuthState,
+    challenges: Challenge[],
+    signal?: AbortSignal,
+  ): Promise<AuthState | null> {
     const creds = this.endpoint.credentials;
     const bearer = challenges.find((c) => c.scheme === 'bearer');
     if (this.endpoint.authMethod === 'basic' || !bearer) {
@@ -336,7 +428,8 @@ export class RegistryClient {
     const scope = pullScope(repository);
     if (state.stage === 'none') {
       const anonymous = await this.token(bearer, scope, false, signal);
-      if (anonymous !== null) return { stage: 'anonymous', header: `Bearer ${anonymous.token}`, tokenKey: anonymous.key };
+      if (anonymous !== null)
+        return { stage: 'anonymous', header: `Bearer ${anonymous.token}`, tokenKey: anonymous.key };
     } else if (state.stage !== 'anonymous') {
       return null;
     }
@@ -347,8 +440,12 @@ export class RegistryClient {
   }
 
   /** A bearer token from the challenge's realm; null when the token server refuses us. */
-  private async token(challenge: Challenge, scope: string, withCredentials: boolean, signal?: AbortSignal):
-    Promise<{ token: string; key: string } | null> {
+  private async token(
+    challenge: Challenge,
+    scope: string,
+    withCredentials: boolean,
+    signal?: AbortSignal,
+  ): Promise<{ token: string; key: string } | null> {
     const url = tokenUrl(challenge, scope);
     const key = TokenCache.key(url.origin + url.pathname, challenge.params.service ?? '', scope, withCredentials);
     const cached = this.tokens.get(key);
@@ -361,8 +458,13 @@ export class RegistryClient {
     const ca = await this.caBundle();
     return withRetries(`getting a token from ${url.host}`, this.policy(signal), async () => {
       const res = await sendFollowingRedirects({
-        method: 'GET', url, headers, env: this.env, ...this.timeouts,
-        ...(ca !== undefined ? { ca } : {}), ...(signal ? { signal } : {}),
+        method: 'GET',
+        url,
+        headers,
+        env: this.env,
+        ...this.timeouts,
+        ...(ca !== undefined ? { ca } : {}),
+        ...(signal ? { signal } : {}),
         ...(this.guard ? { guard: this.guard } : {}),
       });
       if (res.status === 401 || res.status === 403) {

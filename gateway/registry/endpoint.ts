@@ -3,7 +3,10 @@ import { DOCKER_HUB_REGISTRY_URL } from '../reference/image-ref.js';
 import type { ConnectGuard } from './address-guard.js';
 import type { Platform } from './platform.js';
 
-export interface RegistryCredentials { username: string; password: string }
+export interface RegistryCredentials {
+  username: string;
+  password: string;
+}
 
 export interface RegistryEndpoint {
   /** e.g. https://registry-1.docker.io, http://127.0.0.1:5000 */

@@ -3,7 +3,12 @@ import type { RegistryClient } from './client.js';
 import type { BlobCache } from './blob-cache.js';
 import type { LayerDescriptor } from './manifest.js';
 
-export interface FetchProgress { layersDone: number; layersTotal: number; bytesDone: number; bytesTotal: number }
+export interface FetchProgress {
+  layersDone: number;
+  layersTotal: number;
+  bytesDone: number;
+  bytesTotal: number;
+}
 
 export interface FetchLayersOptions {
   /** Parallel downloads (default 3). */
@@ -13,11 +18,19 @@ export interface FetchLayersOptions {
 }
 
 /** Returns the cache paths of the layers, in manifest order (eldest first). */
-export async function fetchLayers(client: RegistryClient, repository: string, layers: readonly LayerDescriptor[],
-  cache: BlobCache, options: FetchLayersOptions = {}): Promise<string[]> {
+export async function fetchLayers(
+  client: RegistryClient,
+  repository: string,
+  layers: readonly LayerDescriptor[],
+  cache: BlobCache,
+  options: FetchLayersOptions = {},
+): Promise<string[]> {
   const concurrency = Math.max(1, options.concurrency ?? 3);
   const progress: FetchProgress = {
-    layersDone: 0, layersTotal: layers.length, bytesDone: 0, bytesTotal: layers.reduce((n, l) => n + l.size, 0),
+    layersDone: 0,
+    layersTotal: layers.length,
+    bytesDone: 0,
+    bytesTotal: layers.reduce((n, l) => n + l.size, 0),
   };
   const report = () => options.onProgress?.({ ...progress });
   const paths: string[] = new Array<string>(layers.length);
@@ -28,13 +41,19 @@ export async function fetchLayers(client: RegistryClient, repository: string, la
   const worker = async () => {
     while (next < layers.length && !signal.aborted) {
       const i = next++;
-      const layer = layers[i]!;
+      const layer = layers[i];
       let counted = 0;
-      paths[i] = await client.fetchBlob(repository, layer, cache, (n) => {
-        counted += n;
-        progress.bytesDone += n;
-        report();
-      }, signal);
+      paths[i] = await client.fetchBlob(
+        repository,
+        layer,
+        cache,
+        (n) => {
+          counted += n;
+          progress.bytesDone += n;
+          report();
+        },
+        signal,
+      );
       // A cache hit reports no bytes; count the layer's size so totals add up.
       progress.bytesDone += layer.size - counted;
       progress.layersDone++;
@@ -43,10 +62,14 @@ export async function fetchLayers(client: RegistryClient, repository: string, la
   };
   report();
   let firstError: { error: unknown } | null = null;
-  await Promise.all(Array.from({ length: Math.min(concurrency, layers.length) }, () => worker().catch((e: unknown) => {
-    firstError ??= { error: e };
-    stop.abort(e);
-  })));
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, layers.length) }, () =>
+      worker().catch((e: unknown) => {
+        firstError ??= { error: e };
+        stop.abort(e);
+      }),
+    ),
+  );
   options.signal?.throwIfAborted();
   if (firstError !== null) throw (firstError as { error: unknown }).error;
   return paths;

@@ -77,17 +77,22 @@ function trustedCa(ca: string | undefined): string[] | undefined {
   return ca === undefined ? undefined : [...tls.rootCertificates, ca];
 }
 
-const TLS_TRUST_CODES = /^(?:ERR_TLS_|ERR_SSL_|CERT_|SELF_SIGNED_CERT|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_|ERR_OSSL_)/;
+const TLS_TRUST_CODES =
+  /^(?:ERR_TLS_|ERR_SSL_|CERT_|SELF_SIGNED_CERT|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_|ERR_OSSL_)/;
 
 function networkError(e: unknown, url: URL): Error {
-  if (e instanceof TransientError || e instanceof ShifterError || (e as Error | undefined)?.name === 'AbortError') return e as Error;
+  if (e instanceof TransientError || e instanceof ShifterError || (e as Error | undefined)?.name === 'AbortError')
+    return e as Error;
   const code = (e as NodeJS.ErrnoException | undefined)?.code;
   const msg = (e as Error | undefined)?.message ?? String(e);
   if (code && TLS_TRUST_CODES.test(code)) {
     // Retrying cannot fix a certificate we do not trust.
-    return new ShifterError('UNREACHABLE',
+    return new ShifterError(
+      'UNREACHABLE',
       `cannot verify the TLS certificate of ${url.host} (${msg}, ${code}); if the registry uses a private CA, ` +
-      'set the sslcacert of its Location to that CA\'s PEM file', e);
+        "set the sslcacert of its Location to that CA's PEM file",
+      e,
+    );
   }
   return new TransientError(code && !msg.includes(code) ? `${msg} (${code})` : msg, url.href, undefined, e);
 }
@@ -100,18 +105,39 @@ function openTunnel(proxy: URL, target: URL, req: HttpRequest): Promise<net.Sock
   const mod = proxy.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
     const connectReq = mod.request({
-      host: bareHost(proxy.hostname), port: portOf(proxy), method: 'CONNECT', path: authority, headers, agent: false,
+      host: bareHost(proxy.hostname),
+      port: portOf(proxy),
+      method: 'CONNECT',
+      path: authority,
+      headers,
+      agent: false,
       ...(req.signal ? { signal: req.signal } : {}),
     });
-    const timer = setTimeout(() => connectReq.destroy(new TransientError(
-      `the proxy ${proxy.host} did not answer CONNECT within ${seconds(req.connectTimeoutMs + req.responseTimeoutMs)}`,
-      target.href, undefined, undefined, true)), req.connectTimeoutMs + req.responseTimeoutMs);
+    const timer = setTimeout(
+      () =>
+        connectReq.destroy(
+          new TransientError(
+            `the proxy ${proxy.host} did not answer CONNECT within ${seconds(req.connectTimeoutMs + req.responseTimeoutMs)}`,
+            target.href,
+            undefined,
+            undefined,
+            true,
+          ),
+        ),
+      req.connectTimeoutMs + req.responseTimeoutMs,
+    );
     connectReq.on('connect', (res, socket) => {
       // The socket now belongs to the tunnel: destroying the CONNECT request later would cut it.
       clearTimeout(timer);
       if (res.statusCode !== 200) {
         socket.destroy();
-        reject(new TransientError(`the proxy ${proxy.host} refused to connect to ${authority} (HTTP ${res.statusCode})`, target.href, res.statusCode));
+        reject(
+          new TransientError(
+            `the proxy ${proxy.host} refused to connect to ${authority} (HTTP ${res.statusCode})`,
+            target.href,
+            res.statusCode,
+          ),
+        );
         return;
       }
       resolve(socket);
@@ -129,7 +155,10 @@ function seconds(ms: number): string {
 }
 
 type LookupCallback = (
-  err: Error | null, address: string | { address: string; family: number }[], family?: number) => void;
+  err: Error | null,
+  address: string | { address: string; family: number }[],
+  family?: number,
+) => void;
 
 /** A `lookup` that always answers with the address the guard checked, so DNS cannot change it afterwards. */
 function fixedLookup(address: string, family: number) {
@@ -145,9 +174,10 @@ export async function send(req: HttpRequest): Promise<HttpResponse> {
   const isHttps = url.protocol === 'https:';
   const proxy = proxyFor(url, req.env);
   // Through a proxy the proxy resolves names; an address literal is still ours to check.
-  const checked = req.guard && (!proxy || net.isIP(bareHost(url.hostname)) !== 0)
-    ? await req.guard.resolve(bareHost(url.hostname))
-    : null;
+  const checked =
+    req.guard && (!proxy || net.isIP(bareHost(url.hostname)) !== 0)
+      ? await req.guard.resolve(bareHost(url.hostname))
+      : null;
   const headers: Record<string, string> = { ...req.headers, host: url.host };
   const path = `${url.pathname}${url.search}`;
   const common = { method: req.method, agent: false as const, ...(req.signal ? { signal: req.signal } : {}) };
@@ -163,7 +193,12 @@ export async function send(req: HttpRequest): Promise<HttpResponse> {
     const raw = await openTunnel(proxy, url, req);
     const host = bareHost(url.hostname);
     const ca = trustedCa(req.ca);
-    const secure = tls.connect({ socket: raw, host, ...(net.isIP(host) ? {} : { servername: host }), ...(ca ? { ca } : {}) });
+    const secure = tls.connect({
+      socket: raw,
+      host,
+      ...(net.isIP(host) ? {} : { servername: host }),
+      ...(ca ? { ca } : {}),
+    });
     mod = http;
     // No agent at all: with `agent: false` Node would open its own connection instead of using ours.
     const { agent: _unused, ...noAgent } = common;
@@ -171,7 +206,12 @@ export async function send(req: HttpRequest): Promise<HttpResponse> {
   } else {
     const ca = trustedCa(req.ca);
     options = {
-      ...common, host: bareHost(url.hostname), port: portOf(url), path, headers, ...(ca ? { ca } : {}),
+      ...common,
+      host: bareHost(url.hostname),
+      port: portOf(url),
+      path,
+      headers,
+      ...(ca ? { ca } : {}),
       ...(checked ? { lookup: fixedLookup(checked.address, checked.family) } : {}),
     };
   }
@@ -195,8 +235,11 @@ export async function send(req: HttpRequest): Promise<HttpResponse> {
       timer = setTimeout(() => r.destroy(new TransientError(message, url.href, undefined, undefined, true)), ms);
     };
     const target = proxy && !isHttps ? `the proxy ${proxy.host}` : url.host;
-    const answering = () => expire(req.responseTimeoutMs,
-      `${target} accepted the connection but did not answer within ${seconds(req.responseTimeoutMs)}`);
+    const answering = () =>
+      expire(
+        req.responseTimeoutMs,
+        `${target} accepted the connection but did not answer within ${seconds(req.responseTimeoutMs)}`,
+      );
     expire(req.connectTimeoutMs, `could not connect to ${target} within ${seconds(req.connectTimeoutMs)}`);
     r.on('socket', (socket) => {
       // Every socket here is fresh (no agent): a TLS one has its handshake still ahead.
@@ -204,7 +247,9 @@ export async function send(req: HttpRequest): Promise<HttpResponse> {
       else if (socket.connecting) socket.once('connect', answering);
       else answering();
     });
-    r.on('close', () => { if (!response) clearTimeout(timer); });
+    r.on('close', () => {
+      if (!response) clearTimeout(timer);
+    });
     r.on('error', (e) => {
       clearTimeout(timer);
       reject(networkError(e, url));

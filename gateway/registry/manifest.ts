@@ -16,7 +16,11 @@ export interface ImageConfig {
   user: string | null;
 }
 
-export interface LayerDescriptor { digest: string; size: number; mediaType: string }
+export interface LayerDescriptor {
+  digest: string;
+  size: number;
+  mediaType: string;
+}
 
 export interface ResolvedImage {
   /** sha256:<hex> of the platform image manifest; its hex is the image id. */
@@ -33,9 +37,15 @@ export interface ImageManifest {
   layers: LayerDescriptor[];
 }
 
-export interface IndexEntry extends PlatformCandidate { mediaType: string; size: number }
+export interface IndexEntry extends PlatformCandidate {
+  mediaType: string;
+  size: number;
+}
 
-export interface ManifestIndex { kind: 'index'; manifests: IndexEntry[] }
+export interface ManifestIndex {
+  kind: 'index';
+  manifests: IndexEntry[];
+}
 
 export type ParsedManifest = ImageManifest | ManifestIndex;
 
@@ -75,13 +85,16 @@ function descriptor(what: string, v: unknown): LayerDescriptor {
   }
   if (typeof d.mediaType !== 'string') throw invalid(what, `descriptor ${d.digest} has no mediaType`);
   if (Array.isArray(d.urls) && d.urls.length > 0) {
-    throw new ShifterError('REGISTRY_ERROR',
-      `layer ${d.digest} must be fetched from external URLs (a foreign layer), which is not supported: use a Linux image without foreign layers`);
+    throw new ShifterError(
+      'REGISTRY_ERROR',
+      `layer ${d.digest} must be fetched from external URLs (a foreign layer), which is not supported: use a Linux image without foreign layers`,
+    );
   }
   return { digest: d.digest, size: d.size, mediaType: d.mediaType };
 }
 
-const SCHEMA1_HELP = 'the image uses the Docker schema 1 manifest format, which is deprecated and not supported; ' +
+const SCHEMA1_HELP =
+  'the image uses the Docker schema 1 manifest format, which is deprecated and not supported; ' +
   're-push it with a current client (docker push, podman push or skopeo copy) so it is stored as Docker schema 2 or OCI';
 
 /** Parses a manifest or index; `contentType` is the response's Content-Type header. */
@@ -89,7 +102,8 @@ export function parseManifest(bytes: Uint8Array, contentType: string | undefined
   const body = parseJson('manifest', bytes);
   const kind: ManifestKind = manifestKind(contentType, body);
   if (kind === 'schema1') throw new ShifterError('REGISTRY_ERROR', SCHEMA1_HELP);
-  if (body.schemaVersion !== 2) throw invalid('manifest', `schemaVersion is ${JSON.stringify(body.schemaVersion)}, expected 2`);
+  if (body.schemaVersion !== 2)
+    throw invalid('manifest', `schemaVersion is ${JSON.stringify(body.schemaVersion)}, expected 2`);
   if (kind === 'index') {
     if (!Array.isArray(body.manifests)) throw invalid('manifest list', 'it has no "manifests" array');
     const manifests = body.manifests.map((m: unknown) => {
@@ -117,8 +131,9 @@ export function parseManifest(bytes: Uint8Array, contentType: string | undefined
 function stringArray(what: string, v: unknown): string[] | null {
   if (v === undefined || v === null) return null;
   if (typeof v === 'string') return [v];
-  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw invalid('image config', `${what} is not a list of strings`);
-  return v as string[];
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string'))
+    throw invalid('image config', `${what} is not a list of strings`);
+  return v;
 }
 
 function optionalString(what: string, v: unknown): string | null {
@@ -131,11 +146,13 @@ function optionalString(what: string, v: unknown): string | null {
 export function parseImageConfig(bytes: Uint8Array): ImageConfig {
   const body = parseJson('image config', bytes);
   const c = body.config ?? body.container_config ?? {};
-  if (typeof c !== 'object' || c === null || Array.isArray(c)) throw invalid('image config', '"config" is not an object');
+  if (typeof c !== 'object' || c === null || Array.isArray(c))
+    throw invalid('image config', '"config" is not an object');
   const cfg = c as Record<string, unknown>;
   const labels: Record<string, string> = {};
   if (cfg.Labels !== undefined && cfg.Labels !== null) {
-    if (typeof cfg.Labels !== 'object' || Array.isArray(cfg.Labels)) throw invalid('image config', 'Labels is not an object');
+    if (typeof cfg.Labels !== 'object' || Array.isArray(cfg.Labels))
+      throw invalid('image config', 'Labels is not an object');
     for (const [k, v] of Object.entries(cfg.Labels as Record<string, unknown>)) {
       if (typeof v === 'string') labels[k] = v;
     }

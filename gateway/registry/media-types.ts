@@ -40,18 +40,25 @@ export function layerCompression(mediaType: string): LayerCompression {
   const c = LAYER_COMPRESSION.get(mediaType);
   if (c !== undefined) return c;
   if (mediaType.includes('foreign') || mediaType.includes('nondistributable')) {
-    throw new ShifterError('REGISTRY_ERROR',
+    throw new ShifterError(
+      'REGISTRY_ERROR',
       `the image has a foreign (non-distributable) layer of type ${mediaType}, which registries do not serve; ` +
-      'such layers come from Windows base images, which cannot run here: use a Linux image');
+        'such layers come from Windows base images, which cannot run here: use a Linux image',
+    );
   }
-  throw new ShifterError('REGISTRY_ERROR',
+  throw new ShifterError(
+    'REGISTRY_ERROR',
     `the image has a layer of unsupported media type "${mediaType}"; supported are gzip, zstd and uncompressed tar layers ` +
-    '(OCI or Docker v2): re-push the image with a current docker, podman, buildah or skopeo');
+      '(OCI or Docker v2): re-push the image with a current docker, podman, buildah or skopeo',
+  );
 }
 
 /** Classifies a manifest by the Content-Type header, falling back to the body's mediaType/schemaVersion. */
-export function manifestKind(contentType: string | undefined, body: { mediaType?: unknown; schemaVersion?: unknown; manifests?: unknown }): ManifestKind {
-  const type = (contentType ?? '').split(';')[0]!.trim();
+export function manifestKind(
+  contentType: string | undefined,
+  body: { mediaType?: unknown; schemaVersion?: unknown; manifests?: unknown },
+): ManifestKind {
+  const type = (contentType ?? '').split(';')[0].trim();
   const declared = typeof body.mediaType === 'string' ? body.mediaType : '';
   for (const t of [type, declared]) {
     if (t === OCI_INDEX || t === DOCKER_MANIFEST_LIST) return 'index';

@@ -4,7 +4,9 @@
  * host exactly or as a domain suffix (`example.org`, `.example.org`, `*.example.org`), may carry a
  * port, `*` disables proxying, and loopback destinations are never proxied.
  */
-export interface ProxyChoice { proxy: URL }
+export interface ProxyChoice {
+  proxy: URL;
+}
 
 function envValue(env: NodeJS.ProcessEnv, name: string): string | undefined {
   const v = env[name.toLowerCase()] ?? env[name.toUpperCase()];
@@ -52,7 +54,9 @@ export function proxyFor(target: URL, env: NodeJS.ProcessEnv): URL | null {
   if (bypassed(target, envValue(env, 'no_proxy'))) return null;
   const proxy = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`);
   if (proxy.protocol !== 'http:' && proxy.protocol !== 'https:') {
-    throw new Error(`unsupported proxy scheme in ${proxy.protocol}//${proxy.host} (only http:// and https:// proxies are supported)`);
+    throw new Error(
+      `unsupported proxy scheme in ${proxy.protocol}//${proxy.host} (only http:// and https:// proxies are supported)`,
+    );
   }
   return proxy;
 }

@@ -8,15 +8,29 @@ import { ShifterError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { TransientError } from './http.js';
 
-export interface RetryPolicy { attempts: number; backoffMs: number; signal?: AbortSignal; log: Logger }
+export interface RetryPolicy {
+  attempts: number;
+  backoffMs: number;
+  signal?: AbortSignal;
+  log: Logger;
+}
 
 const TIMEOUT_ATTEMPTS = 2;
 
 export function delay(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (signal?.aborted) { reject(signal.reason); return; }
-    const onAbort = () => { clearTimeout(t); reject(signal!.reason); };
-    const t = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal!.reason);
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
@@ -24,15 +38,25 @@ export function delay(ms: number, signal?: AbortSignal): Promise<void> {
 /** The user-facing error for a transient failure that did not go away. */
 export function exhausted(e: TransientError, attempts: number): ShifterError {
   if (e.status !== undefined) {
-    return new ShifterError('REGISTRY_ERROR',
-      `${e.url} kept failing with HTTP ${e.status} (${attempts} attempts); the registry is having trouble, try again later`, e);
+    return new ShifterError(
+      'REGISTRY_ERROR',
+      `${e.url} kept failing with HTTP ${e.status} (${attempts} attempts); the registry is having trouble, try again later`,
+      e,
+    );
   }
-  return new ShifterError('UNREACHABLE',
-    `cannot reach ${e.url}: ${e.message} (${attempts} attempts); check the registry URL, the network and http_proxy/https_proxy/no_proxy`, e);
+  return new ShifterError(
+    'UNREACHABLE',
+    `cannot reach ${e.url}: ${e.message} (${attempts} attempts); check the registry URL, the network and http_proxy/https_proxy/no_proxy`,
+    e,
+  );
 }
 
 /** Runs `fn` until it succeeds, fails permanently, or the attempts are used up. */
-export async function withRetries<T>(what: string, policy: RetryPolicy, fn: (attempt: number) => Promise<T>): Promise<T> {
+export async function withRetries<T>(
+  what: string,
+  policy: RetryPolicy,
+  fn: (attempt: number) => Promise<T>,
+): Promise<T> {
   let timeouts = 0;
   for (let attempt = 1; ; attempt++) {
     try {

@@ -10,8 +10,16 @@ import { asShifterError, ShifterError } from '../../common/errors.js';
 import type { ImageStatus } from './status.js';
 import type { ImageStore } from './image-store.js';
 import {
-  completedFields, newPullRecord, throughTag, withGrants,
-  type CompletedPull, type ImageRecord, type MetricRecord, type NewPull, type RecordKey, type RecordPatch,
+  completedFields,
+  newPullRecord,
+  throughTag,
+  withGrants,
+  type CompletedPull,
+  type ImageRecord,
+  type MetricRecord,
+  type NewPull,
+  type RecordKey,
+  type RecordPatch,
 } from './record.js';
 
 type ImageDoc = Omit<ImageRecord, 'key'> & { _id: ObjectId };
@@ -50,7 +58,11 @@ export class MongoImageStore implements ImageStore {
       return new MongoImageStore(client, images, db.collection('metrics'));
     } catch (e) {
       await client.close().catch(() => undefined);
-      throw asShifterError(e, 'UNREACHABLE', `cannot connect to MongoDB at ${uri.replace(/\/\/[^@/]*@/, '//***@')} (check MongoDBURI, or remove it to use the SQLite store)`);
+      throw asShifterError(
+        e,
+        'UNREACHABLE',
+        `cannot connect to MongoDB at ${uri.replace(/\/\/[^@/]*@/, '//***@')} (check MongoDBURI, or remove it to use the SQLite store)`,
+      );
     }
   }
 
@@ -73,7 +85,9 @@ export class MongoImageStore implements ImageStore {
   }
 
   async findPullByTag(system: string, itype: string, pulltag: string): Promise<ImageRecord | null> {
-    return toRecord(await this.images.findOne({ system, itype, pulltag, status: { $ne: 'READY' } }, { sort: { last_pull: -1 } }));
+    return toRecord(
+      await this.images.findOne({ system, itype, pulltag, status: { $ne: 'READY' } }, { sort: { last_pull: -1 } }),
+    );
   }
 
   async findReadyById(system: string, id: string): Promise<ImageRecord | null> {
@@ -81,16 +95,27 @@ export class MongoImageStore implements ImageStore {
   }
 
   async listReady(system: string): Promise<ImageRecord[]> {
-    return (await this.images.find({ system, status: 'READY' }).sort({ last_pull: 1 }).toArray()).map((d) => toRecord(d)!);
+    return (await this.images.find({ system, status: 'READY' }).sort({ last_pull: 1 }).toArray()).map((d) =>
+      toRecord(d)!,
+    );
   }
 
   async listQueue(system: string): Promise<ImageRecord[]> {
-    return (await this.images.find({ system, status: { $nin: ['READY', 'EXPIRED'] }, pulltag: { $exists: true, $ne: '' } })
-      .sort({ last_pull: 1 }).toArray()).map((d) => toRecord(d)!);
+    return (
+      await this.images
+        .find({ system, status: { $nin: ['READY', 'EXPIRED'] }, pulltag: { $exists: true, $ne: '' } })
+        .sort({ last_pull: 1 })
+        .toArray()
+    ).map((d) => toRecord(d)!);
   }
 
   async listByStatus(statuses: readonly ImageStatus[]): Promise<ImageRecord[]> {
-    return (await this.images.find({ status: { $in: [...statuses] } }).sort({ last_pull: 1 }).toArray()).map((d) => toRecord(d)!);
+    return (
+      await this.images
+        .find({ status: { $in: [...statuses] } })
+        .sort({ last_pull: 1 })
+        .toArray()
+    ).map((d) => toRecord(d)!);
   }
 
   async update(key: RecordKey, patch: RecordPatch): Promise<void> {
@@ -101,12 +126,18 @@ export class MongoImageStore implements ImageStore {
   async completePull(key: RecordKey, result: CompletedPull): Promise<ImageRecord> {
     const pull = await this.get(key);
     if (!pull) throw new ShifterError('NOT_FOUND', `image record ${key} no longer exists`);
-    const existing = toRecord(await this.images.findOne({ system: pull.system, id: result.id, status: 'READY', _id: { $ne: oid(key) } }));
+    const existing = toRecord(
+      await this.images.findOne({ system: pull.system, id: result.id, status: 'READY', _id: { $ne: oid(key) } }),
+    );
     const target = existing ?? pull;
     await this.images.updateMany({ system: pull.system, itype: pull.itype }, { $pull: { tag: pull.pulltag } });
-    await this.images.updateOne({ _id: oid(target.key) }, {
-      $set: completedFields(result, pull, existing), $addToSet: { tag: pull.pulltag },
-    });
+    await this.images.updateOne(
+      { _id: oid(target.key) },
+      {
+        $set: completedFields(result, pull, existing),
+        $addToSet: { tag: pull.pulltag },
+      },
+    );
     if (existing) await this.images.deleteOne({ _id: oid(key) });
     return (await this.get(target.key))!;
   }

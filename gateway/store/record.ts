@@ -164,7 +164,11 @@ export function withGrants(rec: ImageRecord): ImageRecord {
     ...rec,
     requesterUid: rec.requesterUid ?? null,
     grants: rec.tag.map((tag) => ({
-      tag, uid: null, private: isPrivate, userACL: rec.userACL, groupACL: rec.groupACL,
+      tag,
+      uid: null,
+      private: isPrivate,
+      userACL: rec.userACL,
+      groupACL: rec.groupACL,
     })),
   };
 }

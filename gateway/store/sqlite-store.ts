@@ -13,8 +13,16 @@ import { diskFullError } from '../../common/disk-full.js';
 import type { ImageStatus } from './status.js';
 import type { ImageStore } from './image-store.js';
 import {
-  completedFields, newPullRecord, throughTag, withGrants,
-  type CompletedPull, type ImageRecord, type MetricRecord, type NewPull, type RecordKey, type RecordPatch,
+  completedFields,
+  newPullRecord,
+  throughTag,
+  withGrants,
+  type CompletedPull,
+  type ImageRecord,
+  type MetricRecord,
+  type NewPull,
+  type RecordKey,
+  type RecordPatch,
 } from './record.js';
 
 const SCHEMA = `
@@ -48,7 +56,10 @@ CREATE TABLE IF NOT EXISTS metrics (
 CREATE INDEX IF NOT EXISTS metrics_system ON metrics(system, seq);
 `;
 
-interface Row { key: string; doc: string }
+interface Row {
+  key: string;
+  doc: string;
+}
 
 export class SqliteImageStore implements ImageStore {
   private readonly db: Database.Database;
@@ -64,7 +75,11 @@ export class SqliteImageStore implements ImageStore {
       this.db.pragma('busy_timeout = 5000');
       this.db.exec(SCHEMA);
     } catch (e) {
-      throw asShifterError(e, 'IO_ERROR', `cannot open the metadata store ${path} (check MetadataStore/CacheDirectory permissions)`);
+      throw asShifterError(
+        e,
+        'IO_ERROR',
+        `cannot open the metadata store ${path} (check MetadataStore/CacheDirectory permissions)`,
+      );
     }
     const max = this.db.prepare('SELECT MAX(seq) AS m FROM tags').get() as { m: number | null };
     this.tagSeq = max.m ?? 0;
@@ -83,19 +98,31 @@ export class SqliteImageStore implements ImageStore {
     if (!row) return null;
     const rec = JSON.parse(row.doc) as ImageRecord;
     rec.key = row.key as RecordKey;
-    rec.tag = (this.db.prepare('SELECT tag FROM tags WHERE key = ? ORDER BY seq').all(row.key) as { tag: string }[]).map((t) => t.tag);
+    rec.tag = (
+      this.db.prepare('SELECT tag FROM tags WHERE key = ? ORDER BY seq').all(row.key) as { tag: string }[]
+    ).map((t) => t.tag);
     return withGrants(rec);
   }
 
   private write(rec: ImageRecord): void {
     const { tag: _tag, ...doc } = rec;
-    this.db.prepare(`INSERT INTO images (key, system, itype, pulltag, status, id, last_pull, doc)
+    this.db
+      .prepare(
+        `INSERT INTO images (key, system, itype, pulltag, status, id, last_pull, doc)
       VALUES (@key, @system, @itype, @pulltag, @status, @id, @last_pull, @doc)
       ON CONFLICT(key) DO UPDATE SET status = excluded.status, id = excluded.id,
-        last_pull = excluded.last_pull, doc = excluded.doc`).run({
-      key: rec.key, system: rec.system, itype: rec.itype, pulltag: rec.pulltag, status: rec.status,
-      id: rec.id, last_pull: rec.last_pull, doc: JSON.stringify(doc),
-    });
+        last_pull = excluded.last_pull, doc = excluded.doc`,
+      )
+      .run({
+        key: rec.key,
+        system: rec.system,
+        itype: rec.itype,
+        pulltag: rec.pulltag,
+        status: rec.status,
+        id: rec.id,
+        last_pull: rec.last_pull,
+        doc: JSON.stringify(doc),
+      });
   }
 
   private getSync(key: RecordKey): ImageRecord | null {
@@ -104,18 +131,24 @@ export class SqliteImageStore implements ImageStore {
 
   private addTag(rec: ImageRecord, tag: string): void {
     this.tagSeq += 1;
-    this.db.prepare(`INSERT INTO tags (system, itype, tag, key, seq) VALUES (?, ?, ?, ?, ?)
-      ON CONFLICT(system, itype, tag) DO UPDATE SET key = excluded.key, seq = excluded.seq`)
+    this.db
+      .prepare(
+        `INSERT INTO tags (system, itype, tag, key, seq) VALUES (?, ?, ?, ?, ?)
+      ON CONFLICT(system, itype, tag) DO UPDATE SET key = excluded.key, seq = excluded.seq`,
+      )
       .run(rec.system, rec.itype, tag, rec.key, this.tagSeq);
   }
 
   async createPull(p: NewPull): Promise<ImageRecord> {
     const rec = newPullRecord(randomUUID().replace(/-/g, '') as RecordKey, p);
-    this.writing(() => this.db.transaction(() => {
-      this.db.prepare("DELETE FROM images WHERE system = ? AND itype = ? AND pulltag = ? AND status != 'READY'")
-        .run(p.system, p.itype, p.pulltag);
-      this.write(rec);
-    })());
+    this.writing(() =>
+      this.db.transaction(() => {
+        this.db
+          .prepare("DELETE FROM images WHERE system = ? AND itype = ? AND pulltag = ? AND status != 'READY'")
+          .run(p.system, p.itype, p.pulltag);
+        this.write(rec);
+      })(),
+    );
     return rec;
   }
 
@@ -124,60 +157,97 @@ export class SqliteImageStore implements ImageStore {
   }
 
   async findReadyByTag(system: string, itype: string, tag: string): Promise<ImageRecord | null> {
-    const rec = this.hydrate(this.db.prepare(`SELECT i.key, i.doc FROM tags t JOIN images i ON i.key = t.key
-      WHERE t.system = ? AND t.itype = ? AND t.tag = ? AND i.status = 'READY'`).get(system, itype, tag) as Row | undefined);
+    const rec = this.hydrate(
+      this.db
+        .prepare(
+          `SELECT i.key, i.doc FROM tags t JOIN images i ON i.key = t.key
+      WHERE t.system = ? AND t.itype = ? AND t.tag = ? AND i.status = 'READY'`,
+        )
+        .get(system, itype, tag) as Row | undefined,
+    );
     return rec && throughTag(rec, tag);
   }
 
   async findPullByTag(system: string, itype: string, pulltag: string): Promise<ImageRecord | null> {
-    return this.hydrate(this.db.prepare(`SELECT key, doc FROM images
+    return this.hydrate(
+      this.db
+        .prepare(
+          `SELECT key, doc FROM images
       WHERE system = ? AND itype = ? AND pulltag = ? AND status != 'READY'
-      ORDER BY last_pull DESC LIMIT 1`).get(system, itype, pulltag) as Row | undefined);
+      ORDER BY last_pull DESC LIMIT 1`,
+        )
+        .get(system, itype, pulltag) as Row | undefined,
+    );
   }
 
   async findReadyById(system: string, id: string): Promise<ImageRecord | null> {
-    return this.hydrate(this.db.prepare("SELECT key, doc FROM images WHERE system = ? AND id = ? AND status = 'READY' LIMIT 1")
-      .get(system, id) as Row | undefined);
+    return this.hydrate(
+      this.db
+        .prepare("SELECT key, doc FROM images WHERE system = ? AND id = ? AND status = 'READY' LIMIT 1")
+        .get(system, id) as Row | undefined,
+    );
   }
 
   async listReady(system: string): Promise<ImageRecord[]> {
-    return (this.db.prepare("SELECT key, doc FROM images WHERE system = ? AND status = 'READY' ORDER BY last_pull")
-      .all(system) as Row[]).map((r) => this.hydrate(r)!);
+    return (
+      this.db
+        .prepare("SELECT key, doc FROM images WHERE system = ? AND status = 'READY' ORDER BY last_pull")
+        .all(system) as Row[]
+    ).map((r) => this.hydrate(r)!);
   }
 
   async listQueue(system: string): Promise<ImageRecord[]> {
-    return (this.db.prepare(`SELECT key, doc FROM images WHERE system = ? AND status NOT IN ('READY', 'EXPIRED')
-      AND pulltag != '' ORDER BY last_pull`).all(system) as Row[]).map((r) => this.hydrate(r)!);
+    return (
+      this.db
+        .prepare(
+          `SELECT key, doc FROM images WHERE system = ? AND status NOT IN ('READY', 'EXPIRED')
+      AND pulltag != '' ORDER BY last_pull`,
+        )
+        .all(system) as Row[]
+    ).map((r) => this.hydrate(r)!);
   }
 
   async listByStatus(statuses: readonly ImageStatus[]): Promise<ImageRecord[]> {
     if (statuses.length === 0) return [];
     const marks = statuses.map(() => '?').join(', ');
-    return (this.db.prepare(`SELECT key, doc FROM images WHERE status IN (${marks}) ORDER BY last_pull`)
-      .all(...statuses) as Row[]).map((r) => this.hydrate(r)!);
+    return (
+      this.db
+        .prepare(`SELECT key, doc FROM images WHERE status IN (${marks}) ORDER BY last_pull`)
+        .all(...statuses) as Row[]
+    ).map((r) => this.hydrate(r)!);
   }
 
   async update(key: RecordKey, patch: RecordPatch): Promise<void> {
-    this.writing(() => this.db.transaction(() => {
-      const rec = this.getSync(key);
-      if (!rec) throw new ShifterError('NOT_FOUND', `image record ${key} no longer exists`);
-      this.write({ ...rec, ...patch });
-    })());
+    this.writing(() =>
+      this.db.transaction(() => {
+        const rec = this.getSync(key);
+        if (!rec) throw new ShifterError('NOT_FOUND', `image record ${key} no longer exists`);
+        this.write({ ...rec, ...patch });
+      })(),
+    );
   }
 
   async completePull(key: RecordKey, result: CompletedPull): Promise<ImageRecord> {
-    return this.writing(() => this.db.transaction(() => {
-      const pull = this.getSync(key);
-      if (!pull) throw new ShifterError('NOT_FOUND', `image record ${key} no longer exists`);
-      const existing = this.hydrate(this.db.prepare(`SELECT key, doc FROM images
-        WHERE system = ? AND id = ? AND status = 'READY' AND key != ? LIMIT 1`).get(pull.system, result.id, key) as Row | undefined);
-      const target = existing ?? pull;
-      const done: ImageRecord = { ...target, ...completedFields(result, pull, existing) };
-      this.write(done);
-      if (existing) this.db.prepare('DELETE FROM images WHERE key = ?').run(key);
-      this.addTag(done, pull.pulltag);
-      return this.getSync(done.key)!;
-    })());
+    return this.writing(() =>
+      this.db.transaction(() => {
+        const pull = this.getSync(key);
+        if (!pull) throw new ShifterError('NOT_FOUND', `image record ${key} no longer exists`);
+        const existing = this.hydrate(
+          this.db
+            .prepare(
+              `SELECT key, doc FROM images
+        WHERE system = ? AND id = ? AND status = 'READY' AND key != ? LIMIT 1`,
+            )
+            .get(pull.system, result.id, key) as Row | undefined,
+        );
+        const target = existing ?? pull;
+        const done: ImageRecord = { ...target, ...completedFields(result, pull, existing) };
+        this.write(done);
+        if (existing) this.db.prepare('DELETE FROM images WHERE key = ?').run(key);
+        this.addTag(done, pull.pulltag);
+        return this.getSync(done.key)!;
+      })(),
+    );
   }
 
   async deleteFailuresBefore(cutoff: number): Promise<number> {
@@ -195,7 +265,9 @@ export class SqliteImageStore implements ImageStore {
   }
 
   async listMetrics(system: string, limit: number): Promise<MetricRecord[]> {
-    const rows = this.db.prepare('SELECT doc FROM metrics WHERE system = ? ORDER BY seq DESC LIMIT ?').all(system, limit) as { doc: string }[];
+    const rows = this.db
+      .prepare('SELECT doc FROM metrics WHERE system = ? ORDER BY seq DESC LIMIT ?')
+      .all(system, limit) as { doc: string }[];
     return rows.reverse().map((r) => JSON.parse(r.doc) as MetricRecord);
   }
 

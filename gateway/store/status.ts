@@ -9,14 +9,30 @@
 import { ShifterError } from '../../common/errors.js';
 
 export const IMAGE_STATUSES = [
-  'INIT', 'PENDING', 'PULLING', 'CONVERSION', 'EXAMINATION', 'TRANSFER', 'READY', 'FAILURE',
-  'EXPIRING', 'EXPIRED', 'HASHING',
+  'INIT',
+  'PENDING',
+  'PULLING',
+  'CONVERSION',
+  'EXAMINATION',
+  'TRANSFER',
+  'READY',
+  'FAILURE',
+  'EXPIRING',
+  'EXPIRED',
+  'HASHING',
 ] as const;
 
 export type ImageStatus = (typeof IMAGE_STATUSES)[number];
 
 /** Statuses of a pull that a worker is (or should be) working on. */
-export const IN_FLIGHT: readonly ImageStatus[] = ['PENDING', 'PULLING', 'CONVERSION', 'EXAMINATION', 'TRANSFER', 'HASHING'];
+export const IN_FLIGHT: readonly ImageStatus[] = [
+  'PENDING',
+  'PULLING',
+  'CONVERSION',
+  'EXAMINATION',
+  'TRANSFER',
+  'HASHING',
+];
 
 const TRANSITIONS: Record<ImageStatus, readonly ImageStatus[]> = {
   INIT: ['PENDING', 'FAILURE'],

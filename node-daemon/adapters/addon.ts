@@ -52,7 +52,11 @@ export function loadAddon(): NativeAddon {
   try {
     cached = createRequire(import.meta.url)(path) as NativeAddon;
   } catch (e) {
-    throw new ShifterError('INTERNAL', `cannot load the native addon ${path}: ${(e as Error).message} (run "npm run build")`, e);
+    throw new ShifterError(
+      'INTERNAL',
+      `cannot load the native addon ${path}: ${(e as Error).message} (run "npm run build")`,
+      e,
+    );
   }
   return cached;
 }

@@ -15,15 +15,15 @@ export async function createEnvironment(spec: EnvironmentSpec): Promise<Environm
   const addon = loadAddon();
   let open = true;
   return {
-    userNsFd: fds[0]!,
-    mntNsFd: fds[1]!,
+    userNsFd: fds[0],
+    mntNsFd: fds[1],
     setupMs: ms,
     helperMs: Number(/us=(\d+)/.exec(text)?.[1] ?? 0) / 1000,
     close() {
       if (!open) return;
       open = false;
-      addon.closeFd(fds[0]!);
-      addon.closeFd(fds[1]!);
+      addon.closeFd(fds[0]);
+      addon.closeFd(fds[1]);
     },
   };
 }

@@ -135,7 +135,8 @@ export interface PerNodeCachePolicy {
   mkfsExt4Path?: string;
 }
 
-export type MountSpec = BindMount | FileEntry | SymlinkEntry | DirectoryEntry | TmpfsMount | ProcMount | PerNodeCacheMount;
+export type MountSpec =
+  BindMount | FileEntry | SymlinkEntry | DirectoryEntry | TmpfsMount | ProcMount | PerNodeCacheMount;
 
 export interface EnvironmentSpec {
   image: ImageMount;

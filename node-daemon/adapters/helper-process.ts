@@ -73,7 +73,12 @@ function waitReadable(fd: number, ms: number): Promise<boolean> {
  * @param passFds fds the request needs (the image mount fd for create-env)
  * @param expectFds how many fds a successful answer carries
  */
-export async function runHelper(request: string, body: Buffer | null, passFds: number[], expectFds: number): Promise<HelperResult> {
+export async function runHelper(
+  request: string,
+  body: Buffer | null,
+  passFds: number[],
+  expectFds: number,
+): Promise<HelperResult> {
   const addon = loadAddon();
   const s = server ?? (server = startServer());
   const [mine, theirs] = addon.socketPair();
@@ -86,13 +91,20 @@ export async function runHelper(request: string, body: Buffer | null, passFds: n
       addon.sendWithFds(s.control, Buffer.from(request), [theirs, ...(bodyFd >= 0 ? [bodyFd] : []), ...passFds]);
     } catch (e) {
       if (e instanceof ShifterError) throw e;
-      throw new ShifterError('INTERNAL', `cannot reach shifter-nshelper: ${(e as Error).message} (run "npm run build")`, e);
+      throw new ShifterError(
+        'INTERNAL',
+        `cannot reach shifter-nshelper: ${(e as Error).message} (run "npm run build")`,
+        e,
+      );
     } finally {
       addon.closeFd(theirs);
       if (bodyFd >= 0) addon.closeFd(bodyFd);
     }
     if (!(await waitReadable(mine, REQUEST_TIMEOUT_MS))) {
-      throw new ShifterError('IO_ERROR', `shifter-nshelper ${what} did not answer within ${REQUEST_TIMEOUT_MS / 1000} s (a hung image source?)`);
+      throw new ShifterError(
+        'IO_ERROR',
+        `shifter-nshelper ${what} did not answer within ${REQUEST_TIMEOUT_MS / 1000} s (a hung image source?)`,
+      );
     }
     const result = addon.recvWithFds(mine, 8192, expectFds + 1);
     const text = result?.data.toString('utf8') ?? '';
@@ -105,7 +117,10 @@ export async function runHelper(request: string, body: Buffer | null, passFds: n
     }
     if (result.fds.length !== expectFds) {
       result.fds.forEach((fd) => addon.closeFd(fd));
-      throw new ShifterError('INTERNAL', `shifter-nshelper ${what} returned ${result.fds.length} fds, expected ${expectFds}`);
+      throw new ShifterError(
+        'INTERNAL',
+        `shifter-nshelper ${what} returned ${result.fds.length} fds, expected ${expectFds}`,
+      );
     }
     return { text, fds: result.fds, ms: Number(process.hrtime.bigint() - started) / 1e6 };
   } finally {

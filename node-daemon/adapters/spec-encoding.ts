@@ -12,7 +12,10 @@ const MAX_GROUPS = 340;
 
 function checkPath(what: string, p: string): string {
   if (!p.startsWith('/') || p.includes('\0') || p.split('/').includes('..')) {
-    throw new ShifterError('BAD_ARGUMENT', `${what} "${p}" must be an absolute path without ".." (fix the configuration or the --volume option)`);
+    throw new ShifterError(
+      'BAD_ARGUMENT',
+      `${what} "${p}" must be an absolute path without ".." (fix the configuration or the --volume option)`,
+    );
   }
   return p;
 }
@@ -35,7 +38,12 @@ function octal(mode: number): string {
 }
 
 function formatBytes(n: number): string {
-  for (const [unit, size] of [['T', 2 ** 40], ['G', 2 ** 30], ['M', 2 ** 20], ['K', 2 ** 10]] as const) {
+  for (const [unit, size] of [
+    ['T', 2 ** 40],
+    ['G', 2 ** 30],
+    ['M', 2 ** 20],
+    ['K', 2 ** 10],
+  ] as const) {
     if (n >= size && n % size === 0) return `${n / size}${unit}`;
   }
   return `${n} bytes`;
@@ -45,26 +53,55 @@ function cacheTokens(m: PerNodeCacheMount, spec: EnvironmentSpec): string[] {
   const policy: PerNodeCachePolicy = spec.perNodeCachePolicy ?? {};
   const what = `perNodeCache on ${m.target}`;
   if (!Number.isSafeInteger(m.sizeBytes) || m.sizeBytes <= 0) {
-    throw new ShifterError('BAD_ARGUMENT', `${what}: size ${m.sizeBytes} is not a positive number of bytes (use e.g. perNodeCache=size=10G)`);
+    throw new ShifterError(
+      'BAD_ARGUMENT',
+      `${what}: size ${m.sizeBytes} is not a positive number of bytes (use e.g. perNodeCache=size=10G)`,
+    );
   }
   if (policy.sizeLimitBytes !== undefined && m.sizeBytes > policy.sizeLimitBytes) {
-    throw new ShifterError('BAD_ARGUMENT', `${what}: size ${formatBytes(m.sizeBytes)} is over this site's limit of ${formatBytes(policy.sizeLimitBytes)} (perNodeCacheSizeLimit): ask for less`);
+    throw new ShifterError(
+      'BAD_ARGUMENT',
+      `${what}: size ${formatBytes(m.sizeBytes)} is over this site's limit of ${formatBytes(policy.sizeLimitBytes)} (perNodeCacheSizeLimit): ask for less`,
+    );
   }
   const allowed = policy.allowedFsTypes?.length ? policy.allowedFsTypes : ['xfs'];
   if (!allowed.includes(m.fsType)) {
-    throw new ShifterError('BAD_ARGUMENT', `${what}: filesystem "${m.fsType}" is not allowed on this site (perNodeCacheAllowedFsType: ${allowed.join(' ')}): use fs=${allowed[0]}`);
+    throw new ShifterError(
+      'BAD_ARGUMENT',
+      `${what}: filesystem "${m.fsType}" is not allowed on this site (perNodeCacheAllowedFsType: ${allowed.join(' ')}): use fs=${allowed[0]}`,
+    );
   }
   const minBlock = m.fsType === 'xfs' ? 512 : 1024;
-  if (m.blockSize !== undefined && (!Number.isInteger(m.blockSize) || m.blockSize < minBlock || m.blockSize > 65536 || (m.blockSize & (m.blockSize - 1)) !== 0)) {
-    throw new ShifterError('BAD_ARGUMENT', `${what}: block size ${m.blockSize} must be a power of two from ${minBlock} to 65536 for ${m.fsType}`);
+  if (
+    m.blockSize !== undefined &&
+    (!Number.isInteger(m.blockSize) ||
+      m.blockSize < minBlock ||
+      m.blockSize > 65536 ||
+      (m.blockSize & (m.blockSize - 1)) !== 0)
+  ) {
+    throw new ShifterError(
+      'BAD_ARGUMENT',
+      `${what}: block size ${m.blockSize} must be a power of two from ${minBlock} to 65536 for ${m.fsType}`,
+    );
   }
   if (m.uid !== spec.uid || m.gid !== spec.gid) {
-    throw new ShifterError('INTERNAL', `${what}: owner ${m.uid}:${m.gid} is not the environment's user ${spec.uid}:${spec.gid}`);
+    throw new ShifterError(
+      'INTERNAL',
+      `${what}: owner ${m.uid}:${m.gid} is not the environment's user ${spec.uid}:${spec.gid}`,
+    );
   }
-  const mkfs = m.fsType === 'xfs' ? policy.mkfsXfsPath ?? '/usr/sbin/mkfs.xfs' : policy.mkfsExt4Path ?? '/usr/sbin/mkfs.ext4';
+  const mkfs =
+    m.fsType === 'xfs' ? (policy.mkfsXfsPath ?? '/usr/sbin/mkfs.xfs') : (policy.mkfsExt4Path ?? '/usr/sbin/mkfs.ext4');
   return [
-    'cache', checkTarget(m.target), String(m.sizeBytes), String(m.blockSize ?? 0), m.fsType,
-    checkPath('perNodeCachePath', m.backingDir), checkPath(`mkfs for ${m.fsType}`, mkfs), String(m.uid), String(m.gid),
+    'cache',
+    checkTarget(m.target),
+    String(m.sizeBytes),
+    String(m.blockSize ?? 0),
+    m.fsType,
+    checkPath('perNodeCachePath', m.backingDir),
+    checkPath(`mkfs for ${m.fsType}`, mkfs),
+    String(m.uid),
+    String(m.gid),
   ];
 }
 
@@ -82,15 +119,23 @@ function mountTokens(m: MountSpec, spec: EnvironmentSpec): string[] {
       return ['bind', checkPath('bind source', m.source), checkTarget(m.target), flags.join(',')];
     }
     case 'file':
-      if (m.content.includes('\0')) throw new ShifterError('BAD_ARGUMENT', `file ${m.target}: content must not contain NUL bytes`);
+      if (m.content.includes('\0'))
+        throw new ShifterError('BAD_ARGUMENT', `file ${m.target}: content must not contain NUL bytes`);
       return ['file', checkTarget(m.target), octal(m.mode ?? 0o644), m.content];
     case 'symlink':
-      if (m.linkTo.includes('\0') || m.linkTo === '') throw new ShifterError('BAD_ARGUMENT', `symlink ${m.target}: empty or invalid link text`);
+      if (m.linkTo.includes('\0') || m.linkTo === '')
+        throw new ShifterError('BAD_ARGUMENT', `symlink ${m.target}: empty or invalid link text`);
       return ['symlink', checkTarget(m.target), m.linkTo];
     case 'dir':
       return ['dir', checkTarget(m.target), octal(m.mode ?? 0o755)];
     case 'tmpfs':
-      return ['tmpfs', checkTarget(m.target), octal(m.mode ?? 0o1777), String(m.sizeBytes ?? 64 * 1024 * 1024), m.noexec ? 'noexec' : ''];
+      return [
+        'tmpfs',
+        checkTarget(m.target),
+        octal(m.mode ?? 0o1777),
+        String(m.sizeBytes ?? 64 * 1024 * 1024),
+        m.noexec ? 'noexec' : '',
+      ];
     case 'proc':
       return ['proc', checkTarget(m.target)];
     case 'perNodeCache':
@@ -105,9 +150,13 @@ function mountListTokens(spec: EnvironmentSpec): string[] {
   const first = site[0];
   const last = site[site.length - 1];
   if (first !== undefined && last !== undefined && last - first + 1 !== site.length) {
-    throw new ShifterError('INTERNAL', 'the site mounts (phase "site") must be contiguous in the mount list: the site hooks run around them');
+    throw new ShifterError(
+      'INTERNAL',
+      'the site mounts (phase "site") must be contiguous in the mount list: the site hooks run around them',
+    );
   }
-  const hookTokens = (name: string, script: string | undefined): string[] => (script === undefined ? [] : ['hook', name, checkPath(`${name} script`, script)]);
+  const hookTokens = (name: string, script: string | undefined): string[] =>
+    script === undefined ? [] : ['hook', name, checkPath(`${name} script`, script)];
   const pre = hookTokens('sitePreMountHook', hooks?.preMount);
   const post = hookTokens('sitePostMountHook', hooks?.postMount);
   const firstUser = mounts.findIndex((m) => m.phase === 'user');
@@ -131,7 +180,10 @@ export function encodeSpec(spec: EnvironmentSpec): Buffer {
   const groups = [...new Set([...spec.groups.filter((g) => g !== 0), spec.gid])];
   groups.forEach((g) => checkId('group', g));
   if (groups.length > MAX_GROUPS) {
-    throw new ShifterError('BAD_ARGUMENT', `user has ${groups.length} groups; at most ${MAX_GROUPS} can be mapped into a container`);
+    throw new ShifterError(
+      'BAD_ARGUMENT',
+      `user has ${groups.length} groups; at most ${MAX_GROUPS} can be mapped into a container`,
+    );
   }
   const tokens = ['uid', String(spec.uid), 'gid', String(spec.gid), 'groups', groups.join(',')];
   for (const dir of spec.scaffoldDirs) tokens.push('scaffold', checkTarget(dir).replace(/\/+$/, ''));

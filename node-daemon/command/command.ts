@@ -33,15 +33,23 @@ function nonEmpty(a: readonly string[] | undefined): a is readonly string[] {
   return a !== undefined && a.length > 0;
 }
 
-export function containerArgv(entry: EntrypointChoice, args: readonly string[], image: ImageRunConfig, imageName: string): string[] {
+export function containerArgv(
+  entry: EntrypointChoice,
+  args: readonly string[],
+  image: ImageRunConfig,
+  imageName: string,
+): string[] {
   switch (entry.kind) {
     case 'explicit':
       return [entry.cmd, ...args];
     case 'image':
       if (!nonEmpty(image.entrypoint)) {
-        throw new ShifterError('BAD_ARGUMENT', `--entrypoint: image ${imageName} has no ENTRYPOINT; give one with --entrypoint=/path/to/cmd or name the command`);
+        throw new ShifterError(
+          'BAD_ARGUMENT',
+          `--entrypoint: image ${imageName} has no ENTRYPOINT; give one with --entrypoint=/path/to/cmd or name the command`,
+        );
       }
-      return [...image.entrypoint, ...(args.length > 0 ? args : image.cmd ?? [])];
+      return [...image.entrypoint, ...(args.length > 0 ? args : (image.cmd ?? []))];
     case 'none':
       if (args.length > 0) return [...args];
       if (nonEmpty(image.entrypoint)) return [...image.entrypoint, ...(image.cmd ?? [])];
@@ -51,7 +59,12 @@ export function containerArgv(entry: EntrypointChoice, args: readonly string[], 
 }
 
 /** The directory the launcher chdirs to (it falls back to / with a warning when it is missing). */
-export function containerWorkdir(choice: WorkdirChoice, hostCwd: string, image: ImageRunConfig, imageName: string): string {
+export function containerWorkdir(
+  choice: WorkdirChoice,
+  hostCwd: string,
+  image: ImageRunConfig,
+  imageName: string,
+): string {
   switch (choice.kind) {
     case 'host':
       return hostCwd;
@@ -59,7 +72,10 @@ export function containerWorkdir(choice: WorkdirChoice, hostCwd: string, image: 
       return posix.normalize(choice.dir);
     case 'image':
       if (image.workdir === undefined || image.workdir === '') {
-        throw new ShifterError('BAD_ARGUMENT', `--workdir: image ${imageName} has no WORKDIR; give one with --workdir=/some/dir`);
+        throw new ShifterError(
+          'BAD_ARGUMENT',
+          `--workdir: image ${imageName} has no WORKDIR; give one with --workdir=/some/dir`,
+        );
       }
       return image.workdir.startsWith('/') ? posix.normalize(image.workdir) : posix.join('/', image.workdir);
   }
@@ -157,8 +173,16 @@ export function parseEnvFile(text: string, fileName: string): Array<[string, str
     const trimmed = line.trim();
     if (trimmed === '' || trimmed.startsWith('#')) return;
     const kv = splitAssignment(line.trimStart());
-    if (!kv) throw new ShifterError('BAD_ARGUMENT', `--env-file ${fileName} line ${i + 1}: expected NAME=VALUE, got '${trimmed.slice(0, 60)}'`);
-    if (/\s/.test(kv[0])) throw new ShifterError('BAD_ARGUMENT', `--env-file ${fileName} line ${i + 1}: the name '${kv[0]}' contains whitespace`);
+    if (!kv)
+      throw new ShifterError(
+        'BAD_ARGUMENT',
+        `--env-file ${fileName} line ${i + 1}: expected NAME=VALUE, got '${trimmed.slice(0, 60)}'`,
+      );
+    if (/\s/.test(kv[0]))
+      throw new ShifterError(
+        'BAD_ARGUMENT',
+        `--env-file ${fileName} line ${i + 1}: the name '${kv[0]}' contains whitespace`,
+      );
     out.push(kv);
   });
   return out;

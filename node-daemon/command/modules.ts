@@ -19,7 +19,10 @@ export function selectModules(
     const m = configured.get(name);
     const known = [...configured.values()].filter((c) => c.enabled).map((c) => c.name);
     if (m === undefined) {
-      throw new ShifterError('BAD_ARGUMENT', `module '${name}' is not configured on this system (available: ${known.length > 0 ? known.join(', ') : 'none'})`);
+      throw new ShifterError(
+        'BAD_ARGUMENT',
+        `module '${name}' is not configured on this system (available: ${known.length > 0 ? known.join(', ') : 'none'})`,
+      );
     }
     if (!m.enabled) throw new ShifterError('BAD_ARGUMENT', `module '${name}' is disabled on this system`);
     return m;
@@ -27,7 +30,10 @@ export function selectModules(
   for (const a of selected) {
     for (const b of selected) {
       if (a !== b && a.conflict.includes(b.name)) {
-        throw new ShifterError('BAD_ARGUMENT', `modules '${a.name}' and '${b.name}' conflict: choose one with --module`);
+        throw new ShifterError(
+          'BAD_ARGUMENT',
+          `modules '${a.name}' and '${b.name}' conflict: choose one with --module`,
+        );
       }
     }
   }

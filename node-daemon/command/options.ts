@@ -10,17 +10,17 @@ import { Command, CommanderError, Option } from 'commander';
 import { ShifterError } from '../../common/errors.js';
 
 export type EntrypointChoice =
-  | { kind: 'none' }                   // run the command as given (or the image default)
-  | { kind: 'image' }                  // bare --entrypoint: the image's ENTRYPOINT
+  | { kind: 'none' } // run the command as given (or the image default)
+  | { kind: 'image' } // bare --entrypoint: the image's ENTRYPOINT
   | { kind: 'explicit'; cmd: string }; // --entrypoint=cmd: one argv element, never split
 
 export type WorkdirChoice =
-  | { kind: 'host' }                   // default: the caller's cwd
-  | { kind: 'image' }                  // bare --workdir: the image's WORKDIR
+  | { kind: 'host' } // default: the caller's cwd
+  | { kind: 'image' } // bare --workdir: the image's WORKDIR
   | { kind: 'explicit'; dir: string };
 
 export type ModuleChoice =
-  | { kind: 'default' }                // defaultModules from udiRoot.conf
+  | { kind: 'default' } // defaultModules from udiRoot.conf
   | { kind: 'none' }
   | { kind: 'list'; names: string[] };
 
@@ -42,9 +42,7 @@ export interface ShifterOptions {
   command: string[];
 }
 
-export type ParsedCommandLine =
-  | { kind: 'help'; text: string }
-  | { kind: 'run'; options: ShifterOptions };
+export type ParsedCommandLine = { kind: 'help'; text: string } | { kind: 'run'; options: ShifterOptions };
 
 export type EnvMap = Readonly<Record<string, string | undefined>>;
 
@@ -65,9 +63,10 @@ function buildProgram(): Command {
     .helpOption(false)
     // getopt-style optional values must be attached; show them that way.
     .configureHelp({
-      optionTerm: (opt) => opt.flags
-        .replace('--entrypoint [cmd]', '--entrypoint[=cmd], --entry[=cmd]')
-        .replace('--workdir [dir]', '--workdir[=dir]'),
+      optionTerm: (opt) =>
+        opt.flags
+          .replace('--entrypoint [cmd]', '--entrypoint[=cmd], --entry[=cmd]')
+          .replace('--workdir [dir]', '--workdir[=dir]'),
     })
     .exitOverride()
     .configureOutput({ writeOut: () => undefined, writeErr: () => undefined })
@@ -75,7 +74,11 @@ function buildProgram(): Command {
     .allowExcessArguments()
     .argument('[command...]', 'the command to run inside the image (default: the image ENTRYPOINT/CMD, else /bin/sh)')
     .option('-i, --image <type:tag>', 'image to use, e.g. docker:ubuntu:22.04, ubuntu:22.04 or id:<hex>')
-    .option('-V, --volume <from:to[:flags]>', 'bind host dir <from> at <to>; repeatable; several separated by ";"; flags: ro, perNodeCache=size=..', collect)
+    .option(
+      '-V, --volume <from:to[:flags]>',
+      'bind host dir <from> at <to>; repeatable; several separated by ";"; flags: ro, perNodeCache=size=..',
+      collect,
+    )
     .option('-m, --module <m1,m2|none>', 'site modules to load instead of the defaults, or "none"')
     // Shown in the help only: normalizeArgv rewrites every spelling of these three to hidden options.
     .option('--entrypoint [cmd]', 'run the image ENTRYPOINT, or cmd (one program, not split by spaces)')
@@ -105,7 +108,7 @@ function normalizeArgv(argv: readonly string[]): string[] {
   const out: string[] = [];
   let i = 0;
   while (i < argv.length) {
-    const arg = argv[i]!;
+    const arg = argv[i];
     if (arg === '--' || !arg.startsWith('-') || arg === '-') {
       out.push(...argv.slice(i));
       break;
@@ -123,13 +126,13 @@ function normalizeArgv(argv: readonly string[]): string[] {
         throw new ShifterError('BAD_ARGUMENT', `unknown option '${name}'`);
       } else {
         out.push(arg);
-        if (value === undefined && LONG_WITH_VALUE.has(name) && i < argv.length) out.push(argv[i++]!);
+        if (value === undefined && LONG_WITH_VALUE.has(name) && i < argv.length) out.push(argv[i++]);
       }
       continue;
     }
     // A cluster of short options, e.g. -Ev, -ifoo, -w/dir, -Ew.
     for (let c = 1; c < arg.length; c += 1) {
-      const ch = arg[c]!;
+      const ch = arg[c];
       if (ch === 'w') {
         const rest = arg.slice(c + 1);
         out.push(...(rest === '' ? [BARE_WORKDIR] : ['--x-workdir-value', rest]));
@@ -139,7 +142,7 @@ function normalizeArgv(argv: readonly string[]): string[] {
         const rest = arg.slice(c + 1);
         out.push(`-${ch}`);
         if (rest !== '') out.push(rest);
-        else if (i < argv.length) out.push(argv[i++]!);
+        else if (i < argv.length) out.push(argv[i++]);
         break;
       }
       if (!SHORT_FLAGS.has(ch)) throw new ShifterError('BAD_ARGUMENT', `unknown option '-${ch}'; see 'shifter --help'`);
@@ -163,16 +166,22 @@ function parseEnvAssignment(text: string): [string, string] {
   const name = text.slice(0, eq);
   const value = text.slice(eq + 1);
   if (name === '') throw new ShifterError('BAD_ARGUMENT', `--env '${text}' has an empty name: write --env NAME=VALUE`);
-  if (value === '') throw new ShifterError('BAD_ARGUMENT', `--env '${text}' has an empty value: write --env NAME=VALUE`);
-  if (!/^[^\s=]+$/.test(name)) throw new ShifterError('BAD_ARGUMENT', `--env '${text}': the name '${name}' contains whitespace`);
+  if (value === '')
+    throw new ShifterError('BAD_ARGUMENT', `--env '${text}' has an empty value: write --env NAME=VALUE`);
+  if (!/^[^\s=]+$/.test(name))
+    throw new ShifterError('BAD_ARGUMENT', `--env '${text}': the name '${name}' contains whitespace`);
   return [name, value];
 }
 
 function parseModuleList(text: string): ModuleChoice {
   const trimmed = text.trim();
   if (trimmed === 'none') return { kind: 'none' };
-  const names = trimmed.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  if (names.length === 0) throw new ShifterError('BAD_ARGUMENT', `--module '${text}' names no module: write --module=a,b or --module=none`);
+  const names = trimmed
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (names.length === 0)
+    throw new ShifterError('BAD_ARGUMENT', `--module '${text}' names no module: write --module=a,b or --module=none`);
   for (const n of names) {
     if (!/^[A-Za-z0-9][A-Za-z0-9.-]*$/.test(n)) {
       throw new ShifterError('BAD_ARGUMENT', `module name '${n}' is not valid (letters, digits, '.', '-'; no '_')`);
@@ -189,15 +198,19 @@ function fromCommanderError(e: CommanderError): ShifterError {
 
 /** The help text (what `shifter -h` prints). */
 export function shifterHelpText(): string {
-  return buildProgram().helpInformation().replace(/\n+$/, '') + '\n' + [
-    '',
-    'Environment: SHIFTER_IMAGETYPE + SHIFTER_IMAGE, SHIFTER_IMAGEREQUEST, SHIFTER_VOLUME, SHIFTER_MODULE',
-    '(or their SLURM_SPANK_ forms) give defaults; options override them.',
-    'Examples:',
-    '  shifter --image=me/solver:2.1 --volume=$SCRATCH/run1:/data python3 sim.py',
-    '  shifter --image=ubuntu:22.04 --entrypoint',
-    '',
-  ].join('\n');
+  return (
+    buildProgram().helpInformation().replace(/\n+$/, '') +
+    '\n' +
+    [
+      '',
+      'Environment: SHIFTER_IMAGETYPE + SHIFTER_IMAGE, SHIFTER_IMAGEREQUEST, SHIFTER_VOLUME, SHIFTER_MODULE',
+      '(or their SLURM_SPANK_ forms) give defaults; options override them.',
+      'Examples:',
+      '  shifter --image=me/solver:2.1 --volume=$SCRATCH/run1:/data python3 sim.py',
+      '  shifter --image=ubuntu:22.04 --entrypoint',
+      '',
+    ].join('\n')
+  );
 }
 
 /**
@@ -248,7 +261,11 @@ export function parseShifterCommandLine(argv: readonly string[], env: EnvMap): P
   let entrypoint: EntrypointChoice = { kind: 'none' };
   if (o.xEntrypointValue !== undefined) {
     const cmd = o.xEntrypointValue as string;
-    if (cmd === '') throw new ShifterError('BAD_ARGUMENT', `--entrypoint= is empty: write --entrypoint (the image's) or --entrypoint=/path/to/cmd`);
+    if (cmd === '')
+      throw new ShifterError(
+        'BAD_ARGUMENT',
+        `--entrypoint= is empty: write --entrypoint (the image's) or --entrypoint=/path/to/cmd`,
+      );
     entrypoint = { kind: 'explicit', cmd };
   } else if (o.xEntrypointFromImage === true) {
     entrypoint = { kind: 'image' };
@@ -257,14 +274,19 @@ export function parseShifterCommandLine(argv: readonly string[], env: EnvMap): P
   let workdir: WorkdirChoice = { kind: 'host' };
   if (o.xWorkdirValue !== undefined) {
     const dir = o.xWorkdirValue as string;
-    if (!dir.startsWith('/')) throw new ShifterError('BAD_ARGUMENT', `--workdir=${dir} is not an absolute path: write --workdir=/some/dir, or --workdir alone for the image WORKDIR`);
+    if (!dir.startsWith('/'))
+      throw new ShifterError(
+        'BAD_ARGUMENT',
+        `--workdir=${dir} is not an absolute path: write --workdir=/some/dir, or --workdir alone for the image WORKDIR`,
+      );
     workdir = { kind: 'explicit', dir };
   } else if (o.xWorkdirFromImage === true) {
     workdir = { kind: 'image' };
   }
 
   const envFile = o.envFile as string | undefined;
-  if (envFile !== undefined && envFile === '') throw new ShifterError('BAD_ARGUMENT', '--env-file is empty: give a file path');
+  if (envFile !== undefined && envFile === '')
+    throw new ShifterError('BAD_ARGUMENT', '--env-file is empty: give a file path');
 
   return {
     kind: 'run',

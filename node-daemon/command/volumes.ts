@@ -7,7 +7,10 @@
  */
 import { posix } from 'node:path';
 import {
-  isPerNodeCacheFsType, PER_NODE_CACHE_FS_TYPES, type MountPropagationStyle, type PerNodeCacheFsType,
+  isPerNodeCacheFsType,
+  PER_NODE_CACHE_FS_TYPES,
+  type MountPropagationStyle,
+  type PerNodeCacheFsType,
 } from '../../common/config/udiroot-conf.js';
 import { ShifterError } from '../../common/errors.js';
 
@@ -39,7 +42,15 @@ const USER_FLAGS = new Set(['ro', 'perNodeCache']);
 const USER_FORBIDDEN_TREES = ['/etc', '/var', '/opt/udiImage', '/proc', '/dev', '/sys'];
 /** Allowed exceptions inside the trees above (upstream issue #262). */
 const USER_ALLOWED_TREES = ['/var/tmp'];
-const SITE_FORBIDDEN_TARGETS = new Set(['/', '/opt', '/etc', '/var', '/etc/passwd', '/etc/group', '/etc/nsswitch.conf']);
+const SITE_FORBIDDEN_TARGETS = new Set([
+  '/',
+  '/opt',
+  '/etc',
+  '/var',
+  '/etc/passwd',
+  '/etc/group',
+  '/etc/nsswitch.conf',
+]);
 
 const SIZE_UNITS: Record<string, number> = { b: 0, k: 1, m: 2, g: 3, t: 4, p: 5, e: 6 };
 
@@ -112,14 +123,20 @@ export function parseVolume(text: string, origin: VolumeOrigin): VolumeSpec {
   const rawFrom = fields[0] ?? '';
   let rawTo = fields[1];
   if (rawTo === undefined || rawTo === '') {
-    if (origin === 'user') throw bad(spec, "write it as /host/dir:/container/dir[:ro]");
+    if (origin === 'user') throw bad(spec, 'write it as /host/dir:/container/dir[:ro]');
     rawTo = rawFrom; // a lone site path is mounted at the same place
   }
   const source = normalizePath(spec, 'source', rawFrom);
   const target = normalizePath(spec, 'target', rawTo);
   const seen = new Set<string>();
   const result: VolumeSpec = {
-    source, target, readOnly: false, recursive: false, propagation: undefined, perNodeCache: undefined, origin,
+    source,
+    target,
+    readOnly: false,
+    recursive: false,
+    propagation: undefined,
+    perNodeCache: undefined,
+    origin,
   };
   for (const flagText of fields.slice(2)) {
     const eq = flagText.indexOf('=');
@@ -131,8 +148,12 @@ export function parseVolume(text: string, origin: VolumeOrigin): VolumeSpec {
       throw bad(spec, `the flag '${name}' is not allowed in user volumes (allowed: ro, perNodeCache=size=..)`);
     }
     switch (name) {
-      case 'ro': result.readOnly = true; break;
-      case 'rec': result.recursive = true; break;
+      case 'ro':
+        result.readOnly = true;
+        break;
+      case 'rec':
+        result.recursive = true;
+        break;
       case 'slave':
       case 'private':
         result.propagation = name;
@@ -153,7 +174,10 @@ export function parseVolume(text: string, origin: VolumeOrigin): VolumeSpec {
     if (target === '/opt') throw bad(spec, 'cannot mount over /opt (it holds /opt/udiImage)');
     const forbidden = USER_FORBIDDEN_TREES.find((t) => isUnder(target, t));
     if (forbidden !== undefined && !USER_ALLOWED_TREES.some((t) => isUnder(target, t))) {
-      throw bad(spec, `the target ${target} would hide ${forbidden}, which the site controls: choose another path (e.g. /data)`);
+      throw bad(
+        spec,
+        `the target ${target} would hide ${forbidden}, which the site controls: choose another path (e.g. /data)`,
+      );
     }
   } else if (SITE_FORBIDDEN_TARGETS.has(target)) {
     throw bad(spec, `siteFs may not mount over ${target}`);
@@ -165,10 +189,15 @@ export function parseVolume(text: string, origin: VolumeOrigin): VolumeSpec {
 export function parseVolumeList(text: string, origin: VolumeOrigin): VolumeSpec[] {
   let body = text.trim();
   if (body.length >= 2 && body.startsWith('"') && body.endsWith('"')) body = body.slice(1, -1);
-  const specs = body.split(';').map((s) => s.trim()).filter((s) => s !== '').map((s) => parseVolume(s, origin));
+  const specs = body
+    .split(';')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+    .map((s) => parseVolume(s, origin));
   const targets = new Set<string>();
   for (const v of specs) {
-    if (targets.has(v.target)) throw bad(`${v.source}:${v.target}`, `${v.target} is the target of more than one volume`);
+    if (targets.has(v.target))
+      throw bad(`${v.source}:${v.target}`, `${v.target} is the target of more than one volume`);
     targets.add(v.target);
   }
   return specs;
@@ -187,7 +216,9 @@ export function normalizedVolume(v: VolumeSpec): string {
   if (v.propagation !== undefined) parts.push(v.propagation);
   if (v.perNodeCache !== undefined) {
     const c = v.perNodeCache;
-    parts.push(`perNodeCache=size=${c.sizeBytes}${c.blockSizeBytes !== undefined ? `,bs=${c.blockSizeBytes}` : ''},method=${c.method},fs=${c.fs}`);
+    parts.push(
+      `perNodeCache=size=${c.sizeBytes}${c.blockSizeBytes !== undefined ? `,bs=${c.blockSizeBytes}` : ''},method=${c.method},fs=${c.fs}`,
+    );
   }
   return parts.join(':');
 }

@@ -54,7 +54,7 @@ async function call<T>(adminSocket: string, method: string, req: unknown): Promi
     Record<string, Unary>;
   try {
     return await new Promise<T>((resolve, reject) =>
-      client[method]!(req, { deadline: Date.now() + 120_000 }, (err, res) => (err ? reject(err) : resolve(res as T))),
+      client[method](req, { deadline: Date.now() + 120_000 }, (err, res) => (err ? reject(err) : resolve(res as T))),
     );
   } catch (e) {
     const code = (e as grpc.ServiceError).code;

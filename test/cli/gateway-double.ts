@@ -18,7 +18,10 @@ export interface RecordedRequest {
   body: string;
 }
 
-export interface Reply { status: number; body: unknown }
+export interface Reply {
+  status: number;
+  body: unknown;
+}
 
 export interface GatewayScript {
   system: string;
@@ -48,8 +51,10 @@ function answer(script: GatewayScript, req: RecordedRequest, pullCounts: Map<str
   if (req.system !== script.system) return notFound(req.rawUrl, 'Bad session or system');
   const key = `${req.type}:${req.tag}`;
   switch (`${req.method} ${req.route}`) {
-    case 'GET list': return { status: 200, body: { list: script.list ?? [] } };
-    case 'GET queue': return { status: 200, body: { list: script.queue ?? [] } };
+    case 'GET list':
+      return { status: 200, body: { list: script.list ?? [] } };
+    case 'GET queue':
+      return { status: 200, body: { list: script.queue ?? [] } };
     case 'GET lookup': {
       const r = script.lookup?.[key];
       return r ? { status: 200, body: r } : notFound(req.rawUrl, `image ${key} not found`);
@@ -61,28 +66,44 @@ function answer(script: GatewayScript, req: RecordedRequest, pullCounts: Map<str
       pullCounts.set(key, n + 1);
       return { status: 200, body: seq[Math.min(n, seq.length - 1)] };
     }
-    default: return notFound(req.rawUrl, 'no such route');
+    default:
+      return notFound(req.rawUrl, 'no such route');
   }
 }
 
 /** Where the double listens: a random port on 127.0.0.1 unless the test needs a given one. */
-export interface ListenAt { host: string; port: number }
+export interface ListenAt {
+  host: string;
+  port: number;
+}
 
 export async function startGatewayDouble(
-  script: GatewayScript, at: ListenAt = { host: '127.0.0.1', port: 0 },
+  script: GatewayScript,
+  at: ListenAt = { host: '127.0.0.1', port: 0 },
 ): Promise<GatewayDouble> {
   const requests: RecordedRequest[] = [];
   const pullCounts = new Map<string, number>();
   const server: Server = createServer((req, res) => {
     let body = '';
-    req.setEncoding('utf8').on('data', (d: string) => { body += d; });
+    req.setEncoding('utf8').on('data', (d: string) => {
+      body += d;
+    });
     req.on('end', () => {
       const rawUrl = req.url ?? '';
       // /api/<route>/<system>/[<type>/<tag...>/]
-      const parts = rawUrl.split('?')[0]!.replace(/^\/api\//, '').replace(/\/$/, '').split('/');
+      const parts = rawUrl
+        .split('?')[0]
+        .replace(/^\/api\//, '')
+        .replace(/\/$/, '')
+        .split('/');
       const [route = '', system = '', type, ...tagParts] = parts.map(decodeURIComponent);
       const rec: RecordedRequest = {
-        method: req.method ?? '', rawUrl, route, system, headers: req.headers, body,
+        method: req.method ?? '',
+        rawUrl,
+        route,
+        system,
+        headers: req.headers,
+        body,
         ...(type !== undefined ? { type, tag: tagParts.join('/') } : {}),
       };
       requests.push(rec);
@@ -93,14 +114,21 @@ export async function startGatewayDouble(
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(at.port, at.host, () => { server.off('error', reject); resolve(); });
+    server.listen(at.port, at.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://${at.host}:${port}`,
     requests,
     script,
-    stop: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 

@@ -30,8 +30,19 @@ test.after.always(async () => {
 
 function record(over: Record<string, unknown>): Record<string, unknown> {
   return {
-    id: ID, system: SYSTEM, itype: 'docker', tag: 'ubuntu:latest', status: 'READY', userACL: [], groupACL: [],
-    ENV: ['PATH=/usr/bin'], ENTRY: 'MISSING', WORKDIR: '/', LABELS: {}, last_pull: 1700000000, status_message: '',
+    id: ID,
+    system: SYSTEM,
+    itype: 'docker',
+    tag: 'ubuntu:latest',
+    status: 'READY',
+    userACL: [],
+    groupACL: [],
+    ENV: ['PATH=/usr/bin'],
+    ENTRY: 'MISSING',
+    WORKDIR: '/',
+    LABELS: {},
+    last_pull: 1700000000,
+    status_message: '',
     ...over,
   };
 }
@@ -42,18 +53,29 @@ async function writeConf(lines: string[]): Promise<string> {
   return file;
 }
 
-async function setup(t: { teardown(fn: () => unknown): void }, script: Partial<GatewayScript>, extra: string[] = []):
-  Promise<{ gw: GatewayDouble; conf: string }> {
+async function setup(
+  t: { teardown(fn: () => unknown): void },
+  script: Partial<GatewayScript>,
+  extra: string[] = [],
+): Promise<{ gw: GatewayDouble; conf: string }> {
   const gw = await startGatewayDouble({ system: SYSTEM, ...script });
   t.teardown(() => gw.stop());
   const conf = await writeConf([
-    '# written by the test', `system=${SYSTEM}`, `imageGateway=${gw.url}`, 'gatewayTimeout=10',
-    `mungeSocketPath=${munged.socket}`, 'defaultImageType=docker', ...extra,
+    '# written by the test',
+    `system=${SYSTEM}`,
+    `imageGateway=${gw.url}`,
+    'gatewayTimeout=10',
+    `mungeSocketPath=${munged.socket}`,
+    'defaultImageType=docker',
+    ...extra,
   ]);
   return { gw, conf };
 }
 
-function oneErrorLine(t: { is(a: unknown, b: unknown, m?: string): void; false(v: boolean, m?: string): void }, r: RunResult): string {
+function oneErrorLine(
+  t: { is(a: unknown, b: unknown, m?: string): void; false(v: boolean, m?: string): void },
+  r: RunResult,
+): string {
   const lines = r.stderr.split('\n').filter((l) => l.length > 0);
   t.is(lines.length, 1, `exactly one stderr line, got: ${r.stderr}`);
   t.false(/\bat .*\.js:\d+/.test(r.stderr), 'no stack trace');
@@ -70,14 +92,17 @@ test('images: upstream columns, one line per tag sorted by tag; request carries 
   const r = await runShifterimg(['--config', conf, 'images']);
   t.is(r.stderr, '');
   t.is(r.code, 0);
-  t.is(r.stdout, [
-    `${SYSTEM}    docker     READY    0123456789   2023-11-14T22:13:20 alpha:2                       `,
-    `${SYSTEM}    custom     READY    ffffffffff   2023-11-14T23:13:20 mid:3                         `,
-    `${SYSTEM}    docker     READY    0123456789   2023-11-14T22:13:20 zeta:1                        `,
-    '',
-  ].join('\n'));
+  t.is(
+    r.stdout,
+    [
+      `${SYSTEM}    docker     READY    0123456789   2023-11-14T22:13:20 alpha:2                       `,
+      `${SYSTEM}    custom     READY    ffffffffff   2023-11-14T23:13:20 mid:3                         `,
+      `${SYSTEM}    docker     READY    0123456789   2023-11-14T22:13:20 zeta:1                        `,
+      '',
+    ].join('\n'),
+  );
   t.is(gw.requests.length, 1);
-  const req = gw.requests[0]!;
+  const req = gw.requests[0];
   t.is(req.method, 'GET');
   t.is(req.rawUrl, `/api/list/${SYSTEM}/`);
   const cred = req.headers.authentication;
@@ -101,8 +126,10 @@ test('lookup of an unknown image: exit 1, one line saying how to get it', async 
   const r = await runShifterimg(['--config', conf, 'lookup', 'docker:nothere:1']);
   t.is(r.code, 1);
   t.is(r.stdout, '');
-  t.is(oneErrorLine(t, r),
-    `shifterimg: image docker:nothere:1 not found on system '${SYSTEM}' (gateway: image docker:nothere:1 not found): pull it with \`shifterimg pull docker:nothere:1\``);
+  t.is(
+    oneErrorLine(t, r),
+    `shifterimg: image docker:nothere:1 not found on system '${SYSTEM}' (gateway: image docker:nothere:1 not found): pull it with \`shifterimg pull docker:nothere:1\``,
+  );
 });
 
 test('lookup refuses an id that is not 64 hex characters (exit 5): the runtime builds paths from it', async (t) => {
@@ -119,25 +146,47 @@ test('pull: re-POSTs until READY, one line per status change, ACL body from -u/-
     pull: {
       [`docker:${name}`]: [
         record({ id: 'MISSING', tag: name, status: 'PENDING', status_message: 'Queued for pulling' }),
-        record({ id: 'MISSING', tag: name, status: 'PULLING', status_message: 'fetching layers',
-          progress: { layersDone: 1, layersTotal: 2, bytesDone: 1024, bytesTotal: 4096 } }),
-        record({ id: 'MISSING', tag: name, status: 'PULLING', status_message: 'fetching layers',
-          progress: { layersDone: 2, layersTotal: 2, bytesDone: 4096, bytesTotal: 4096 } }),
+        record({
+          id: 'MISSING',
+          tag: name,
+          status: 'PULLING',
+          status_message: 'fetching layers',
+          progress: { layersDone: 1, layersTotal: 2, bytesDone: 1024, bytesTotal: 4096 },
+        }),
+        record({
+          id: 'MISSING',
+          tag: name,
+          status: 'PULLING',
+          status_message: 'fetching layers',
+          progress: { layersDone: 2, layersTotal: 2, bytesDone: 4096, bytesTotal: 4096 },
+        }),
         record({ id: 'MISSING', tag: name, status: 'CONVERSION', status_message: 'making squashfs' }),
         record({ tag: name, status: 'READY', status_message: 'Image ready' }),
       ],
     },
   });
-  const r = await runShifterimg(['--config', conf, '-u', 'root,1234', '--group', 'root', '-u', '1234', 'pull', `docker:${name}`]);
+  const r = await runShifterimg([
+    '--config',
+    conf,
+    '-u',
+    'root,1234',
+    '--group',
+    'root',
+    '-u',
+    '1234',
+    'pull',
+    `docker:${name}`,
+  ]);
   t.is(r.stderr, '');
   t.is(r.code, 0);
   const lines = r.stdout.trimEnd().split('\n');
-  const re = (rest: string) => new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d Pulling Image: docker:me/app:1\\.0, status: ${rest}$`);
+  const re = (rest: string) =>
+    new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d Pulling Image: docker:me/app:1\\.0, status: ${rest}$`);
   t.is(lines.length, 4, r.stdout);
-  t.regex(lines[0]!, re('PENDING Queued for pulling'));
-  t.regex(lines[1]!, re('PULLING fetching layers \\(layers 1/2, 1\\.0 KiB of 4\\.0 KiB\\)'));
-  t.regex(lines[2]!, re('CONVERSION making squashfs'));
-  t.regex(lines[3]!, re('READY Image ready'));
+  t.regex(lines[0], re('PENDING Queued for pulling'));
+  t.regex(lines[1], re('PULLING fetching layers \\(layers 1/2, 1\\.0 KiB of 4\\.0 KiB\\)'));
+  t.regex(lines[2], re('CONVERSION making squashfs'));
+  t.regex(lines[3], re('READY Image ready'));
   t.is(gw.requests.length, 5);
   const creds = new Set<string>();
   for (const req of gw.requests) {
@@ -156,7 +205,12 @@ test('pull that ends in FAILURE exits 1 and says why (upstream exited 0)', async
     pull: {
       'docker:broken:latest': [
         record({ id: 'MISSING', tag: 'broken:latest', status: 'PULLING', status_message: '' }),
-        record({ id: 'MISSING', tag: 'broken:latest', status: 'FAILURE', status_message: 'manifest unknown: broken:latest' }),
+        record({
+          id: 'MISSING',
+          tag: 'broken:latest',
+          status: 'FAILURE',
+          status_message: 'manifest unknown: broken:latest',
+        }),
       ],
     },
   });
@@ -164,19 +218,23 @@ test('pull that ends in FAILURE exits 1 and says why (upstream exited 0)', async
   t.is(r.code, 1);
   const lines = r.stdout.trimEnd().split('\n');
   t.is(lines.length, 2);
-  t.regex(lines[1]!, /Pulling Image: docker:broken:latest, status: FAILURE manifest unknown: broken:latest$/);
+  t.regex(lines[1], /Pulling Image: docker:broken:latest, status: FAILURE manifest unknown: broken:latest$/);
   t.is(oneErrorLine(t, r), 'shifterimg: pull of docker:broken:latest failed: manifest unknown: broken:latest');
 });
 
 test('pullnb asks once and reports the status; pull of something the gateway refuses exits 1', async (t) => {
   const { gw, conf } = await setup(t, {
-    pull: { 'docker:slow:latest': [record({ id: 'MISSING', tag: 'slow:latest', status: 'PULLING', status_message: 'working' })] },
+    pull: {
+      'docker:slow:latest': [
+        record({ id: 'MISSING', tag: 'slow:latest', status: 'PULLING', status_message: 'working' }),
+      ],
+    },
   });
   const r = await runShifterimg(['--config', conf, 'pullnb', 'slow']);
   t.is(r.code, 0);
   t.regex(r.stdout, /^\S+ Pulling Image: docker:slow:latest, status: PULLING working\n$/);
   t.is(gw.requests.length, 1);
-  t.deepEqual(JSON.parse(gw.requests[0]!.body), {});
+  t.deepEqual(JSON.parse(gw.requests[0].body), {});
 
   const refused = await runShifterimg(['--config', conf, 'pull', 'custom:nope']);
   t.is(refused.code, 1);
@@ -185,7 +243,11 @@ test('pullnb asks once and reports the status; pull of something the gateway ref
 
 test('Ctrl-C during a pull exits 130 and says the pull goes on at the gateway', async (t) => {
   const { gw, conf } = await setup(t, {
-    pull: { 'docker:forever:latest': [record({ id: 'MISSING', tag: 'forever:latest', status: 'PULLING', status_message: 'slow' })] },
+    pull: {
+      'docker:forever:latest': [
+        record({ id: 'MISSING', tag: 'forever:latest', status: 'PULLING', status_message: 'slow' }),
+      ],
+    },
   });
   const { child, done } = startShifterimg(['--config', conf, 'pull', 'forever']);
   // Generous: with the other tests of this file starting shifterimg at once, a loaded machine
@@ -197,8 +259,10 @@ test('Ctrl-C during a pull exits 130 and says the pull goes on at the gateway', 
   const r = await done;
   t.is(r.code, 130);
   t.regex(r.stdout, /status: PULLING slow\n$/);
-  t.is(oneErrorLine(t, r),
-    'shifterimg: interrupted; the gateway goes on pulling docker:forever:latest: run `shifterimg pull docker:forever:latest` to follow it again');
+  t.is(
+    oneErrorLine(t, r),
+    'shifterimg: interrupted; the gateway goes on pulling docker:forever:latest: run `shifterimg pull docker:forever:latest` to follow it again',
+  );
 });
 
 test('on a terminal the pull line is rewritten in place', async (t) => {
@@ -214,16 +278,25 @@ test('on a terminal the pull line is rewritten in place', async (t) => {
   const { SHIFTERIMG } = await import('./run-shifterimg.js');
   const { execFile } = await import('node:child_process');
   const out = await new Promise<string>((resolve, reject) => {
-    execFile('script', ['-qec', `${SHIFTERIMG} --config ${conf} pull tty`, '/dev/null'],
+    execFile(
+      'script',
+      ['-qec', `${SHIFTERIMG} --config ${conf} pull tty`, '/dev/null'],
       { env: { PATH: process.env.PATH ?? '', TZ: 'UTC', TERM: 'xterm' } },
-      (err, stdout) => (err ? reject(err) : resolve(stdout)));
+      (err, stdout) => (err ? reject(err) : resolve(stdout)),
+    );
   });
-  t.regex(out, /\r\x1b\[2K\S+ Pulling Image: docker:tty:latest, status: PULLING a\r\x1b\[2K\S+ Pulling Image: docker:tty:latest, status: READY done\r?\n$/);
+  t.regex(
+    out,
+    /\r\x1b\[2K\S+ Pulling Image: docker:tty:latest, status: PULLING a\r\x1b\[2K\S+ Pulling Image: docker:tty:latest, status: READY done\r?\n$/,
+  );
 });
 
 test('queue lists the pulls in progress', async (t) => {
   const { gw, conf } = await setup(t, {
-    queue: [{ status: 'PULLING', image: 'docker:a:1' }, { status: 'PENDING', image: 'docker:b:2' }],
+    queue: [
+      { status: 'PULLING', image: 'docker:a:1' },
+      { status: 'PENDING', image: 'docker:b:2' },
+    ],
   });
   const r = await runShifterimg(['--config', conf, 'queue']);
   t.is(r.code, 0);
@@ -236,26 +309,39 @@ test('-v prints the raw JSON answers (scripts grep "status":)', async (t) => {
   const r = await runShifterimg(['-v', '--config', conf, 'lookup', 'ubuntu']);
   t.is(r.code, 0);
   const [json, id] = r.stdout.trimEnd().split('\n');
-  t.regex(json!, /"status":"READY"/);
-  t.is((JSON.parse(json!) as { id: unknown }).id, ID);
+  t.regex(json, /"status":"READY"/);
+  t.is((JSON.parse(json) as { id: unknown }).id, ID);
   t.is(id, ID);
-  t.regex(r.stderr, /^shifterimg: GET http:\/\/127\.0\.0\.1:\d+\/api\/lookup\/testsys\/docker\/ubuntu%3Alatest\/ -> HTTP 200\n$/);
+  t.regex(
+    r.stderr,
+    /^shifterimg: GET http:\/\/127\.0\.0\.1:\d+\/api\/lookup\/testsys\/docker\/ubuntu%3Alatest\/ -> HTTP 200\n$/,
+  );
 });
 
 test('unreachable gateway: exit 3, one line naming the address and the reason', async (t) => {
   const port = await closedPort();
-  const conf = await writeConf([`system=${SYSTEM}`, `imageGateway=http://127.0.0.1:${port}`, `mungeSocketPath=${munged.socket}`]);
+  const conf = await writeConf([
+    `system=${SYSTEM}`,
+    `imageGateway=http://127.0.0.1:${port}`,
+    `mungeSocketPath=${munged.socket}`,
+  ]);
   const r = await runShifterimg(['--config', conf, 'images']);
   t.is(r.code, 3);
   t.is(r.stdout, '');
-  t.is(oneErrorLine(t, r),
-    `shifterimg: cannot reach the image gateway (http://127.0.0.1:${port}: connection refused): check that it is running and that imageGateway in udiRoot.conf is right`);
+  t.is(
+    oneErrorLine(t, r),
+    `shifterimg: cannot reach the image gateway (http://127.0.0.1:${port}: connection refused): check that it is running and that imageGateway in udiRoot.conf is right`,
+  );
 });
 
 test('a dead gateway in the list is skipped for a live one', async (t) => {
   const port = await closedPort();
   const { gw } = await setup(t, { lookup: { 'docker:ubuntu:latest': record({}) } });
-  const conf = await writeConf([`system=${SYSTEM}`, `imageGateway=http://127.0.0.1:${port} ${gw.url}`, `mungeSocketPath=${munged.socket}`]);
+  const conf = await writeConf([
+    `system=${SYSTEM}`,
+    `imageGateway=http://127.0.0.1:${port} ${gw.url}`,
+    `mungeSocketPath=${munged.socket}`,
+  ]);
   for (let i = 0; i < 3; i++) {
     const r = await runShifterimg(['--config', conf, 'lookup', 'ubuntu']);
     t.is(r.code, 0);
@@ -281,13 +367,19 @@ test('unknown system: exit 5 pointing at system= in the config file', async (t) 
   const conf = await writeConf([`system=${SYSTEM}`, `imageGateway=${gw.url}`, `mungeSocketPath=${munged.socket}`]);
   const r = await runShifterimg(['--config', conf, 'images']);
   t.is(r.code, 5);
-  t.is(oneErrorLine(t, r),
-    `shifterimg: the image gateway does not serve system '${SYSTEM}' (gateway: Bad session or system): check system= in ${conf}`);
+  t.is(
+    oneErrorLine(t, r),
+    `shifterimg: the image gateway does not serve system '${SYSTEM}' (gateway: Bad session or system): check system= in ${conf}`,
+  );
 });
 
 test('no munged at mungeSocketPath: exit 4, one line', async (t) => {
   const { gw } = await setup(t, {});
-  const conf = await writeConf([`system=${SYSTEM}`, `imageGateway=${gw.url}`, `mungeSocketPath=${join(dir, 'no-such.socket')}`]);
+  const conf = await writeConf([
+    `system=${SYSTEM}`,
+    `imageGateway=${gw.url}`,
+    `mungeSocketPath=${join(dir, 'no-such.socket')}`,
+  ]);
   const r = await runShifterimg(['--config', conf, 'images']);
   t.is(r.code, 4);
   t.regex(oneErrorLine(t, r), /^shifterimg: munge could not encode a credential: .*no-such\.socket/);
@@ -298,29 +390,41 @@ test('bad config: missing keys, bad values, missing file and bad URLs exit 2 wit
   const missing = await writeConf([`mungeSocketPath=${munged.socket}`]);
   const r1 = await runShifterimg(['--config', missing, 'images']);
   t.is(r1.code, 2);
-  t.is(oneErrorLine(t, r1),
-    `shifterimg: ${missing}: keys system, imageGateway are missing: add e.g. system=mycluster, imageGateway=http://imagegw:5000`);
+  t.is(
+    oneErrorLine(t, r1),
+    `shifterimg: ${missing}: keys system, imageGateway are missing: add e.g. system=mycluster, imageGateway=http://imagegw:5000`,
+  );
 
   const badValue = await writeConf([`system=${SYSTEM}`, 'imageGateway=http://127.0.0.1:1', 'gatewayTimeout=forever']);
   const r2 = await runShifterimg(['--config', badValue, 'images']);
   t.is(r2.code, 2);
-  t.is(oneErrorLine(t, r2), `shifterimg: ${badValue}:3: gatewayTimeout=forever is not valid: expected a number of seconds, e.g. 30`);
+  t.is(
+    oneErrorLine(t, r2),
+    `shifterimg: ${badValue}:3: gatewayTimeout=forever is not valid: expected a number of seconds, e.g. 30`,
+  );
 
   const r3 = await runShifterimg(['images'], { SHIFTER_UDIROOT_CONF: join(dir, 'absent.conf') });
   t.is(r3.code, 2);
-  t.is(oneErrorLine(t, r3),
-    `shifterimg: cannot read udiRoot.conf at ${join(dir, 'absent.conf')} (no such file): pass --config <file> or set SHIFTER_UDIROOT_CONF`);
+  t.is(
+    oneErrorLine(t, r3),
+    `shifterimg: cannot read udiRoot.conf at ${join(dir, 'absent.conf')} (no such file): pass --config <file> or set SHIFTER_UDIROOT_CONF`,
+  );
 
   const badUrl = await writeConf([`system=${SYSTEM}`, 'imageGateway=imagegw:5000']);
   const r4 = await runShifterimg(['--config', badUrl, 'images']);
   t.is(r4.code, 2);
-  t.is(oneErrorLine(t, r4),
-    `shifterimg: imageGateway entry 'imagegw:5000' in ${badUrl} is not an http(s) URL: write e.g. imageGateway=http://imagegw:5000`);
+  t.is(
+    oneErrorLine(t, r4),
+    `shifterimg: imageGateway entry 'imagegw:5000' in ${badUrl} is not an http(s) URL: write e.g. imageGateway=http://imagegw:5000`,
+  );
 
   const { conf } = await setup(t, { list: [] }, ['someFutureKey=1']);
   const r5 = await runShifterimg(['--config', conf, 'images']);
   t.is(r5.code, 0);
-  t.is(r5.stderr, `shifterimg: warning: ${conf}:7: unknown key 'someFutureKey' was ignored (check the spelling; keys are case-sensitive)\n`);
+  t.is(
+    r5.stderr,
+    `shifterimg: warning: ${conf}:7: unknown key 'someFutureKey' was ignored (check the spelling; keys are case-sensitive)\n`,
+  );
 });
 
 test('bad arguments exit 2 with one line and never reach the gateway', async (t) => {
@@ -343,8 +447,16 @@ test('bad arguments exit 2 with one line and never reach the gateway', async (t)
 test('--help documents the commands and the exit codes', async (t) => {
   const r = await runShifterimg(['--help']);
   t.is(r.code, 0);
-  for (const s of ['images', 'lookup <image>', 'pull <image>', 'pullnb <image>', 'queue', '--config <file>',
-    'Exit codes:', '3    the image gateway could not be reached']) {
+  for (const s of [
+    'images',
+    'lookup <image>',
+    'pull <image>',
+    'pullnb <image>',
+    'queue',
+    '--config <file>',
+    'Exit codes:',
+    '3    the image gateway could not be reached',
+  ]) {
     t.true(r.stdout.includes(s), s);
   }
 });

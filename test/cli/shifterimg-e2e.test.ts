@@ -27,33 +27,56 @@ test.before(async () => {
   await chmod(dir, 0o755);
   munged = await startMunged();
   registry = await startRegistry();
-  const layer = gzipSync(await tarLayer([
-    { name: 'etc/', type: 'directory' },
-    { name: 'etc/hello', content: 'hello from the image\n' },
-  ]));
+  const layer = gzipSync(
+    await tarLayer([
+      { name: 'etc/', type: 'directory' },
+      { name: 'etc/hello', content: 'hello from the image\n' },
+    ]),
+  );
   const pushed = await pushImage(registry.url, 'team/app', '1.0', {
-    layers: [layer], config: imageConfig({ Env: ['PATH=/usr/bin:/bin', 'GREETING=hi'], Cmd: ['/bin/sh'] }), manifestMediaType: 'docker',
+    layers: [layer],
+    config: imageConfig({ Env: ['PATH=/usr/bin:/bin', 'GREETING=hi'], Cmd: ['/bin/sh'] }),
+    manifestMediaType: 'docker',
   });
   manifestHex = pushed.manifestDigest.replace(/^sha256:/, '');
   await pushImage(registry.url, 'team/secret', '1.0', {
     layers: [gzipSync(await tarLayer([{ name: 'secret', content: 'only for root\n' }]))],
-    config: imageConfig({ Env: ['PATH=/bin'] }), manifestMediaType: 'docker',
+    config: imageConfig({ Env: ['PATH=/bin'] }),
+    manifestMediaType: 'docker',
   });
   gateway = await startGateway({
     dir,
     // The machine is shared with other test runs; a cold start can be slow.
     timeoutMs: 60_000,
     config: {
-      CacheDirectory: join(dir, 'cache'), ExpandDirectory: join(dir, 'expand'), Authentication: 'munge',
-      DefaultImageLocation: registry.host, Locations: { [registry.host]: { url: registry.url } },
-      Platforms: { e2esys: { accesstype: 'local', local: { imageDir: join(dir, 'images') }, mungeSocketPath: munged.socket, admins: ['root'] } },
+      CacheDirectory: join(dir, 'cache'),
+      ExpandDirectory: join(dir, 'expand'),
+      Authentication: 'munge',
+      DefaultImageLocation: registry.host,
+      Locations: { [registry.host]: { url: registry.url } },
+      Platforms: {
+        e2esys: {
+          accesstype: 'local',
+          local: { imageDir: join(dir, 'images') },
+          mungeSocketPath: munged.socket,
+          admins: ['root'],
+        },
+      },
     },
   });
   conf = join(dir, 'udiRoot.conf');
-  await writeFile(conf, [
-    'system=e2esys', `imageGateway=${gateway.url}`, `mungeSocketPath=${munged.socket}`, 'gatewayTimeout=30',
-    'defaultImageType=docker', `imagePath=${join(dir, 'images')}`, '',
-  ].join('\n'));
+  await writeFile(
+    conf,
+    [
+      'system=e2esys',
+      `imageGateway=${gateway.url}`,
+      `mungeSocketPath=${munged.socket}`,
+      'gatewayTimeout=30',
+      'defaultImageType=docker',
+      `imagePath=${join(dir, 'images')}`,
+      '',
+    ].join('\n'),
+  );
 });
 
 test.after.always(async () => {
@@ -63,30 +86,36 @@ test.after.always(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-test.serial('pull reaches READY, then images lists it and lookup prints the id of the file the runtime will mount', async (t) => {
-  const image = `${registry.host}/team/app:1.0`;
-  const pull = await runShifterimg(['--config', conf, 'pull', image]);
-  t.is(pull.stderr, '', gateway.logs());
-  t.is(pull.code, 0);
-  const lines = pull.stdout.trimEnd().split('\n');
-  for (const l of lines) t.regex(l, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d Pulling Image: docker:\S+, status: [A-Z]+/);
-  t.regex(lines.at(-1)!, new RegExp(`^\\S+ Pulling Image: docker:${image.replace(/[.]/g, '\\.')}, status: READY`));
+test.serial(
+  'pull reaches READY, then images lists it and lookup prints the id of the file the runtime will mount',
+  async (t) => {
+    const image = `${registry.host}/team/app:1.0`;
+    const pull = await runShifterimg(['--config', conf, 'pull', image]);
+    t.is(pull.stderr, '', gateway.logs());
+    t.is(pull.code, 0);
+    const lines = pull.stdout.trimEnd().split('\n');
+    for (const l of lines) t.regex(l, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d Pulling Image: docker:\S+, status: [A-Z]+/);
+    t.regex(lines.at(-1)!, new RegExp(`^\\S+ Pulling Image: docker:${image.replace(/[.]/g, '\\.')}, status: READY`));
 
-  const images = await runShifterimg(['--config', conf, 'images']);
-  t.is(images.code, 0);
-  const row = images.stdout.split('\n').find((l) => l.includes(image));
-  t.truthy(row, images.stdout);
-  t.regex(row!, /^e2esys\s+docker\s+READY\s+[0-9a-f]{10}\s{3}\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d /);
+    const images = await runShifterimg(['--config', conf, 'images']);
+    t.is(images.code, 0);
+    const row = images.stdout.split('\n').find((l) => l.includes(image));
+    t.truthy(row, images.stdout);
+    t.regex(row!, /^e2esys\s+docker\s+READY\s+[0-9a-f]{10}\s{3}\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d /);
 
-  const lookup = await runShifterimg(['--config', conf, 'lookup', image]);
-  t.is(lookup.code, 0);
-  const id = lookup.stdout.trim();
-  t.regex(id, /^[0-9a-f]{64}$/);
-  t.is(id, manifestHex, 'the id is the manifest digest (upstream: external images)');
-  t.true((await readdir(join(dir, 'images'))).some((f) => f.startsWith(id)), 'the image file is named by the id');
-});
+    const lookup = await runShifterimg(['--config', conf, 'lookup', image]);
+    t.is(lookup.code, 0);
+    const id = lookup.stdout.trim();
+    t.regex(id, /^[0-9a-f]{64}$/);
+    t.is(id, manifestHex, 'the id is the manifest digest (upstream: external images)');
+    t.true(
+      (await readdir(join(dir, 'images'))).some((f) => f.startsWith(id)),
+      'the image file is named by the id',
+    );
+  },
+);
 
-test.serial('pulling a tag the registry does not have exits 1 with the registry\'s reason', async (t) => {
+test.serial("pulling a tag the registry does not have exits 1 with the registry's reason", async (t) => {
   const r = await runShifterimg(['--config', conf, 'pull', `${registry.host}/team/app:nope`]);
   t.is(r.code, 1);
   t.regex(r.stdout, /status: FAILURE/);
@@ -102,8 +131,13 @@ test.serial('lookup of an image never pulled exits 1', async (t) => {
 /** Runs shifterimg as the unprivileged user `nobody`, as a user on a login node would. */
 function asNobody(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile('runuser', ['-u', 'nobody', '--', SHIFTERIMG, ...args], { env: { PATH: process.env.PATH ?? '', TZ: 'UTC' } },
-      (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr }));
+    execFile(
+      'runuser',
+      ['-u', 'nobody', '--', SHIFTERIMG, ...args],
+      { env: { PATH: process.env.PATH ?? '', TZ: 'UTC' } },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr }),
+    );
   });
 }
 

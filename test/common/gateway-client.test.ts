@@ -16,7 +16,7 @@ import {
 } from '../../common/gateway-client/client.js';
 import { GatewayAnswerError, GatewayUnreachableError } from '../../common/gateway-client/errors.js';
 import { attemptFailure } from '../../common/gateway-client/transport-failure.js';
-import { ShifterError } from '../../common/errors.js';
+import { type ShifterError } from '../../common/errors.js';
 import { parseImageDescriptor } from '../../common/image-descriptor.js';
 import { closedPort, startGatewayDouble, type GatewayDouble } from '../cli/gateway-double.js';
 

@@ -1,6 +1,11 @@
 import test from 'ava';
 import {
-  accessFromLists, combineAccess, mayUse, PUBLIC_ACCESS, type AccessCaller, type ImageAccess,
+  accessFromLists,
+  combineAccess,
+  mayUse,
+  PUBLIC_ACCESS,
+  type AccessCaller,
+  type ImageAccess,
 } from '../../common/image-access.js';
 
 const alice: AccessCaller = { uid: 1000, gid: 1000, groups: [1000, 50] };
@@ -33,7 +38,11 @@ test('a caller passes the union exactly when they pass one of its parts', (t) =>
   for (let i = 0; i < 2000; i++) {
     const parts = Array.from({ length: 1 + next(4) }, access);
     const caller = next(6) === 0 ? null : { uid: next(8), gid: next(8), groups: ids(3) };
-    const union = combineAccess(parts[0]!, ...parts.slice(1));
-    t.is(mayUse(union, caller), parts.some((p) => mayUse(p, caller)), JSON.stringify({ parts, caller }));
+    const union = combineAccess(parts[0], ...parts.slice(1));
+    t.is(
+      mayUse(union, caller),
+      parts.some((p) => mayUse(p, caller)),
+      JSON.stringify({ parts, caller }),
+    );
   }
 });

@@ -1,6 +1,10 @@
 import test from 'ava';
 import {
-  formatImageDescriptor, isImageId, parseImageDescriptor, toImageId, withImplicitLatest,
+  formatImageDescriptor,
+  isImageId,
+  parseImageDescriptor,
+  toImageId,
+  withImplicitLatest,
 } from '../../common/image-descriptor.js';
 import { ShifterError } from '../../common/errors.js';
 
@@ -17,7 +21,11 @@ test('upstream examples', (t) => {
 test('defaultImageType applies when the prefix is not a type', (t) => {
   t.deepEqual(parseImageDescriptor('load_test:v1', 'custom'), { type: 'custom', tag: 'load_test:v1' });
   t.deepEqual(parseImageDescriptor('ubuntu', 'docker'), { type: 'docker', tag: 'ubuntu:latest' });
-  t.deepEqual(parseImageDescriptor('Docker:ubuntu'), { type: 'docker', tag: 'Docker:ubuntu' }, 'types are case-sensitive, as upstream');
+  t.deepEqual(
+    parseImageDescriptor('Docker:ubuntu'),
+    { type: 'docker', tag: 'Docker:ubuntu' },
+    'types are case-sensitive, as upstream',
+  );
 });
 
 test('docker gets :latest only when the last path component has no tag or digest', (t) => {
@@ -51,7 +59,10 @@ test('empty input, empty tags, bad ids and relative local paths are refused', (t
   t.regex(t.throws(() => parseImageDescriptor('  '))?.message ?? '', /no image given/);
   t.regex(t.throws(() => parseImageDescriptor('docker:'))?.message ?? '', /empty tag/);
   t.regex(t.throws(() => parseImageDescriptor('id:'))?.message ?? '', /empty id/);
-  t.regex(t.throws(() => parseImageDescriptor('id:abc123'))?.message ?? '', /not a valid image id: an id is 64 lowercase hex/);
+  t.regex(
+    t.throws(() => parseImageDescriptor('id:abc123'))?.message ?? '',
+    /not a valid image id: an id is 64 lowercase hex/,
+  );
   t.regex(t.throws(() => parseImageDescriptor(`id:${'A'.repeat(64)}`))?.message ?? '', /not a valid image id/);
   t.regex(t.throws(() => parseImageDescriptor('local:home/me'))?.message ?? '', /must be an absolute path/);
 });

@@ -7,7 +7,7 @@ import test from 'ava';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MungeError, mungeEncode } from '../../common/munge.js';
+import { type MungeError, mungeEncode } from '../../common/munge.js';
 
 test('a munge that never finishes: the credential fails in time, naming the socket', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'hung-munge-'));

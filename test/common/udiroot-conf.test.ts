@@ -4,10 +4,17 @@ import { chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  KNOWN_KEYS, documentedNewKeys, parseUdiRootConf, requireUdiRootKeys,
+  KNOWN_KEYS,
+  documentedNewKeys,
+  parseUdiRootConf,
+  requireUdiRootKeys,
 } from '../../common/config/udiroot-conf.js';
 import {
-  DEFAULT_UDIROOT_CONF, checkConfigFileTrust, readTrustedUdiRootConf, readUdiRootConf, resolveUdiRootConfPath,
+  DEFAULT_UDIROOT_CONF,
+  checkConfigFileTrust,
+  readTrustedUdiRootConf,
+  readUdiRootConf,
+  resolveUdiRootConfPath,
 } from '../../common/config/udiroot-file.js';
 import { ShifterError } from '../../common/errors.js';
 import { DEFAULT_MUNGE_SOCKET } from '../../common/munge.js';
@@ -51,12 +58,43 @@ test('upstream example file parses into typed values with no warnings', (t) => {
 
 test('every key of the upstream key table is understood (no unknown-key warning)', (t) => {
   const upstreamKeys = [
-    'udiMount', 'loopMount', 'imagePath', 'udiRootPath', 'sitePreMountHook', 'sitePostMountHook', 'optUdiImage',
-    'etcPath', 'allowLocalChroot', 'allowLibcPwdCalls', 'populateEtcDynamically', 'usersToImport',
-    'mountUdiRootWritable', 'maxGroupCount', 'modprobePath', 'insmodPath', 'cpPath', 'mvPath', 'chmodPath', 'ddPath',
-    'mkfsXfsPath', 'rootfsType', 'gatewayTimeout', 'siteFs', 'siteEnv', 'siteEnvAppend', 'siteEnvPrepend',
-    'siteEnvUnset', 'imageGateway', 'batchType', 'system', 'defaultImageType', 'perNodeCachePath',
-    'perNodeCacheSizeLimit', 'perNodeCacheAllowedFsType', 'mountPropagationStyle', 'defaultModules',
+    'udiMount',
+    'loopMount',
+    'imagePath',
+    'udiRootPath',
+    'sitePreMountHook',
+    'sitePostMountHook',
+    'optUdiImage',
+    'etcPath',
+    'allowLocalChroot',
+    'allowLibcPwdCalls',
+    'populateEtcDynamically',
+    'usersToImport',
+    'mountUdiRootWritable',
+    'maxGroupCount',
+    'modprobePath',
+    'insmodPath',
+    'cpPath',
+    'mvPath',
+    'chmodPath',
+    'ddPath',
+    'mkfsXfsPath',
+    'rootfsType',
+    'gatewayTimeout',
+    'siteFs',
+    'siteEnv',
+    'siteEnvAppend',
+    'siteEnvPrepend',
+    'siteEnvUnset',
+    'imageGateway',
+    'batchType',
+    'system',
+    'defaultImageType',
+    'perNodeCachePath',
+    'perNodeCacheSizeLimit',
+    'perNodeCacheAllowedFsType',
+    'mountPropagationStyle',
+    'defaultModules',
   ];
   for (const k of upstreamKeys) t.true(KNOWN_KEYS.includes(k), k);
   for (const k of documentedNewKeys) t.true(KNOWN_KEYS.includes(k), k);
@@ -64,18 +102,34 @@ test('every key of the upstream key table is understood (no unknown-key warning)
 
 test('all value kinds: booleans, numbers, lists, propagation, modules, new keys', (t) => {
   const text = [
-    'allowLocalChroot=1', 'allowLibcPwdCalls=0', 'populateEtcDynamically=yes',
-    'usersToImport=sshd  nobody', 'gatewayTimeout=30', 'siteEnvUnset=FOO BAR',
-    'siteEnv=A=1 B=2', 'siteEnv=C=3', 'imageGateway=http://gw1:5000 http://gw2:5000',
-    'perNodeCachePath=/tmp/pnc', 'perNodeCacheSizeLimit=10G', 'perNodeCacheAllowedFsType=xfs ext4',
-    'mountPropagationStyle=slave', 'batchType=slurm', 'defaultImageType=custom',
-    'siteFs=/global:/global;/scratch:/scratch:rec', 'siteFs=/var/spool:/var/spool',
+    'allowLocalChroot=1',
+    'allowLibcPwdCalls=0',
+    'populateEtcDynamically=yes',
+    'usersToImport=sshd  nobody',
+    'gatewayTimeout=30',
+    'siteEnvUnset=FOO BAR',
+    'siteEnv=A=1 B=2',
+    'siteEnv=C=3',
+    'imageGateway=http://gw1:5000 http://gw2:5000',
+    'perNodeCachePath=/tmp/pnc',
+    'perNodeCacheSizeLimit=10G',
+    'perNodeCacheAllowedFsType=xfs ext4',
+    'mountPropagationStyle=slave',
+    'batchType=slurm',
+    'defaultImageType=custom',
+    'siteFs=/global:/global;/scratch:/scratch:rec',
+    'siteFs=/var/spool:/var/spool',
     'defaultModules=gpu, mpich',
-    'module_gpu_siteEnv=CUDA=1', 'module_gpu_siteEnvUnset=X', 'module_gpu_conflict=mpich',
-    'module_gpu_siteFs=/opt/nvidia:/opt/nvidia', 'module_gpu_userhook=/usr/lib/hooks/gpu.sh',
-    'module_gpu_roothook=/usr/lib/hooks/gpu-root.sh', 'module_gpu_enabled=0',
+    'module_gpu_siteEnv=CUDA=1',
+    'module_gpu_siteEnvUnset=X',
+    'module_gpu_conflict=mpich',
+    'module_gpu_siteFs=/opt/nvidia:/opt/nvidia',
+    'module_gpu_userhook=/usr/lib/hooks/gpu.sh',
+    'module_gpu_roothook=/usr/lib/hooks/gpu-root.sh',
+    'module_gpu_enabled=0',
     'module_mpich_copyPath=/usr/lib/mpich',
-    'mungeSocketPath=/run/munge/other.socket', 'shifterdSocket=/run/shifterd.sock',
+    'mungeSocketPath=/run/munge/other.socket',
+    'shifterdSocket=/run/shifterd.sock',
   ].join('\n');
   const { config, warnings } = parseUdiRootConf(text, 'u.conf');
   t.deepEqual(warnings, []);
@@ -96,9 +150,16 @@ test('all value kinds: booleans, numbers, lists, propagation, modules, new keys'
   t.deepEqual(config.defaultModules, ['gpu', 'mpich']);
   const gpu = config.modules.get('gpu');
   t.deepEqual(gpu, {
-    name: 'gpu', siteEnv: ['CUDA=1'], siteEnvPrepend: [], siteEnvAppend: [], siteEnvUnset: ['X'],
-    conflict: ['mpich'], siteFs: ['/opt/nvidia:/opt/nvidia'], userhook: '/usr/lib/hooks/gpu.sh',
-    roothook: '/usr/lib/hooks/gpu-root.sh', enabled: false,
+    name: 'gpu',
+    siteEnv: ['CUDA=1'],
+    siteEnvPrepend: [],
+    siteEnvAppend: [],
+    siteEnvUnset: ['X'],
+    conflict: ['mpich'],
+    siteFs: ['/opt/nvidia:/opt/nvidia'],
+    userhook: '/usr/lib/hooks/gpu.sh',
+    roothook: '/usr/lib/hooks/gpu-root.sh',
+    enabled: false,
   });
   t.is(config.modules.get('mpich')?.copyPath, '/usr/lib/mpich');
   t.is(config.mungeSocketPath, '/run/munge/other.socket');
@@ -106,7 +167,8 @@ test('all value kinds: booleans, numbers, lists, propagation, modules, new keys'
 });
 
 test('continuation lines join with a space; comments and blank lines are skipped', (t) => {
-  const text = 'siteEnv=A=1 \\\n   B=2\\\n C=3\n  # indented comment=ignored\n\nsystem = edison \nimageGateway=\\\nhttp://a:1\n';
+  const text =
+    'siteEnv=A=1 \\\n   B=2\\\n C=3\n  # indented comment=ignored\n\nsystem = edison \nimageGateway=\\\nhttp://a:1\n';
   const { config, warnings } = parseUdiRootConf(text, 'u.conf');
   t.deepEqual(warnings, []);
   t.deepEqual(config.siteEnv, ['A=1', 'B=2', 'C=3']);
@@ -121,26 +183,47 @@ test('a value may contain "=" (only the first one splits)', (t) => {
 
 test('unknown, deprecated and historical keys warn with file and line, and parsing goes on', (t) => {
   const text = [
-    'system=a', 'useOverlayFsMode=0', 'autoLoadKernelModule=1', 'kmodBasePath=/lib/modules', 'kmodCacheFile=/x',
-    'optionalSshdAsRoot=1', 'nodeContextPrefix=foo', 'siteResources=/opt/gpu', 'udiImagePath=/x', 'Imagepath=/images',
-    'no equals sign here', 'system=b', 'module_a_b_c=1', 'module_gpu_copypath=/x', 'defaultModules=missing',
+    'system=a',
+    'useOverlayFsMode=0',
+    'autoLoadKernelModule=1',
+    'kmodBasePath=/lib/modules',
+    'kmodCacheFile=/x',
+    'optionalSshdAsRoot=1',
+    'nodeContextPrefix=foo',
+    'siteResources=/opt/gpu',
+    'udiImagePath=/x',
+    'Imagepath=/images',
+    'no equals sign here',
+    'system=b',
+    'module_a_b_c=1',
+    'module_gpu_copypath=/x',
+    'defaultModules=missing',
   ].join('\n');
   const { config, warnings } = parseUdiRootConf(text, '/etc/u.conf');
   t.is(config.system, 'b', 'the last value of a scalar wins');
   const msgs = warnings.map((w) => w.message);
-  t.true(msgs.includes("/etc/u.conf:2: unknown key 'useOverlayFsMode' was ignored (check the spelling; keys are case-sensitive)"));
+  t.true(
+    msgs.includes(
+      "/etc/u.conf:2: unknown key 'useOverlayFsMode' was ignored (check the spelling; keys are case-sensitive)",
+    ),
+  );
   t.true(msgs.includes('/etc/u.conf:3: autoLoadKernelModule is deprecated and ignored; remove it'));
   for (const k of ['kmodBasePath', 'kmodCacheFile', 'optionalSshdAsRoot', 'nodeContextPrefix']) {
-    t.true(warnings.some((w) => w.key === k && /deprecated and ignored/.test(w.message)), k);
+    t.true(
+      warnings.some((w) => w.key === k && /deprecated and ignored/.test(w.message)),
+      k,
+    );
   }
   t.true(msgs.some((m) => m.startsWith('/etc/u.conf:8: siteResources is no longer supported')));
-  t.true(msgs.some((m) => m.startsWith('/etc/u.conf:9: udiImagePath is no longer supported') && m.includes('optUdiImage')));
+  t.true(
+    msgs.some((m) => m.startsWith('/etc/u.conf:9: udiImagePath is no longer supported') && m.includes('optUdiImage')),
+  );
   t.true(msgs.some((m) => m.startsWith("/etc/u.conf:10: unknown key 'Imagepath'")));
   t.true(msgs.some((m) => m.startsWith("/etc/u.conf:11: line has no '='")));
   t.true(msgs.includes('/etc/u.conf:12: system is set again (first on line 1); the value on line 12 wins'));
   t.true(msgs.some((m) => m.startsWith('/etc/u.conf:13:') && m.includes("names cannot contain '_'")));
   t.true(msgs.some((m) => m.startsWith('/etc/u.conf:14:') && m.includes('did you mean module_gpu_copyPath?')));
-  t.true(msgs.some((m) => m.startsWith('/etc/u.conf:15:') && m.includes("no module_missing_* keys")));
+  t.true(msgs.some((m) => m.startsWith('/etc/u.conf:15:') && m.includes('no module_missing_* keys')));
   t.is(warnings.length, 14);
 });
 
@@ -149,8 +232,14 @@ test('values that cannot mean anything are errors naming file, line and the expe
     ['gatewayTimeout=soon', /^u\.conf:2: gatewayTimeout=soon is not valid: expected a number of seconds/],
     ['maxGroupCount=-3', /^u\.conf:2: maxGroupCount=-3 is not valid: expected a whole number/],
     ['allowLocalChroot=maybe', /^u\.conf:2: allowLocalChroot=maybe is not valid: expected 0 or 1/],
-    ['mountPropagationStyle=shared', /^u\.conf:2: mountPropagationStyle=shared is not valid: expected private or slave/],
-    ['defaultImageType=oci', /^u\.conf:2: defaultImageType=oci is not valid: expected one of docker, custom, id, local/],
+    [
+      'mountPropagationStyle=shared',
+      /^u\.conf:2: mountPropagationStyle=shared is not valid: expected private or slave/,
+    ],
+    [
+      'defaultImageType=oci',
+      /^u\.conf:2: defaultImageType=oci is not valid: expected one of docker, custom, id, local/,
+    ],
     ['module_gpu_enabled=sure', /^u\.conf:2: module_gpu_enabled=sure is not valid: expected 0 or 1/],
   ];
   for (const [line, re] of cases) {
@@ -165,7 +254,10 @@ test('requireUdiRootKeys names each missing key, the file and an example value',
   t.notThrows(() => requireUdiRootKeys(config, ['udiMount']));
   const e = t.throws(() => requireUdiRootKeys(config, ['system', 'imageGateway']), { instanceOf: ShifterError });
   t.is(e?.code, 'BAD_CONFIG');
-  t.is(e?.message, '/etc/shifter/udiRoot.conf: keys system, imageGateway are missing: add e.g. system=mycluster, imageGateway=http://imagegw:5000');
+  t.is(
+    e?.message,
+    '/etc/shifter/udiRoot.conf: keys system, imageGateway are missing: add e.g. system=mycluster, imageGateway=http://imagegw:5000',
+  );
   const one = t.throws(() => requireUdiRootKeys(config, ['imagePath']));
   t.is(one?.message, '/etc/shifter/udiRoot.conf: key imagePath is missing: add e.g. imagePath=/images');
 });
@@ -182,7 +274,10 @@ test('reading: a missing file is one BAD_CONFIG error telling how to point at an
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const e = await t.throwsAsync(readUdiRootConf(join(dir, 'nope.conf')), { instanceOf: ShifterError });
   t.is(e?.code, 'BAD_CONFIG');
-  t.is(e?.message, `cannot read udiRoot.conf at ${join(dir, 'nope.conf')} (no such file): pass --config <file> or set SHIFTER_UDIROOT_CONF`);
+  t.is(
+    e?.message,
+    `cannot read udiRoot.conf at ${join(dir, 'nope.conf')} (no such file): pass --config <file> or set SHIFTER_UDIROOT_CONF`,
+  );
   const file = join(dir, 'udiRoot.conf');
   await writeFile(file, UPSTREAM_EXAMPLE);
   const { config } = await readUdiRootConf(file);
@@ -190,26 +285,29 @@ test('reading: a missing file is one BAD_CONFIG error telling how to point at an
   t.is(config.sourceFile, file);
 });
 
-rootTest('trust check: root-owned and not group/world-writable passes; anything else is refused with the fix', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'udiroot-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const file = join(dir, 'udiRoot.conf');
-  await writeFile(file, 'system=x\n', { mode: 0o644 });
-  await chown(file, 0, 0);
-  t.is(await checkConfigFileTrust(file), undefined);
-  t.is((await readTrustedUdiRootConf(file)).config.system, 'x');
+rootTest(
+  'trust check: root-owned and not group/world-writable passes; anything else is refused with the fix',
+  async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'udiroot-'));
+    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, 'udiRoot.conf');
+    await writeFile(file, 'system=x\n', { mode: 0o644 });
+    await chown(file, 0, 0);
+    t.is(await checkConfigFileTrust(file), undefined);
+    t.is((await readTrustedUdiRootConf(file)).config.system, 'x');
 
-  await chmod(file, 0o664);
-  const writable = await checkConfigFileTrust(file);
-  t.is(writable?.code, 'BAD_CONFIG');
-  t.is(writable?.message, `${file} must not be writable by group or others (mode 664): chmod go-w ${file}`);
+    await chmod(file, 0o664);
+    const writable = await checkConfigFileTrust(file);
+    t.is(writable?.code, 'BAD_CONFIG');
+    t.is(writable?.message, `${file} must not be writable by group or others (mode 664): chmod go-w ${file}`);
 
-  await chmod(file, 0o644);
-  await chown(file, 4321, 0);
-  const owned = await checkConfigFileTrust(file);
-  t.is(owned?.message, `${file} must be owned by root (it is owned by uid 4321): chown root ${file}`);
-  await t.throwsAsync(readTrustedUdiRootConf(file), { message: owned?.message ?? '' });
+    await chmod(file, 0o644);
+    await chown(file, 4321, 0);
+    const owned = await checkConfigFileTrust(file);
+    t.is(owned?.message, `${file} must be owned by root (it is owned by uid 4321): chown root ${file}`);
+    await t.throwsAsync(readTrustedUdiRootConf(file), { message: owned?.message ?? '' });
 
-  const missing = await checkConfigFileTrust(join(dir, 'absent.conf'));
-  t.is(missing?.code, 'BAD_CONFIG');
-});
+    const missing = await checkConfigFileTrust(join(dir, 'absent.conf'));
+    t.is(missing?.code, 'BAD_CONFIG');
+  },
+);

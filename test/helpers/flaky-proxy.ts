@@ -70,55 +70,87 @@ export async function startFlakyProxy(upstreamUrl: string): Promise<FlakyProxy> 
 
   type Mode = 'drop' | 'stall' | 'corrupt' | 'plain';
   const takeMode = (): Mode => {
-    if (drop.count > 0) { drop.count--; return 'drop'; }
-    if (stall.count > 0) { stall.count--; return 'stall'; }
-    if (corrupt > 0) { corrupt--; return 'corrupt'; }
+    if (drop.count > 0) {
+      drop.count--;
+      return 'drop';
+    }
+    if (stall.count > 0) {
+      stall.count--;
+      return 'stall';
+    }
+    if (corrupt > 0) {
+      corrupt--;
+      return 'corrupt';
+    }
     return 'plain';
   };
 
-  const forward = (req: http.IncomingMessage, res: http.ServerResponse, record: ProxyRequestRecord, path: string,
-    headers: http.IncomingHttpHeaders, blob: boolean) => {
-    const up = http.request({
-      host: upstream.hostname, port: upstream.port, method: req.method, path, agent: false,
-      headers: { ...headers, host: upstream.host },
-    }, (upRes) => {
-      record.status = upRes.statusCode;
-      const ok = upRes.statusCode === 200 || upRes.statusCode === 206;
-      let mode: Mode = blob && req.method === 'GET' && ok ? takeMode() : 'plain';
-      if (!blob && req.method === 'GET' && ok && path.includes('/manifests/') && corruptManifest > 0) {
-        corruptManifest--;
-        mode = 'corrupt';
-      }
-      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-      if (mode === 'plain') { upRes.pipe(res); return; }
-      const length = Number(upRes.headers['content-length'] ?? 0);
-      const configured = mode === 'drop' ? drop.after : mode === 'stall' ? stall.after : -1;
-      const cut = configured >= 0 ? configured : Math.max(1, Math.floor(length / 2));
-      let sent = 0;
-      upRes.on('data', (chunk: Buffer) => {
-        if (mode === 'corrupt') {
-          if (sent <= cut && cut < sent + chunk.length) {
-            chunk = Buffer.from(chunk);
-            chunk[cut - sent] ^= 0xff;
+  const forward = (
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    record: ProxyRequestRecord,
+    path: string,
+    headers: http.IncomingHttpHeaders,
+    blob: boolean,
+  ) => {
+    const up = http.request(
+      {
+        host: upstream.hostname,
+        port: upstream.port,
+        method: req.method,
+        path,
+        agent: false,
+        headers: { ...headers, host: upstream.host },
+      },
+      (upRes) => {
+        record.status = upRes.statusCode;
+        const ok = upRes.statusCode === 200 || upRes.statusCode === 206;
+        let mode: Mode = blob && req.method === 'GET' && ok ? takeMode() : 'plain';
+        if (!blob && req.method === 'GET' && ok && path.includes('/manifests/') && corruptManifest > 0) {
+          corruptManifest--;
+          mode = 'corrupt';
+        }
+        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+        if (mode === 'plain') {
+          upRes.pipe(res);
+          return;
+        }
+        const length = Number(upRes.headers['content-length'] ?? 0);
+        const configured = mode === 'drop' ? drop.after : mode === 'stall' ? stall.after : -1;
+        const cut = configured >= 0 ? configured : Math.max(1, Math.floor(length / 2));
+        let sent = 0;
+        upRes.on('data', (chunk: Buffer) => {
+          if (mode === 'corrupt') {
+            if (sent <= cut && cut < sent + chunk.length) {
+              chunk = Buffer.from(chunk);
+              chunk[cut - sent] ^= 0xff;
+            }
+            sent += chunk.length;
+            res.write(chunk);
+            return;
           }
-          sent += chunk.length;
-          res.write(chunk);
-          return;
-        }
-        if (sent >= cut) return;
-        const part = chunk.subarray(0, cut - sent);
-        sent += part.length;
-        if (sent < cut) {
-          res.write(part);
-          return;
-        }
-        upRes.destroy();
-        // Cut the connection only once the bytes before the cut have left, so the client gets exactly `cut`.
-        res.write(part, () => { if (mode === 'drop') setTimeout(() => res.socket?.destroy(), 20); });
-      });
-      upRes.on('end', () => { if (mode === 'corrupt') res.end(); });
+          if (sent >= cut) return;
+          const part = chunk.subarray(0, cut - sent);
+          sent += part.length;
+          if (sent < cut) {
+            res.write(part);
+            return;
+          }
+          upRes.destroy();
+          // Cut the connection only once the bytes before the cut have left, so the client gets exactly `cut`.
+          res.write(part, () => {
+            if (mode === 'drop') setTimeout(() => res.socket?.destroy(), 20);
+          });
+        });
+        upRes.on('end', () => {
+          if (mode === 'corrupt') res.end();
+        });
+      },
+    );
+    up.on('error', () => {
+      if (!res.headersSent) res.writeHead(502);
+      res.end();
     });
-    up.on('error', () => { if (!res.headersSent) res.writeHead(502); res.end(); });
     req.pipe(up);
   };
 
@@ -132,7 +164,10 @@ export async function startFlakyProxy(upstreamUrl: string): Promise<FlakyProxy> 
       const ticket = randomBytes(8).toString('hex');
       tickets.set(ticket, req.headers.authorization);
       record.status = 307;
-      res.writeHead(307, { location: `http://127.0.0.1:${storagePort}${u.pathname}?ticket=${ticket}`, 'content-length': '0' });
+      res.writeHead(307, {
+        location: `http://127.0.0.1:${storagePort}${u.pathname}?ticket=${ticket}`,
+        'content-length': '0',
+      });
       res.end();
       return;
     }
@@ -153,8 +188,14 @@ export async function startFlakyProxy(upstreamUrl: string): Promise<FlakyProxy> 
     sockets.add(up);
     up.on('error', () => client.destroy());
     client.on('error', () => up.destroy());
-    up.on('close', () => { sockets.delete(up); client.destroy(); });
-    client.on('close', () => { sockets.delete(client); up.destroy(); });
+    up.on('close', () => {
+      sockets.delete(up);
+      client.destroy();
+    });
+    client.on('close', () => {
+      sockets.delete(client);
+      up.destroy();
+    });
   });
 
   const storage = http.createServer((req, res) => {
@@ -174,7 +215,11 @@ export async function startFlakyProxy(upstreamUrl: string): Promise<FlakyProxy> 
     forward(req, res, record, pathOf(req.url ?? '/'), headers, true);
   });
 
-  for (const s of [main, storage]) s.on('connection', (sock: Socket) => { sockets.add(sock); sock.on('close', () => sockets.delete(sock)); });
+  for (const s of [main, storage])
+    s.on('connection', (sock: Socket) => {
+      sockets.add(sock);
+      sock.on('close', () => sockets.delete(sock));
+    });
   await new Promise<void>((resolve) => main.listen(0, '127.0.0.1', resolve));
   await new Promise<void>((resolve) => storage.listen(0, '127.0.0.1', resolve));
   const port = (main.address() as AddressInfo).port;
@@ -186,13 +231,28 @@ export async function startFlakyProxy(upstreamUrl: string): Promise<FlakyProxy> 
     storageUrl: `http://127.0.0.1:${storagePort}`,
     requests,
     storageRequests,
-    dropBlobBodies(count, afterBytes = -1) { drop = { count, after: afterBytes }; },
-    stallBlobBodies(count, afterBytes = -1) { stall = { count, after: afterBytes }; },
-    corruptBlobBodies(count) { corrupt = count; },
-    corruptManifests(count) { corruptManifest = count; },
-    ignoreRange(on) { stripRange = on; },
-    redirectBlobs(on) { redirect = on; },
-    clearLog() { requests.length = 0; storageRequests.length = 0; },
+    dropBlobBodies(count, afterBytes = -1) {
+      drop = { count, after: afterBytes };
+    },
+    stallBlobBodies(count, afterBytes = -1) {
+      stall = { count, after: afterBytes };
+    },
+    corruptBlobBodies(count) {
+      corrupt = count;
+    },
+    corruptManifests(count) {
+      corruptManifest = count;
+    },
+    ignoreRange(on) {
+      stripRange = on;
+    },
+    redirectBlobs(on) {
+      redirect = on;
+    },
+    clearLog() {
+      requests.length = 0;
+      storageRequests.length = 0;
+    },
     async stop() {
       for (const s of sockets) s.destroy();
       await Promise.all([main, storage].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));

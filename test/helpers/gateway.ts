@@ -34,7 +34,12 @@ function waitExit(child: ChildProcess): Promise<number | null> {
 
 let started = 0;
 
-export async function startGateway(opts: { config: object; dir: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<RunningGateway> {
+export async function startGateway(opts: {
+  config: object;
+  dir: string;
+  env?: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+}): Promise<RunningGateway> {
   // A counter, not the clock: two gateways started in the same millisecond must not share a file.
   const configPath = join(opts.dir, `imagemanager-${process.pid}-${++started}.json`);
   await writeFile(configPath, JSON.stringify(opts.config, null, 2));
@@ -43,12 +48,17 @@ export async function startGateway(opts: { config: object; dir: string; env?: No
     env: { ...process.env, ...opts.env },
   });
   let out = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; });
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => { out += d; });
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
   const deadline = Date.now() + (opts.timeoutMs ?? 20_000);
   let url: string | null = null;
   while (!url) {
-    if (!alive(child)) throw new Error(`shifter-gateway exited (${child.exitCode ?? child.signalCode}) before listening:\n${out}`);
+    if (!alive(child))
+      throw new Error(`shifter-gateway exited (${child.exitCode ?? child.signalCode}) before listening:\n${out}`);
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`shifter-gateway did not start listening in time:\n${out}`);

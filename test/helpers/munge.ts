@@ -7,13 +7,22 @@ import { mkdtemp, mkdir, chmod, rm, access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export interface Munged { socket: string; stop(): Promise<void> }
+export interface Munged {
+  socket: string;
+  stop(): Promise<void>;
+}
 
 async function waitForSocket(path: string, child: ChildProcess, log: () => string): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`munged exited with ${child.exitCode}: ${log()}`);
-    try { await access(path); return; } catch { /* not yet */ }
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`munged exited with ${child.exitCode}: ${log()}`);
+    try {
+      await access(path);
+      return;
+    } catch {
+      /* not yet */
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`munged did not create ${path} within 10 s: ${log()}`);
@@ -32,12 +41,28 @@ export async function startMunged(): Promise<Munged> {
   execFileSync('mungekey', ['--create', '--keyfile', key], { stdio: 'ignore' });
   const socket = join(run, 'munge.socket');
   let log = '';
-  const child = spawn('munged', [
-    '--foreground', '--socket', socket, '--key-file', key,
-    '--log-file', join(dir, 'munged.log'), '--pid-file', join(run, 'munged.pid'),
-    '--seed-file', join(lib, 'munged.seed'), '--num-threads', '2',
-  ], { stdio: ['ignore', 'ignore', 'pipe'] });
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => { log += d; });
+  const child = spawn(
+    'munged',
+    [
+      '--foreground',
+      '--socket',
+      socket,
+      '--key-file',
+      key,
+      '--log-file',
+      join(dir, 'munged.log'),
+      '--pid-file',
+      join(run, 'munged.pid'),
+      '--seed-file',
+      join(lib, 'munged.seed'),
+      '--num-threads',
+      '2',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    log += d;
+  });
   try {
     await waitForSocket(socket, child, () => log);
   } catch (e) {

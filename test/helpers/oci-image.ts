@@ -22,7 +22,12 @@ import type { LayerFile } from '../../gateway/convert/squashfs.js';
 
 const run = promisify(execFile);
 
-export interface EntryAttrs { mode?: number; uid?: number; gid?: number; mtime?: Date }
+export interface EntryAttrs {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  mtime?: Date;
+}
 
 export type EntrySpec =
   | ({ type: 'file'; path: string; content?: string | Buffer } & EntryAttrs)
@@ -63,10 +68,25 @@ export interface BuiltImage {
   layers: LayerFile[];
 }
 
-export const file = (path: string, content: string | Buffer = '', attrs: EntryAttrs = {}): EntrySpec => ({ type: 'file', path, content, ...attrs });
+export const file = (path: string, content: string | Buffer = '', attrs: EntryAttrs = {}): EntrySpec => ({
+  type: 'file',
+  path,
+  content,
+  ...attrs,
+});
 export const dir = (path: string, attrs: EntryAttrs = {}): EntrySpec => ({ type: 'dir', path, ...attrs });
-export const symlink = (path: string, target: string, attrs: EntryAttrs = {}): EntrySpec => ({ type: 'symlink', path, target, ...attrs });
-export const hardlink = (path: string, target: string, attrs: EntryAttrs = {}): EntrySpec => ({ type: 'hardlink', path, target, ...attrs });
+export const symlink = (path: string, target: string, attrs: EntryAttrs = {}): EntrySpec => ({
+  type: 'symlink',
+  path,
+  target,
+  ...attrs,
+});
+export const hardlink = (path: string, target: string, attrs: EntryAttrs = {}): EntrySpec => ({
+  type: 'hardlink',
+  path,
+  target,
+  ...attrs,
+});
 export const whiteout = (path: string): EntrySpec => ({ type: 'whiteout', path });
 export const opaque = (path: string): EntrySpec => ({ type: 'opaque', path });
 
@@ -80,7 +100,10 @@ const FIXED_TIME = new Date('2024-01-02T03:04:05Z');
 
 function headerFor(e: Exclude<EntrySpec, { type: 'raw' }>): { header: TarHeader; content?: Buffer } {
   const base = (a: EntryAttrs, mode: number) => ({
-    mode: a.mode ?? mode, uid: a.uid ?? 0, gid: a.gid ?? 0, mtime: a.mtime ?? FIXED_TIME,
+    mode: a.mode ?? mode,
+    uid: a.uid ?? 0,
+    gid: a.gid ?? 0,
+    mtime: a.mtime ?? FIXED_TIME,
   });
   const parentOf = (p: string) => (p.includes('/') ? p.slice(0, p.lastIndexOf('/') + 1) : '');
   const baseName = (p: string) => p.slice(p.lastIndexOf('/') + 1);
@@ -89,13 +112,24 @@ function headerFor(e: Exclude<EntrySpec, { type: 'raw' }>): { header: TarHeader;
       const content = typeof e.content === 'string' ? Buffer.from(e.content) : (e.content ?? Buffer.alloc(0));
       return { header: { name: e.path, type: 'file', size: content.length, ...base(e, 0o644) }, content };
     }
-    case 'dir': return { header: { name: e.path, type: 'directory', ...base(e, 0o755) } };
-    case 'symlink': return { header: { name: e.path, type: 'symlink', linkname: e.target, ...base(e, 0o777) } };
-    case 'hardlink': return { header: { name: e.path, type: 'link', linkname: e.target, ...base(e, 0o644) } };
-    case 'whiteout': return { header: { name: `${parentOf(e.path)}.wh.${baseName(e.path)}`, type: 'file', size: 0, ...base({}, 0o644) } };
-    case 'opaque': return { header: { name: `${e.path.replace(/\/$/, '')}/.wh..wh..opq`, type: 'file', size: 0, ...base({}, 0o644) } };
+    case 'dir':
+      return { header: { name: e.path, type: 'directory', ...base(e, 0o755) } };
+    case 'symlink':
+      return { header: { name: e.path, type: 'symlink', linkname: e.target, ...base(e, 0o777) } };
+    case 'hardlink':
+      return { header: { name: e.path, type: 'link', linkname: e.target, ...base(e, 0o644) } };
+    case 'whiteout':
+      return {
+        header: { name: `${parentOf(e.path)}.wh.${baseName(e.path)}`, type: 'file', size: 0, ...base({}, 0o644) },
+      };
+    case 'opaque':
+      return {
+        header: { name: `${e.path.replace(/\/$/, '')}/.wh..wh..opq`, type: 'file', size: 0, ...base({}, 0o644) },
+      };
     default:
-      return { header: { name: e.path, type: e.type, devmajor: e.major ?? 1, devminor: e.minor ?? 3, ...base(e, 0o644) } };
+      return {
+        header: { name: e.path, type: e.type, devmajor: e.major ?? 1, devminor: e.minor ?? 3, ...base(e, 0o644) },
+      };
   }
 }
 
@@ -104,7 +138,9 @@ export async function layerTar(entries: EntrySpec[]): Promise<Buffer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
   const done = new Promise<void>((resolve, reject) => {
-    pack.on('data', (c: unknown) => { chunks.push(c as Buffer); });
+    pack.on('data', (c: unknown) => {
+      chunks.push(c as Buffer);
+    });
     pack.on('end', () => resolve());
     pack.on('error', reject);
   });
@@ -113,7 +149,8 @@ export async function layerTar(entries: EntrySpec[]): Promise<Buffer> {
     await new Promise<void>((resolve, reject) => {
       const cb = (err?: Error | null) => (err ? reject(err) : resolve());
       const isFile = header.type === undefined || header.type === 'file' || header.type === 'contiguous-file';
-      if (content || isFile) pack.entry(header, content ?? Buffer.alloc(0), cb); else pack.entry(header, cb);
+      if (content || isFile) pack.entry(header, content ?? Buffer.alloc(0), cb);
+      else pack.entry(header, cb);
     });
   }
   pack.finalize();
@@ -125,14 +162,19 @@ async function compress(data: Buffer, how: LayerCompression): Promise<Buffer> {
   if (how === 'none') return data;
   if (how === 'gzip') return gzipSync(data, { level: 1 });
   return new Promise((resolve, reject) => {
-    const child = execFile('zstd', ['-q', '-3', '-c'], { encoding: 'buffer', maxBuffer: 1 << 30 }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+    const child = execFile('zstd', ['-q', '-3', '-c'], { encoding: 'buffer', maxBuffer: 1 << 30 }, (err, stdout) =>
+      err ? reject(err) : resolve(stdout),
+    );
     child.stdin!.end(data);
   });
 }
 
 const sha256 = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-async function putBlob(layoutDir: string, data: Buffer | string): Promise<{ digest: string; size: number; path: string }> {
+async function putBlob(
+  layoutDir: string,
+  data: Buffer | string,
+): Promise<{ digest: string; size: number; path: string }> {
   const digest = sha256(data);
   const path = join(layoutDir, 'blobs', 'sha256', digest.slice(7));
   await writeFile(path, data);
@@ -140,7 +182,10 @@ async function putBlob(layoutDir: string, data: Buffer | string): Promise<{ dige
 }
 
 /** Writes an OCI image layout at `layoutDir` (created) holding one image tagged `tag`. */
-export async function buildImage(layoutDir: string, spec: { layers: LayerSpec[]; config?: ImageConfigSpec; tag?: string }): Promise<BuiltImage> {
+export async function buildImage(
+  layoutDir: string,
+  spec: { layers: LayerSpec[]; config?: ImageConfigSpec; tag?: string },
+): Promise<BuiltImage> {
   const tag = spec.tag ?? 'latest';
   await mkdir(join(layoutDir, 'blobs', 'sha256'), { recursive: true });
   await writeFile(join(layoutDir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
@@ -158,7 +203,9 @@ export async function buildImage(layoutDir: string, spec: { layers: LayerSpec[];
   }
   const c = spec.config ?? {};
   const config = {
-    architecture: 'amd64', os: 'linux', created: FIXED_TIME.toISOString(),
+    architecture: 'amd64',
+    os: 'linux',
+    created: FIXED_TIME.toISOString(),
     config: {
       ...(c.entrypoint !== undefined ? { Entrypoint: c.entrypoint } : {}),
       ...(c.cmd !== undefined ? { Cmd: c.cmd } : {}),
@@ -179,11 +226,16 @@ export async function buildImage(layoutDir: string, spec: { layers: LayerSpec[];
   });
   const man = await putBlob(layoutDir, manifest);
   const indexPath = join(layoutDir, 'index.json');
-  const existing = await readFile(indexPath, 'utf8').then((t) => JSON.parse(t) as { manifests: unknown[] }).catch(() => ({ manifests: [] as unknown[] }));
-  const manifests = (existing.manifests as { annotations?: Record<string, string> }[])
-    .filter((m) => m.annotations?.['org.opencontainers.image.ref.name'] !== tag);
+  const existing = await readFile(indexPath, 'utf8')
+    .then((t) => JSON.parse(t) as { manifests: unknown[] })
+    .catch(() => ({ manifests: [] as unknown[] }));
+  const manifests = (existing.manifests as { annotations?: Record<string, string> }[]).filter(
+    (m) => m.annotations?.['org.opencontainers.image.ref.name'] !== tag,
+  );
   manifests.push({
-    mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: man.digest, size: man.size,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    digest: man.digest,
+    size: man.size,
     annotations: { 'org.opencontainers.image.ref.name': tag },
   } as never);
   await writeFile(indexPath, JSON.stringify({ schemaVersion: 2, manifests }));
@@ -191,8 +243,23 @@ export async function buildImage(layoutDir: string, spec: { layers: LayerSpec[];
 }
 
 /** `skopeo copy` of the layout's `tag` to `docker://<registry>/<repo>:<tag>` over plain http. */
-export async function pushWithSkopeo(layoutDir: string, tag: string, registryHostPort: string, repo = 'test/image'): Promise<void> {
-  await run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${layoutDir}:${tag}`, `docker://${registryHostPort}/${repo}:${tag}`], { maxBuffer: 1 << 24 });
+export async function pushWithSkopeo(
+  layoutDir: string,
+  tag: string,
+  registryHostPort: string,
+  repo = 'test/image',
+): Promise<void> {
+  await run(
+    'skopeo',
+    [
+      'copy',
+      '--quiet',
+      '--dest-tls-verify=false',
+      `oci:${layoutDir}:${tag}`,
+      `docker://${registryHostPort}/${repo}:${tag}`,
+    ],
+    { maxBuffer: 1 << 24 },
+  );
 }
 
 /** `umoci unpack` of the layout's `tag` into `<bundleDir>/rootfs` (as root: owners kept). */

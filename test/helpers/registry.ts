@@ -32,7 +32,10 @@ import { join } from 'node:path';
 import tar from 'tar-stream';
 import type { TokenServer } from './token-server.js';
 
-export interface Credentials { username: string; password: string }
+export interface Credentials {
+  username: string;
+  password: string;
+}
 
 export interface StartRegistryOptions {
   auth?: { htpasswd: Credentials } | { token: TokenServer };
@@ -70,7 +73,10 @@ export function sha256(data: Buffer | string): string {
 /** A free loopback TCP port (closed again, so there is a small race; startRegistry retries). */
 export async function freePort(): Promise<number> {
   const server = net.createServer();
-  await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(0, '127.0.0.1', resolve); });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
   const port = (server.address() as net.AddressInfo).port;
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
@@ -79,20 +85,33 @@ export async function freePort(): Promise<number> {
 /** PEM CAs the push helpers trust, by registry origin. */
 const trusted = new Map<string, string>();
 
-interface Answer { status: number; headers: http.IncomingHttpHeaders; body: Buffer }
+interface Answer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
 
 /** A small HTTP(S) client for the helpers (fetch cannot trust a per-registry CA on Node 20). */
-function call(url: string, init: { method?: string; headers?: Record<string, string>; body?: Buffer } = {}): Promise<Answer> {
+function call(
+  url: string,
+  init: { method?: string; headers?: Record<string, string>; body?: Buffer } = {},
+): Promise<Answer> {
   const u = new URL(url);
   const ca = trusted.get(u.origin);
   const mod = u.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
-    const req = mod.request(u, { method: init.method ?? 'GET', headers: init.headers ?? {}, agent: false, ...(ca ? { ca } : {}) }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
+    const req = mod.request(
+      u,
+      { method: init.method ?? 'GET', headers: init.headers ?? {}, agent: false, ...(ca ? { ca } : {}) },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+        );
+        res.on('error', reject);
+      },
+    );
     req.setTimeout(30_000, () => req.destroy(new Error(`no answer from ${url} in 30 s`)));
     req.on('error', reject);
     req.end(init.body);
@@ -124,7 +143,9 @@ ${tls ? `  tls:\n    certificate: ${join(dir, 'tls.crt')}\n    key: ${join(dir, 
 async function authSection(dir: string, auth: StartRegistryOptions['auth']): Promise<string> {
   if (auth === undefined) return '';
   if ('htpasswd' in auth) {
-    const line = execFileSync('htpasswd', ['-Bbn', auth.htpasswd.username, auth.htpasswd.password], { encoding: 'utf8' });
+    const line = execFileSync('htpasswd', ['-Bbn', auth.htpasswd.username, auth.htpasswd.password], {
+      encoding: 'utf8',
+    });
     const file = join(dir, 'htpasswd');
     await writeFile(file, line.trim() + '\n');
     return `auth:\n  htpasswd:\n    realm: shifter-test\n    path: ${file}\n`;
@@ -141,7 +162,9 @@ async function waitForRegistry(url: string, nonce: string, child: ChildProcess, 
       const res = await call(`${url}/v2/`);
       if (res.headers['x-shifter-test-registry'] !== nonce) return false;
       if (res.status === 200 || res.status === 401) return true;
-    } catch { /* not listening yet */ }
+    } catch {
+      /* not listening yet */
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
   child.kill('SIGKILL');
@@ -149,9 +172,27 @@ async function waitForRegistry(url: string, nonce: string, child: ChildProcess, 
 }
 
 function makeCertificate(dir: string): void {
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'tls.key'), '-out', join(dir, 'tls.crt'),
-    '-subj', '/CN=shifter-test-registry', '-days', '2', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:registry.test'],
-  { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      join(dir, 'tls.key'),
+      '-out',
+      join(dir, 'tls.crt'),
+      '-subj',
+      '/CN=shifter-test-registry',
+      '-days',
+      '2',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:registry.test',
+    ],
+    { stdio: 'ignore' },
+  );
 }
 
 export async function startRegistry(opts: StartRegistryOptions = {}): Promise<RunningRegistry> {
@@ -169,7 +210,9 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
     await writeFile(config, registryConfig(dir, port, auth, nonce, tls));
     let log = '';
     const child = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => { log = (log + d).slice(-4000); });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      log = (log + d).slice(-4000);
+    });
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     const url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
     if (ca) trusted.set(url, ca);
@@ -182,7 +225,9 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
           trusted.delete(url);
           if (child.exitCode === null && child.signalCode === null) {
             process.kill(child.pid!, 'SIGTERM');
-            const timer = setTimeout(() => { if (child.exitCode === null) process.kill(child.pid!, 'SIGKILL'); }, 5000);
+            const timer = setTimeout(() => {
+              if (child.exitCode === null) process.kill(child.pid!, 'SIGKILL');
+            }, 5000);
             await exited;
             clearTimeout(timer);
           }
@@ -202,16 +247,20 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
 }
 
 /** An HTTP call that answers the registry's auth challenge (Bearer token with pull+push, or Basic). */
-async function authedCall(url: string, init: { method: string; headers?: Record<string, string>; body?: Buffer }, repo: string,
-  auth: Credentials | undefined): Promise<Answer> {
+async function authedCall(
+  url: string,
+  init: { method: string; headers?: Record<string, string>; body?: Buffer },
+  repo: string,
+  auth: Credentials | undefined,
+): Promise<Answer> {
   const first = await call(url, init);
   if (first.status !== 401 || auth === undefined) return first;
   const challenge = String(first.headers['www-authenticate'] ?? '');
   const basic = `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}`;
   let authorization = basic;
   if (/^bearer/i.test(challenge)) {
-    const params = Object.fromEntries([...challenge.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
-    const tokenUrl = new URL(params.realm!);
+    const params = Object.fromEntries([...challenge.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+    const tokenUrl = new URL(params.realm);
     if (params.service) tokenUrl.searchParams.set('service', params.service);
     tokenUrl.searchParams.set('scope', `repository:${repo}:pull,push`);
     const tr = await call(tokenUrl.href, { headers: { authorization: basic } });
@@ -224,25 +273,53 @@ async function authedCall(url: string, init: { method: string; headers?: Record<
 /** Uploads a blob (monolithic POST + PUT) and returns its digest. */
 export async function pushBlob(registryUrl: string, repo: string, data: Buffer, auth?: Credentials): Promise<string> {
   const digest = sha256(data);
-  const start = await authedCall(`${registryUrl}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers: { 'content-length': '0' } }, repo, auth);
-  if (start.status !== 202) throw new Error(`starting a blob upload to ${repo} failed: HTTP ${start.status} ${start.body.toString()}`);
+  const start = await authedCall(
+    `${registryUrl}/v2/${repo}/blobs/uploads/`,
+    { method: 'POST', headers: { 'content-length': '0' } },
+    repo,
+    auth,
+  );
+  if (start.status !== 202)
+    throw new Error(`starting a blob upload to ${repo} failed: HTTP ${start.status} ${start.body.toString()}`);
   const location = new URL(String(start.headers.location), registryUrl);
   location.searchParams.set('digest', digest);
-  const put = await authedCall(location.href, {
-    method: 'PUT', body: data, headers: { 'content-type': 'application/octet-stream', 'content-length': String(data.length) },
-  }, repo, auth);
-  if (put.status !== 201) throw new Error(`uploading blob ${digest} to ${repo} failed: HTTP ${put.status} ${put.body.toString()}`);
+  const put = await authedCall(
+    location.href,
+    {
+      method: 'PUT',
+      body: data,
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(data.length) },
+    },
+    repo,
+    auth,
+  );
+  if (put.status !== 201)
+    throw new Error(`uploading blob ${digest} to ${repo} failed: HTTP ${put.status} ${put.body.toString()}`);
   return digest;
 }
 
 /** Uploads a manifest or index under a tag or digest and returns its digest. */
-export async function pushManifest(registryUrl: string, repo: string, reference: string, body: string | Buffer,
-  mediaType: string, auth?: Credentials): Promise<string> {
+export async function pushManifest(
+  registryUrl: string,
+  repo: string,
+  reference: string,
+  body: string | Buffer,
+  mediaType: string,
+  auth?: Credentials,
+): Promise<string> {
   const bytes = Buffer.from(body);
-  const res = await authedCall(`${registryUrl}/v2/${repo}/manifests/${reference}`, {
-    method: 'PUT', body: bytes, headers: { 'content-type': mediaType, 'content-length': String(bytes.length) },
-  }, repo, auth);
-  if (res.status !== 201) throw new Error(`pushing manifest ${repo}:${reference} failed: HTTP ${res.status} ${res.body.toString()}`);
+  const res = await authedCall(
+    `${registryUrl}/v2/${repo}/manifests/${reference}`,
+    {
+      method: 'PUT',
+      body: bytes,
+      headers: { 'content-type': mediaType, 'content-length': String(bytes.length) },
+    },
+    repo,
+    auth,
+  );
+  if (res.status !== 201)
+    throw new Error(`pushing manifest ${repo}:${reference} failed: HTTP ${res.status} ${res.body.toString()}`);
   return sha256(bytes);
 }
 
@@ -266,12 +343,21 @@ export interface PushedImage {
   layerDigests: string[];
 }
 
-export async function pushImage(registryUrl: string, repo: string, tag: string, opts: PushImageOptions): Promise<PushedImage> {
+export async function pushImage(
+  registryUrl: string,
+  repo: string,
+  tag: string,
+  opts: PushImageOptions,
+): Promise<PushedImage> {
   const oci = (opts.manifestMediaType ?? 'oci') === 'oci';
   const layerType = opts.layerMediaType ?? (oci ? MEDIA.ociLayerGzip : MEDIA.dockerLayerGzip);
   const layers = [];
   for (const data of opts.layers) {
-    layers.push({ mediaType: layerType, digest: await pushBlob(registryUrl, repo, data, opts.auth), size: data.length });
+    layers.push({
+      mediaType: layerType,
+      digest: await pushBlob(registryUrl, repo, data, opts.auth),
+      size: data.length,
+    });
   }
   const configBytes = Buffer.from(JSON.stringify(opts.config));
   const configDigest = await pushBlob(registryUrl, repo, configBytes, opts.auth);
@@ -283,7 +369,13 @@ export async function pushImage(registryUrl: string, repo: string, tag: string, 
     layers,
   });
   const manifestDigest = await pushManifest(registryUrl, repo, tag, manifest, manifestMediaType, opts.auth);
-  return { manifestDigest, manifestSize: Buffer.byteLength(manifest), manifestMediaType, configDigest, layerDigests: layers.map((l) => l.digest) };
+  return {
+    manifestDigest,
+    manifestSize: Buffer.byteLength(manifest),
+    manifestMediaType,
+    configDigest,
+    layerDigests: layers.map((l) => l.digest),
+  };
 }
 
 export interface IndexEntry {
@@ -294,32 +386,56 @@ export interface IndexEntry {
 }
 
 /** Pushes a manifest list ('docker') or OCI index ('oci') of already-pushed images. */
-export async function pushIndex(registryUrl: string, repo: string, tag: string, entries: IndexEntry[],
-  flavour: 'oci' | 'docker', auth?: Credentials): Promise<string> {
+export async function pushIndex(
+  registryUrl: string,
+  repo: string,
+  tag: string,
+  entries: IndexEntry[],
+  flavour: 'oci' | 'docker',
+  auth?: Credentials,
+): Promise<string> {
   const mediaType = flavour === 'oci' ? MEDIA.ociIndex : MEDIA.dockerList;
   const body = JSON.stringify({
     schemaVersion: 2,
     mediaType,
-    manifests: entries.map((e) => ({ mediaType: e.manifestMediaType, digest: e.manifestDigest, size: e.manifestSize, platform: e.platform })),
+    manifests: entries.map((e) => ({
+      mediaType: e.manifestMediaType,
+      digest: e.manifestDigest,
+      size: e.manifestSize,
+      platform: e.platform,
+    })),
   });
   return pushManifest(registryUrl, repo, tag, body, mediaType, auth);
 }
 
-export interface TarEntry { name: string; content?: string | Buffer; type?: 'file' | 'directory' | 'symlink'; linkname?: string; mode?: number }
+export interface TarEntry {
+  name: string;
+  content?: string | Buffer;
+  type?: 'file' | 'directory' | 'symlink';
+  linkname?: string;
+  mode?: number;
+}
 
 /** An uncompressed tar layer (gzip it with zlib.gzipSync, or zstd it with the zstd CLI). */
 export async function tarLayer(entries: TarEntry[]): Promise<Buffer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
   const done = new Promise<void>((resolve, reject) => {
-    pack.on('data', (c: unknown) => { chunks.push(c as Buffer); });
+    pack.on('data', (c: unknown) => {
+      chunks.push(c as Buffer);
+    });
     pack.on('end', resolve);
     pack.on('error', reject);
   });
   for (const e of entries) {
     const type = e.type ?? 'file';
-    const header = { name: e.name, type, mode: e.mode ?? (type === 'directory' ? 0o755 : 0o644), mtime: new Date(0),
-      ...(e.linkname ? { linkname: e.linkname } : {}) };
+    const header = {
+      name: e.name,
+      type,
+      mode: e.mode ?? (type === 'directory' ? 0o755 : 0o644),
+      mtime: new Date(0),
+      ...(e.linkname ? { linkname: e.linkname } : {}),
+    };
     if (type === 'file') pack.entry(header, Buffer.from(e.content ?? ''));
     else pack.entry(header);
   }

@@ -90,13 +90,13 @@ function runCommand(
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...baseEnv, ...opts.env };
   if (opts.user) Object.assign(env, { USER: opts.user.name, LOGNAME: opts.user.name, HOME: opts.cwd ?? '/' });
   return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { cwd: opts.cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
-    child.stdin!.on('error', () => undefined);
-    child.stdin!.end(opts.stdin ?? '');
+    const child = spawn(argv[0], argv.slice(1), { cwd: opts.cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(opts.stdin ?? '');
     let stdout = '';
     let stderr = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
     child.once('error', (e) => {
       clearTimeout(timer);
@@ -170,7 +170,7 @@ async function killStrayJobs(confPath: string): Promise<void> {
 /** `Key=Value Key=Value` as `scontrol -o show` prints it. */
 export function parseScontrolLine(line: string): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const m of line.trim().matchAll(/(\S+?)=(\S*)/g)) out[m[1]!] = m[2]!;
+  for (const m of line.trim().matchAll(/(\S+?)=(\S*)/g)) out[m[1]] = m[2]!;
   return out;
 }
 
@@ -202,7 +202,7 @@ export async function startSlurm(opts: StartSlurmOptions = {}): Promise<SlurmClu
       env: { PATH: process.env.PATH, SLURM_CONF: confPath },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
       logs[name] = (logs[name] + d).slice(-20_000);
     });
     children.push(child);

@@ -45,7 +45,12 @@ export interface TokenServerOptions {
   expiresIn?: number;
 }
 
-export interface TokenRequestRecord { user: string | null; scopes: string[]; status: number; authorization: boolean }
+export interface TokenRequestRecord {
+  user: string | null;
+  scopes: string[];
+  status: number;
+  authorization: boolean;
+}
 
 export interface TokenServer {
   /** http://127.0.0.1:PORT/token */
@@ -70,8 +75,25 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
   const dir = await mkdtemp(join(tmpdir(), 'token-server-'));
   const keyFile = join(dir, 'key.pem');
   const certFile = join(dir, 'cert.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile,
-    '-subj', '/CN=shifter-test-token-issuer', '-days', '2'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+      '-subj',
+      '/CN=shifter-test-token-issuer',
+      '-days',
+      '2',
+    ],
+    { stdio: 'ignore' },
+  );
   const key = createPrivateKey(await readFile(keyFile));
   const certDer = new X509Certificate(await readFile(certFile)).raw;
   const service = 'shifter-test-registry';
@@ -94,8 +116,14 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
     const now = Math.floor(Date.now() / 1000);
     const header = { typ: 'JWT', alg: 'RS256', x5c: [certDer.toString('base64')] };
     const claims = {
-      iss: issuer, sub: user ?? '', aud: service, exp: now + (opts.expiresIn ?? 300), nbf: now - 10, iat: now,
-      jti: randomBytes(12).toString('hex'), access,
+      iss: issuer,
+      sub: user ?? '',
+      aud: service,
+      exp: now + (opts.expiresIn ?? 300),
+      nbf: now - 10,
+      iat: now,
+      jti: randomBytes(12).toString('hex'),
+      access,
     };
     const signingInput = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
     return `${signingInput}.${b64url(sign('sha256', Buffer.from(signingInput), key))}`;
@@ -103,7 +131,10 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
 
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-    const scopes = url.searchParams.getAll('scope').flatMap((s) => s.split(' ')).filter(Boolean);
+    const scopes = url.searchParams
+      .getAll('scope')
+      .flatMap((s) => s.split(' '))
+      .filter(Boolean);
     const auth = req.headers.authorization;
     let user: string | null = null;
     const answer = (status: number, body: object) => {
@@ -114,7 +145,7 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
     if (url.pathname !== '/token') return answer(404, { details: 'not found' });
     if (auth !== undefined) {
       const m = /^Basic (.+)$/i.exec(auth);
-      const decoded = m ? Buffer.from(m[1]!, 'base64').toString('utf8') : '';
+      const decoded = m ? Buffer.from(m[1], 'base64').toString('utf8') : '';
       const colon = decoded.indexOf(':');
       const name = decoded.slice(0, colon);
       if (colon < 0 || users[name] === undefined || users[name] !== decoded.slice(colon + 1)) {
@@ -123,7 +154,12 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
       user = name;
     }
     const token = issue(user, scopes);
-    return answer(200, { token, access_token: token, expires_in: opts.expiresIn ?? 300, issued_at: new Date().toISOString() });
+    return answer(200, {
+      token,
+      access_token: token,
+      expires_in: opts.expiresIn ?? 300,
+      issued_at: new Date().toISOString(),
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;

@@ -71,11 +71,14 @@ test('a file that is not squashfs, or no file, gives one clear error', async (t)
   const junk = join(dir, 'junk.sqfs');
   writeFileSync(junk, 'not an image\n'.repeat(1000));
   const err = await t.throwsAsync(attachImage(junk));
-  t.regex(err!.message, /^shifter-nshelper: mount squashfs \(is it a squashfs image\?\): .*junk\.sqfs: Invalid argument/);
+  t.regex(
+    err.message,
+    /^shifter-nshelper: mount squashfs \(is it a squashfs image\?\): .*junk\.sqfs: Invalid argument/,
+  );
   t.false(existsSync(join(dir, 'nothing.sqfs')));
   const missing = await t.throwsAsync(attachImage(join(dir, 'nothing.sqfs')));
   t.is((missing as Error & { code?: string }).code, 'NOT_FOUND');
-  t.regex(missing!.message, /^shifter-nshelper: open image: .*nothing\.sqfs: No such file or directory$/);
+  t.regex(missing.message, /^shifter-nshelper: open image: .*nothing\.sqfs: No such file or directory$/);
   const relative = await t.throwsAsync(attachImage('image.sqfs'));
-  t.regex(relative!.message, /must be absolute/);
+  t.regex(relative.message, /must be absolute/);
 });

@@ -79,7 +79,7 @@ test('image symlinks resolve inside the container: merged-/usr links work, nothi
   );
   t.is((viaTmp as Error & { code?: string }).code, 'UNSAFE_CONTENT');
   t.regex(
-    viaTmp!.message,
+    viaTmp.message,
     /a symlink in the image leads out of the image; refused\): \/evil-tmp\/.*: Invalid cross-device link$/,
   );
   t.false(existsSync(join(dir, 'tmp', marker)));
@@ -98,7 +98,7 @@ test('image symlinks resolve inside the container: merged-/usr links work, nothi
     }),
   );
   t.is((user as Error & { code?: string }).code, 'UNSAFE_CONTENT');
-  t.regex(user!.message, /a symlink is on the path; refused for user volumes/);
+  t.regex(user.message, /a symlink is on the path; refused for user volumes/);
 });
 
 test("user volumes are opened with the user's credentials, never as root", async (t) => {
@@ -158,7 +158,7 @@ test('missing mount points are created on the scaffold, never in the image', asy
   }
   const err = await t.throwsAsync(createEnvironment({ ...base, mounts: [{ kind: 'tmpfs', target: '/bin/newdir' }] }));
   t.regex(
-    err!.message,
+    err.message,
     /^shifter-nshelper: create mount point \(the parent is in the image: create it there or list the parent in scaffoldDirs\): \/bin\/newdir: Read-only file system$/,
   );
 });
@@ -229,8 +229,8 @@ test('a user volume cannot reveal what a host mount covers below its source', as
       const opts = await runInside(env, ['/bin/cat', '/proc/self/mountinfo'], user1);
       const sub = opts.stdout.split('\n').find((l) => l.split(' ')[4] === '/data/sub');
       t.truthy(sub, opts.stdout);
-      t.regex(sub!.split(' ')[5]!, /nosuid/);
-      t.regex(sub!.split(' ')[5]!, /nodev/);
+      t.regex(sub!.split(' ')[5], /nosuid/);
+      t.regex(sub!.split(' ')[5], /nodev/);
     } finally {
       env.close();
     }
@@ -283,7 +283,7 @@ test('the helper itself refuses a spec that breaks its invariants, whatever shif
   ];
   for (const [tokens, message] of cases) {
     const err = await t.throwsAsync(send(tokens));
-    t.is(err!.message, `shifter-nshelper: ${message}`);
+    t.is(err.message, `shifter-nshelper: ${message}`);
     t.is((err as Error & { code?: string }).code, 'INTERNAL', message);
     t.like((err as Error & { cause?: HelperFailure }).cause, { failureClass: 'spec' });
   }

@@ -34,7 +34,7 @@ export interface RunResult {
 export function runInside(env: Environment, argv: string[], as?: TestUser): Promise<RunResult> {
   const enter = ['nsenter', '--preserve-credentials', '--user=/proc/self/fd/3', '--mount=/proc/self/fd/4', ...argv];
   const cmd = as ? ['setpriv', `--reuid=${as.uid}`, `--regid=${as.gid}`, '--clear-groups', '--', ...enter] : enter;
-  return collectOutput(spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe', env.userNsFd, env.mntNsFd] }));
+  return collectOutput(spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe', env.userNsFd, env.mntNsFd] }));
 }
 
 /** Waits for a child spawned with piped stdout/stderr and returns what it printed. */

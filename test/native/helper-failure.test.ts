@@ -26,7 +26,7 @@ test('the failure classes of native/nshelper/failure.{h,c} are those of helper-f
   );
   const enumBody = /enum failure_class \{([^}]*)\}/.exec(header)?.[1] ?? '';
   t.deepEqual(
-    [...enumBody.matchAll(/FAILURE_([A-Z]+),/g)].map((m) => m[1]!.toLowerCase()),
+    [...enumBody.matchAll(/FAILURE_([A-Z]+),/g)].map((m) => m[1].toLowerCase()),
     [...HELPER_FAILURE_CLASSES],
   );
 });
@@ -68,9 +68,9 @@ test('a malformed failure reply is an internal error that quotes it', (t) => {
 rootTest('a real helper failure reaches the daemon with its errno and class', async (t) => {
   const err = await t.throwsAsync(attachImage('/nonexistent/image.sqfs'));
   t.is((err as Error & { code?: string }).code, 'NOT_FOUND');
-  t.is(err!.message, 'shifter-nshelper: open image: /nonexistent/image.sqfs: No such file or directory');
+  t.is(err.message, 'shifter-nshelper: open image: /nonexistent/image.sqfs: No such file or directory');
   t.like((err as Error & { cause?: HelperFailure }).cause, { errno: 2, failureClass: 'missing' });
   const dir = await t.throwsAsync(attachImage('/'));
   t.like((dir as Error & { cause?: HelperFailure }).cause, { errno: 22, failureClass: 'system' });
-  t.is(dir!.message, 'shifter-nshelper: open image: /: Invalid argument');
+  t.is(dir.message, 'shifter-nshelper: open image: /: Invalid argument');
 });

@@ -12,7 +12,8 @@ const APPLETS = ['sh', 'cat', 'id', 'ls', 'echo', 'true', 'false', 'sleep', 'tou
 /** @param fixtures the directory holding showid.c */
 export function buildTestImage(dir: string, fixtures: string): string {
   const root = join(dir, 'rootfs');
-  for (const d of ['bin', 'etc', 'home', 'var/tmp', 'usr/bin', 'usr/lib']) mkdirSync(join(root, d), { recursive: true });
+  for (const d of ['bin', 'etc', 'home', 'var/tmp', 'usr/bin', 'usr/lib'])
+    mkdirSync(join(root, d), { recursive: true });
   copyFileSync('/usr/bin/busybox', join(root, 'bin/busybox'));
   chmodSync(join(root, 'bin/busybox'), 0o755);
   for (const a of APPLETS) symlinkSync('busybox', join(root, 'bin', a));

@@ -58,7 +58,15 @@ export function decodeRequest(body: Buffer): LaunchRequest {
 export function encodeReply(reply: Exclude<LaunchReply, { kind: 'raw' }>): Buffer {
   const body =
     reply.kind === 'error'
-      ? Buffer.concat([Buffer.from([0]), (() => { const b = Buffer.alloc(4); b.writeInt32LE(reply.exitCode); return b; })(), Buffer.from(reply.message, 'utf8')])
+      ? Buffer.concat([
+          Buffer.from([0]),
+          (() => {
+            const b = Buffer.alloc(4);
+            b.writeInt32LE(reply.exitCode);
+            return b;
+          })(),
+          Buffer.from(reply.message, 'utf8'),
+        ])
       : Buffer.concat([Buffer.from([1]), list(reply.argv), list(reply.env), str(reply.cwd), str(reply.notice)]);
   return Buffer.concat([Buffer.from('SHR1'), u32(body.length), body]);
 }

@@ -46,7 +46,11 @@ function specFor(cred: PeerCredentials, user: TestUser): EnvironmentSpec {
       { kind: 'tmpfs', target: '/run', sizeBytes: 1 << 20 },
       { kind: 'bind', source: join(dir, 'data', user.name), target: '/data', readOnly: true, asUser: true },
       { kind: 'file', target: '/etc/passwd', content: `${user.name}:x:${cred.uid}:${cred.gid}::/:/bin/sh\n` },
-      { kind: 'file', target: '/etc/group', content: `${user.name}:x:${cred.gid}:\nusers:x:${EXTRA_GROUP}:${user.name}\n` },
+      {
+        kind: 'file',
+        target: '/etc/group',
+        content: `${user.name}:x:${cred.gid}:\nusers:x:${EXTRA_GROUP}:${user.name}\n`,
+      },
       { kind: 'symlink', target: '/etc/mtab', linkTo: '/proc/mounts' },
     ],
   };
@@ -66,16 +70,29 @@ async function environmentFor(cred: PeerCredentials): Promise<Environment> {
  * Test daemon policy: argv[1] may be --fail=CODE, --cwd=DIR, --as=UID (someone else's env),
  * or --broken=magic|nofds|swapped (a daemon that breaks the protocol).
  */
-async function decide(req: { argv: string[]; env: string[]; cwd: string }, cred: PeerCredentials): Promise<LaunchReply> {
+async function decide(
+  req: { argv: string[]; env: string[]; cwd: string },
+  cred: PeerCredentials,
+): Promise<LaunchReply> {
   let args = req.argv.slice(1);
   let cwd = req.cwd;
   let owner = cred;
   const opt = args[0] ?? '';
-  if (opt.startsWith('--fail=')) return { kind: 'error', exitCode: Number(opt.slice(7)), message: 'shifterd: image not found: test:missing\n' };
+  if (opt.startsWith('--fail='))
+    return { kind: 'error', exitCode: Number(opt.slice(7)), message: 'shifterd: image not found: test:missing\n' };
   if (opt.startsWith('--broken=')) {
     const env = await environmentFor(cred);
-    const exec = encodeReply({ kind: 'exec', userNsFd: -1, mntNsFd: -1, argv: ['true'], env: [], cwd: '/', notice: '' });
-    if (opt === '--broken=magic') return { kind: 'raw', data: Buffer.concat([Buffer.from('HTTP'), exec.subarray(4)]), fds: [] };
+    const exec = encodeReply({
+      kind: 'exec',
+      userNsFd: -1,
+      mntNsFd: -1,
+      argv: ['true'],
+      env: [],
+      cwd: '/',
+      notice: '',
+    });
+    if (opt === '--broken=magic')
+      return { kind: 'raw', data: Buffer.concat([Buffer.from('HTTP'), exec.subarray(4)]), fds: [] };
     if (opt === '--broken=nofds') return { kind: 'raw', data: exec, fds: [] };
     return { kind: 'raw', data: exec, fds: [env.mntNsFd, env.userNsFd] };
   }
@@ -100,16 +117,22 @@ async function decide(req: { argv: string[]; env: string[]; cwd: string }, cred:
   };
 }
 
-function runAs(user: TestUser, argv: string[], opts: { cwd?: string; env?: Record<string, string>; stdioFds?: number[] } = {}): Promise<RunResult> {
-  return collectOutput(spawn(
-    'setpriv',
-    [`--reuid=${user.uid}`, `--regid=${user.gid}`, `--groups=${user.gid},${EXTRA_GROUP}`, '--', ...argv],
-    {
-      cwd: opts.cwd ?? '/',
-      env: { SHIFTERD_SOCKET: daemon.socketPath, PATH: '/usr/bin:/bin', ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe', ...(opts.stdioFds ?? [])],
-    },
-  ));
+function runAs(
+  user: TestUser,
+  argv: string[],
+  opts: { cwd?: string; env?: Record<string, string>; stdioFds?: number[] } = {},
+): Promise<RunResult> {
+  return collectOutput(
+    spawn(
+      'setpriv',
+      [`--reuid=${user.uid}`, `--regid=${user.gid}`, `--groups=${user.gid},${EXTRA_GROUP}`, '--', ...argv],
+      {
+        cwd: opts.cwd ?? '/',
+        env: { SHIFTERD_SOCKET: daemon.socketPath, PATH: '/usr/bin:/bin', ...opts.env },
+        stdio: ['ignore', 'pipe', 'pipe', ...(opts.stdioFds ?? [])],
+      },
+    ),
+  );
 }
 
 const shifter = (user: TestUser, args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) =>
@@ -138,17 +161,28 @@ test.before(async () => {
 
 test.after.always(async () => {
   await daemon?.close();
-  for (const env of environments.values()) await env.then((e) => e.close(), () => undefined);
+  for (const env of environments.values())
+    await env.then(
+      (e) => e.close(),
+      () => undefined,
+    );
   image?.release();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-test('the command runs as the user, with the user\'s groups, and its exit code and stdout pass through', async (t) => {
+test("the command runs as the user, with the user's groups, and its exit code and stdout pass through", async (t) => {
   const id = await shifter(user1, ['id']);
   t.is(id.code, 0, id.stderr);
   t.regex(id.stdout, new RegExp(`^uid=${user1.uid}\\(shiftertest1\\) gid=${user1.gid}\\(shiftertest1\\) groups=`));
-  const groups = (await shifter(user1, ['id', '-G'])).stdout.trim().split(' ').map(Number).sort((a, b) => a - b);
-  t.deepEqual(groups, [EXTRA_GROUP, user1.gid].sort((a, b) => a - b));
+  const groups = (await shifter(user1, ['id', '-G'])).stdout
+    .trim()
+    .split(' ')
+    .map(Number)
+    .sort((a, b) => a - b);
+  t.deepEqual(
+    groups,
+    [EXTRA_GROUP, user1.gid].sort((a, b) => a - b),
+  );
   const r = await shifter(user1, ['sh', '-c', 'echo out; echo err >&2; exit 42']);
   t.is(r.code, 42);
   t.is(r.stdout, 'out\n');
@@ -173,7 +207,7 @@ test('no capabilities, no new privileges, and a setuid-root binary gives no root
   t.is(suid.stdout, `${user1.uid} ${user1.uid} ${user1.uid}\n`);
 });
 
-test('the image\'s device node cannot be opened and the root is read-only', async (t) => {
+test("the image's device node cannot be opened and the root is read-only", async (t) => {
   const dev = await shifter(user1, ['cat', '/home/evildev']);
   t.not(dev.code, 0);
   t.regex(dev.stderr, /Permission denied/);
@@ -187,8 +221,12 @@ test('the image\'s device node cannot be opened and the root is read-only', asyn
   t.regex(home!, /\bnodev\b/);
 });
 
-test('site files replace the image\'s, image /etc content stays, and the mtab symlink exists', async (t) => {
-  const r = await shifter(user1, ['sh', '-c', 'cat /etc/passwd /etc/image-only; ls -l /etc/mtab; cat /data/owner; ls -d /run']);
+test("site files replace the image's, image /etc content stays, and the mtab symlink exists", async (t) => {
+  const r = await shifter(user1, [
+    'sh',
+    '-c',
+    'cat /etc/passwd /etc/image-only; ls -l /etc/mtab; cat /data/owner; ls -d /run',
+  ]);
   t.is(r.code, 0, r.stderr);
   t.regex(r.stdout, new RegExp(`^shiftertest1:x:${user1.uid}:`));
   t.notRegex(r.stdout, /image:\/root/);
@@ -198,7 +236,11 @@ test('site files replace the image\'s, image /etc content stays, and the mtab sy
 });
 
 test('no daemon fd leaks into the container: it has exactly the fds the caller gave', async (t) => {
-  const fdsOf = (out: string) => out.split('\n').filter((l) => l.includes(' -> ')).map((l) => Number(l.replace(/.* (\d+) -> .*/, '$1')));
+  const fdsOf = (out: string) =>
+    out
+      .split('\n')
+      .filter((l) => l.includes(' -> '))
+      .map((l) => Number(l.replace(/.* (\d+) -> .*/, '$1')));
   const inside = await shifter(user1, ['ls', '-l', '/proc/self/fd/']);
   t.is(inside.code, 0, inside.stderr);
   // The same busybox ls on the host, started the same way, is the baseline (it includes
@@ -242,9 +284,14 @@ test('a daemon breaking the protocol gets one clear line and exit 1, nothing run
 });
 
 test('cannot connect: one clear line and exit 1', async (t) => {
-  const r = await runAs(user1, [join(nativeDir(), 'shifter'), 'true'], { env: { SHIFTERD_SOCKET: join(dir, 'nothing.sock') } });
+  const r = await runAs(user1, [join(nativeDir(), 'shifter'), 'true'], {
+    env: { SHIFTERD_SOCKET: join(dir, 'nothing.sock') },
+  });
   t.is(r.code, 1);
-  t.regex(r.stderr, /^shifter: cannot connect to shifterd at .*nothing\.sock: No such file or directory \(is shifterd running\?\)\n$/);
+  t.regex(
+    r.stderr,
+    /^shifter: cannot connect to shifterd at .*nothing\.sock: No such file or directory \(is shifterd running\?\)\n$/,
+  );
 });
 
 function writeConf(name: string, lines: string[], mode = 0o644): string {
@@ -278,7 +325,8 @@ test('$SHIFTERD_SOCKET is used before udiRoot.conf', async (t) => {
 });
 
 test('no udiRoot.conf or no shifterdSocket in it: the default socket; an unreadable one: one line', async (t) => {
-  const defaultSocket = /^shifter: cannot connect to shifterd at \/run\/shifter\/shifterd\.sock: .* \(is shifterd running\?\)\n$/;
+  const defaultSocket =
+    /^shifter: cannot connect to shifterd at \/run\/shifter\/shifterd\.sock: .* \(is shifterd running\?\)\n$/;
   const noKey = writeConf('nokey.conf', ['imagePath=/images', '#shifterdSocket=/commented.sock', 'shifterdSocket=']);
   for (const conf of [join(dir, 'absent.conf'), noKey]) {
     const r = await runAs(user1, [join(nativeDir(), 'shifter'), 'true'], {
@@ -295,7 +343,7 @@ test('no udiRoot.conf or no shifterdSocket in it: the default socket; an unreada
   t.is(r.stderr, `shifter: cannot read shifterdSocket from ${secret}: Permission denied\n`);
 });
 
-test('another user\'s namespaces are refused by the launcher and by the kernel', async (t) => {
+test("another user's namespaces are refused by the launcher and by the kernel", async (t) => {
   const r = await shifter(user2, [`--as=${user1.uid}`, 'id']);
   t.is(r.code, 1);
   t.is(r.stderr, 'shifter: check namespace fd: user namespace belongs to another user: Operation not permitted\n');
@@ -322,22 +370,42 @@ test('the owner joining from outside cannot unmount, remount or reach the device
     ].join('\n'),
   );
   // The same through /proc/PID/ns of a running container process.
-  const sleeper = spawn('setpriv', [`--reuid=${user1.uid}`, `--regid=${user1.gid}`, '--clear-groups', '--', join(nativeDir(), 'shifter'), 'sleep', '20'], {
-    env: { SHIFTERD_SOCKET: daemon.socketPath },
-    stdio: 'ignore',
-  });
+  const sleeper = spawn(
+    'setpriv',
+    [
+      `--reuid=${user1.uid}`,
+      `--regid=${user1.gid}`,
+      '--clear-groups',
+      '--',
+      join(nativeDir(), 'shifter'),
+      'sleep',
+      '20',
+    ],
+    {
+      env: { SHIFTERD_SOCKET: daemon.socketPath },
+      stdio: 'ignore',
+    },
+  );
   try {
     let inside = false;
     for (let i = 0; i < 100 && !inside; i++) {
       await new Promise((r) => setTimeout(r, 20));
-      inside = execFileSync('readlink', [`/proc/${sleeper.pid}/ns/mnt`], { encoding: 'utf8' }) !== execFileSync('readlink', ['/proc/self/ns/mnt'], { encoding: 'utf8' });
+      inside =
+        execFileSync('readlink', [`/proc/${sleeper.pid}/ns/mnt`], { encoding: 'utf8' }) !==
+        execFileSync('readlink', ['/proc/self/ns/mnt'], { encoding: 'utf8' });
     }
     t.true(inside);
     const viaPid = await runAs(user1, [attackTool, 'pid', String(sleeper.pid)]);
-    t.regex(viaPid.stdout, /^open user ns: OK\nopen mnt ns: OK\nsetns user: OK\nsetns mnt: OK\numount \/etc\/passwd: EINVAL\n/);
+    t.regex(
+      viaPid.stdout,
+      /^open user ns: OK\nopen mnt ns: OK\nsetns user: OK\nsetns mnt: OK\numount \/etc\/passwd: EINVAL\n/,
+    );
     const attempts = viaPid.stdout.split('\n').filter((l) => l && !/^(open (user|mnt) ns|setns (user|mnt)):/.test(l));
     t.is(attempts.length, 6);
-    t.deepEqual(attempts.filter((l) => l.endsWith(': OK')), []);
+    t.deepEqual(
+      attempts.filter((l) => l.endsWith(': OK')),
+      [],
+    );
   } finally {
     sleeper.kill('SIGKILL');
   }
@@ -347,7 +415,9 @@ test.serial('timing: environment creation and launch', async (t) => {
   const times: number[] = [];
   const helperTimes: number[] = [];
   for (let i = 0; i < 10; i++) {
-    const env = await createEnvironment(specFor({ pid: 0, uid: user2.uid, gid: user2.gid, groups: [user2.gid] }, user2));
+    const env = await createEnvironment(
+      specFor({ pid: 0, uid: user2.uid, gid: user2.gid, groups: [user2.gid] }, user2),
+    );
     times.push(env.setupMs);
     helperTimes.push(env.helperMs);
     env.close();
@@ -364,10 +434,16 @@ test.serial('timing: environment creation and launch', async (t) => {
   };
   const viaShifter = await launch([join(nativeDir(), 'shifter'), 'true']);
   const plain = await launch(['/bin/true']);
-  const median = times.sort((a, b) => a - b)[5]!;
-  t.log(`createEnvironment median ${median.toFixed(2)} ms (min ${times[0]!.toFixed(2)}, max ${times[9]!.toFixed(2)}), from Node, through the helper server`);
-  t.log(`inside shifter-nshelper: median ${helperTimes[5]!.toFixed(2)} ms (min ${helperTimes[0]!.toFixed(2)}) for 9 mounts and files`);
-  t.true(helperTimes[0]! > 0);
-  t.log(`setpriv+shifter true: ${viaShifter.toFixed(2)} ms per launch; setpriv+/bin/true: ${plain.toFixed(2)} ms (spawned from Node)`);
+  const median = times.sort((a, b) => a - b)[5];
+  t.log(
+    `createEnvironment median ${median.toFixed(2)} ms (min ${times[0].toFixed(2)}, max ${times[9].toFixed(2)}), from Node, through the helper server`,
+  );
+  t.log(
+    `inside shifter-nshelper: median ${helperTimes[5].toFixed(2)} ms (min ${helperTimes[0].toFixed(2)}) for 9 mounts and files`,
+  );
+  t.true(helperTimes[0] > 0);
+  t.log(
+    `setpriv+shifter true: ${viaShifter.toFixed(2)} ms per launch; setpriv+/bin/true: ${plain.toFixed(2)} ms (spawned from Node)`,
+  );
   t.true(median < 1000); // a sanity bound only: the machine is shared
 });

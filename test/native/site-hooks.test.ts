@@ -7,7 +7,12 @@ import { rootTest as test } from '../helpers/privileges.js';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { attachImage, createEnvironment, type EnvironmentSpec, type ImageMount } from '../../node-daemon/adapters/index.js';
+import {
+  attachImage,
+  createEnvironment,
+  type EnvironmentSpec,
+  type ImageMount,
+} from '../../node-daemon/adapters/index.js';
 import { ensureUser, runInside, type TestUser } from './environment-run.js';
 import { buildTestImage } from './image-fixture.js';
 
@@ -37,7 +42,11 @@ function hook(name: string, body: string): string {
 
 function spec(hooks: EnvironmentSpec['hooks']): EnvironmentSpec {
   return {
-    image, uid: user.uid, gid: user.gid, groups: [user.gid], scaffoldDirs: ['/etc'],
+    image,
+    uid: user.uid,
+    gid: user.gid,
+    groups: [user.gid],
+    scaffoldDirs: ['/etc'],
     mounts: [
       { kind: 'proc', target: '/proc' },
       { kind: 'bind', source: join(dir, 'site'), target: '/site', readOnly: true, phase: 'site' },
@@ -48,14 +57,17 @@ function spec(hooks: EnvironmentSpec['hooks']): EnvironmentSpec {
 
 test('the hooks run as root in the container root, before and after the site mounts, and what they write is in the container', async (t) => {
   const out = join(dir, 'hook-output');
-  const pre = hook('pre.sh', [
-    'set -e',
-    'echo "pre: $(id -u) $PATH" > etc/site-hook',
-    'ls site 2>/dev/null | wc -l >> etc/site-hook',
-    `ls /proc/self/fd > ${out}`,
-    'read line || echo "stdin: eof" >> etc/site-hook',
-    'echo hidden-stdout',
-  ].join('\n'));
+  const pre = hook(
+    'pre.sh',
+    [
+      'set -e',
+      'echo "pre: $(id -u) $PATH" > etc/site-hook',
+      'ls site 2>/dev/null | wc -l >> etc/site-hook',
+      `ls /proc/self/fd > ${out}`,
+      'read line || echo "stdin: eof" >> etc/site-hook',
+      'echo hidden-stdout',
+    ].join('\n'),
+  );
   const post = hook('post.sh', 'ls site >> etc/site-hook\n');
   const env = await createEnvironment(spec({ preMount: pre, postMount: post }));
   try {
@@ -75,15 +87,23 @@ test('the hooks run as root in the container root, before and after the site mou
 test('a failing hook fails the environment with one clear line naming it, its status and its stderr', async (t) => {
   const bad = hook('bad.sh', 'echo "first line" >&2\necho "mkdir: cannot create /nowhere" >&2\nexit 3\n');
   const err = await t.throwsAsync(createEnvironment(spec({ preMount: bad })));
-  t.is(err!.message, `shifter-nshelper: sitePreMountHook ${bad}: exited with status 3 (last stderr line: mkdir: cannot create /nowhere)`);
+  t.is(
+    err.message,
+    `shifter-nshelper: sitePreMountHook ${bad}: exited with status 3 (last stderr line: mkdir: cannot create /nowhere)`,
+  );
   const post = await t.throwsAsync(createEnvironment(spec({ postMount: join(dir, 'missing.sh') })));
-  t.regex(post!.message, new RegExp(`^shifter-nshelper: sitePostMountHook ${join(dir, 'missing.sh')}: exited with status 2 \\(last stderr line: .*missing\\.sh.*\\)$`));
+  t.regex(
+    post.message,
+    new RegExp(
+      `^shifter-nshelper: sitePostMountHook ${join(dir, 'missing.sh')}: exited with status 2 \\(last stderr line: .*missing\\.sh.*\\)$`,
+    ),
+  );
 });
 
 test('a hook killed by a signal is reported as such', async (t) => {
   const killed = hook('killed.sh', 'kill -9 $$\n');
   const err = await t.throwsAsync(createEnvironment(spec({ postMount: killed })));
-  t.is(err!.message, `shifter-nshelper: sitePostMountHook ${killed}: was killed by signal 9`);
+  t.is(err.message, `shifter-nshelper: sitePostMountHook ${killed}: was killed by signal 9`);
 });
 
 test('a hook whose stderr says "Permission denied" is a failed hook, not a permission refusal', async (t) => {
@@ -91,5 +111,5 @@ test('a hook whose stderr says "Permission denied" is a failed hook, not a permi
   const err = await t.throwsAsync(createEnvironment(spec({ preMount: bad })));
   t.is((err as Error & { code?: string }).code, 'IO_ERROR');
   const why = 'exited with status 1 (last stderr line: cat: /secret: Permission denied)';
-  t.is(err!.message, `shifter-nshelper: sitePreMountHook ${bad}: ${why}`);
+  t.is(err.message, `shifter-nshelper: sitePreMountHook ${bad}: ${why}`);
 });

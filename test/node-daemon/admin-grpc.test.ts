@@ -64,11 +64,19 @@ test.serial('Status reports the daemon state', async (t) => {
 });
 
 test.serial('PrepareEnvironment builds what a later launch reuses; List and Release', async (t) => {
-  const info = await call('PrepareEnvironment', { uid: user.uid, gid: user.gid, groups: [user.gid, EXTRA_GID], image: fx.images.bare.name });
+  const info = await call('PrepareEnvironment', {
+    uid: user.uid,
+    gid: user.gid,
+    groups: [user.gid, EXTRA_GID],
+    image: fx.images.bare.name,
+  });
   t.false(info.reused);
   t.is(info.imageId, fx.images.bare.id);
   const list = await call('ListEnvironments', {});
-  t.deepEqual(list.environments.map((e) => [e.key, e.uid, e.imageId]), [[info.key, user.uid, fx.images.bare.id]]);
+  t.deepEqual(
+    list.environments.map((e) => [e.key, e.uid, e.imageId]),
+    [[info.key, user.uid, fx.images.bare.id]],
+  );
   const launch = await fx.run([`--image=${fx.images.bare.name}`, '-v', 'true']);
   t.is(launch.code, 0, launch.stderr);
   t.regex(launch.stderr, /environment reused/);
@@ -78,11 +86,17 @@ test.serial('PrepareEnvironment builds what a later launch reuses; List and Rele
 });
 
 test.serial('errors map to gRPC status codes with the same messages', async (t) => {
-  const root = await t.throwsAsync<grpc.ServiceError>(call('PrepareEnvironment', { uid: 0, gid: 0, image: fx.images.bare.name }));
+  const root = await t.throwsAsync<grpc.ServiceError>(
+    call('PrepareEnvironment', { uid: 0, gid: 0, image: fx.images.bare.name }),
+  );
   t.is(root.code, grpc.status.PERMISSION_DENIED);
-  const missing = await t.throwsAsync<grpc.ServiceError>(call('PrepareEnvironment', { uid: user.uid, gid: user.gid, groups: [user.gid], image: `id:${'1'.repeat(64)}` }));
+  const missing = await t.throwsAsync<grpc.ServiceError>(
+    call('PrepareEnvironment', { uid: user.uid, gid: user.gid, groups: [user.gid], image: `id:${'1'.repeat(64)}` }),
+  );
   t.is(missing.code, grpc.status.NOT_FOUND);
   t.regex(missing.details, /not on this system/);
-  const bad = await t.throwsAsync<grpc.ServiceError>(call('PrepareEnvironment', { uid: user.uid, gid: user.gid, image: fx.images.bare.name, volumes: ['/x:/etc'] }));
+  const bad = await t.throwsAsync<grpc.ServiceError>(
+    call('PrepareEnvironment', { uid: user.uid, gid: user.gid, image: fx.images.bare.name, volumes: ['/x:/etc'] }),
+  );
   t.is(bad.code, grpc.status.INVALID_ARGUMENT);
 });

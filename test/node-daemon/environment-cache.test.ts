@@ -5,15 +5,33 @@ import { EnvironmentCache, ImageMountPool, environmentKey } from '../../node-dae
 class FakeEnv {
   closed = 0;
   constructor(readonly name: string) {}
-  close(): void { this.closed += 1; }
+  close(): void {
+    this.closed += 1;
+  }
 }
 
-const parts = { uid: 1000, gid: 100, groups: [100, 5], imageId: 'a'.repeat(64), volumeSignature: '/x:/y', modules: ['m'], generation: 1 };
+const parts = {
+  uid: 1000,
+  gid: 100,
+  groups: [100, 5],
+  imageId: 'a'.repeat(64),
+  volumeSignature: '/x:/y',
+  modules: ['m'],
+  generation: 1,
+};
 
 test('keys differ for every part and ignore group order', (t) => {
   const k = environmentKey(parts);
   t.is(k, environmentKey({ ...parts, groups: [5, 100] }));
-  for (const change of [{ uid: 1 }, { gid: 1 }, { groups: [1] }, { imageId: 'b' }, { volumeSignature: '' }, { modules: [] }, { generation: 2 }]) {
+  for (const change of [
+    { uid: 1 },
+    { gid: 1 },
+    { groups: [1] },
+    { imageId: 'b' },
+    { volumeSignature: '' },
+    { modules: [] },
+    { generation: 2 },
+  ]) {
     t.not(environmentKey({ ...parts, ...change }), k, JSON.stringify(change));
   }
 });
@@ -21,10 +39,14 @@ test('keys differ for every part and ignore group order', (t) => {
 test('concurrent launches of one key share one creation', async (t) => {
   const cache = new EnvironmentCache<FakeEnv>({ max: 10, idleTtlMs: 60_000 });
   let created = 0;
-  const create = async (): Promise<FakeEnv> => { created += 1; await sleep(20); return new FakeEnv('e'); };
+  const create = async (): Promise<FakeEnv> => {
+    created += 1;
+    await sleep(20);
+    return new FakeEnv('e');
+  };
   const leases = await Promise.all([1, 2, 3, 4, 5].map(() => cache.acquire('k', 'img', create)));
   t.is(created, 1);
-  t.true(leases.every((l) => l.env === leases[0]!.env));
+  t.true(leases.every((l) => l.env === leases[0].env));
   t.is(leases.filter((l) => !l.reused).length, 1);
   leases.forEach((l) => l.release());
   const again = await cache.acquire('k', 'img', create);
@@ -35,7 +57,12 @@ test('concurrent launches of one key share one creation', async (t) => {
 
 test('a failed creation is not cached', async (t) => {
   const cache = new EnvironmentCache<FakeEnv>({ max: 10, idleTtlMs: 60_000 });
-  await t.throwsAsync(cache.acquire('k', 'img', async () => { throw new Error('helper failed'); }), { message: 'helper failed' });
+  await t.throwsAsync(
+    cache.acquire('k', 'img', async () => {
+      throw new Error('helper failed');
+    }),
+    { message: 'helper failed' },
+  );
   const l = await cache.acquire('k', 'img', async () => new FakeEnv('ok'));
   t.is(l.env.name, 'ok');
   l.release();
@@ -62,10 +89,14 @@ test('idle environments expire; the size cap evicts the least recently used', as
   const cache = new EnvironmentCache<FakeEnv>({ max: 2, idleTtlMs: 150 });
   const envs: FakeEnv[] = [];
   for (const k of ['a', 'b', 'c']) {
-    const l = await cache.acquire(k, 'img', async () => { const e = new FakeEnv(k); envs.push(e); return e; });
+    const l = await cache.acquire(k, 'img', async () => {
+      const e = new FakeEnv(k);
+      envs.push(e);
+      return e;
+    });
     l.release();
   }
-  t.is(envs[0]!.closed, 1, 'a was evicted by the cap');
+  t.is(envs[0].closed, 1, 'a was evicted by the cap');
   t.is(cache.size, 2);
   await sleep(400);
   t.is(cache.size, 0);
@@ -75,7 +106,10 @@ test('idle environments expire; the size cap evicts the least recently used', as
 test('remove and list', async (t) => {
   const cache = new EnvironmentCache<FakeEnv>({ max: 10, idleTtlMs: 60_000 });
   const l = await cache.acquire('k1', 'img', async () => new FakeEnv('x'));
-  t.deepEqual(cache.list().map((e) => [e.key, e.imageId, e.leases]), [['k1', 'img', 1]]);
+  t.deepEqual(
+    cache.list().map((e) => [e.key, e.imageId, e.leases]),
+    [['k1', 'img', 1]],
+  );
   t.true(cache.remove('k1'));
   t.false(cache.remove('k1'));
   t.is(l.env.closed, 0);
@@ -86,17 +120,30 @@ test('remove and list', async (t) => {
 test('image mount pool: one attach per image, released with its last user', async (t) => {
   const pool = new ImageMountPool<{ released: number; release(): void }>();
   let attaches = 0;
-  const attach = async () => { attaches += 1; await sleep(10); return { released: 0, release() { this.released += 1; } }; };
+  const attach = async () => {
+    attaches += 1;
+    await sleep(10);
+    return {
+      released: 0,
+      release() {
+        this.released += 1;
+      },
+    };
+  };
   const [m1, m2] = await Promise.all([pool.acquire('img', attach), pool.acquire('img', attach)]);
   t.is(attaches, 1);
   t.is(m1, m2);
   t.is(pool.usersOf('img'), 2);
   pool.release('img');
-  t.is(m1!.released, 0);
+  t.is(m1.released, 0);
   pool.release('img');
   await sleep(1);
-  t.is(m1!.released, 1);
+  t.is(m1.released, 1);
   t.is(pool.attached, 0);
-  await t.throwsAsync(pool.acquire('bad', async () => { throw new Error('no loop device'); }));
+  await t.throwsAsync(
+    pool.acquire('bad', async () => {
+      throw new Error('no loop device');
+    }),
+  );
   t.is(pool.attached, 0);
 });

@@ -6,7 +6,14 @@
 import { rootTest as test } from '../helpers/privileges.js';
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
-import { imageConfig, pushImage, startRegistry, tarLayer, freePort, type RunningRegistry } from '../helpers/registry.js';
+import {
+  imageConfig,
+  pushImage,
+  startRegistry,
+  tarLayer,
+  freePort,
+  type RunningRegistry,
+} from '../helpers/registry.js';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
 import { ShifterdFixture } from './runtime-fixture.js';
 
@@ -16,32 +23,45 @@ let gw: RunningGateway | undefined;
 
 test.before(async () => {
   reg = await startRegistry();
-  const layer = gzipSync(await tarLayer([
-    { name: 'bin', type: 'directory' },
-    { name: 'bin/busybox', content: readFileSync('/bin/busybox'), mode: 0o755 },
-    { name: 'bin/sh', type: 'symlink', linkname: 'busybox' },
-    { name: 'bin/echo', type: 'symlink', linkname: 'busybox' },
-    { name: 'bin/pwd', type: 'symlink', linkname: 'busybox' },
-    { name: 'opt/solver/run', content: '#!/bin/sh\necho "solver $SOLVER_MODE $*"\n', mode: 0o755 },
-  ]));
+  const layer = gzipSync(
+    await tarLayer([
+      { name: 'bin', type: 'directory' },
+      { name: 'bin/busybox', content: readFileSync('/bin/busybox'), mode: 0o755 },
+      { name: 'bin/sh', type: 'symlink', linkname: 'busybox' },
+      { name: 'bin/echo', type: 'symlink', linkname: 'busybox' },
+      { name: 'bin/pwd', type: 'symlink', linkname: 'busybox' },
+      { name: 'opt/solver/run', content: '#!/bin/sh\necho "solver $SOLVER_MODE $*"\n', mode: 0o755 },
+    ]),
+  );
   await pushImage(reg.url, 'team/solver', '2.1', {
     layers: [layer],
-    config: imageConfig({ Env: ['PATH=/bin', 'SOLVER_MODE=fast'], Entrypoint: ['/opt/solver/run'], Cmd: ['--default'], WorkingDir: '/opt/solver' }),
+    config: imageConfig({
+      Env: ['PATH=/bin', 'SOLVER_MODE=fast'],
+      Entrypoint: ['/opt/solver/run'],
+      Cmd: ['--default'],
+      WorkingDir: '/opt/solver',
+    }),
   });
   gw = await startGateway({
     dir: fx.dir,
     config: {
-      CacheDirectory: `${fx.dir}/gw-cache`, ExpandDirectory: `${fx.dir}/gw-expand`, Authentication: 'mock', WorkerThreads: 1,
-      DefaultImageLocation: 'site', Locations: { site: { url: reg.url } },
+      CacheDirectory: `${fx.dir}/gw-cache`,
+      ExpandDirectory: `${fx.dir}/gw-expand`,
+      Authentication: 'mock',
+      WorkerThreads: 1,
+      DefaultImageLocation: 'site',
+      Locations: { site: { url: reg.url } },
       Platforms: { testsys: { accesstype: 'local', local: { imageDir: fx.imagePath }, admins: ['root'] } },
     },
   });
   const deadline = Date.now() + 45_000;
   for (;;) {
     const res = await fetch(`${gw.url}/api/pull/testsys/docker/team/solver:2.1/`, {
-      method: 'POST', headers: { 'content-type': 'application/json', authentication: 'good:alice:users::1000:100' }, body: '{}',
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authentication: 'good:alice:users::1000:100' },
+      body: '{}',
     });
-    const rec = await res.json() as { status?: string; status_message?: string };
+    const rec = (await res.json()) as { status?: string; status_message?: string };
     if (rec.status === 'READY') break;
     if (rec.status === 'FAILURE' || Date.now() > deadline) throw new Error(`pull failed: ${JSON.stringify(rec)}`);
     await new Promise((r) => setTimeout(r, 200));
@@ -60,7 +80,13 @@ test('a pulled docker image runs by name: ENTRYPOINT + CMD, image ENV and WORKDI
   const r = await fx.run(['--image=team/solver:2.1']);
   t.is(r.code, 0, r.stderr);
   t.is(r.stdout, 'solver fast --default\n');
-  const w = await fx.run(['--image=docker:team/solver:2.1', '--workdir', 'sh', '-c', 'pwd; echo $SHIFTER_IMAGEREQUEST']);
+  const w = await fx.run([
+    '--image=docker:team/solver:2.1',
+    '--workdir',
+    'sh',
+    '-c',
+    'pwd; echo $SHIFTER_IMAGEREQUEST',
+  ]);
   t.is(w.stdout, '/opt/solver\ndocker:team/solver:2.1\n');
 });
 

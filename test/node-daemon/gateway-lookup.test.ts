@@ -111,7 +111,7 @@ test('a private image: an anonymous 404 is asked again with a credential made as
   t.is((await r.resolve('secret:1', CALLER)).id, ID);
   t.deepEqual(seen, [undefined, 'as-1000-1', 'as-1000-2']);
 
-  const noMunge = resolver({ gateways: [urls[1]!], credentialFor: async () => undefined });
+  const noMunge = resolver({ gateways: [urls[1]], credentialFor: async () => undefined });
   await t.throwsAsync(noMunge.resolve('secret:1', CALLER), {
     message: /^image not found: docker:secret:1 is not on testsys/,
   });

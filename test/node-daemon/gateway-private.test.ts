@@ -21,19 +21,32 @@ let munged: Munged | undefined;
 test.before(async () => {
   munged = await startMunged();
   reg = await startRegistry();
-  const layer = gzipSync(await tarLayer([
-    { name: 'bin', type: 'directory' },
-    { name: 'bin/busybox', content: readFileSync('/bin/busybox'), mode: 0o755 },
-    { name: 'bin/sh', type: 'symlink', linkname: 'busybox' },
-    { name: 'secret.txt', content: 'private content\n' },
-  ]));
+  const layer = gzipSync(
+    await tarLayer([
+      { name: 'bin', type: 'directory' },
+      { name: 'bin/busybox', content: readFileSync('/bin/busybox'), mode: 0o755 },
+      { name: 'bin/sh', type: 'symlink', linkname: 'busybox' },
+      { name: 'secret.txt', content: 'private content\n' },
+    ]),
+  );
   await pushImage(reg.url, 'team/private', '1', { layers: [layer], config: imageConfig({ Env: ['PATH=/bin'] }) });
   gw = await startGateway({
     dir: fx.dir,
     config: {
-      CacheDirectory: `${fx.dir}/gw-cache`, ExpandDirectory: `${fx.dir}/gw-expand`, Authentication: 'munge', WorkerThreads: 1,
-      DefaultImageLocation: 'site', Locations: { site: { url: reg.url } },
-      Platforms: { testsys: { accesstype: 'local', local: { imageDir: fx.imagePath }, admins: ['root'], mungeSocketPath: munged.socket } },
+      CacheDirectory: `${fx.dir}/gw-cache`,
+      ExpandDirectory: `${fx.dir}/gw-expand`,
+      Authentication: 'munge',
+      WorkerThreads: 1,
+      DefaultImageLocation: 'site',
+      Locations: { site: { url: reg.url } },
+      Platforms: {
+        testsys: {
+          accesstype: 'local',
+          local: { imageDir: fx.imagePath },
+          admins: ['root'],
+          mungeSocketPath: munged.socket,
+        },
+      },
     },
   });
   const deadline = Date.now() + 45_000;
@@ -41,9 +54,11 @@ test.before(async () => {
     const cred = await mungeCredentialAs({ uid: user.uid, gid: user.gid, groups: [] }, munged.socket);
     if (cred === undefined) throw new Error('munge did not make a credential for the test user');
     const res = await fetch(`${gw.url}/api/pull/testsys/docker/team/private:1/`, {
-      method: 'POST', headers: { 'content-type': 'application/json', authentication: cred }, body: JSON.stringify({ allowed_uids: String(user.uid) }),
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authentication: cred },
+      body: JSON.stringify({ allowed_uids: String(user.uid) }),
     });
-    const rec = await res.json() as { status?: string };
+    const rec = (await res.json()) as { status?: string };
     if (rec.status === 'READY') break;
     if (rec.status === 'FAILURE' || Date.now() > deadline) throw new Error(`pull failed: ${JSON.stringify(rec)}`);
     await new Promise((r) => setTimeout(r, 300));

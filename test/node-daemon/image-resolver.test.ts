@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ImageResolver, checkImageAcl, metaInfoFromText } from '../../node-daemon/image-resolver.js';
 
-const meta = (acl: string) => metaInfoFromText(`FORMAT: squashfs\nENTRY: ['/run.sh']\nCMD: ['a', 'b']\nWORKDIR: /w\nENV: A=1\n${acl}`, 'x.meta');
+const meta = (acl: string) =>
+  metaInfoFromText(`FORMAT: squashfs\nENTRY: ['/run.sh']\nCMD: ['a', 'b']\nWORKDIR: /w\nENV: A=1\n${acl}`, 'x.meta');
 
 test('meta becomes the run config', (t) => {
   t.deepEqual(meta('').run, { entrypoint: ['/run.sh'], cmd: ['a', 'b'], workdir: '/w', env: ['A=1'] });
@@ -18,7 +19,9 @@ test('public images are open; private ones check uid, primary gid and supplement
   t.notThrows(() => checkImageAcl(priv, { uid: 1000, gid: 1, groups: [] }, 'img'));
   t.notThrows(() => checkImageAcl(priv, { uid: 2, gid: 500, groups: [] }, 'img'));
   t.notThrows(() => checkImageAcl(priv, { uid: 2, gid: 2, groups: [7, 500] }, 'img'));
-  t.throws(() => checkImageAcl(priv, { uid: 2, gid: 2, groups: [7] }, 'docker:x:1'), { message: /permission denied to image docker:x:1/ });
+  t.throws(() => checkImageAcl(priv, { uid: 2, gid: 2, groups: [7] }, 'docker:x:1'), {
+    message: /permission denied to image docker:x:1/,
+  });
 });
 
 test('a broken meta file is a config error naming the file', (t) => {
@@ -63,7 +66,8 @@ test('a gateway status that is not a string is shown as JSON, not as [object Obj
       defaultImageType: 'docker',
     });
     await t.throwsAsync(resolver.resolve('app:1', { uid: 1000, gid: 1000, groups: [] }), {
-      message: 'image docker:app:1 is not ready (status {"phase":"PULLING"}); wait for `shifterimg pull docker:app:1` to finish',
+      message:
+        'image docker:app:1 is not ready (status {"phase":"PULLING"}); wait for `shifterimg pull docker:app:1` to finish',
     });
   } finally {
     gateway.closeAllConnections();

@@ -1,5 +1,13 @@
 import test from 'ava';
-import { decodeRequest, encodeRequest, encodeErrorReply, encodeExecReply, requestLength, ProtocolError, MAX_BODY } from '../../node-daemon/launch-codec.js';
+import {
+  decodeRequest,
+  encodeRequest,
+  encodeErrorReply,
+  encodeExecReply,
+  requestLength,
+  ProtocolError,
+  MAX_BODY,
+} from '../../node-daemon/launch-codec.js';
 
 test('request round trip', (t) => {
   const req = { argv: ['shifter', '--image=x', 'ls'], env: ['A=1', 'PATH=/bin'], cwd: '/home/u' };
@@ -11,15 +19,20 @@ test('request round trip', (t) => {
 
 test('malformed requests are rejected', (t) => {
   const good = encodeRequest({ argv: ['a'], env: [], cwd: '/' });
-  const badMagic = Buffer.from(good); badMagic.write('XXXX', 0, 'latin1');
+  const badMagic = Buffer.from(good);
+  badMagic.write('XXXX', 0, 'latin1');
   t.throws(() => requestLength(badMagic), { instanceOf: ProtocolError });
-  const huge = Buffer.from(good); huge.writeUInt32LE(MAX_BODY + 1, 4);
+  const huge = Buffer.from(good);
+  huge.writeUInt32LE(MAX_BODY + 1, 4);
   t.throws(() => requestLength(huge), { message: /exceeds/ });
-  const trailing = Buffer.concat([good, Buffer.from([0])]); trailing.writeUInt32LE(good.length - 8 + 1, 4);
+  const trailing = Buffer.concat([good, Buffer.from([0])]);
+  trailing.writeUInt32LE(good.length - 8 + 1, 4);
   t.throws(() => decodeRequest(trailing), { message: /trailing/ });
-  const noNul = Buffer.from(good.subarray(0, good.length - 1)); noNul.writeUInt32LE(noNul.length - 8, 4);
+  const noNul = Buffer.from(good.subarray(0, good.length - 1));
+  noNul.writeUInt32LE(noNul.length - 8, 4);
   t.throws(() => decodeRequest(noNul), { instanceOf: ProtocolError });
-  const bigList = Buffer.from(good); bigList.writeUInt32LE(1_000_000, 8);
+  const bigList = Buffer.from(good);
+  bigList.writeUInt32LE(1_000_000, 8);
   t.throws(() => decodeRequest(bigList), { message: /does not fit/ });
 });
 
@@ -32,5 +45,8 @@ test('reply layouts', (t) => {
   t.is(err.subarray(13).toString(), 'shifter: bad\n');
   const ok = encodeExecReply(['ls'], ['A=1'], '/w', '');
   t.is(ok[8], 1);
-  t.deepEqual([...ok.subarray(9)], [...Buffer.from([1, 0, 0, 0]), ...Buffer.from('ls\0'), 1, 0, 0, 0, ...Buffer.from('A=1\0/w\0\0')]);
+  t.deepEqual(
+    [...ok.subarray(9)],
+    [...Buffer.from([1, 0, 0, 0]), ...Buffer.from('ls\0'), 1, 0, 0, 0, ...Buffer.from('A=1\0/w\0\0')],
+  );
 });

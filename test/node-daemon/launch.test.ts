@@ -15,12 +15,25 @@ test.before(async () => {
   writeFileSync(join(fx.dir, 'tools', 'tool.txt'), 'module tool\n', { mode: 0o644 });
   const pre = join(fx.dir, 'pre-hook.sh');
   const post = join(fx.dir, 'post-hook.sh');
-  writeFileSync(pre, 'test -e ./site/site-file && echo mounted > ./etc/pre-hook || echo not-yet > ./etc/pre-hook\n', { mode: 0o755 });
-  writeFileSync(post, 'test -e ./site/site-file && echo mounted > ./etc/post-hook || echo missing > ./etc/post-hook\n', { mode: 0o755 });
+  writeFileSync(pre, 'test -e ./site/site-file && echo mounted > ./etc/pre-hook || echo not-yet > ./etc/pre-hook\n', {
+    mode: 0o755,
+  });
+  writeFileSync(
+    post,
+    'test -e ./site/site-file && echo mounted > ./etc/post-hook || echo missing > ./etc/post-hook\n',
+    { mode: 0o755 },
+  );
   mkdirSync(join(fx.dir, 'pnc'), { mode: 0o700 });
-  fx.writeConfig(['siteEnv=SHIFTER_RUNTIME=1', `module_tools_siteFs=${join(fx.dir, 'tools')}:/tools:ro`, 'module_tools_siteEnv=TOOLS=on',
-    `sitePreMountHook=${pre}`, `sitePostMountHook=${post}`,
-    `perNodeCachePath=${join(fx.dir, 'pnc')}`, 'perNodeCacheSizeLimit=1G', 'perNodeCacheAllowedFsType=ext4']);
+  fx.writeConfig([
+    'siteEnv=SHIFTER_RUNTIME=1',
+    `module_tools_siteFs=${join(fx.dir, 'tools')}:/tools:ro`,
+    'module_tools_siteEnv=TOOLS=on',
+    `sitePreMountHook=${pre}`,
+    `sitePostMountHook=${post}`,
+    `perNodeCachePath=${join(fx.dir, 'pnc')}`,
+    'perNodeCacheSizeLimit=1G',
+    'perNodeCacheAllowedFsType=ext4',
+  ]);
   await fx.start();
 });
 
@@ -29,13 +42,18 @@ test.after.always(async () => {
 });
 
 test('identity comes from the kernel: uid, gid, groups, passwd entry', async (t) => {
-  const r = await fx.run([`--image=${fx.images.bare.name}`, 'sh', '-c', 'id -u; id -g; id -G; grep "^shiftertest1:" /etc/passwd']);
+  const r = await fx.run([
+    `--image=${fx.images.bare.name}`,
+    'sh',
+    '-c',
+    'id -u; id -g; id -G; grep "^shiftertest1:" /etc/passwd',
+  ]);
   t.is(r.code, 0, r.stderr);
   const [uid, gid, groups, passwd] = r.stdout.trim().split('\n');
   t.is(Number(uid), user.uid);
   t.is(Number(gid), user.gid);
-  t.deepEqual(groups!.split(' ').map(Number).sort(), [user.gid, EXTRA_GID].sort());
-  t.regex(passwd!, new RegExp(`^shiftertest1:x:${user.uid}:${user.gid}:`));
+  t.deepEqual(groups.split(' ').map(Number).sort(), [user.gid, EXTRA_GID].sort());
+  t.regex(passwd, new RegExp(`^shiftertest1:x:${user.uid}:${user.gid}:`));
 });
 
 test('--volume shows the host directory at /data, read-write or ro', async (t) => {
@@ -43,11 +61,24 @@ test('--volume shows the host directory at /data, read-write or ro', async (t) =
   mkdirSync(vol);
   chownSync(vol, user.uid, user.gid);
   writeFileSync(join(vol, 'input.txt'), 'hello from the host\n');
-  const r = await fx.run([`--image=${fx.images.bare.name}`, `--volume=${vol}:/data`, 'sh', '-c', 'cat /data/input.txt; echo written > /data/out.txt']);
+  const r = await fx.run([
+    `--image=${fx.images.bare.name}`,
+    `--volume=${vol}:/data`,
+    'sh',
+    '-c',
+    'cat /data/input.txt; echo written > /data/out.txt',
+  ]);
   t.is(r.code, 0, r.stderr);
   t.is(r.stdout, 'hello from the host\n');
   t.is(readFileSync(join(vol, 'out.txt'), 'utf8'), 'written\n');
-  const ro = await fx.run([`--image=${fx.images.bare.name}`, `-V`, `${vol}:/data:ro`, 'sh', '-c', 'cat /data/input.txt && touch /data/nope']);
+  const ro = await fx.run([
+    `--image=${fx.images.bare.name}`,
+    `-V`,
+    `${vol}:/data:ro`,
+    'sh',
+    '-c',
+    'cat /data/input.txt && touch /data/nope',
+  ]);
   t.is(ro.stdout, 'hello from the host\n');
   t.not(ro.code, 0);
   t.regex(ro.stderr, /Read-only file system/);
@@ -64,7 +95,12 @@ test('a volume source the user cannot reach is refused (opened as the user)', as
 });
 
 test('siteFs is mounted, and the site controls /etc', async (t) => {
-  const r = await fx.run([`--image=${fx.images.bare.name}`, 'sh', '-c', 'cat /site/site-file; cat /etc/image-release; test -L /etc/mtab && echo mtab-link']);
+  const r = await fx.run([
+    `--image=${fx.images.bare.name}`,
+    'sh',
+    '-c',
+    'cat /site/site-file; cat /etc/image-release; test -L /etc/mtab && echo mtab-link',
+  ]);
   t.is(r.code, 0, r.stderr);
   t.is(r.stdout, 'from the site\ntest image\nmtab-link\n');
   const bad = await fx.run([`--image=${fx.images.bare.name}`, `--volume=${fx.dir}:/etc`, 'true']);
@@ -73,7 +109,9 @@ test('siteFs is mounted, and the site controls /etc', async (t) => {
 });
 
 test('stdin, stdout and exit codes pass through', async (t) => {
-  const r = await fx.run([`--image=${fx.images.bare.name}`, 'sh', '-c', 'read x; echo "got:$x"; exit 3'], { input: 'ping\n' });
+  const r = await fx.run([`--image=${fx.images.bare.name}`, 'sh', '-c', 'read x; echo "got:$x"; exit 3'], {
+    input: 'ping\n',
+  });
   t.is(r.code, 3);
   t.is(r.stdout, 'got:ping\n');
 });
@@ -118,9 +156,16 @@ test('WORKDIR: host cwd by default, image WORKDIR with bare --workdir, explicit 
 test('environment: caller env, SHIFTER_IMAGE(REQUEST), image ENV, --env, --env-file, siteEnv, -E', async (t) => {
   const envFile = join(fx.dir, 'vars.env');
   writeFileSync(envFile, '# comment\nFROMFILE=file\nBOTH=file\n', { mode: 0o644 });
-  const r = await fx.run([`--image=${fx.images.full.name}`, '-e', 'BOTH=cli', `--env-file=${envFile}`, 'env'], { env: { CALLER: 'yes', IMGVAR: 'caller' } });
+  const r = await fx.run([`--image=${fx.images.full.name}`, '-e', 'BOTH=cli', `--env-file=${envFile}`, 'env'], {
+    env: { CALLER: 'yes', IMGVAR: 'caller' },
+  });
   t.is(r.code, 0, r.stderr);
-  const env = new Map(r.stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as const));
+  const env = new Map(
+    r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as const),
+  );
   t.is(env.get('CALLER'), 'yes');
   t.is(env.get('IMGVAR'), 'from-image');
   t.is(env.get('FROMFILE'), 'file');
@@ -134,7 +179,7 @@ test('environment: caller env, SHIFTER_IMAGE(REQUEST), image ENV, --env, --env-f
   t.true(cleared.stdout.includes('IMGVAR=from-image'));
 });
 
-test('--env-file is read with the caller\'s permissions', async (t) => {
+test("--env-file is read with the caller's permissions", async (t) => {
   const secret = join(fx.dir, 'secret.env');
   writeFileSync(secret, 'TOKEN=root-only\n', { mode: 0o600 });
   chmodSync(secret, 0o600);
@@ -145,7 +190,9 @@ test('--env-file is read with the caller\'s permissions', async (t) => {
 });
 
 test('SHIFTER_IMAGETYPE + SHIFTER_IMAGE select the image without --image', async (t) => {
-  const r = await fx.run(['sh', '-c', 'echo $SHIFTER_IMAGE'], { env: { SHIFTER_IMAGETYPE: 'id', SHIFTER_IMAGE: fx.images.bare.id } });
+  const r = await fx.run(['sh', '-c', 'echo $SHIFTER_IMAGE'], {
+    env: { SHIFTER_IMAGETYPE: 'id', SHIFTER_IMAGE: fx.images.bare.id },
+  });
   t.is(r.code, 0, r.stderr);
   t.is(r.stdout.trim(), fx.images.bare.id);
 });
@@ -173,7 +220,12 @@ test('clear one-line errors with exit 1; --help prints the usage', async (t) => 
 });
 
 test('mounts are locked: the user cannot unmount the site /etc/passwd or the volume', async (t) => {
-  const r = await fx.run([`--image=${fx.images.bare.name}`, 'sh', '-c', 'umount /etc/passwd; umount /site; cat /site/site-file']);
+  const r = await fx.run([
+    `--image=${fx.images.bare.name}`,
+    'sh',
+    '-c',
+    'umount /etc/passwd; umount /site; cat /site/site-file',
+  ]);
   t.is(r.stdout, 'from the site\n');
 });
 
@@ -185,10 +237,21 @@ test('the second launch of the same environment reuses it', async (t) => {
 });
 
 test('--module activates a site module: its siteFs and siteEnv', async (t) => {
-  const on = await fx.run([`--image=${fx.images.bare.name}`, '--module=tools', 'sh', '-c', 'cat /tools/tool.txt; echo $TOOLS']);
+  const on = await fx.run([
+    `--image=${fx.images.bare.name}`,
+    '--module=tools',
+    'sh',
+    '-c',
+    'cat /tools/tool.txt; echo $TOOLS',
+  ]);
   t.is(on.code, 0, on.stderr);
   t.is(on.stdout, 'module tool\non\n');
-  const off = await fx.run([`--image=${fx.images.bare.name}`, 'sh', '-c', 'test -e /tools || echo no-tools; echo "[$TOOLS]"']);
+  const off = await fx.run([
+    `--image=${fx.images.bare.name}`,
+    'sh',
+    '-c',
+    'test -e /tools || echo no-tools; echo "[$TOOLS]"',
+  ]);
   t.is(off.stdout, 'no-tools\n[]\n');
 });
 
@@ -196,9 +259,23 @@ test('concurrent launches of one environment share a single creation', async (t)
   const vol = join(fx.dir, 'concurrent');
   mkdirSync(vol);
   chownSync(vol, user.uid, user.gid);
-  const created = (): number => fx.log.split('\n').filter((l) => l.includes('environment created') && l.includes(vol)).length;
-  const results = await Promise.all(Array.from({ length: 8 }, (_, i) => fx.run([`--image=${fx.images.bare.name}`, `--volume=${vol}:/data`, 'sh', '-c', `echo ${i} > /data/f${i}; echo ok`])));
-  t.true(results.every((r) => r.code === 0 && r.stdout === 'ok\n'), JSON.stringify(results.filter((r) => r.code !== 0)));
+  const created = (): number =>
+    fx.log.split('\n').filter((l) => l.includes('environment created') && l.includes(vol)).length;
+  const results = await Promise.all(
+    Array.from({ length: 8 }, (_, i) =>
+      fx.run([
+        `--image=${fx.images.bare.name}`,
+        `--volume=${vol}:/data`,
+        'sh',
+        '-c',
+        `echo ${i} > /data/f${i}; echo ok`,
+      ]),
+    ),
+  );
+  t.true(
+    results.every((r) => r.code === 0 && r.stdout === 'ok\n'),
+    JSON.stringify(results.filter((r) => r.code !== 0)),
+  );
   t.is(created(), 1);
 });
 
@@ -209,19 +286,32 @@ test('sitePreMountHook and sitePostMountHook run around the siteFs mounts, in th
 });
 
 test('a perNodeCache volume is a private writable filesystem owned by the user, within the site limits', async (t) => {
-  const r = await fx.run([`--image=${fx.images.bare.name}`, '--volume=/unused:/cache:perNodeCache=size=64M,fs=ext4',
-    'sh', '-c', 'echo scratch > /cache/f && cat /cache/f && stat -c "%u %a" /cache && grep " /cache " /proc/mounts']);
+  const r = await fx.run([
+    `--image=${fx.images.bare.name}`,
+    '--volume=/unused:/cache:perNodeCache=size=64M,fs=ext4',
+    'sh',
+    '-c',
+    'echo scratch > /cache/f && cat /cache/f && stat -c "%u %a" /cache && grep " /cache " /proc/mounts',
+  ]);
   t.is(r.code, 0, r.stderr);
   const [content, owner, mount] = r.stdout.trim().split('\n');
   t.is(content, 'scratch');
-  t.is(owner!.split(' ')[0], String(user.uid));
-  t.regex(mount!, /^\S+ \/cache ext4 rw,nosuid,nodev/);
+  t.is(owner.split(' ')[0], String(user.uid));
+  t.regex(mount, /^\S+ \/cache ext4 rw,nosuid,nodev/);
   t.deepEqual(readdirSync(join(fx.dir, 'pnc')), [], 'the backing file is unlinked at once');
 
-  const tooBig = await fx.run([`--image=${fx.images.bare.name}`, '--volume=/unused:/cache:perNodeCache=size=2G,fs=ext4', 'true']);
-  t.is(tooBig.code, 1, 'asking for more than the site allows is the user\'s to fix');
+  const tooBig = await fx.run([
+    `--image=${fx.images.bare.name}`,
+    '--volume=/unused:/cache:perNodeCache=size=2G,fs=ext4',
+    'true',
+  ]);
+  t.is(tooBig.code, 1, "asking for more than the site allows is the user's to fix");
   t.regex(tooBig.stderr, /over this site's limit.*perNodeCacheSizeLimit/);
-  const xfs = await fx.run([`--image=${fx.images.bare.name}`, '--volume=/unused:/cache:perNodeCache=size=512M', 'true']);
+  const xfs = await fx.run([
+    `--image=${fx.images.bare.name}`,
+    '--volume=/unused:/cache:perNodeCache=size=512M',
+    'true',
+  ]);
   t.not(xfs.code, 0);
   t.regex(xfs.stderr, /xfs.*perNodeCacheAllowedFsType|perNodeCacheAllowedFsType.*xfs/);
 });

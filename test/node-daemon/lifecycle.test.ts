@@ -10,7 +10,9 @@ import { ShifterdFixture, ensureTestUser, loopDevicesFor } from './runtime-fixtu
 
 const user = ensureTestUser();
 const fx = new ShifterdFixture();
-test.after.always(async () => { await fx.cleanup(); });
+test.after.always(async () => {
+  await fx.cleanup();
+});
 
 async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
   const end = Date.now() + ms;
@@ -26,8 +28,13 @@ test.serial('kill -9 leaves a running container working; a restarted shifterd se
   const vol = join(fx.dir, 'vol');
   mkdirSync(vol);
   chownSync(vol, user.uid, user.gid);
-  const running = fx.run([`--image=${fx.images.full.name}`, `--volume=${vol}:/data`, 'sh', '-c',
-    'echo started > /data/started; sleep 1.5; cat /etc/passwd | grep -c shiftertest1; ls /data; echo still-here > /data/after']);
+  const running = fx.run([
+    `--image=${fx.images.full.name}`,
+    `--volume=${vol}:/data`,
+    'sh',
+    '-c',
+    'echo started > /data/started; sleep 1.5; cat /etc/passwd | grep -c shiftertest1; ls /data; echo still-here > /data/after',
+  ]);
   t.true(await waitFor(() => existsSync(join(vol, 'started')), 10_000), 'container started');
   t.is(await fx.stop('SIGKILL'), null);
   const r = await running;
@@ -35,7 +42,10 @@ test.serial('kill -9 leaves a running container working; a restarted shifterd se
   t.is(r.stdout, '1\nstarted\n');
   t.is(readFileSync(join(vol, 'after'), 'utf8'), 'still-here\n');
   const image = join(fx.imagePath, `${fx.images.full.id}.squashfs`);
-  t.true(await waitFor(() => loopDevicesFor(image).length === 0, 10_000), 'the loop device went away with the container and the killed daemon');
+  t.true(
+    await waitFor(() => loopDevicesFor(image).length === 0, 10_000),
+    'the loop device went away with the container and the killed daemon',
+  );
 
   await fx.start(); // the stale socket of the killed daemon is replaced
   const again = await fx.run([`--image=${fx.images.bare.name}`, 'echo', 'new-launch']);
@@ -43,23 +53,26 @@ test.serial('kill -9 leaves a running container working; a restarted shifterd se
   t.is(again.stdout, 'new-launch\n');
 });
 
-test.serial('SIGHUP reloads the config: new launches see the new siteEnv; a bad config is refused and the old one kept', async (t) => {
-  if (fx.daemon === undefined) await fx.start();
-  const before = await fx.run([`--image=${fx.images.bare.name}`, 'sh', '-c', 'echo $SHIFTER_RUNTIME $SITEVAR']);
-  t.is(before.stdout, '1\n');
-  fx.writeConfig(['siteEnv=SHIFTER_RUNTIME=1 SITEVAR=reloaded']);
-  fx.daemon!.kill('SIGHUP');
-  t.true(await waitFor(() => fx.log.includes('configuration reloaded'), 5000));
-  const after = await fx.run([`--image=${fx.images.bare.name}`, 'sh', '-c', 'echo $SHIFTER_RUNTIME $SITEVAR']);
-  t.is(after.stdout, '1 reloaded\n');
+test.serial(
+  'SIGHUP reloads the config: new launches see the new siteEnv; a bad config is refused and the old one kept',
+  async (t) => {
+    if (fx.daemon === undefined) await fx.start();
+    const before = await fx.run([`--image=${fx.images.bare.name}`, 'sh', '-c', 'echo $SHIFTER_RUNTIME $SITEVAR']);
+    t.is(before.stdout, '1\n');
+    fx.writeConfig(['siteEnv=SHIFTER_RUNTIME=1 SITEVAR=reloaded']);
+    fx.daemon!.kill('SIGHUP');
+    t.true(await waitFor(() => fx.log.includes('configuration reloaded'), 5000));
+    const after = await fx.run([`--image=${fx.images.bare.name}`, 'sh', '-c', 'echo $SHIFTER_RUNTIME $SITEVAR']);
+    t.is(after.stdout, '1 reloaded\n');
 
-  fx.writeConfig(['siteFs=relative/path']);
-  fx.daemon!.kill('SIGHUP');
-  t.true(await waitFor(() => fx.log.includes('configuration reload failed'), 5000));
-  const still = await fx.run([`--image=${fx.images.bare.name}`, 'sh', '-c', 'echo $SITEVAR']);
-  t.is(still.stdout, 'reloaded\n');
-  fx.writeConfig(['siteEnv=SHIFTER_RUNTIME=1']);
-});
+    fx.writeConfig(['siteFs=relative/path']);
+    fx.daemon!.kill('SIGHUP');
+    t.true(await waitFor(() => fx.log.includes('configuration reload failed'), 5000));
+    const still = await fx.run([`--image=${fx.images.bare.name}`, 'sh', '-c', 'echo $SITEVAR']);
+    t.is(still.stdout, 'reloaded\n');
+    fx.writeConfig(['siteEnv=SHIFTER_RUNTIME=1']);
+  },
+);
 
 test.serial('SIGTERM exits 0 and removes the socket; no loop device is left once containers exit', async (t) => {
   if (fx.daemon === undefined) await fx.start();
@@ -69,7 +82,10 @@ test.serial('SIGTERM exits 0 and removes the socket; no loop device is left once
   t.true(loopDevicesFor(image).length > 0, 'the image is attached while shifterd caches its environment');
   t.is(await fx.stop('SIGTERM'), 0);
   t.false(existsSync(fx.socket));
-  t.true(await waitFor(() => loopDevicesFor(image).length === 0, 10_000), `loop devices left: ${loopDevicesFor(image).join(', ')}`);
+  t.true(
+    await waitFor(() => loopDevicesFor(image).length === 0, 10_000),
+    `loop devices left: ${loopDevicesFor(image).join(', ')}`,
+  );
 });
 
 test.serial('shifterd refuses a config that is not root-owned or is group/world writable', async (t) => {

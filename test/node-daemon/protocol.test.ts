@@ -9,8 +9,12 @@ import { encodeRequest } from '../../node-daemon/launch-codec.js';
 import { ShifterdFixture } from './runtime-fixture.js';
 
 const fx = new ShifterdFixture();
-test.before(async () => { await fx.start(); });
-test.after.always(async () => { await fx.cleanup(); });
+test.before(async () => {
+  await fx.start();
+});
+test.after.always(async () => {
+  await fx.cleanup();
+});
 
 function exchange(payload: Buffer): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -23,7 +27,8 @@ function exchange(payload: Buffer): Promise<Buffer> {
 }
 
 function errorReply(buf: Buffer): { code: number; message: string } {
-  if (buf.toString('latin1', 0, 4) !== 'SHR1' || buf[8] !== 0) throw new Error(`not an error reply: ${buf.toString('hex').slice(0, 40)}`);
+  if (buf.toString('latin1', 0, 4) !== 'SHR1' || buf[8] !== 0)
+    throw new Error(`not an error reply: ${buf.toString('hex').slice(0, 40)}`);
   return { code: buf.readInt32LE(9), message: buf.subarray(13).toString() };
 }
 
@@ -40,8 +45,12 @@ test('--help is an error-kind reply with exit code 0 and the usage text', async 
   t.true(r.message.endsWith('\n'));
 });
 
-test('root callers are refused: identity is the kernel\'s, not the request\'s', async (t) => {
-  const r = errorReply(await exchange(encodeRequest({ argv: ['shifter', `--image=${fx.images.bare.name}`, 'id'], env: ['USER=alice'], cwd: '/' })));
+test("root callers are refused: identity is the kernel's, not the request's", async (t) => {
+  const r = errorReply(
+    await exchange(
+      encodeRequest({ argv: ['shifter', `--image=${fx.images.bare.name}`, 'id'], env: ['USER=alice'], cwd: '/' }),
+    ),
+  );
   t.is(r.code, 1);
   t.is(r.message, 'shifter: shifter does not run containers as root (uid or gid 0); run it as a regular user\n');
 });

@@ -39,12 +39,33 @@ function fakeId(label: string): string {
 }
 
 /** One squashfs (busybox + a few test files), published under several ids with different metadata. */
-export function buildImages(imagePath: string, work: string): Record<'full' | 'cmdOnly' | 'bare' | 'private', TestImage> {
+export function buildImages(
+  imagePath: string,
+  work: string,
+): Record<'full' | 'cmdOnly' | 'bare' | 'private', TestImage> {
   const root = join(work, 'rootfs');
   for (const d of ['bin', 'etc', 'app', 'tmp', 'var/tmp', 'usr/bin']) mkdirSync(join(root, d), { recursive: true });
   copyFileSync('/bin/busybox', join(root, 'bin', 'busybox'));
   chmodSync(join(root, 'bin', 'busybox'), 0o755);
-  for (const applet of ['sh', 'ls', 'cat', 'id', 'echo', 'pwd', 'env', 'true', 'false', 'sleep', 'touch', 'grep', 'stat', 'mount', 'umount', 'wc', 'head']) {
+  for (const applet of [
+    'sh',
+    'ls',
+    'cat',
+    'id',
+    'echo',
+    'pwd',
+    'env',
+    'true',
+    'false',
+    'sleep',
+    'touch',
+    'grep',
+    'stat',
+    'mount',
+    'umount',
+    'wc',
+    'head',
+  ]) {
     symlinkSync('busybox', join(root, 'bin', applet));
   }
   writeFileSync(join(root, 'app', 'entry.sh'), '#!/bin/sh\necho "entry:$*"\n', { mode: 0o755 });
@@ -60,7 +81,13 @@ export function buildImages(imagePath: string, work: string): Record<'full' | 'c
     return { id, name: `id:${id}` };
   };
   return {
-    full: publish('full', ["ENTRY: ['/app/entry.sh']", "CMD: ['default-cmd']", 'WORKDIR: /app', 'ENV: PATH=/usr/bin:/bin', 'ENV: IMGVAR=from-image']),
+    full: publish('full', [
+      "ENTRY: ['/app/entry.sh']",
+      "CMD: ['default-cmd']",
+      'WORKDIR: /app',
+      'ENV: PATH=/usr/bin:/bin',
+      'ENV: IMGVAR=from-image',
+    ]),
     cmdOnly: publish('cmd', ["CMD: ['/bin/echo', 'cmd-only']", 'ENV: PATH=/bin']),
     bare: publish('bare', ['ENV: PATH=/bin']),
     private: publish('private', ['ENV: PATH=/bin', 'USERACL: 4242', 'GROUPACL: 4244']),
@@ -100,36 +127,56 @@ export class ShifterdFixture {
   }
 
   writeConfig(extra: string[]): void {
-    writeFileSync(this.configPath, [
-      `imagePath=${this.imagePath}`,
-      'populateEtcDynamically=1',
-      `siteFs=${this.siteDir}:/site:ro`,
-      ...extra, '',
-    ].join('\n'), { mode: 0o644 });
+    writeFileSync(
+      this.configPath,
+      [`imagePath=${this.imagePath}`, 'populateEtcDynamically=1', `siteFs=${this.siteDir}:/site:ro`, ...extra, ''].join(
+        '\n',
+      ),
+      { mode: 0o644 },
+    );
     chmodSync(this.configPath, 0o644);
   }
 
   /** Starts shifterd and resolves once it logs "shifterd ready". */
   async start(extraArgs: string[] = []): Promise<void> {
     this.log = '';
-    const child = spawn(process.execPath, [join(REPO, 'dist', 'node-daemon', 'main.js'), '--config', this.configPath, '--socket', this.socket, ...extraArgs], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, SHIFTER_LOG_LEVEL: 'debug' },
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        join(REPO, 'dist', 'node-daemon', 'main.js'),
+        '--config',
+        this.configPath,
+        '--socket',
+        this.socket,
+        ...extraArgs,
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, SHIFTER_LOG_LEVEL: 'debug' },
+      },
+    );
     this.daemon = child;
     // If the test worker dies (uncaught exception), after.always never runs: take the daemon along.
-    const reap = (): void => { child.kill('SIGKILL'); };
+    const reap = (): void => {
+      child.kill('SIGKILL');
+    };
     process.once('exit', reap);
     child.once('exit', () => process.off('exit', reap));
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`shifterd did not start:\n${this.log}`)), 15_000);
       const onData = (d: Buffer): void => {
         this.log += d.toString();
-        if (this.log.includes('shifterd ready')) { clearTimeout(timer); resolve(); }
+        if (this.log.includes('shifterd ready')) {
+          clearTimeout(timer);
+          resolve();
+        }
       };
-      child.stdout!.on('data', onData);
-      child.stderr!.on('data', onData);
-      child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`shifterd exited with ${code}:\n${this.log}`)); });
+      child.stdout.on('data', onData);
+      child.stderr.on('data', onData);
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`shifterd exited with ${code}:\n${this.log}`));
+      });
     });
   }
 
@@ -144,13 +191,17 @@ export class ShifterdFixture {
   }
 
   /** Runs the real launcher as TEST_USER (groups: primary + EXTRA_GID). */
-  run(args: string[], opts: { input?: string; cwd?: string; env?: Record<string, string>; groups?: number[]; uid?: number } = {}): Promise<RunResult> {
+  run(
+    args: string[],
+    opts: { input?: string; cwd?: string; env?: Record<string, string>; groups?: number[]; uid?: number } = {},
+  ): Promise<RunResult> {
     const { gid } = ensureTestUser();
     const groups = opts.groups ?? [gid, EXTRA_GID];
     // `uid`: some other unprivileged uid, with gid = uid and no supplementary groups.
-    const ids = opts.uid === undefined
-      ? [`--reuid=${TEST_USER}`, `--regid=${gid}`, `--groups=${groups.join(',')}`]
-      : [`--reuid=${opts.uid}`, `--regid=${opts.uid}`, '--clear-groups'];
+    const ids =
+      opts.uid === undefined
+        ? [`--reuid=${TEST_USER}`, `--regid=${gid}`, `--groups=${groups.join(',')}`]
+        : [`--reuid=${opts.uid}`, `--regid=${opts.uid}`, '--clear-groups'];
     const child = spawn('setpriv', [...ids, '--', LAUNCHER, ...args], {
       cwd: opts.cwd ?? '/',
       env: { PATH: '/usr/bin:/bin', HOME: '/nonexistent', SHIFTERD_SOCKET: this.socket, ...opts.env },
@@ -158,8 +209,12 @@ export class ShifterdFixture {
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
     child.stdin.on('error', () => undefined); // the command may exit without reading its input
     child.stdin.end(opts.input ?? '');
     return new Promise((resolve) => child.once('close', (code) => resolve({ code, stdout, stderr })));
@@ -173,5 +228,8 @@ export class ShifterdFixture {
 
 /** Loop devices backed by `file` (losetup -j), e.g. to check none leak. */
 export function loopDevicesFor(file: string): string[] {
-  return execFileSync('losetup', ['-j', file]).toString().split('\n').filter((l) => l.trim() !== '');
+  return execFileSync('losetup', ['-j', file])
+    .toString()
+    .split('\n')
+    .filter((l) => l.trim() !== '');
 }

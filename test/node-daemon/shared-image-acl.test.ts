@@ -16,7 +16,11 @@ import { startMunged, type Munged } from '../helpers/munge.js';
 import { LAUNCHER, ShifterdFixture } from './runtime-fixture.js';
 import { SHIFTERIMG } from '../cli/run-shifterimg.js';
 
-interface User { name: string; uid: number; gid: number }
+interface User {
+  name: string;
+  uid: number;
+  gid: number;
+}
 
 function ensureUser(name: string): User {
   try {
@@ -38,18 +42,28 @@ let gw: RunningGateway | undefined;
 let munged: Munged | undefined;
 const ids: Record<'shared' | 'pair' | 'race' | 'solo', string> = { shared: '', pair: '', race: '', solo: '' };
 
-interface Run { code: number; stdout: string; stderr: string }
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
 /** Runs `file` as `user` with their own groups, as they would on a login or compute node. */
 function runAs(user: User, file: string, args: string[]): Promise<Run> {
   return new Promise((resolve) => {
-    execFile('setpriv', [`--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', '--', file, ...args], {
-      cwd: '/', env: { PATH: '/usr/bin:/bin', HOME: '/nonexistent', TZ: 'UTC', SHIFTERD_SOCKET: fx.socket },
-      timeout: 120_000,
-    }, (err, stdout, stderr) => {
-      const code = (err as { code?: unknown } | null)?.code;
-      resolve({ code: err ? (typeof code === 'number' ? code : -1) : 0, stdout, stderr });
-    });
+    execFile(
+      'setpriv',
+      [`--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', '--', file, ...args],
+      {
+        cwd: '/',
+        env: { PATH: '/usr/bin:/bin', HOME: '/nonexistent', TZ: 'UTC', SHIFTERD_SOCKET: fx.socket },
+        timeout: 120_000,
+      },
+      (err, stdout, stderr) => {
+        const code = (err as { code?: unknown } | null)?.code;
+        resolve({ code: err ? (typeof code === 'number' ? code : -1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -58,12 +72,14 @@ const shifter = (user: User, image: string) => runAs(user, LAUNCHER, [`--image=$
 const metaOf = (id: string) => readFileSync(join(fx.imagePath, `${id}.meta`), 'utf8');
 
 async function pushTwice(repo: string, tags: [string, string], content: string): Promise<string> {
-  const layer = gzipSync(await tarLayer([
-    { name: 'bin', type: 'directory' },
-    { name: 'bin/busybox', content: readFileSync('/bin/busybox'), mode: 0o755 },
-    { name: 'bin/cat', type: 'symlink', linkname: 'busybox' },
-    { name: 'content.txt', content },
-  ]));
+  const layer = gzipSync(
+    await tarLayer([
+      { name: 'bin', type: 'directory' },
+      { name: 'bin/busybox', content: readFileSync('/bin/busybox'), mode: 0o755 },
+      { name: 'bin/cat', type: 'symlink', linkname: 'busybox' },
+      { name: 'content.txt', content },
+    ]),
+  );
   const config = imageConfig({ Env: ['PATH=/bin'] });
   const first = await pushImage(reg!.url, repo, tags[0], { layers: [layer], config });
   const second = await pushImage(reg!.url, repo, tags[1], { layers: [layer], config });
@@ -82,12 +98,18 @@ test.before(async () => {
     dir: fx.dir,
     timeoutMs: 60_000,
     config: {
-      CacheDirectory: `${fx.dir}/gw-cache`, ExpandDirectory: `${fx.dir}/gw-expand`,
-      Authentication: 'munge', WorkerThreads: 2,
-      DefaultImageLocation: 'site', Locations: { site: { url: reg.url } },
+      CacheDirectory: `${fx.dir}/gw-cache`,
+      ExpandDirectory: `${fx.dir}/gw-expand`,
+      Authentication: 'munge',
+      WorkerThreads: 2,
+      DefaultImageLocation: 'site',
+      Locations: { site: { url: reg.url } },
       Platforms: {
         testsys: {
-          accesstype: 'local', local: { imageDir: fx.imagePath }, admins: ['root'], mungeSocketPath: munged.socket,
+          accesstype: 'local',
+          local: { imageDir: fx.imagePath },
+          admins: ['root'],
+          mungeSocketPath: munged.socket,
         },
       },
     },
@@ -118,7 +140,7 @@ test.serial('a private pull of one tag leaves the public tag of the same image p
   const list = await shifterimg(bob, 'images');
   t.is(list.code, 0, list.stderr);
   t.regex(list.stdout, /team\/shared:public/);
-  t.notRegex(list.stdout, /team\/shared:private/, 'another user\'s private tag is not listed');
+  t.notRegex(list.stdout, /team\/shared:private/, "another user's private tag is not listed");
 
   t.deepEqual(await shifter(bob, 'team/shared:public'), { code: 0, stdout: 'shared content\n', stderr: '' });
   t.deepEqual(await shifter(bob, `id:${ids.shared}`), { code: 0, stdout: 'shared content\n', stderr: '' });
@@ -152,7 +174,13 @@ test.serial('tags private to two users: each tag keeps its own list, the id admi
 
   const acl = /^USERACL: (.*)$/m.exec(metaOf(ids.pair));
   t.truthy(acl, metaOf(ids.pair));
-  t.deepEqual(acl![1]!.split(',').map(Number).sort((x, y) => x - y), [alice.uid, bob.uid].sort((x, y) => x - y));
+  t.deepEqual(
+    acl![1]
+      .split(',')
+      .map(Number)
+      .sort((x, y) => x - y),
+    [alice.uid, bob.uid].sort((x, y) => x - y),
+  );
 });
 
 test.serial('concurrent pulls of two tags of one image by two users lose neither list', async (t) => {
@@ -172,7 +200,7 @@ test.serial('concurrent pulls of two tags of one image by two users lose neither
   t.notRegex(metaOf(ids.race), /USERACL|GROUPACL/);
 });
 
-test.serial('another user\'s private pull of a tag pulled publicly leaves it public', async (t) => {
+test.serial("another user's private pull of a tag pulled publicly leaves it public", async (t) => {
   const pub = await shifterimg(alice, 'pull', 'team/solo:1');
   t.is(pub.code, 0, pub.stderr);
   // A READY image pulled in the last 10 s is returned as it is, whatever the ACL asked (upstream):
@@ -180,7 +208,7 @@ test.serial('another user\'s private pull of a tag pulled publicly leaves it pub
   await new Promise((r) => setTimeout(r, 11_000));
   const priv = await shifterimg(bob, '-u', bob.name, 'pull', 'team/solo:1');
   t.is(priv.code, 0, priv.stderr);
-  t.regex(gw!.logs(), /"tag":"team\/solo:1".*"metaOnly":true/, 'bob\'s pull ran (meta-only)');
+  t.regex(gw!.logs(), /"tag":"team\/solo:1".*"metaOnly":true/, "bob's pull ran (meta-only)");
 
   t.is((await shifterimg(carol, 'lookup', 'team/solo:1')).stdout.trim(), ids.solo);
   t.deepEqual(await shifter(carol, 'team/solo:1'), { code: 0, stdout: 'solo content\n', stderr: '' });

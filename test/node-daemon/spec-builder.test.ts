@@ -17,8 +17,15 @@ function site(text: string) {
 
 function spec(text: string, dirs: string[], volumes: string[] = []) {
   return buildEnvironmentSpec({
-    site: site(text), image, layout: { dirs: new Set(dirs) }, uid: 1000, gid: 100, groups: [5, 100], etc: [],
-    modules: [], userVolumes: parseVolumeTexts(volumes, 'user'),
+    site: site(text),
+    image,
+    layout: { dirs: new Set(dirs) },
+    uid: 1000,
+    gid: 100,
+    groups: [5, 100],
+    etc: [],
+    modules: [],
+    userVolumes: parseVolumeTexts(volumes, 'user'),
   });
 }
 
@@ -30,10 +37,17 @@ test('identity, proc, /dev with devices, /tmp, and the user volume opened as the
   t.deepEqual(s.scaffoldDirs, ['/etc']);
   const byTarget = new Map(s.mounts.map((m) => [m.target, m]));
   t.is(byTarget.get('/proc')?.kind, 'proc');
-  t.like(byTarget.get('/dev') as BindMount, { source: '/dev', recursive: true, nodev: false, nosuid: true });
-  t.like(byTarget.get('/sys') as BindMount, { readOnly: true });
-  t.like(byTarget.get('/data') as BindMount, { source: '/scratch/run1', readOnly: true, asUser: true, nosuid: true, nodev: true, propagation: 'private' });
-  t.is(s.mounts[s.mounts.length - 1]!.target, '/data', 'user volumes come last');
+  t.like(byTarget.get('/dev'), { source: '/dev', recursive: true, nodev: false, nosuid: true });
+  t.like(byTarget.get('/sys'), { readOnly: true });
+  t.like(byTarget.get('/data'), {
+    source: '/scratch/run1',
+    readOnly: true,
+    asUser: true,
+    nosuid: true,
+    nodev: true,
+    propagation: 'private',
+  });
+  t.is(s.mounts[s.mounts.length - 1].target, '/data', 'user volumes come last');
 });
 
 test('missing /etc and /var are created; an image /var without tmp is rebuilt on the scaffold', (t) => {
@@ -46,9 +60,19 @@ test('missing /etc and /var are created; an image /var without tmp is rebuilt on
 });
 
 test('site hooks bracket the siteFs mounts (phase site); user volumes are phase user', (t) => {
-  const s = spec('siteFs=/global:/global\nsitePreMountHook=/etc/shifter/pre.sh\nsitePostMountHook=/etc/shifter/post.sh', ['/etc'], ['/a:/data']);
+  const s = spec(
+    'siteFs=/global:/global\nsitePreMountHook=/etc/shifter/pre.sh\nsitePostMountHook=/etc/shifter/post.sh',
+    ['/etc'],
+    ['/a:/data'],
+  );
   t.deepEqual(s.hooks, { preMount: '/etc/shifter/pre.sh', postMount: '/etc/shifter/post.sh' });
-  t.deepEqual(s.mounts.filter((m) => m.phase !== undefined).map((m) => [m.target, m.phase]), [['/global', 'site'], ['/data', 'user']]);
+  t.deepEqual(
+    s.mounts.filter((m) => m.phase !== undefined).map((m) => [m.target, m.phase]),
+    [
+      ['/global', 'site'],
+      ['/data', 'user'],
+    ],
+  );
   t.is(spec('', ['/etc']).hooks, undefined);
 });
 
@@ -56,29 +80,70 @@ test('siteFs flags and the site propagation style', (t) => {
   const s = spec('siteFs=/global:/global:rec;/home\nmountPropagationStyle=slave', ['/etc', '/var', '/var/tmp']);
   const global = s.mounts.find((m) => m.target === '/global') as BindMount;
   t.like(global, { recursive: true, propagation: 'slave', asUser: false, readOnly: false });
-  t.like(s.mounts.find((m) => m.target === '/home') as BindMount, { source: '/home' });
+  t.like(
+    s.mounts.find((m) => m.target === '/home'),
+    { source: '/home' },
+  );
 });
 
 test('optUdiImage is bound read-only at /opt/udiImage, scaffolding an image /opt', (t) => {
   const s = spec('optUdiImage=/usr/lib/shifter/opt/udiImage', ['/etc', '/opt', '/var', '/var/tmp']);
-  t.like(s.mounts.find((m) => m.target === '/opt/udiImage') as BindMount, { source: '/usr/lib/shifter/opt/udiImage', readOnly: true });
+  t.like(
+    s.mounts.find((m) => m.target === '/opt/udiImage'),
+    {
+      source: '/usr/lib/shifter/opt/udiImage',
+      readOnly: true,
+    },
+  );
   t.deepEqual(s.scaffoldDirs, ['/etc', '/opt']);
 });
 
 test('module siteFs and copyPath', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'spec-'));
   try {
-    const conf = parseUdiRootConf(`imagePath=/i\nmodule_mpich_siteFs=/opt/cray:/opt/cray:ro\nmodule_mpich_copyPath=${dir}\nmodule_gpu_siteFs=/usr/lib/nvidia:/nvidia\nmodule_gpu_conflict=mpich\n`, 'c').config;
+    const conf = parseUdiRootConf(
+      `imagePath=/i\nmodule_mpich_siteFs=/opt/cray:/opt/cray:ro\nmodule_mpich_copyPath=${dir}\nmodule_gpu_siteFs=/usr/lib/nvidia:/nvidia\nmodule_gpu_conflict=mpich\n`,
+      'c',
+    ).config;
     const compiled = compileSite(conf);
-    const chosen = selectModules({ kind: 'list', names: ['mpich'] }, [], conf.modules).map((m) => compiled.modules.get(m.name)!);
-    const s = buildEnvironmentSpec({ site: compiled, image, layout: { dirs: new Set(['/etc']) }, uid: 1, gid: 1, groups: [], etc: [], modules: chosen, userVolumes: [] });
-    t.like(s.mounts.find((m) => m.target === '/opt/cray') as BindMount, { readOnly: true });
-    t.like(s.mounts.find((m) => m.kind === 'bind' && m.target === '/opt/udiImage/modules/mpich') as BindMount, { source: dir, readOnly: true });
-    t.true(s.mounts.some((m) => m.kind === 'dir' && m.target === '/opt'), 'the image has no /opt');
+    const chosen = selectModules({ kind: 'list', names: ['mpich'] }, [], conf.modules).map((m) =>
+      compiled.modules.get(m.name)!,
+    );
+    const s = buildEnvironmentSpec({
+      site: compiled,
+      image,
+      layout: { dirs: new Set(['/etc']) },
+      uid: 1,
+      gid: 1,
+      groups: [],
+      etc: [],
+      modules: chosen,
+      userVolumes: [],
+    });
+    t.like(
+      s.mounts.find((m) => m.target === '/opt/cray'),
+      { readOnly: true },
+    );
+    t.like(
+      s.mounts.find((m) => m.kind === 'bind' && m.target === '/opt/udiImage/modules/mpich'),
+      {
+        source: dir,
+        readOnly: true,
+      },
+    );
+    t.true(
+      s.mounts.some((m) => m.kind === 'dir' && m.target === '/opt'),
+      'the image has no /opt',
+    );
     t.false(s.mounts.some((m) => m.target === '/nvidia'));
     t.throws(() => selectModules({ kind: 'list', names: ['mpich', 'gpu'] }, [], conf.modules), { message: /conflict/ });
-    t.throws(() => selectModules({ kind: 'list', names: ['nope'] }, [], conf.modules), { message: /not configured.*available: mpich, gpu/ });
-    t.deepEqual(selectModules({ kind: 'default' }, ['gpu'], conf.modules).map((m) => m.name), ['gpu']);
+    t.throws(() => selectModules({ kind: 'list', names: ['nope'] }, [], conf.modules), {
+      message: /not configured.*available: mpich, gpu/,
+    });
+    t.deepEqual(
+      selectModules({ kind: 'default' }, ['gpu'], conf.modules).map((m) => m.name),
+      ['gpu'],
+    );
     t.deepEqual(selectModules({ kind: 'none' }, ['gpu'], conf.modules), []);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -95,11 +160,31 @@ test('unsupported settings are refused at config load, not skipped', (t) => {
 });
 
 test('perNodeCache volumes: refused where the site has no perNodeCachePath, else a cache for this user under the site policy', (t) => {
-  t.throws(() => spec('', ['/etc'], ['/a:/cache:perNodeCache=size=1G']), { message: /not enabled on this system \(perNodeCachePath/ });
-  const s = spec('perNodeCachePath=/local/pnc\nperNodeCacheSizeLimit=100G\nperNodeCacheAllowedFsType=xfs ext4\nmkfsXfsPath=/sbin/mkfs.xfs',
-    ['/etc'], ['/a:/cache:perNodeCache=size=1G,bs=4k,fs=ext4']);
-  t.deepEqual(s.mounts.find((m) => m.target === '/cache'), {
-    kind: 'perNodeCache', target: '/cache', sizeBytes: 1024 ** 3, blockSize: 4096, fsType: 'ext4', backingDir: '/local/pnc', uid: 1000, gid: 100, phase: 'user',
+  t.throws(() => spec('', ['/etc'], ['/a:/cache:perNodeCache=size=1G']), {
+    message: /not enabled on this system \(perNodeCachePath/,
   });
-  t.deepEqual(s.perNodeCachePolicy, { sizeLimitBytes: 100 * 1024 ** 3, allowedFsTypes: ['xfs', 'ext4'], mkfsXfsPath: '/sbin/mkfs.xfs' });
+  const s = spec(
+    'perNodeCachePath=/local/pnc\nperNodeCacheSizeLimit=100G\nperNodeCacheAllowedFsType=xfs ext4\nmkfsXfsPath=/sbin/mkfs.xfs',
+    ['/etc'],
+    ['/a:/cache:perNodeCache=size=1G,bs=4k,fs=ext4'],
+  );
+  t.deepEqual(
+    s.mounts.find((m) => m.target === '/cache'),
+    {
+      kind: 'perNodeCache',
+      target: '/cache',
+      sizeBytes: 1024 ** 3,
+      blockSize: 4096,
+      fsType: 'ext4',
+      backingDir: '/local/pnc',
+      uid: 1000,
+      gid: 100,
+      phase: 'user',
+    },
+  );
+  t.deepEqual(s.perNodeCachePolicy, {
+    sizeLimitBytes: 100 * 1024 ** 3,
+    allowedFsTypes: ['xfs', 'ext4'],
+    mkfsXfsPath: '/sbin/mkfs.xfs',
+  });
 });

@@ -32,7 +32,7 @@ async function listEnvironments(): Promise<Array<{ uid: number; imageId: string 
     Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void>;
   try {
     const res = await new Promise<{ environments: Array<{ uid: number; imageId: string }> }>((resolve, reject) =>
-      client.ListEnvironments!({}, (err, r) => (err ? reject(err) : resolve(r as { environments: [] }))),
+      client.ListEnvironments({}, (err, r) => (err ? reject(err) : resolve(r as { environments: [] }))),
     );
     return res.environments;
   } finally {

@@ -50,7 +50,7 @@ function mpiImageEntries(hello: string): TarEntry[] {
   ];
   const ldd = execFileSync('ldd', [hello], { encoding: 'utf8' });
   for (const m of ldd.matchAll(/^\s*(\S+) => (\/\S+)/gm)) {
-    entries.push({ name: `usr/lib/x86_64-linux-gnu/${m[1]}`, content: readFileSync(realpathSync(m[2]!)), mode: 0o755 });
+    entries.push({ name: `usr/lib/x86_64-linux-gnu/${m[1]}`, content: readFileSync(realpathSync(m[2])), mode: 0o755 });
   }
   for (const f of readdirSync(join(LIB, 'ucx')).filter((n) => /\.so\.\d+$/.test(n))) {
     entries.push({

@@ -10,7 +10,9 @@ import { formatImagesTable } from '../images-table.js';
 export function unknownSystem(ctx: CommandContext, e: unknown): unknown {
   if (isShifterError(e) && e.code === 'NOT_FOUND') {
     return new GatewayAnswerError(
-      `the image gateway does not serve system '${ctx.system}' (gateway: ${e.message}): check system= in ${ctx.config.sourceFile}`, 404);
+      `the image gateway does not serve system '${ctx.system}' (gateway: ${e.message}): check system= in ${ctx.config.sourceFile}`,
+      404,
+    );
   }
   return e;
 }

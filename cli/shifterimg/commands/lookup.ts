@@ -14,15 +14,19 @@ export async function runLookup(ctx: CommandContext, imageArg: string): Promise<
     answer = await ctx.client.lookup(image);
   } catch (e) {
     if (isShifterError(e) && e.code === 'NOT_FOUND') {
-      throw new ShifterError('NOT_FOUND',
-        `image ${name} not found on system '${ctx.system}' (gateway: ${e.message}): pull it with \`shifterimg pull ${name}\``);
+      throw new ShifterError(
+        'NOT_FOUND',
+        `image ${name} not found on system '${ctx.system}' (gateway: ${e.message}): pull it with \`shifterimg pull ${name}\``,
+      );
     }
     throw e;
   }
   const rec = parseImageRecord(answer, `the lookup of ${name}`);
   if (rec.status !== 'READY') {
-    throw new ShifterError('NOT_FOUND',
-      `image ${name} is not ready on system '${ctx.system}' (status ${rec.status}): wait for \`shifterimg pull ${name}\` to finish`);
+    throw new ShifterError(
+      'NOT_FOUND',
+      `image ${name} is not ready on system '${ctx.system}' (status ${rec.status}): wait for \`shifterimg pull ${name}\` to finish`,
+    );
   }
   if (!isImageId(rec.id)) {
     throw new GatewayAnswerError(`the gateway returned an invalid image id for ${name}: '${rec.id.slice(0, 80)}'`);

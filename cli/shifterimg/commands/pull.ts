@@ -23,7 +23,9 @@ export async function runPull(ctx: CommandContext, imageArg: string, acl: PullAc
   // The pull itself runs on the gateway; stopping here only stops watching it.
   const onSignal = (signal: NodeJS.Signals): void => {
     display.finish();
-    ctx.stderr.write(`shifterimg: interrupted; the gateway goes on pulling ${name}: run \`shifterimg pull ${name}\` to follow it again\n`);
+    ctx.stderr.write(
+      `shifterimg: interrupted; the gateway goes on pulling ${name}: run \`shifterimg pull ${name}\` to follow it again\n`,
+    );
     process.exit(signal === 'SIGINT' ? EXIT.INTERRUPTED : 143);
   };
   process.on('SIGINT', onSignal);

@@ -103,7 +103,7 @@ test('slow and silent clients get 408 and are closed in time; a normal client is
     );
     assertOneShape(t, ex, 408);
   }
-  t.regex(String((parseAnswer(results[0]!.response).body as { error: string }).error), /did not arrive in time/);
+  t.regex(String((parseAnswer(results[0].response).body as { error: string }).error), /did not arrive in time/);
 });
 
 test('over the per-address cap: 503 at once; other addresses and later connections are served', async (t) => {

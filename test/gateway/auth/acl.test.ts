@@ -45,18 +45,33 @@ type Union = Pick<ImageRecord, 'private' | 'userACL' | 'groupACL'>;
 
 function image(tags: string[], grants: PullGrant[], union: Union): ImageRecord {
   const base = newPullRecord('k' as RecordKey, {
-    system: 's', itype: 'docker', pulltag: tags[0] ?? 'x:1', requesterUid: null, userACL: [], groupACL: [],
-    format: 'squashfs', credentialed: false, now: 1,
+    system: 's',
+    itype: 'docker',
+    pulltag: tags[0] ?? 'x:1',
+    requesterUid: null,
+    userACL: [],
+    groupACL: [],
+    format: 'squashfs',
+    credentialed: false,
+    now: 1,
   });
   return { ...base, status: 'READY', id: 'a'.repeat(64), tag: tags, grants, ...union };
 }
 
-const grant = (tag: string, uid: number | null, userACL: number[], groupACL: number[] = []): PullGrant =>
-  ({ tag, uid, private: userACL.length + groupACL.length > 0, userACL, groupACL });
+const grant = (tag: string, uid: number | null, userACL: number[], groupACL: number[] = []): PullGrant => ({
+  tag,
+  uid,
+  private: userACL.length + groupACL.length > 0,
+  userACL,
+  groupACL,
+});
 
-test('a list names only the tags the caller may use, with those tags\' access', (t) => {
-  const rec = image(['app:public', 'app:alice'], [grant('app:public', 1000, []), grant('app:alice', 1000, [1000])],
-    { private: false, userACL: [], groupACL: [] });
+test("a list names only the tags the caller may use, with those tags' access", (t) => {
+  const rec = image(['app:public', 'app:alice'], [grant('app:public', 1000, []), grant('app:alice', 1000, [1000])], {
+    private: false,
+    userACL: [],
+    groupACL: [],
+  });
   t.deepEqual(readableTags(rec, null), ['app:public']);
   t.deepEqual(readableTags(rec, alice), ['app:public', 'app:alice']);
   const seenByBob = listedRecord(rec, bob);
@@ -70,8 +85,11 @@ test('a list names only the tags the caller may use, with those tags\' access', 
 });
 
 test('a tag pulled by two users has the union of their grants; an image no tag names is listed by its access', (t) => {
-  const rec = image(['app:1'], [grant('app:1', 1000, [1000]), grant('app:1', 2000, [2000])],
-    { private: true, userACL: [1000, 2000], groupACL: [] });
+  const rec = image(['app:1'], [grant('app:1', 1000, [1000]), grant('app:1', 2000, [2000])], {
+    private: true,
+    userACL: [1000, 2000],
+    groupACL: [],
+  });
   t.deepEqual(readableTags(rec, bob), ['app:1']);
   t.deepEqual(listedRecord(rec, alice)?.userACL, [1000, 2000]);
   const orphan = image([], [grant('gone:1', 1000, [1000])], { private: true, userACL: [1000], groupACL: [] });

@@ -19,11 +19,22 @@ test.before(async () => {
   gw = await startGateway({
     dir,
     config: {
-      CacheDirectory: join(dir, 'cache'), ExpandDirectory: join(dir, 'expand'),
-      DefaultImageLocation: '127.0.0.1:9', Locations: { '127.0.0.1:9': { url: 'http://127.0.0.1:9' } },
+      CacheDirectory: join(dir, 'cache'),
+      ExpandDirectory: join(dir, 'expand'),
+      DefaultImageLocation: '127.0.0.1:9',
+      Locations: { '127.0.0.1:9': { url: 'http://127.0.0.1:9' } },
       Platforms: {
-        sys: { accesstype: 'local', local: { imageDir: join(dir, 'images') }, mungeSocketPath: munged.socket, admins: ['root'] },
-        nomunge: { accesstype: 'local', local: { imageDir: join(dir, 'images2') }, mungeSocketPath: join(dir, 'absent.socket') },
+        sys: {
+          accesstype: 'local',
+          local: { imageDir: join(dir, 'images') },
+          mungeSocketPath: munged.socket,
+          admins: ['root'],
+        },
+        nomunge: {
+          accesstype: 'local',
+          local: { imageDir: join(dir, 'images2') },
+          mungeSocketPath: join(dir, 'absent.socket'),
+        },
       },
     },
   });
@@ -37,8 +48,13 @@ test.after.always(async () => {
 
 /** A credential made by the unprivileged user `nobody` (65534). */
 function mungeAsNobody(payload: string): string {
-  return execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'munge', '--socket', munged.socket],
-    { input: payload }).toString().trim();
+  return execFileSync(
+    'setpriv',
+    ['--reuid=65534', '--regid=65534', '--clear-groups', 'munge', '--socket', munged.socket],
+    { input: payload },
+  )
+    .toString()
+    .trim();
 }
 
 rootTest('mungeDecode returns the encoding uid/gid and the payload', async (t) => {
@@ -55,20 +71,29 @@ test('mungeDecode: replayed, expired and garbage credentials are distinct errors
   await t.throwsAsync(mungeDecode(cred, { socket: munged.socket }), { message: /already used \(replayed\)/ });
   const short = await mungeEncode('', { socket: munged.socket, ttlSeconds: 1 });
   await new Promise((r) => setTimeout(r, 2200));
-  await t.throwsAsync(mungeDecode(short, { socket: munged.socket }), { message: /credential expired; create a fresh one/ });
+  await t.throwsAsync(mungeDecode(short, { socket: munged.socket }), {
+    message: /credential expired; create a fresh one/,
+  });
   await t.throwsAsync(mungeDecode('garbage', { socket: munged.socket }), { message: /munge credential is not valid/ });
   await t.throwsAsync(mungeEncode('', { socket: join(dir, 'nope.socket') }), { message: /is munged running on/ });
 });
 
 async function pull(system: string, tag: string, headers: Record<string, string>, body?: object) {
   const res = await fetch(`${gw.url}/api/pull/${system}/docker/${tag}/`, {
-    method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body ?? {}),
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body ?? {}),
   });
-  return { status: res.status, body: await res.json() as Record<string, unknown> };
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
 rootTest('a good credential identifies the caller: their uid joins the ACL they asked for', async (t) => {
-  const r = await pull('sys', 'team/acl', { authentication: mungeAsNobody('') }, { allowed_uids: '5', allowed_gids: '7' });
+  const r = await pull(
+    'sys',
+    'team/acl',
+    { authentication: mungeAsNobody('') },
+    { allowed_uids: '5', allowed_gids: '7' },
+  );
   t.is(r.status, 200);
   t.deepEqual(r.body.userACL, [5, 65534]);
   t.deepEqual(r.body.groupACL, [7, 65534]);
@@ -87,7 +112,14 @@ rootTest('replayed, expired and garbage credentials get 401 with a clear message
   const cred = mungeAsNobody('');
   t.is((await pull('sys', 'team/r1', { authentication: cred })).status, 200);
   const replay = await pull('sys', 'team/r1', { authentication: cred });
-  t.deepEqual(replay, { status: 401, body: { status: 401, error: 'munge credential was already used (replayed); every request needs a fresh credential', message: 'Unauthorized: /api/pull/sys/docker/team/r1/' } });
+  t.deepEqual(replay, {
+    status: 401,
+    body: {
+      status: 401,
+      error: 'munge credential was already used (replayed); every request needs a fresh credential',
+      message: 'Unauthorized: /api/pull/sys/docker/team/r1/',
+    },
+  });
   const short = execFileSync('munge', ['--socket', munged.socket, '--ttl', '1'], { input: '' }).toString().trim();
   await new Promise((r) => setTimeout(r, 2200));
   const expired = await pull('sys', 'team/r2', { authentication: short });

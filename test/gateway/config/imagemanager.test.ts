@@ -2,23 +2,54 @@ import test from 'ava';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { configPathFrom, loadGatewayConfig, parseExpirationTimeout, parseGatewayConfig } from '../../../gateway/config/imagemanager.js';
+import {
+  configPathFrom,
+  loadGatewayConfig,
+  parseExpirationTimeout,
+  parseGatewayConfig,
+} from '../../../gateway/config/imagemanager.js';
 
 const base = () => ({
   CacheDirectory: '/var/cache/shifter',
   ExpandDirectory: '/var/tmp/shifter',
-  Platforms: { mycluster: { accesstype: 'local', local: { imageDir: '/images' }, mungeSocketPath: '/run/munge/munge.socket.2', admins: ['root'] } },
+  Platforms: {
+    mycluster: {
+      accesstype: 'local',
+      local: { imageDir: '/images' },
+      mungeSocketPath: '/run/munge/munge.socket.2',
+      admins: ['root'],
+    },
+  },
 });
 
 test('upstream example keys are all accepted, with defaults filled in', (t) => {
-  const { config, warnings } = parseGatewayConfig({
-    ...base(),
-    WorkerThreads: 2, LogLevel: 'debug', DefaultImageLocation: 'registry-1.docker.io', DefaultImageFormat: 'squashfs',
-    PullUpdateTimeout: 120, ImageExpirationTimeout: '90:00:00:00', MongoDBURI: 'mongodb://localhost/', MongoDB: 'Shifter',
-    Metrics: true, Authentication: 'munge', ImportUsers: ['alice'], ConverterOptions: { squashfs: ['-comp', 'zstd'] },
-    examiner: '/usr/local/bin/scan', DefaultLustreReplication: 1, DefaultOstCount: 16, DefaultImageRemote: 'x', PullUpdateTime: 300,
-    Locations: { 'registry-1.docker.io': { remotetype: 'dockerv2', authentication: 'http' }, 'site.example.org': { url: 'http://127.0.0.1:5000/', authMethod: 'basic', sslcacert: '/etc/ca.pem' } },
-  }, '/etc/shifter/imagemanager.json');
+  const { config, warnings } = parseGatewayConfig(
+    {
+      ...base(),
+      WorkerThreads: 2,
+      LogLevel: 'debug',
+      DefaultImageLocation: 'registry-1.docker.io',
+      DefaultImageFormat: 'squashfs',
+      PullUpdateTimeout: 120,
+      ImageExpirationTimeout: '90:00:00:00',
+      MongoDBURI: 'mongodb://localhost/',
+      MongoDB: 'Shifter',
+      Metrics: true,
+      Authentication: 'munge',
+      ImportUsers: ['alice'],
+      ConverterOptions: { squashfs: ['-comp', 'zstd'] },
+      examiner: '/usr/local/bin/scan',
+      DefaultLustreReplication: 1,
+      DefaultOstCount: 16,
+      DefaultImageRemote: 'x',
+      PullUpdateTime: 300,
+      Locations: {
+        'registry-1.docker.io': { remotetype: 'dockerv2', authentication: 'http' },
+        'site.example.org': { url: 'http://127.0.0.1:5000/', authMethod: 'basic', sslcacert: '/etc/ca.pem' },
+      },
+    },
+    '/etc/shifter/imagemanager.json',
+  );
   t.deepEqual(warnings, []);
   t.is(config.workerThreads, 2);
   t.is(config.pullUpdateTimeoutSec, 120);
@@ -26,10 +57,16 @@ test('upstream example keys are all accepted, with defaults filled in', (t) => {
   t.deepEqual(config.mongo, { uri: 'mongodb://localhost/', db: 'Shifter' });
   t.deepEqual(config.converterOptions, { squashfs: ['-comp', 'zstd'] });
   t.deepEqual(config.importUsers, ['alice']);
-  t.is(config.locations['registry-1.docker.io']!.baseUrl, 'https://registry-1.docker.io');
-  t.deepEqual(config.locations['site.example.org'], { name: 'site.example.org', remotetype: 'dockerv2', baseUrl: 'http://127.0.0.1:5000', authMethod: 'basic', caFile: '/etc/ca.pem' });
-  t.is(config.platforms.mycluster!.imageDir, '/images');
-  t.is(config.platforms.mycluster!.platform, 'linux/amd64');
+  t.is(config.locations['registry-1.docker.io'].baseUrl, 'https://registry-1.docker.io');
+  t.deepEqual(config.locations['site.example.org'], {
+    name: 'site.example.org',
+    remotetype: 'dockerv2',
+    baseUrl: 'http://127.0.0.1:5000',
+    authMethod: 'basic',
+    caFile: '/etc/ca.pem',
+  });
+  t.is(config.platforms.mycluster.imageDir, '/images');
+  t.is(config.platforms.mycluster.platform, 'linux/amd64');
 });
 
 test('defaults: no Mongo needed (SQLite in CacheDirectory), 300 s pull timeout, munge auth, 1 worker', (t) => {
@@ -53,25 +90,55 @@ test('errors name the key, the problem and the fix', (t) => {
   rejects(t, noCache, /CacheDirectory is missing; add "CacheDirectory": "\/var\/cache/);
   rejects(t, { ...base(), WorkerThreads: 0 }, /WorkerThreads must be an integer >= 1 \(got 0\)/);
   rejects(t, { ...base(), PullUpdateTimeout: 'soon' }, /PullUpdateTimeout must be an integer/);
-  rejects(t, { ...base(), ImageExpirationTimeout: '90 days' }, /ImageExpirationTimeout is "90 days"; write "days:hours:minutes:seconds"/);
+  rejects(
+    t,
+    { ...base(), ImageExpirationTimeout: '90 days' },
+    /ImageExpirationTimeout is "90 days"; write "days:hours:minutes:seconds"/,
+  );
   rejects(t, { ...base(), DefaultImageFormat: 'cramfs' }, /DefaultImageFormat is "cramfs".*use "squashfs"/);
   rejects(t, { ...base(), Authentication: 'kerberos' }, /Authentication is "kerberos"/);
   rejects(t, { ...base(), ConverterOptions: { squashfs: 5 } }, /ConverterOptions\.squashfs must be a string or a list/);
-  rejects(t, { ...base(), Locations: { r: { url: 'ftp://r' } } }, /Locations\.r\.url has scheme "ftp:"; use http:\/\/ or https:\/\//);
-  rejects(t, { ...base(), Locations: { r: { authMethod: 'oauth' } } }, /Locations\.r\.authMethod is "oauth"; use "token"/);
+  rejects(
+    t,
+    { ...base(), Locations: { r: { url: 'ftp://r' } } },
+    /Locations\.r\.url has scheme "ftp:"; use http:\/\/ or https:\/\//,
+  );
+  rejects(
+    t,
+    { ...base(), Locations: { r: { authMethod: 'oauth' } } },
+    /Locations\.r\.authMethod is "oauth"; use "token"/,
+  );
   rejects(t, { ...base(), Locations: { r: { remotetype: 'dockerhub' } } }, /Locations\.r\.remotetype is "dockerhub"/);
   rejects(t, { ...base(), MongoDBURI: 'localhost:27017' }, /MongoDBURI is "localhost:27017"; write mongodb:\/\//);
   rejects(t, { ...base(), Platforms: {} }, /Platforms is missing or empty; add at least one system/);
-  rejects(t, { ...base(), Platforms: { c: { accesstype: 'remote', host: ['h'], ssh: {} } } }, /Platforms\.c\.accesstype is "remote", and ssh\/scp transfer is not supported yet/);
+  rejects(
+    t,
+    { ...base(), Platforms: { c: { accesstype: 'remote', host: ['h'], ssh: {} } } },
+    /Platforms\.c\.accesstype is "remote", and ssh\/scp transfer is not supported yet/,
+  );
   rejects(t, { ...base(), Platforms: { c: { accesstype: 'local' } } }, /Platforms\.c\.local is missing/);
-  rejects(t, { ...base(), Platforms: { c: { local: { imageDir: 'images' } } } }, /Platforms\.c\.local\.imageDir must be an absolute path/);
-  rejects(t, { ...base(), Platforms: { c: { local: { imageDir: '/i' }, admins: 'root' } } }, /Platforms\.c\.admins must be a list of user names/);
-  rejects(t, { ...base(), Platforms: { c: { local: { imageDir: '/i' }, platform: 'amd64' } } }, /Platforms\.c\.platform is "amd64"; write os\/arch/);
+  rejects(
+    t,
+    { ...base(), Platforms: { c: { local: { imageDir: 'images' } } } },
+    /Platforms\.c\.local\.imageDir must be an absolute path/,
+  );
+  rejects(
+    t,
+    { ...base(), Platforms: { c: { local: { imageDir: '/i' }, admins: 'root' } } },
+    /Platforms\.c\.admins must be a list of user names/,
+  );
+  rejects(
+    t,
+    { ...base(), Platforms: { c: { local: { imageDir: '/i' }, platform: 'amd64' } } },
+    /Platforms\.c\.platform is "amd64"; write os\/arch/,
+  );
 });
 
 test('unknown keys and ignored upstream features produce warnings, not errors', (t) => {
   const { warnings } = parseGatewayConfig({
-    ...base(), Colour: 'blue', ConvertOptions: {},
+    ...base(),
+    Colour: 'blue',
+    ConvertOptions: {},
     Platforms: { c: { local: { imageDir: '/i' }, use_external: true, policy_file: '/p.json', ssh_thing: 1 } },
   });
   t.true(warnings.some((w) => /unknown key Colour/.test(w)));
@@ -96,13 +163,22 @@ test('the config path comes from --config, then GWCONFIG, then /etc/shifter', (t
 test('files: unreadable, bad JSON and relative paths', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'gwcfg-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  t.throws(() => loadGatewayConfig(join(dir, 'none.json')), { message: /cannot read .*none\.json \(ENOENT\); pass --config FILE or set GWCONFIG/ });
+  t.throws(() => loadGatewayConfig(join(dir, 'none.json')), {
+    message: /cannot read .*none\.json \(ENOENT\); pass --config FILE or set GWCONFIG/,
+  });
   await writeFile(join(dir, 'bad.json'), '{"WorkerThreads": 1,}');
-  t.throws(() => loadGatewayConfig(join(dir, 'bad.json')), { message: /bad\.json is not valid JSON: .*; fix the syntax/ });
-  await writeFile(join(dir, 'ok.json'), JSON.stringify({ ...base(), CacheDirectory: 'cache', Locations: { r: { sslcacert: 'ca.pem' } } }));
+  t.throws(() => loadGatewayConfig(join(dir, 'bad.json')), {
+    message: /bad\.json is not valid JSON: .*; fix the syntax/,
+  });
+  await writeFile(
+    join(dir, 'ok.json'),
+    JSON.stringify({ ...base(), CacheDirectory: 'cache', Locations: { r: { sslcacert: 'ca.pem' } } }),
+  );
   const { config } = loadGatewayConfig(join(dir, 'ok.json'));
   t.is(config.cacheDirectory, join(dir, 'cache'));
-  t.is(config.locations.r!.caFile, join(dir, 'ca.pem'));
+  t.is(config.locations.r.caFile, join(dir, 'ca.pem'));
   await writeFile(join(dir, 'missing.json'), JSON.stringify({ ...base(), WorkerThreads: -1 }));
-  t.throws(() => loadGatewayConfig(join(dir, 'missing.json')), { message: /^\/.*missing\.json: WorkerThreads must be/ });
+  t.throws(() => loadGatewayConfig(join(dir, 'missing.json')), {
+    message: /^\/.*missing\.json: WorkerThreads must be/,
+  });
 });

@@ -26,12 +26,22 @@ export async function snapshotTree(root: string, opts: { mtimes?: boolean } = {}
   const walk = async (rel: string) => {
     const abs = rel === '' ? root : join(root, rel);
     const st = await lstat(abs);
-    const type: NodeInfo['type'] = st.isDirectory() ? 'dir' : st.isFile() ? 'file' : st.isSymbolicLink() ? 'symlink' : st.isFIFO() ? 'fifo' : 'other';
+    const type: NodeInfo['type'] = st.isDirectory()
+      ? 'dir'
+      : st.isFile()
+        ? 'file'
+        : st.isSymbolicLink()
+          ? 'symlink'
+          : st.isFIFO()
+            ? 'fifo'
+            : 'other';
     const info: NodeInfo = { type, mode: (st.mode & 0o7777).toString(8), uid: st.uid, gid: st.gid };
     if (opts.mtimes && type !== 'dir' && type !== 'symlink') info.mtime = Math.floor(st.mtimeMs / 1000);
     if (type === 'file') {
       info.size = st.size;
-      info.sha256 = createHash('sha256').update(await readFile(abs)).digest('hex');
+      info.sha256 = createHash('sha256')
+        .update(await readFile(abs))
+        .digest('hex');
       const key = `${st.dev}:${st.ino}`;
       inodes.set(key, [...(inodes.get(key) ?? []), rel]);
     }
@@ -44,7 +54,7 @@ export async function snapshotTree(root: string, opts: { mtimes?: boolean } = {}
   await walk('');
   for (const names of inodes.values()) {
     if (names.length < 2) continue;
-    for (const n of names) out[n]!.links = names.filter((x) => x !== n).sort();
+    for (const n of names) out[n].links = names.filter((x) => x !== n).sort();
   }
   return out;
 }

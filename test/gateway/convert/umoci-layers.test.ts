@@ -20,7 +20,9 @@ const log = pino({ level: 'silent' });
 let work = '';
 const mounts: string[] = [];
 
-test.before(async () => { work = await mkdtemp(join(tmpdir(), 'umoci-layers-')); });
+test.before(async () => {
+  work = await mkdtemp(join(tmpdir(), 'umoci-layers-'));
+});
 test.after.always(async () => {
   for (const m of mounts) await run('umount', [m]).catch(() => undefined);
   if (work) await rm(work, { recursive: true, force: true });
@@ -39,9 +41,11 @@ async function umociLayer(name: string): Promise<{ path: string; digest: string 
   await run('umoci', ['new', '--image', `${layout}:1`]);
   await run('umoci', ['insert', '--image', `${layout}:1`, rootfs, '/']);
   const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
-  const manifestHex = index.manifests[0]!.digest.slice('sha256:'.length);
-  const manifest = JSON.parse(await readFile(join(layout, 'blobs/sha256', manifestHex), 'utf8')) as { layers: { digest: string }[] };
-  const digest = manifest.layers[0]!.digest;
+  const manifestHex = index.manifests[0].digest.slice('sha256:'.length);
+  const manifest = JSON.parse(await readFile(join(layout, 'blobs/sha256', manifestHex), 'utf8')) as {
+    layers: { digest: string }[];
+  };
+  const digest = manifest.layers[0].digest;
   return { path: join(layout, 'blobs/sha256', digest.slice('sha256:'.length)), digest };
 }
 
@@ -51,12 +55,20 @@ rootTest('a layer made by umoci insert (no final padding, no end blocks) convert
   t.not(tar.length % 512, 0, 'precondition: umoci wrote an unpadded tar');
 
   const out = join(work, 'ok.squashfs');
-  const report = await convertLayersToSquashfs([{ path: layer.path, digest: layer.digest, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' }], out, { log });
+  const report = await convertLayersToSquashfs(
+    [{ path: layer.path, digest: layer.digest, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' }],
+    out,
+    { log },
+  );
   t.deepEqual(report.dropped, []);
   const mnt = await mkdtemp(join(work, 'mnt-'));
   await run('mount', ['-t', 'squashfs', '-o', 'loop,ro,nodev,nosuid', out, mnt]);
   mounts.push(mnt);
-  t.is(await readFile(join(mnt, 'etc/os-release'), 'utf8'), 'NAME="unpadded"\n', 'the last member, the one without padding, is complete');
+  t.is(
+    await readFile(join(mnt, 'etc/os-release'), 'utf8'),
+    'NAME="unpadded"\n',
+    'the last member, the one without padding, is complete',
+  );
   t.deepEqual(await readFile(join(mnt, 'bin/busybox')), await readFile('/bin/busybox'));
 });
 
@@ -67,7 +79,13 @@ test('an unpadded layer cut inside the data of a member still fails', async (t) 
   // Half-way is inside busybox's 2 MB of data: far more is missing than padding could restore.
   await writeFile(cutPath, gzipSync(tar.subarray(0, Math.floor(tar.length / 2) + 100)));
   const out = join(work, 'cut.squashfs');
-  const err = await t.throwsAsync(convertLayersToSquashfs([{ path: cutPath, digest: layer.digest, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' }], out, { log }));
+  const err = await t.throwsAsync(
+    convertLayersToSquashfs(
+      [{ path: cutPath, digest: layer.digest, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' }],
+      out,
+      { log },
+    ),
+  );
   t.is((err as { code?: string }).code, 'CONVERSION_FAILED');
-  t.regex(err!.message, new RegExp(layer.digest));
+  t.regex(err.message, new RegExp(layer.digest));
 });

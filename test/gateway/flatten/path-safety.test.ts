@@ -3,7 +3,10 @@ import { normaliseEntryPath, normaliseLinkTarget, ancestorsOf } from '../../../g
 import { whiteoutMarker } from '../../../gateway/flatten/whiteout.js';
 
 test('member names are normalised to image-relative paths', (t) => {
-  const ok = (name: string) => { const r = normaliseEntryPath(name); return r.ok ? r.path : `!${r.reason}`; };
+  const ok = (name: string) => {
+    const r = normaliseEntryPath(name);
+    return r.ok ? r.path : `!${r.reason}`;
+  };
   t.is(ok('./etc/passwd'), 'etc/passwd');
   t.is(ok('etc//x/./y/'), 'etc/x/y');
   t.is(ok('./'), '');

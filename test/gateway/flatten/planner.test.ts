@@ -16,7 +16,11 @@ interface Plan {
   materialise: { layer: number; ordinal: number; path: string }[];
   links: { path: string; target: string }[];
 }
-interface Result { emitted: string[]; dropped: Record<string, string>; plan: Plan }
+interface Result {
+  emitted: string[];
+  dropped: Record<string, string>;
+  plan: Plan;
+}
 
 /** Streams the layers through a planner the way the converter does. */
 function flatten(layers: Spec[][], indexBase = false): Result {
@@ -55,7 +59,10 @@ function flattenIn(paths: PathDb, layers: Spec[][], indexBase: boolean): Result 
 }
 
 test('upper entries replace lower ones; directories merge', (t) => {
-  const r = flatten([['etc/', 'etc/a', 'etc/b'], ['etc/', 'etc/a']]);
+  const r = flatten([
+    ['etc/', 'etc/a', 'etc/b'],
+    ['etc/', 'etc/a'],
+  ]);
   t.deepEqual(r.emitted, ['0:etc/b', '1:etc', '1:etc/a']);
 });
 
@@ -66,15 +73,21 @@ test('whiteouts remove a path and its subtree from lower layers only', (t) => {
   t.deepEqual(same.emitted, ['1:b'], 'a whiteout does not hide an entry of its own layer');
 });
 
-test('an opaque directory hides lower children but keeps itself and its own layer\'s children', (t) => {
+test("an opaque directory hides lower children but keeps itself and its own layer's children", (t) => {
   const r = flatten([['o/', 'o/old', 'o/sub/', 'o/sub/deep', 'keep'], ['o/', 'o/.wh..wh..opq', 'o/new'], ['o/newer']]);
   t.deepEqual(r.emitted, ['0:keep', '1:o', '1:o/new', '2:o/newer']);
-  const root = flatten([['a', 'b/'], ['.wh..wh..opq', 'c']]);
+  const root = flatten([
+    ['a', 'b/'],
+    ['.wh..wh..opq', 'c'],
+  ]);
   t.deepEqual(root.emitted, ['1:c'], 'an opaque root hides the whole lower image');
 });
 
 test('a file replacing a directory removes its subtree, and the reverse', (t) => {
-  const r = flatten([['d/', 'd/x', 'f'], ['d', 'f/', 'f/y']]);
+  const r = flatten([
+    ['d/', 'd/x', 'f'],
+    ['d', 'f/', 'f/y'],
+  ]);
   t.deepEqual(r.emitted, ['1:d', '1:f', '1:f/y']);
   const sym = flatten([['d/', 'd/x'], [['d', 'symlink', 'elsewhere']]]);
   t.deepEqual(sym.emitted, ['1:d']);
@@ -91,23 +104,53 @@ test('hard links to a visible file point at it; links to links share the inode',
   const r = flatten([['x', ['y', 'hardlink', 'x']], [['z', 'hardlink', 'y']]]);
   t.deepEqual(r.emitted, ['0:x']);
   t.deepEqual(r.plan.materialise, []);
-  t.deepEqual(r.plan.links, [{ path: 'y', target: 'x' }, { path: 'z', target: 'x' }]);
+  t.deepEqual(r.plan.links, [
+    { path: 'y', target: 'x' },
+    { path: 'z', target: 'x' },
+  ]);
 });
 
 test('unsafe entries are dropped with a reason', (t) => {
   const r = flatten([
-    ['/abs', '../up', 'a/../../up2', ['evil', 'symlink', '/etc'], 'file', ['dev/null', 'char-device'], ['dev/sda', 'block-device'],
-      ['hl-abs', 'hardlink', '/etc/shadow'], ['hl-up', 'hardlink', '../x'], ['hl-missing', 'hardlink', 'nope'], ['hl-dir', 'hardlink', 'dir'], 'dir/',
-      'a/.wh.', ['run/fifo', 'fifo'], 'dev/ok', ['empty', 'symlink', '']],
+    [
+      '/abs',
+      '../up',
+      'a/../../up2',
+      ['evil', 'symlink', '/etc'],
+      'file',
+      ['dev/null', 'char-device'],
+      ['dev/sda', 'block-device'],
+      ['hl-abs', 'hardlink', '/etc/shadow'],
+      ['hl-up', 'hardlink', '../x'],
+      ['hl-missing', 'hardlink', 'nope'],
+      ['hl-dir', 'hardlink', 'dir'],
+      'dir/',
+      'a/.wh.',
+      ['run/fifo', 'fifo'],
+      'dev/ok',
+      ['empty', 'symlink', ''],
+    ],
     ['evil/passwd', 'file/inside', ['evil/x', 'hardlink', 'file']],
   ]);
   t.deepEqual(Object.keys(r.dropped).sort(), [
-    '../up', '/abs', 'a/../../up2', 'a/.wh.', 'dev/null', 'dev/sda', 'empty', 'evil/passwd', 'evil/x', 'file/inside',
-    'hl-abs', 'hl-dir', 'hl-missing', 'hl-up',
+    '../up',
+    '/abs',
+    'a/../../up2',
+    'a/.wh.',
+    'dev/null',
+    'dev/sda',
+    'empty',
+    'evil/passwd',
+    'evil/x',
+    'file/inside',
+    'hl-abs',
+    'hl-dir',
+    'hl-missing',
+    'hl-up',
   ]);
-  t.regex(r.dropped['evil/passwd']!, /symbolic link "evil"/);
-  t.regex(r.dropped['file/inside']!, /"file" is not a directory/);
-  t.regex(r.dropped['hl-missing']!, /hard link target "nope"/);
+  t.regex(r.dropped['evil/passwd'], /symbolic link "evil"/);
+  t.regex(r.dropped['file/inside'], /"file" is not a directory/);
+  t.regex(r.dropped['hl-missing'], /hard link target "nope"/);
   t.deepEqual(r.emitted, ['0:evil', '0:file', '0:dir', '0:run/fifo', '0:dev/ok']);
 });
 

@@ -1,6 +1,10 @@
 import test from 'ava';
 import { ShifterError } from '../../../common/errors.js';
-import { formatImageReference, parseImageReference, referenceForManifest } from '../../../gateway/reference/image-ref.js';
+import {
+  formatImageReference,
+  parseImageReference,
+  referenceForManifest,
+} from '../../../gateway/reference/image-ref.js';
 
 const HUB = 'registry-1.docker.io';
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
@@ -13,8 +17,12 @@ test('a bare Docker Hub name gets library/ and :latest', (t) => {
 });
 
 test('the docker: type prefix is dropped', (t) => {
-  t.deepEqual(parseImageReference('docker:ubuntu:14.04', 'index.docker.io'),
-    { location: 'index.docker.io', repository: 'library/ubuntu', tag: '14.04', digest: null });
+  t.deepEqual(parseImageReference('docker:ubuntu:14.04', 'index.docker.io'), {
+    location: 'index.docker.io',
+    repository: 'library/ubuntu',
+    tag: '14.04',
+    digest: null,
+  });
 });
 
 test('a host with a port and a tag parses (upstream #156)', (t) => {
@@ -24,18 +32,36 @@ test('a host with a port and a tag parses (upstream #156)', (t) => {
 });
 
 test('a host with a port and no tag gets latest, not the port as tag', (t) => {
-  t.deepEqual(parseImageReference('registry.example.org:5000/team/app', HUB),
-    { location: 'registry.example.org:5000', repository: 'team/app', tag: 'latest', digest: null });
+  t.deepEqual(parseImageReference('registry.example.org:5000/team/app', HUB), {
+    location: 'registry.example.org:5000',
+    repository: 'team/app',
+    tag: 'latest',
+    digest: null,
+  });
 });
 
 test('localhost is a registry host, and no library/ is added off Docker Hub', (t) => {
-  t.deepEqual(parseImageReference('localhost/x', HUB), { location: 'localhost', repository: 'x', tag: 'latest', digest: null });
-  t.deepEqual(parseImageReference('myimage:2', 'registry.example.org'),
-    { location: 'registry.example.org', repository: 'myimage', tag: '2', digest: null });
+  t.deepEqual(parseImageReference('localhost/x', HUB), {
+    location: 'localhost',
+    repository: 'x',
+    tag: 'latest',
+    digest: null,
+  });
+  t.deepEqual(parseImageReference('myimage:2', 'registry.example.org'), {
+    location: 'registry.example.org',
+    repository: 'myimage',
+    tag: '2',
+    digest: null,
+  });
 });
 
 test('a first component without . or : is part of the repository', (t) => {
-  t.deepEqual(parseImageReference('myorg/app:v1.2-rc_3', HUB), { location: HUB, repository: 'myorg/app', tag: 'v1.2-rc_3', digest: null });
+  t.deepEqual(parseImageReference('myorg/app:v1.2-rc_3', HUB), {
+    location: HUB,
+    repository: 'myorg/app',
+    tag: 'v1.2-rc_3',
+    digest: null,
+  });
 });
 
 test('an explicit docker.io location also gets library/', (t) => {

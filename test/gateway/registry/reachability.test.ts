@@ -58,31 +58,34 @@ test.serial('an always-500 registry is retried and then reported with its status
 /** A guard standing in for DNS + the address policy: every name is 127.0.0.1. */
 const loopbackGuard: ConnectGuard = { resolve: async () => ({ address: '127.0.0.1', family: 4 }) };
 
-test.serial('user-named registry: closed, plain-http, untrusted-TLS and silent ports read "could not reach"', async (t) => {
-  const closed = await startFaultyRegistry('closed');
-  const silent = await startFaultyRegistry('silent');
-  const plain = http.createServer((_req, res) => res.end('hello'));
-  await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
-  const tls = await startRegistry({ tls: true });
-  t.teardown(async () => {
-    await silent.stop();
-    await new Promise((r) => plain.close(r));
-    await tls.stop();
-  });
-  const ports = [closed.port, silent.port, (plain.address() as AddressInfo).port, Number(new URL(tls.url).port)];
-  const messages: string[] = [];
-  for (const port of ports) {
-    const c = new RegistryClient({ baseUrl: `https://127.0.0.1:${port}`, authMethod: 'token' }, log, {
-      ...FAST,
-      guard: loopbackGuard,
+test.serial(
+  'user-named registry: closed, plain-http, untrusted-TLS and silent ports read "could not reach"',
+  async (t) => {
+    const closed = await startFaultyRegistry('closed');
+    const silent = await startFaultyRegistry('silent');
+    const plain = http.createServer((_req, res) => res.end('hello'));
+    await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
+    const tls = await startRegistry({ tls: true });
+    t.teardown(async () => {
+      await silent.stop();
+      await new Promise((r) => plain.close(r));
+      await tls.stop();
     });
-    const err = await t.throwsAsync(c.resolve('a/b', '1'), { instanceOf: ShifterError });
-    t.is(err?.code, 'UNREACHABLE');
-    messages.push((err?.message ?? '').replace(String(port), 'PORT'));
-  }
-  t.deepEqual(new Set(messages).size, 1, messages.join('\n'));
-  t.is(messages[0], 'could not reach 127.0.0.1:PORT; check the registry name in the image reference');
-});
+    const ports = [closed.port, silent.port, (plain.address() as AddressInfo).port, Number(new URL(tls.url).port)];
+    const messages: string[] = [];
+    for (const port of ports) {
+      const c = new RegistryClient({ baseUrl: `https://127.0.0.1:${port}`, authMethod: 'token' }, log, {
+        ...FAST,
+        guard: loopbackGuard,
+      });
+      const err = await t.throwsAsync(c.resolve('a/b', '1'), { instanceOf: ShifterError });
+      t.is(err?.code, 'UNREACHABLE');
+      messages.push((err?.message ?? '').replace(String(port), 'PORT'));
+    }
+    t.deepEqual(new Set(messages).size, 1, messages.join('\n'));
+    t.is(messages[0], 'could not reach 127.0.0.1:PORT; check the registry name in the image reference');
+  },
+);
 
 test.serial('a guarded client connects to the address the guard checked, not to what DNS says later', async (t) => {
   const reg = await startRegistry();
@@ -103,36 +106,39 @@ test.serial('a guarded client connects to the address the guard checked, not to 
   t.true(asked.length >= 2 && asked.every((h) => h === 'registry.test'));
 });
 
-test.serial('the guard refuses names and literals that reach this machine or link-local, before connecting', async (t) => {
-  const silent = await startFaultyRegistry('silent');
-  t.teardown(() => silent.stop());
-  const lookups: Record<string, string[]> = {
-    'inside.test': ['127.0.0.1'],
-    'mixed.test': ['192.0.2.7', '169.254.169.254'],
-  };
-  const guard = createConnectGuard(new Set(['10.1.2.3']), async (h) =>
-    (lookups[h] ?? []).map((address) => ({ address, family: 4 })),
-  );
-  for (const host of [
-    'inside.test',
-    'mixed.test',
-    '127.0.0.1',
-    '[::1]',
-    '[::ffff:127.0.0.1]',
-    '169.254.169.254',
-    '10.1.2.3',
-  ]) {
-    const c = new RegistryClient({ baseUrl: `http://${host}:${silent.port}`, authMethod: 'token' }, log, {
-      ...FAST,
-      guard,
-    });
-    const err = await t.throwsAsync(c.resolve('a/b', '1'), { instanceOf: ShifterError }, host);
-    t.is(err?.code, 'PERMISSION_DENIED', host);
-    t.regex(err?.message ?? '', /resolves to an address the gateway does not connect to for users; .*Locations/);
-  }
-  t.is(silent.connections, 0);
-  t.deepEqual(await guard.resolve('192.0.2.7').catch((e: Error) => e.message), { address: '192.0.2.7', family: 4 });
-});
+test.serial(
+  'the guard refuses names and literals that reach this machine or link-local, before connecting',
+  async (t) => {
+    const silent = await startFaultyRegistry('silent');
+    t.teardown(() => silent.stop());
+    const lookups: Record<string, string[]> = {
+      'inside.test': ['127.0.0.1'],
+      'mixed.test': ['192.0.2.7', '169.254.169.254'],
+    };
+    const guard = createConnectGuard(new Set(['10.1.2.3']), async (h) =>
+      (lookups[h] ?? []).map((address) => ({ address, family: 4 })),
+    );
+    for (const host of [
+      'inside.test',
+      'mixed.test',
+      '127.0.0.1',
+      '[::1]',
+      '[::ffff:127.0.0.1]',
+      '169.254.169.254',
+      '10.1.2.3',
+    ]) {
+      const c = new RegistryClient({ baseUrl: `http://${host}:${silent.port}`, authMethod: 'token' }, log, {
+        ...FAST,
+        guard,
+      });
+      const err = await t.throwsAsync(c.resolve('a/b', '1'), { instanceOf: ShifterError }, host);
+      t.is(err?.code, 'PERMISSION_DENIED', host);
+      t.regex(err?.message ?? '', /resolves to an address the gateway does not connect to for users; .*Locations/);
+    }
+    t.is(silent.connections, 0);
+    t.deepEqual(await guard.resolve('192.0.2.7').catch((e: Error) => e.message), { address: '192.0.2.7', family: 4 });
+  },
+);
 
 test.serial('isRefusedAddress: loopback, link-local, unspecified, multicast, IPv4-mapped and own addresses', (t) => {
   const own = new Set(['10.1.2.3', 'fd00::5']);
@@ -154,6 +160,7 @@ test.serial('isRefusedAddress: loopback, link-local, unspecified, multicast, IPv
   ]) {
     t.true(isRefusedAddress(a, own), a);
   }
-  for (const a of ['192.0.2.7', '10.1.2.4', '172.16.0.1', '2001:db8::1', '8.8.8.8']) t.false(isRefusedAddress(a, own), a);
+  for (const a of ['192.0.2.7', '10.1.2.4', '172.16.0.1', '2001:db8::1', '8.8.8.8'])
+    t.false(isRefusedAddress(a, own), a);
   t.true(isRefusedAddress('not-an-address', own));
 });

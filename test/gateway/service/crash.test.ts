@@ -34,8 +34,11 @@ test.after.always(async () => {
 type Rec = Record<string, unknown>;
 
 const config = () => ({
-  CacheDirectory: join(dir, 'cache'), ExpandDirectory: join(dir, 'expand'), Authentication: 'mock',
-  DefaultImageLocation: 'site', Locations: { site: { url: proxy.url } },
+  CacheDirectory: join(dir, 'cache'),
+  ExpandDirectory: join(dir, 'expand'),
+  Authentication: 'mock',
+  DefaultImageLocation: 'site',
+  Locations: { site: { url: proxy.url } },
   Platforms: { sys: { accesstype: 'local', local: { imageDir: join(dir, 'images') } } },
 });
 
@@ -46,17 +49,28 @@ async function start(): Promise<RunningGateway> {
 }
 
 async function pull(g: RunningGateway, tag: string): Promise<Rec> {
-  const res = await fetch(`${g.url}/api/pull/sys/docker/${tag}/`, { method: 'POST', headers: { authentication: 'good:alice:users::1000:100' } });
-  return await res.json() as Rec;
+  const res = await fetch(`${g.url}/api/pull/sys/docker/${tag}/`, {
+    method: 'POST',
+    headers: { authentication: 'good:alice:users::1000:100' },
+  });
+  return (await res.json()) as Rec;
 }
 
 async function exists(p: string): Promise<boolean> {
-  try { await access(p); return true; } catch { return false; }
+  try {
+    await access(p);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 test.serial('kill -9 during a download, restart: the pull resumes to READY with complete files', async (t) => {
   const layer = gzipSync(await tarLayer([{ name: 'data.bin', content: randomBytes(300_000).toString('hex') }]));
-  const pushed = await pushImage(reg.url, 'team/crash', '1', { layers: [layer], config: imageConfig({ Env: ['X=1'] }) });
+  const pushed = await pushImage(reg.url, 'team/crash', '1', {
+    layers: [layer],
+    config: imageConfig({ Env: ['X=1'] }),
+  });
   const id = pushed.manifestDigest.replace('sha256:', '');
 
   proxy.stallBlobBodies(1);
@@ -79,13 +93,15 @@ test.serial('kill -9 during a download, restart: the pull resumes to READY with 
   for (let i = 0; i < 200; i++) {
     const look = await fetch(`${g2.url}/api/lookup/sys/docker/team/crash:1/`);
     if (look.status === 200) {
-      rec = await look.json() as Rec;
+      rec = (await look.json()) as Rec;
       t.true(await exists(join(dir, 'images', `${id}.squashfs`)), 'READY implies the image file exists');
       t.true(await exists(join(dir, 'images', `${id}.meta`)), 'READY implies the meta file exists');
       break;
     }
-    const queued = await fetch(`${g2.url}/api/queue/sys/`, { headers: { authentication: 'good:alice:users::1000:100' } });
-    rec = (await queued.json() as { list: Rec[] }).list[0] ?? rec;
+    const queued = await fetch(`${g2.url}/api/queue/sys/`, {
+      headers: { authentication: 'good:alice:users::1000:100' },
+    });
+    rec = ((await queued.json()) as { list: Rec[] }).list[0] ?? rec;
     await new Promise((r) => setTimeout(r, 150));
   }
   t.is(rec.id, id, JSON.stringify(rec));
@@ -121,25 +137,28 @@ test.serial('a READY record whose files vanished is reported FAILURE after a res
   await g2.stop();
 });
 
-test.serial('SIGTERM stops the gateway cleanly (exit 0) and the interrupted pull resumes at the next start', async (t) => {
-  const layer = gzipSync(await tarLayer([{ name: 'term.bin', content: randomBytes(200_000).toString('hex') }]));
-  const pushed = await pushImage(reg.url, 'team/term', '1', { layers: [layer], config: imageConfig({}) });
-  proxy.stallBlobBodies(1);
-  const g1 = await start();
-  let rec = await pull(g1, 'team/term:1');
-  for (let i = 0; i < 100 && !String(rec.status_message).startsWith('Pulling layer'); i++) {
-    await new Promise((r) => setTimeout(r, 100));
-    rec = await pull(g1, 'team/term:1');
-  }
-  t.is(rec.status, 'PULLING');
-  t.is(await g1.stop(), 0);
-  t.regex(g1.logs(), /pull interrupted by shutdown; it resumes at the next start/);
-  const g2 = await start();
-  for (let i = 0; i < 200 && rec.status !== 'READY'; i++) {
-    const look = await fetch(`${g2.url}/api/lookup/sys/docker/team/term:1/`);
-    if (look.status === 200) rec = await look.json() as Rec;
-    else await new Promise((r) => setTimeout(r, 150));
-  }
-  t.is(rec.id, pushed.manifestDigest.replace('sha256:', ''));
-  await g2.stop();
-});
+test.serial(
+  'SIGTERM stops the gateway cleanly (exit 0) and the interrupted pull resumes at the next start',
+  async (t) => {
+    const layer = gzipSync(await tarLayer([{ name: 'term.bin', content: randomBytes(200_000).toString('hex') }]));
+    const pushed = await pushImage(reg.url, 'team/term', '1', { layers: [layer], config: imageConfig({}) });
+    proxy.stallBlobBodies(1);
+    const g1 = await start();
+    let rec = await pull(g1, 'team/term:1');
+    for (let i = 0; i < 100 && !String(rec.status_message).startsWith('Pulling layer'); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      rec = await pull(g1, 'team/term:1');
+    }
+    t.is(rec.status, 'PULLING');
+    t.is(await g1.stop(), 0);
+    t.regex(g1.logs(), /pull interrupted by shutdown; it resumes at the next start/);
+    const g2 = await start();
+    for (let i = 0; i < 200 && rec.status !== 'READY'; i++) {
+      const look = await fetch(`${g2.url}/api/lookup/sys/docker/team/term:1/`);
+      if (look.status === 200) rec = (await look.json()) as Rec;
+      else await new Promise((r) => setTimeout(r, 150));
+    }
+    t.is(rec.id, pushed.manifestDigest.replace('sha256:', ''));
+    await g2.stop();
+  },
+);

@@ -18,8 +18,11 @@ test.before(async () => {
   gw = await startGateway({
     dir,
     config: {
-      CacheDirectory: join(dir, 'cache'), ExpandDirectory: join(dir, 'expand'), Authentication: 'mock',
-      DefaultImageLocation: 'private.site', Locations: { 'private.site': { url: reg.url, authMethod: 'basic' } },
+      CacheDirectory: join(dir, 'cache'),
+      ExpandDirectory: join(dir, 'expand'),
+      Authentication: 'mock',
+      DefaultImageLocation: 'private.site',
+      Locations: { 'private.site': { url: reg.url, authMethod: 'basic' } },
       Platforms: { sys: { accesstype: 'local', local: { imageDir: join(dir, 'images') } } },
     },
   });
@@ -38,7 +41,9 @@ const header = (locations?: Record<string, string>) => {
 
 async function pullUntilDone(tag: string, headers: Record<string, string>): Promise<Record<string, unknown>> {
   for (let i = 0; ; i++) {
-    const rec = await (await fetch(`${gw.url}/api/pull/sys/docker/${tag}/`, { method: 'POST', headers })).json() as Record<string, unknown>;
+    const rec = (await (
+      await fetch(`${gw.url}/api/pull/sys/docker/${tag}/`, { method: 'POST', headers })
+    ).json()) as Record<string, unknown>;
     if (rec.status === 'READY' || rec.status === 'FAILURE' || i > 200) return rec;
     await new Promise((r) => setTimeout(r, 150));
   }
@@ -54,7 +59,7 @@ test('credentials for the location (or default) pull a private image; with no AC
   t.is(anon.status, 200, 'no ACL was asked for, so the image is readable by everyone on the system (upstream)');
 });
 
-test('without credentials the pull fails with the registry\'s refusal', async (t) => {
+test("without credentials the pull fails with the registry's refusal", async (t) => {
   const layer = gzipSync(await tarLayer([{ name: 'q.txt', content: 'q\n' }]));
   await pushImage(reg.url, 'team/priv2', '1', { layers: [layer], config: imageConfig({}), auth: CREDS });
   const rec = await pullUntilDone('team/priv2:1', header());

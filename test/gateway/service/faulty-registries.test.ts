@@ -139,10 +139,16 @@ test.serial(
   },
 );
 
-test.serial('shifterimg pull of a registry the site did not allow ends at once with the reason; nothing connects', async (t) => {
-  const before = silent.connections;
-  const r = await shifterimgPull(`localhost:${silent.port}/team/a:1`, 30_000);
-  t.is(r.code, 4, r.stderr);
-  t.regex(r.stderr, new RegExp(`the image gateway refused the request: this gateway does not pull from localhost:${silent.port}; `));
-  t.is(silent.connections, before);
-});
+test.serial(
+  'shifterimg pull of a registry the site did not allow ends at once with the reason; nothing connects',
+  async (t) => {
+    const before = silent.connections;
+    const r = await shifterimgPull(`localhost:${silent.port}/team/a:1`, 30_000);
+    t.is(r.code, 4, r.stderr);
+    t.regex(
+      r.stderr,
+      new RegExp(`the image gateway refused the request: this gateway does not pull from localhost:${silent.port}; `),
+    );
+    t.is(silent.connections, before);
+  },
+);

@@ -34,8 +34,12 @@ test.before(async () => {
   gw = await startGateway({
     dir,
     config: {
-      CacheDirectory: join(dir, 'cache'), ExpandDirectory: join(dir, 'expand'), Authentication: 'mock', WorkerThreads: 2,
-      DefaultImageLocation: 'site', Locations: { site: { url: proxy.url }, [reg.host]: { url: reg.url } },
+      CacheDirectory: join(dir, 'cache'),
+      ExpandDirectory: join(dir, 'expand'),
+      Authentication: 'mock',
+      WorkerThreads: 2,
+      DefaultImageLocation: 'site',
+      Locations: { site: { url: proxy.url }, [reg.host]: { url: reg.url } },
       AllowedRegistries: ['localhost:*'],
       Platforms: { sys: { accesstype: 'local', local: { imageDir }, admins: ['root'] } },
     },
@@ -53,10 +57,12 @@ type Rec = Record<string, unknown>;
 
 async function pull(tag: string, headers: Record<string, string> = ALICE, body: object = {}): Promise<Rec> {
   const res = await fetch(`${gw.url}/api/pull/sys/docker/${tag}/`, {
-    method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body),
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
   });
   if (res.status !== 200) throw new Error(`pull ${tag}: HTTP ${res.status} ${await res.text()}`);
-  return await res.json() as Rec;
+  return (await res.json()) as Rec;
 }
 
 async function pullUntilDone(tag: string, headers: Record<string, string> = ALICE, body: object = {}): Promise<Rec> {
@@ -68,12 +74,24 @@ async function pullUntilDone(tag: string, headers: Record<string, string> = ALIC
   }
 }
 
-const manifestGets = (repo: string) => proxy.requests.filter((r) => r.method === 'GET' && r.url.startsWith(`/v2/${repo}/manifests/`)).length;
-const blobGets = (repo: string, digest: string) => proxy.requests.filter((r) => r.method === 'GET' && r.url === `/v2/${repo}/blobs/${digest}`).length;
+const manifestGets = (repo: string) =>
+  proxy.requests.filter((r) => r.method === 'GET' && r.url.startsWith(`/v2/${repo}/manifests/`)).length;
+const blobGets = (repo: string, digest: string) =>
+  proxy.requests.filter((r) => r.method === 'GET' && r.url === `/v2/${repo}/blobs/${digest}`).length;
 
 test.serial('a pull ends READY with <id>.squashfs and <id>.meta in imageDir, and lookup/list show it', async (t) => {
-  const pushed = await push('team/app', '1.0', { 'etc/hello': 'hi\n', 'bin/tool': '#!/bin/sh\n' },
-    { Env: ['PATH=/usr/bin:/bin', 'A=1'], Entrypoint: ['/bin/tool'], Cmd: ['--help'], WorkingDir: '/work', Labels: { org: 'x' } });
+  const pushed = await push(
+    'team/app',
+    '1.0',
+    { 'etc/hello': 'hi\n', 'bin/tool': '#!/bin/sh\n' },
+    {
+      Env: ['PATH=/usr/bin:/bin', 'A=1'],
+      Entrypoint: ['/bin/tool'],
+      Cmd: ['--help'],
+      WorkingDir: '/work',
+      Labels: { org: 'x' },
+    },
+  );
   const id = pushed.manifestDigest.replace('sha256:', '');
   const rec = await pullUntilDone('team/app:1.0');
   t.is(rec.status, 'READY', String(rec.status_message));
@@ -92,27 +110,49 @@ test.serial('a pull ends READY with <id>.squashfs and <id>.meta in imageDir, and
   const listing = execFileSync('unsquashfs', ['-l', '-d', '', join(imageDir, `${id}.squashfs`)]).toString();
   t.regex(listing, /etc\/hello/);
 
-  const look = await (await fetch(`${gw.url}/api/lookup/sys/docker/team/app:1.0/`, { headers: BOB })).json() as Rec;
+  const look = (await (await fetch(`${gw.url}/api/lookup/sys/docker/team/app:1.0/`, { headers: BOB })).json()) as Rec;
   t.is(look.id, id);
-  const list = await (await fetch(`${gw.url}/api/list/sys/`)).json() as { list: Rec[] };
-  t.deepEqual(list.list.map((r) => r.id), [id]);
+  const list = (await (await fetch(`${gw.url}/api/list/sys/`)).json()) as { list: Rec[] };
+  t.deepEqual(
+    list.list.map((r) => r.id),
+    [id],
+  );
   const byId = await fetch(`${gw.url}/api/lookup/sys/id/${id}/`);
   t.is(byId.status, 200);
 });
 
-test.serial('a READY image younger than PullUpdateTimeout is returned at once, without asking the registry', async (t) => {
-  const before = manifestGets('team/app');
-  const rec = await pull('team/app:1.0');
-  t.is(rec.status, 'READY');
-  t.is(manifestGets('team/app'), before);
-});
+test.serial(
+  'a READY image younger than PullUpdateTimeout is returned at once, without asking the registry',
+  async (t) => {
+    const before = manifestGets('team/app');
+    const rec = await pull('team/app:1.0');
+    t.is(rec.status, 'READY');
+    t.is(manifestGets('team/app'), before);
+  },
+);
 
 test.serial('a second tag of the same image takes the meta-only path and joins the record', async (t) => {
-  const again = await push('team/app', '1.0', { 'etc/hello': 'hi\n', 'bin/tool': '#!/bin/sh\n' },
-    { Env: ['PATH=/usr/bin:/bin', 'A=1'], Entrypoint: ['/bin/tool'], Cmd: ['--help'], WorkingDir: '/work', Labels: { org: 'x' } });
-  const manifest = await (await fetch(`${reg.url}/v2/team/app/manifests/1.0`, { headers: { accept: again.manifestMediaType } })).text();
-  await fetch(`${reg.url}/v2/team/app/manifests/stable`, { method: 'PUT', headers: { 'content-type': again.manifestMediaType }, body: manifest });
-  const layer = again.layerDigests[0]!;
+  const again = await push(
+    'team/app',
+    '1.0',
+    { 'etc/hello': 'hi\n', 'bin/tool': '#!/bin/sh\n' },
+    {
+      Env: ['PATH=/usr/bin:/bin', 'A=1'],
+      Entrypoint: ['/bin/tool'],
+      Cmd: ['--help'],
+      WorkingDir: '/work',
+      Labels: { org: 'x' },
+    },
+  );
+  const manifest = await (
+    await fetch(`${reg.url}/v2/team/app/manifests/1.0`, { headers: { accept: again.manifestMediaType } })
+  ).text();
+  await fetch(`${reg.url}/v2/team/app/manifests/stable`, {
+    method: 'PUT',
+    headers: { 'content-type': again.manifestMediaType },
+    body: manifest,
+  });
+  const layer = again.layerDigests[0];
   const blobsBefore = blobGets('team/app', layer);
   const rec = await pullUntilDone('team/app:stable');
   t.is(rec.status, 'READY', String(rec.status_message));
@@ -120,7 +160,7 @@ test.serial('a second tag of the same image takes the meta-only path and joins t
   t.deepEqual((rec.tag as string[]).sort(), ['team/app:1.0', 'team/app:stable']);
   t.regex(String(rec.status_message), /already on the system/);
   t.is(blobGets('team/app', layer), blobsBefore, 'no layer was downloaded again');
-  const list = await (await fetch(`${gw.url}/api/list/sys/`)).json() as { list: Rec[] };
+  const list = (await (await fetch(`${gw.url}/api/list/sys/`)).json()) as { list: Rec[] };
   t.is(list.list.length, 1);
 });
 
@@ -128,7 +168,7 @@ test.serial('two concurrent pulls of one image share one pull', async (t) => {
   await push('team/twin', '1', { 'twin.txt': 'x'.repeat(100_000) });
   const [a, b] = await Promise.all([pull('team/twin:1'), pull('team/twin:1', BOB)]);
   t.is(a.last_pull, b.last_pull);
-  const queue = await (await fetch(`${gw.url}/api/queue/sys/`, { headers: ALICE })).json() as { list: Rec[] };
+  const queue = (await (await fetch(`${gw.url}/api/queue/sys/`, { headers: ALICE })).json()) as { list: Rec[] };
   t.true(queue.list.filter((q) => q.image === 'team/twin:1').length <= 1);
   const done = await pullUntilDone('team/twin:1');
   t.is(done.status, 'READY', String(done.status_message));
@@ -145,7 +185,7 @@ test.serial('private images: allowed_uids restricts lookup and list, and the met
   t.is((await fetch(`${gw.url}/api/lookup/sys/docker/team/secret:1/`, { headers: ALICE })).status, 200);
   t.is((await fetch(`${gw.url}/api/lookup/sys/docker/team/secret:1/`, { headers: BOB })).status, 404);
   t.is((await fetch(`${gw.url}/api/lookup/sys/docker/team/secret:1/`)).status, 404);
-  const bobList = await (await fetch(`${gw.url}/api/list/sys/`, { headers: BOB })).json() as { list: Rec[] };
+  const bobList = (await (await fetch(`${gw.url}/api/list/sys/`, { headers: BOB })).json()) as { list: Rec[] };
   t.false(bobList.list.some((r) => r.id === id));
 });
 
@@ -158,14 +198,17 @@ test.serial('a corrupted layer ends in FAILURE naming the digest, and leaves not
   t.is(rec.status, 'FAILURE');
   // The first corrupted blob may be the config or the layer; either way the message names it.
   const digests = [pushed.configDigest, ...pushed.layerDigests];
-  t.true(digests.some((d) => String(rec.status_message).includes(d)), String(rec.status_message));
+  t.true(
+    digests.some((d) => String(rec.status_message).includes(d)),
+    String(rec.status_message),
+  );
   const id = pushed.manifestDigest.replace('sha256:', '');
   t.false((await readdir(imageDir)).some((f) => f.startsWith(id) || f.startsWith('.tmp-')));
   const again = await pull('team/bad:1');
   t.is(again.status, 'FAILURE', 'a fresh FAILURE is shown, not retried, until PullUpdateTimeout passes');
 });
 
-test.serial('an unknown tag ends in FAILURE with the registry\'s answer', async (t) => {
+test.serial("an unknown tag ends in FAILURE with the registry's answer", async (t) => {
   const rec = await pullUntilDone('team/app:nope');
   t.is(rec.status, 'FAILURE');
   t.regex(String(rec.status_message), /nope/);
@@ -185,15 +228,18 @@ test.serial('a registry the site did not allow is refused at once, and nothing c
   const url = `${gw.url}/api/pull/sys/docker/${proxy.host}/direct/app:2/`;
   const res = await fetch(url, { method: 'POST', headers: ALICE });
   t.is(res.status, 403);
-  const body = await res.json() as { error: string };
-  t.is(body.error, `this gateway does not pull from ${proxy.host}; it pulls from site, ${reg.host}, localhost:*. ` +
-    "Use one of those, or ask the site's admins to add the registry to Locations or AllowedRegistries");
+  const body = (await res.json()) as { error: string };
+  t.is(
+    body.error,
+    `this gateway does not pull from ${proxy.host}; it pulls from site, ${reg.host}, localhost:*. ` +
+      "Use one of those, or ask the site's admins to add the registry to Locations or AllowedRegistries",
+  );
   t.is(proxy.requests.length, 0);
-  const queue = await (await fetch(`${gw.url}/api/queue/sys/`, { headers: ALICE })).json() as { list: Rec[] };
+  const queue = (await (await fetch(`${gw.url}/api/queue/sys/`, { headers: ALICE })).json()) as { list: Rec[] };
   t.false(queue.list.some((q) => String(q.image).startsWith(proxy.host)));
 });
 
-test.serial('an allowed pattern does not reach the gateway\'s own host: no connection to loopback', async (t) => {
+test.serial("an allowed pattern does not reach the gateway's own host: no connection to loopback", async (t) => {
   proxy.clearLog();
   const rec = await pullUntilDone(`localhost:${new URL(proxy.url).port}/direct/app:2`);
   t.is(rec.status, 'FAILURE');

@@ -22,34 +22,59 @@ test.after.always(async () => {
 });
 
 type Factory = () => Promise<ImageStore>;
-const factories: [string, Factory][] = [[
-  'sqlite', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'store-'));
-    dirs.push(dir);
-    const s = new SqliteImageStore(join(dir, 'sub', 'gateway.sqlite'));
-    stores.push(s);
-    return s;
-  },
-]];
+const factories: [string, Factory][] = [
+  [
+    'sqlite',
+    async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'store-'));
+      dirs.push(dir);
+      const s = new SqliteImageStore(join(dir, 'sub', 'gateway.sqlite'));
+      stores.push(s);
+      return s;
+    },
+  ],
+];
 const mongoUri = process.env.SHIFTER_TEST_MONGODB_URI;
 if (mongoUri) {
-  factories.push(['mongodb', async () => {
-    const s = await MongoImageStore.connect(mongoUri, `shifter_test_${randomBytes(6).toString('hex')}`);
-    stores.push(s);
-    return s;
-  }]);
+  factories.push([
+    'mongodb',
+    async () => {
+      const s = await MongoImageStore.connect(mongoUri, `shifter_test_${randomBytes(6).toString('hex')}`);
+      stores.push(s);
+      return s;
+    },
+  ]);
 } else {
   console.log('MongoDB store tests SKIPPED: set SHIFTER_TEST_MONGODB_URI (e.g. mongodb://127.0.0.1:27017) to run them');
 }
 
 const pull = (over: Partial<NewPull> = {}): NewPull => ({
-  system: 'sys', itype: 'docker', pulltag: 'ubuntu:latest', requesterUid: null, userACL: [], groupACL: [],
+  system: 'sys',
+  itype: 'docker',
+  pulltag: 'ubuntu:latest',
+  requesterUid: null,
+  userACL: [],
+  groupACL: [],
   format: 'squashfs',
-  credentialed: false, now: 1000, ...over,
+  credentialed: false,
+  now: 1000,
+  ...over,
 });
 const done = (id: string, over: Partial<CompletedPull> = {}): CompletedPull => ({
-  id, format: 'squashfs', ENV: ['PATH=/bin'], ENTRY: ['/bin/sh'], CMD: null, WORKDIR: '/', LABELS: { a: 'b' }, USER: null,
-  userACL: [], groupACL: [], private: false, now: 2000, status_message: 'Image ready', ...over,
+  id,
+  format: 'squashfs',
+  ENV: ['PATH=/bin'],
+  ENTRY: ['/bin/sh'],
+  CMD: null,
+  WORKDIR: '/',
+  LABELS: { a: 'b' },
+  USER: null,
+  userACL: [],
+  groupACL: [],
+  private: false,
+  now: 2000,
+  status_message: 'Image ready',
+  ...over,
 });
 const ID1 = 'a'.repeat(64);
 const ID2 = 'b'.repeat(64);
@@ -63,7 +88,10 @@ for (const [name, make] of factories) {
     t.is(second.status, 'PENDING');
     t.is(await s.get(first.key), null);
     t.is((await s.findPullByTag('sys', 'docker', 'ubuntu:latest'))?.key, second.key);
-    t.deepEqual((await s.listQueue('sys')).map((r) => [r.status, r.pulltag]), [['PENDING', 'ubuntu:latest']]);
+    t.deepEqual(
+      (await s.listQueue('sys')).map((r) => [r.status, r.pulltag]),
+      [['PENDING', 'ubuntu:latest']],
+    );
   });
 
   test(`${name}: completing a pull makes it READY, findable by tag and id, and out of the queue`, async (t) => {
@@ -77,7 +105,10 @@ for (const [name, make] of factories) {
     t.is((await s.findReadyById('sys', ID1))?.key, p.key);
     t.is(await s.findReadyByTag('other', 'docker', 'ubuntu:latest'), null);
     t.deepEqual(await s.listQueue('sys'), []);
-    t.deepEqual((await s.listReady('sys')).map((r) => r.id), [ID1]);
+    t.deepEqual(
+      (await s.listReady('sys')).map((r) => r.id),
+      [ID1],
+    );
   });
 
   test(`${name}: a second tag of the same image id joins the existing record (dedupe by id)`, async (t) => {
@@ -188,13 +219,19 @@ for (const [name, make] of factories) {
     const fresh = await s.createPull(pull({ pulltag: 'new:1', now: 900 }));
     await s.update(fresh.key, { status: 'FAILURE' });
     const running = await s.createPull(pull({ pulltag: 'run:1', now: 950 }));
-    await s.update(running.key, { status: 'PULLING', progress: { layersDone: 1, layersTotal: 3, bytesDone: 10, bytesTotal: 30 } });
+    await s.update(running.key, {
+      status: 'PULLING',
+      progress: { layersDone: 1, layersTotal: 3, bytesDone: 10, bytesTotal: 30 },
+    });
     t.is(await s.deleteFailuresBefore(500), 1);
     t.is(await s.get(old.key), null);
     t.truthy(await s.get(fresh.key));
     const inflight = await s.listByStatus(['PENDING', 'PULLING']);
-    t.deepEqual(inflight.map((r) => r.pulltag), ['run:1']);
-    t.deepEqual(inflight[0]!.progress, { layersDone: 1, layersTotal: 3, bytesDone: 10, bytesTotal: 30 });
+    t.deepEqual(
+      inflight.map((r) => r.pulltag),
+      ['run:1'],
+    );
+    t.deepEqual(inflight[0].progress, { layersDone: 1, layersTotal: 3, bytesDone: 10, bytesTotal: 30 });
   });
 
   test(`${name}: updating a deleted record is a NOT_FOUND error`, async (t) => {
@@ -206,13 +243,17 @@ for (const [name, make] of factories) {
 
   test(`${name}: metrics keep the last N per system in insertion order`, async (t) => {
     const s = await make();
-    for (let i = 0; i < 5; i++) await s.addMetric({ user: 'u', uid: 1, system: 'sys', type: 'docker', tag: `t${i}`, id: ID1, time: i });
+    for (let i = 0; i < 5; i++)
+      await s.addMetric({ user: 'u', uid: 1, system: 'sys', type: 'docker', tag: `t${i}`, id: ID1, time: i });
     await s.addMetric({ user: 'u', uid: 1, system: 'other', type: 'docker', tag: 'x', id: ID1, time: 9 });
-    t.deepEqual((await s.listMetrics('sys', 3)).map((m) => m.tag), ['t2', 't3', 't4']);
+    t.deepEqual(
+      (await s.listMetrics('sys', 3)).map((m) => m.tag),
+      ['t2', 't3', 't4'],
+    );
   });
 }
 
-test('sqlite: a record stored before tags had their own access: each tag has the record\'s', async (t) => {
+test("sqlite: a record stored before tags had their own access: each tag has the record's", async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'store-'));
   dirs.push(dir);
   const file = join(dir, 'g.sqlite');

@@ -31,8 +31,15 @@ test('every working status can fail, and be re-queued after a restart', (t) => {
 const T = { pullUpdateTimeoutSec: 300, heartbeatTimeoutSec: 3600 };
 const rec = (over: Partial<ImageRecord>): ImageRecord => ({
   ...newPullRecord('k' as RecordKey, {
-    system: 's', itype: 'docker', pulltag: 'a:1', requesterUid: null, userACL: [], groupACL: [],
-    format: 'squashfs', credentialed: false, now: 1000,
+    system: 's',
+    itype: 'docker',
+    pulltag: 'a:1',
+    requesterUid: null,
+    userACL: [],
+    groupACL: [],
+    format: 'squashfs',
+    credentialed: false,
+    now: 1000,
   }),
   ...over,
 });
@@ -56,17 +63,35 @@ test('decidePull: start, join, return READY, and re-pull on an ACL change', (t) 
   t.deepEqual(decidePull({ ...base, pending: inflight, ready: null }, T), { action: 'return', record: inflight });
   const ready = rec({ status: 'READY', last_pull: 1000 });
   t.deepEqual(decidePull({ ...base, pending: null, ready }, T), { action: 'return', record: ready });
-  t.deepEqual(decidePull({ ...base, userACL: [5, 1000], pending: null, ready }, T), { action: 'start' }, 'ACLs changed');
-  t.deepEqual(decidePull({ ...base, now: 1005, userACL: [5], pending: null, ready }, T).action, 'return', 'pulled under 10 s ago');
-  t.deepEqual(decidePull({ ...base, userACL: [5], pending: inflight, ready }, T).action, 'return', 'a pull is in flight');
+  t.deepEqual(
+    decidePull({ ...base, userACL: [5, 1000], pending: null, ready }, T),
+    { action: 'start' },
+    'ACLs changed',
+  );
+  t.deepEqual(
+    decidePull({ ...base, now: 1005, userACL: [5], pending: null, ready }, T).action,
+    'return',
+    'pulled under 10 s ago',
+  );
+  t.deepEqual(
+    decidePull({ ...base, userACL: [5], pending: inflight, ready }, T).action,
+    'return',
+    'a pull is in flight',
+  );
   const failed = rec({ status: 'FAILURE', last_pull: 1000 });
   t.deepEqual(decidePull({ ...base, pending: failed, ready: null }, T), { action: 'return', record: failed });
   t.deepEqual(decidePull({ ...base, now: 1400, pending: failed, ready: null }, T), { action: 'start' });
 });
 
 test('progress messages and :latest rules', (t) => {
-  t.is(progressMessage({ layersDone: 2, layersTotal: 7, bytesDone: 45_200_000, bytesTotal: 120_100_000 }), 'Pulling layer 3/7 (45.2 MB of 120.1 MB)');
-  t.is(progressMessage({ layersDone: 7, layersTotal: 7, bytesDone: 1, bytesTotal: 1 }), 'Pulling layer 7/7 (0.0 MB of 0.0 MB)');
+  t.is(
+    progressMessage({ layersDone: 2, layersTotal: 7, bytesDone: 45_200_000, bytesTotal: 120_100_000 }),
+    'Pulling layer 3/7 (45.2 MB of 120.1 MB)',
+  );
+  t.is(
+    progressMessage({ layersDone: 7, layersTotal: 7, bytesDone: 1, bytesTotal: 1 }),
+    'Pulling layer 7/7 (0.0 MB of 0.0 MB)',
+  );
   t.is(normalizeTag('docker', 'ubuntu', false), 'ubuntu:latest');
   t.is(normalizeTag('docker', 'ubuntu:22.04', false), 'ubuntu:22.04');
   t.is(normalizeTag('docker', '127.0.0.1:5000/a/b', false), '127.0.0.1:5000/a/b:latest');

@@ -1,5 +1,13 @@
 import test from 'ava';
-import { containerArgv, containerWorkdir, containerEnv, parseEnvFile, commandSearchPath, DEFAULT_PATH, type ImageRunConfig } from '../../../node-daemon/command/command.js';
+import {
+  containerArgv,
+  containerWorkdir,
+  containerEnv,
+  parseEnvFile,
+  commandSearchPath,
+  DEFAULT_PATH,
+  type ImageRunConfig,
+} from '../../../node-daemon/command/command.js';
 
 const plain: ImageRunConfig = { entrypoint: undefined, cmd: undefined, workdir: undefined, env: [] };
 const withCmd: ImageRunConfig = { ...plain, cmd: ['python3', '-V'] };
@@ -18,12 +26,18 @@ test('args without --entrypoint run as given', (t) => {
 test('bare --entrypoint: ENTRYPOINT + (args || CMD); error without ENTRYPOINT', (t) => {
   t.deepEqual(containerArgv({ kind: 'image' }, [], withBoth, 'i'), ['/entry.sh', '-x', 'serve']);
   t.deepEqual(containerArgv({ kind: 'image' }, ['a'], withBoth, 'i'), ['/entry.sh', '-x', 'a']);
-  t.throws(() => containerArgv({ kind: 'image' }, [], withCmd, 'me/x:1'), { message: /image me\/x:1 has no ENTRYPOINT/ });
+  t.throws(() => containerArgv({ kind: 'image' }, [], withCmd, 'me/x:1'), {
+    message: /image me\/x:1 has no ENTRYPOINT/,
+  });
 });
 
 test('--entrypoint=cmd is one element, followed by args only', (t) => {
   t.deepEqual(containerArgv({ kind: 'explicit', cmd: '/bin/echo hi' }, [], withBoth, 'i'), ['/bin/echo hi']);
-  t.deepEqual(containerArgv({ kind: 'explicit', cmd: '/bin/echo' }, ['a', 'b'], withBoth, 'i'), ['/bin/echo', 'a', 'b']);
+  t.deepEqual(containerArgv({ kind: 'explicit', cmd: '/bin/echo' }, ['a', 'b'], withBoth, 'i'), [
+    '/bin/echo',
+    'a',
+    'b',
+  ]);
 });
 
 test('workdir: host cwd default, image WORKDIR when bare, explicit', (t) => {
@@ -42,10 +56,18 @@ test('env chain order: caller, SHIFTER_*, image ENV, env-file, --env, modules, s
     imageRequest: 'ubuntu:22.04',
     imageId: 'abc',
     image: { ...plain, env: ['PATH=/usr/bin:/bin', 'A=image', 'B=image', 'BROKEN'] },
-    envFile: [['B', 'file'], ['C', 'file']],
+    envFile: [
+      ['B', 'file'],
+      ['C', 'file'],
+    ],
     cliEnv: [['C', 'cli']],
     modules: [{ ...noEdits, siteEnv: ['MOD=1'], siteEnvPrepend: ['PATH=/opt/mod/bin'] }],
-    site: { siteEnv: ['SHIFTER_RUNTIME=1', 'EMPTY='], siteEnvAppend: ['PATH=/opt/udiImage/bin', 'NEWVAR=x'], siteEnvPrepend: [], siteEnvUnset: ['HOME'] },
+    site: {
+      siteEnv: ['SHIFTER_RUNTIME=1', 'EMPTY='],
+      siteEnvAppend: ['PATH=/opt/udiImage/bin', 'NEWVAR=x'],
+      siteEnvPrepend: [],
+      siteEnvUnset: ['HOME'],
+    },
   });
   t.is(env.get('A'), 'image');
   t.is(env.get('B'), 'file');
@@ -64,14 +86,25 @@ test('env chain order: caller, SHIFTER_*, image ENV, env-file, --env, modules, s
 
 test('-E starts from an empty environment; default PATH for the search', (t) => {
   const env = containerEnv({
-    callerEnv: { HOME: '/home/u' }, clearEnv: true, imageRequest: 'r', imageId: 'i', image: plain,
-    envFile: [], cliEnv: [], modules: [], site: noEdits,
+    callerEnv: { HOME: '/home/u' },
+    clearEnv: true,
+    imageRequest: 'r',
+    imageId: 'i',
+    image: plain,
+    envFile: [],
+    cliEnv: [],
+    modules: [],
+    site: noEdits,
   });
   t.deepEqual([...env.keys()], ['SHIFTER_IMAGEREQUEST', 'SHIFTER_IMAGE']);
   t.is(commandSearchPath(env), DEFAULT_PATH);
 });
 
 test('env-file: comments, blanks, literal quotes, clear error with line number', (t) => {
-  t.deepEqual(parseEnvFile('# c\n\nA=1\n  B="two words"\nC=x=y\r\n', 'f'), [['A', '1'], ['B', '"two words"'], ['C', 'x=y']]);
+  t.deepEqual(parseEnvFile('# c\n\nA=1\n  B="two words"\nC=x=y\r\n', 'f'), [
+    ['A', '1'],
+    ['B', '"two words"'],
+    ['C', 'x=y'],
+  ]);
   t.throws(() => parseEnvFile('A=1\nnope\n', 'vars.env'), { message: /vars\.env line 2: expected NAME=VALUE/ });
 });

@@ -21,7 +21,10 @@ test('short options, attached and separate values, -- ends options', (t) => {
   t.deepEqual(o.volumes, ['/a:/b', '/c:/d;/e:/f']);
   t.true(o.clearEnv);
   t.true(o.verbose);
-  t.deepEqual(o.env, [['A', '1'], ['B', '2']]);
+  t.deepEqual(o.env, [
+    ['A', '1'],
+    ['B', '2'],
+  ]);
   t.deepEqual(o.command, ['-x']);
 });
 
@@ -44,8 +47,11 @@ test('relative --workdir is refused with a hint', (t) => {
 
 test('environment defaults and CLI overrides', (t) => {
   const env = {
-    SHIFTER_IMAGETYPE: 'id', SHIFTER_IMAGE: 'abc', SHIFTER_IMAGEREQUEST: 'ubuntu:22.04',
-    SHIFTER_VOLUME: '/x:/y', SHIFTER_MODULE: 'mpich',
+    SHIFTER_IMAGETYPE: 'id',
+    SHIFTER_IMAGE: 'abc',
+    SHIFTER_IMAGEREQUEST: 'ubuntu:22.04',
+    SHIFTER_VOLUME: '/x:/y',
+    SHIFTER_MODULE: 'mpich',
   };
   const fromEnv = run(['ls'], env);
   t.is(fromEnv.image, 'id:abc');

@@ -1,5 +1,11 @@
 import test from 'ava';
-import { parseVolume, parseVolumeList, parseVolumeTexts, volumeSignature, parseByteSize } from '../../../node-daemon/command/volumes.js';
+import {
+  parseVolume,
+  parseVolumeList,
+  parseVolumeTexts,
+  volumeSignature,
+  parseByteSize,
+} from '../../../node-daemon/command/volumes.js';
 
 test('from:to with flags, normalized paths', (t) => {
   const v = parseVolume('/scratch//run1/:/data:ro', 'user');
@@ -11,7 +17,13 @@ test('from:to with flags, normalized paths', (t) => {
 
 test('a list separated by ; with surrounding quotes', (t) => {
   const l = parseVolumeList('"/a:/b;/c:/d:ro;"', 'user');
-  t.deepEqual(l.map((v) => [v.source, v.target, v.readOnly]), [['/a', '/b', false], ['/c', '/d', true]]);
+  t.deepEqual(
+    l.map((v) => [v.source, v.target, v.readOnly]),
+    [
+      ['/a', '/b', false],
+      ['/c', '/d', true],
+    ],
+  );
 });
 
 test('validation: absolute, no .., no repeated flag, not slave+private', (t) => {
@@ -24,7 +36,18 @@ test('validation: absolute, no .., no repeated flag, not slave+private', (t) => 
 });
 
 test('user targets may not shadow site-controlled trees; /var/tmp is allowed', (t) => {
-  for (const target of ['/', '/etc', '/etc/passwd', '/var', '/var/lib', '/opt', '/opt/udiImage/bin', '/proc', '/dev/shm', '/sys']) {
+  for (const target of [
+    '/',
+    '/etc',
+    '/etc/passwd',
+    '/var',
+    '/var/lib',
+    '/opt',
+    '/opt/udiImage/bin',
+    '/proc',
+    '/dev/shm',
+    '/sys',
+  ]) {
     t.throws(() => parseVolume(`/src:${target}`, 'user'), { message: /(would hide|cannot mount over)/ }, target);
   }
   t.is(parseVolume('/src:/var/tmp', 'user').target, '/var/tmp');
