@@ -10,7 +10,7 @@
  * 3. from `sbatch --image=X` to the first rank's command running inside the container (the
  *    ranks print /proc/uptime, the clock the driver reads just before sbatch), for an image
  *    already run on the node and for a new one (pulled to the gateway, never run on the node),
- *    alternating.
+ *    and, as the baseline, for a job without an image (ranks on the host), alternating.
  * stop() ends exactly what start() started, also on failure or SIGINT/SIGTERM.
  */
 import { readFileSync } from 'node:fs';
@@ -127,13 +127,20 @@ function stepScript(): string {
   ].join('\n');
 }
 
-const latencyScript = ['#!/bin/sh', `srun -n ${TASKS} -O ${LAUNCHER} cat /proc/uptime`, ''].join('\n');
+const latencyScript = (launcher: string) =>
+  ['#!/bin/sh', `srun -n ${TASKS} -O ${launcher}cat /proc/uptime`, ''].join('\n');
 
-/** Seconds from just before sbatch to the earliest rank's /proc/uptime inside the container. */
-async function submitToFirstRank(image: string): Promise<{ ms: number; created: string[] }> {
+/**
+ * Seconds from just before sbatch to the earliest rank's /proc/uptime inside the container, or
+ * on the host for a job without an image (plain Slurm, the baseline).
+ */
+async function submitToFirstRank(image: string | undefined): Promise<{ ms: number; created: string[] }> {
   const logBefore = stack.fx.log.length;
   const t0 = uptime();
-  const { out } = await runJob(['-n', String(TASKS), '-O', `--image=${image}`], latencyScript);
+  const { out } = await runJob(
+    ['-n', String(TASKS), '-O', ...(image === undefined ? [] : [`--image=${image}`])],
+    latencyScript(image === undefined ? '' : `${LAUNCHER} `),
+  );
   const starts = [...out.matchAll(/^(\d+\.\d+) \d+\.\d+$/gm)].map((m) => Number(m[1]));
   if (starts.length !== TASKS) throw new Error(`expected ${TASKS} ranks to print /proc/uptime:\n${out}`);
   const created = [...stack.fx.log.slice(logBefore).matchAll(/"ms":([\d.]+)[^\n]*"environment created"/g)].map(
@@ -162,6 +169,7 @@ async function main(): Promise<void> {
   for (let i = 0; i < LATENCY_ROUNDS; i++) fresh.push(await pushFresh(i));
   const warm: number[] = [];
   const cold: number[] = [];
+  const plain: number[] = [];
   const coldCreated: string[] = [];
   const warmCreated: string[] = [];
   for (let i = 0; i < LATENCY_ROUNDS; i++) {
@@ -171,6 +179,7 @@ async function main(): Promise<void> {
     const c = await submitToFirstRank(fresh[i]);
     cold.push(c.ms);
     coldCreated.push(...c.created);
+    plain.push((await submitToFirstRank(undefined)).ms);
   }
 
   const f = (x: number) => x.toFixed(1);
@@ -203,6 +212,7 @@ async function main(): Promise<void> {
     `     environments created by shifterd: ${warmCreated.join(', ') || 'none'}`,
     `   new image (never run on node):  ${cold.map(f).join(' ')} ms; ${stats(cold)}`,
     `     environments created by shifterd: ${coldCreated.join(', ') || 'none'}`,
+    `   no image (plain Slurm, ranks on the host): ${plain.map(f).join(' ')} ms; ${stats(plain)}`,
     '',
     `total run time ${((Date.now() - t) / 1000).toFixed(0)} s (stack start and stop included up to here)`,
   ];
