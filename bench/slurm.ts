@@ -66,7 +66,7 @@ const stop = () => (stopping ??= stack.stop());
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {
     process.stderr.write(`slurm bench: ${sig}, stopping what it started\n`);
-    void stop().finally(() => process.exit(130));
+    void stop().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
   });
 }
 
