@@ -3,6 +3,7 @@
  * mode is the access control, see the proto header).
  */
 import { execFile } from 'node:child_process';
+import { readlinkSync } from 'node:fs';
 import { chmod } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
@@ -74,6 +75,13 @@ interface PrepareRequest {
   volumes: string[];
   modules: string[];
   noModules: boolean;
+  hold: string;
+}
+
+/** The inode of the mount namespace an fd of ours refers to ("mnt:[4026532301]"). */
+function mountNamespaceOf(fd: number): number | undefined {
+  const m = /^mnt:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`));
+  return m === null ? undefined : Number(m[1]);
 }
 
 export async function startAdminServer(opts: {
@@ -110,6 +118,7 @@ export async function startAdminServer(opts: {
         volumes: req.volumes,
         modules,
       });
+      if (req.hold !== '') prepared.lease.hold(req.hold);
       prepared.lease.release();
       return {
         key: prepared.key,
@@ -126,9 +135,24 @@ export async function startAdminServer(opts: {
         imageId: e.imageId,
         leases: e.leases,
         idleSeconds: e.idleMs / 1000,
+        holders: e.holders,
       })),
     })),
-    ReleaseEnvironment: wrap(async (req: { key: string }) => ({ released: service.cache.remove(req.key) })),
+    ReleaseEnvironment: wrap(async (req: { key: string; holder: string }) => {
+      if (req.holder === '') {
+        if (req.key === '') throw new ShifterError('BAD_ARGUMENT', 'give the key or the holder to release');
+        return { released: service.cache.remove(req.key), kept: 0, mountNamespaces: [] };
+      }
+      const key = req.key === '' ? undefined : req.key;
+      // Read while shifterd still has the fds; unhold closes them (synchronously: no launch in between).
+      const mountNamespaces = service.cache
+        .heldBy(req.holder, key)
+        .filter((h) => h.holders.length === 1)
+        .map((h) => mountNamespaceOf(h.env.mntNsFd))
+        .filter((ino): ino is number => ino !== undefined);
+      const { dropped, kept } = service.cache.unhold(req.holder, key);
+      return { released: dropped + kept > 0, kept, mountNamespaces };
+    }),
     Status: wrap(async () => {
       const s = opts.state();
       return {

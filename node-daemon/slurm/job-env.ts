@@ -2,15 +2,14 @@
  * The job's environment on a node, from the Slurm prolog and epilog (root): the prolog asks
  * shifterd's admin API to prepare the environment the job's `shifter` ranks will attach to
  * (same uid, groups, pinned image, volumes and modules as their launches, so they find it in
- * shifterd's cache and do no namespace work); the epilog releases it. The key shifterd returns
- * is kept per job in a root-only directory next to shifterd's socket, from prolog to epilog.
+ * shifterd's cache and do no namespace work) and hold it for the job, past shifterd's idle limit;
+ * the epilog ends the job's hold, and kills what the job left running inside the environment.
  */
-import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ShifterError, describeError } from '../../common/errors.js';
-import { writeFileAtomic } from '../../common/atomic-write.js';
 import { loadShifterdProto, shifterdServiceClient } from '../admin-server.js';
+import { killProcessesInNamespaces } from './job-processes.js';
 
 /** What the submit-time job check exported, as the prolog sees it (SPANK_ job control variables). */
 export interface JobImageRequest {
@@ -35,15 +34,9 @@ export function jobRequestFromEnv(env: NodeJS.ProcessEnv): JobImageRequest | und
   };
 }
 
-export interface AdminPaths {
-  adminSocket: string;
-  jobsDir: string;
-}
-
-/** The admin socket and the per-job key files sit next to the launch socket, as shifterd places them. */
-export function adminPaths(launchSocket: string): AdminPaths {
-  const dir = dirname(launchSocket);
-  return { adminSocket: join(dir, 'shifterd-admin.sock'), jobsDir: join(dir, 'jobs') };
+/** shifterd's admin socket sits next to its launch socket, as shifterd places it. */
+export function adminSocketPath(launchSocket: string): string {
+  return join(dirname(launchSocket), 'shifterd-admin.sock');
 }
 
 type Unary = (req: unknown, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
@@ -67,14 +60,15 @@ async function call<T>(adminSocket: string, method: string, req: unknown): Promi
   }
 }
 
-const keyFile = (paths: AdminPaths, jobId: string) => join(paths.jobsDir, `${jobId}.key`);
+/** The name a job's holds go by in shifterd. */
+export const jobHolder = (jobId: string): string => `slurm-job-${jobId}`;
 
 export async function prepareJobEnvironment(
-  paths: AdminPaths,
+  adminSocket: string,
   job: { jobId: string; uid: number; gid: number },
   req: JobImageRequest,
 ): Promise<{ key: string; imageId: string; reused: boolean }> {
-  const info = await call<{ key: string; imageId: string; reused: boolean }>(paths.adminSocket, 'PrepareEnvironment', {
+  return call<{ key: string; imageId: string; reused: boolean }>(adminSocket, 'PrepareEnvironment', {
     uid: job.uid,
     gid: job.gid,
     groups: [],
@@ -82,32 +76,28 @@ export async function prepareJobEnvironment(
     volumes: req.volumes,
     modules: req.modules,
     noModules: req.noModules,
+    hold: jobHolder(job.jobId),
   });
-  await mkdir(paths.jobsDir, { recursive: true, mode: 0o700 });
-  await writeFileAtomic(keyFile(paths, job.jobId), info.key, 0o600);
-  return info;
 }
 
-export type ReleaseOutcome = 'released' | 'kept' | 'none';
+export type ReleaseOutcome = { kind: 'released'; killed: number; left: number } | { kind: 'kept' } | { kind: 'none' };
 
 /**
- * Releases what the prolog prepared for the job: 'none' when it prepared nothing, 'kept' when
- * another job on this node (same user, image, volumes, modules) still uses the same environment.
+ * Ends the job's hold: 'none' when shifterd holds nothing for it (no image, or shifterd restarted
+ * since the prolog), 'kept' when another job of the same user with the same image, volumes and
+ * modules still holds the environment. When the environment goes, the job's processes still
+ * inside it are killed, so that its mounts and loop device go too.
  */
-export async function releaseJobEnvironment(paths: AdminPaths, jobId: string): Promise<ReleaseOutcome> {
-  let key: string;
-  try {
-    key = await readFile(keyFile(paths, jobId), 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'none';
-    throw e;
-  }
-  await rm(keyFile(paths, jobId), { force: true });
-  for (const name of await readdir(paths.jobsDir)) {
-    if (!name.endsWith('.key')) continue;
-    const other = await readFile(join(paths.jobsDir, name), 'utf8').catch(() => undefined);
-    if (other === key) return 'kept';
-  }
-  await call(paths.adminSocket, 'ReleaseEnvironment', { key });
-  return 'released';
+export async function releaseJobEnvironment(
+  adminSocket: string,
+  job: { jobId: string; uid: number },
+): Promise<ReleaseOutcome> {
+  const res = await call<{ released: boolean; kept: number; mountNamespaces: number[] }>(
+    adminSocket,
+    'ReleaseEnvironment',
+    { holder: jobHolder(job.jobId) },
+  );
+  if (!res.released) return { kind: 'none' };
+  if (res.mountNamespaces.length === 0) return { kind: 'kept' };
+  return { kind: 'released', ...(await killProcessesInNamespaces(new Set(res.mountNamespaces), job.uid)) };
 }

@@ -5,7 +5,7 @@
  * loop device of the job is left. A prolog that cannot reach shifterd does not drain the node.
  */
 import test from 'ava';
-import { chmod, chown, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -85,6 +85,40 @@ test.serial('4 ranks attach to the one environment the prolog prepared; the epil
   await waitFor('the image loop device stayed attached', async () => loopDevicesFor(squashfs).length === 0);
   const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
   t.false(mountinfo.includes(id), 'no mount of the image on the host');
+});
+
+/** Pids of processes whose command line contains `marker`. */
+async function processesWith(marker: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    const cmdline = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.replace(/\0/g, ' ').includes(marker)) pids.push(Number(name));
+  }
+  return pids;
+}
+
+test.serial('a process the job left inside its environment is killed by the epilog; nothing is left', async (t) => {
+  const id = await stack.pullApp();
+  const marker = `${600 + Math.floor(Math.random() * 1000)}`;
+  // setsid: the process leaves the step's process tree, so Slurm's linuxproc tracking misses it.
+  const script = `#!/bin/sh\n${LAUNCHER} sh -c 'setsid sleep ${marker} </dev/null >/dev/null 2>&1 &'\n`;
+  const r = await stack.sbatch(['--image=team/app:1', '-o', join(stack.work, 'stray-%j.out')], script);
+  t.is(r.code, 0, r.stderr);
+  const jobId = r.stdout.trim();
+  const job = await stack.slurm!.waitForJob(jobId);
+  t.is(job.state, 'COMPLETED', await readFile(join(stack.work, `stray-${jobId}.out`), 'utf8'));
+  await waitFor('the epilog did not release the environment', async () =>
+    (await stack.slurm!.slurmdLog()).includes(`shifter: job ${jobId}: environment released`),
+  );
+  t.regex(await stack.slurm!.slurmdLog(), new RegExp(`shifter: job ${jobId}: environment released, \\d+ process`));
+  await waitFor(
+    'the stray process is still running',
+    async () => (await processesWith(`sleep ${marker}`)).length === 0,
+  );
+  const image = join(stack.fx.imagePath, `${id}.squashfs`);
+  await waitFor('the image loop device stayed attached', async () => loopDevicesFor(image).length === 0);
+  t.false((await readFile('/proc/self/mountinfo', 'utf8')).includes(id), 'no mount of the image on the host');
 });
 
 test.serial('shifterd down at the prolog: the job fails with the reason, the node stays usable', async (t) => {
