@@ -76,6 +76,7 @@ interface PrepareRequest {
   modules: string[];
   noModules: boolean;
   hold: string;
+  hostsfile: string;
 }
 
 /** The inode of the mount namespace an fd of ours refers to ("mnt:[4026532301]"). */
@@ -106,6 +107,9 @@ export async function startAdminServer(opts: {
   server.addService(shifterdServiceClient(loadShifterdProto()).service, {
     PrepareEnvironment: wrap(async (req: PrepareRequest) => {
       if (req.image === '') throw new ShifterError('BAD_ARGUMENT', 'image is required');
+      if (req.hostsfile !== '' && req.hold === '') {
+        throw new ShifterError('BAD_ARGUMENT', 'a hostsfile is for a job environment: give its holder (hold) too');
+      }
       const groups = req.groups.length > 0 ? req.groups : await nssGroups(req.uid);
       const modules: ModuleChoice = req.noModules
         ? { kind: 'none' }
@@ -117,6 +121,7 @@ export async function startAdminServer(opts: {
         image: req.image,
         volumes: req.volumes,
         modules,
+        ...(req.hostsfile === '' ? {} : { job: { kind: 'prepare', holder: req.hold, hostsfile: req.hostsfile } }),
       });
       if (req.hold !== '') prepared.lease.hold(req.hold);
       prepared.lease.release();

@@ -35,6 +35,8 @@ export interface EnvironmentKeyParts {
   volumeSignature: string;
   modules: readonly string[];
   generation: number;
+  /** A job's own environment (it holds job-specific files): the holder's name. */
+  job?: string;
 }
 
 /** JSON keeps the parts unambiguous (no separator can be smuggled in through a path). */
@@ -47,6 +49,7 @@ export function environmentKey(p: EnvironmentKeyParts): string {
     p.volumeSignature,
     p.modules,
     p.generation,
+    ...(p.job === undefined ? [] : [p.job]),
   ]);
 }
 
@@ -203,6 +206,12 @@ export class EnvironmentCache<E extends Closable> {
     }
     const entry = await building;
     return this.lease(entry, reused);
+  }
+
+  /** The environment for `key` if there is one already; never builds. */
+  acquireExisting(key: string): Lease<E> | undefined {
+    const hit = this.cache.get(key) ?? this.held.get(key);
+    return hit === undefined ? undefined : this.lease(hit, true);
   }
 
   /** Drops every idle environment (config reload); leased ones close when released, held ones when let go. */

@@ -9,6 +9,8 @@ import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ShifterError, describeError } from '../../common/errors.js';
 import { loadShifterdProto, shifterdServiceClient } from '../admin-server.js';
+import { renderHostsfile } from './hostlist.js';
+import { jobHolder } from './job-holder.js';
 import { killProcessesInNamespaces } from './job-processes.js';
 
 /** What the submit-time job check exported, as the prolog sees it (SPANK_ job control variables). */
@@ -17,16 +19,29 @@ export interface JobImageRequest {
   volumes: string[];
   modules: string[];
   noModules: boolean;
+  /** /var/hostsfile, from the node list and CPUs per node slurmd gives the prolog. */
+  hostsfile: string;
 }
 
-/** Reads SPANK_SHIFTER_* from the prolog's environment; undefined when the job asked for no image. */
+/**
+ * Reads SPANK_SHIFTER_* and the job's nodes from the prolog's environment; undefined when the job
+ * asked for no image. slurmd sets SLURM_NODELIST (SLURM_JOB_NODELIST in newer releases).
+ */
 export function jobRequestFromEnv(env: NodeJS.ProcessEnv): JobImageRequest | undefined {
   const type = env.SPANK_SHIFTER_IMAGETYPE;
   const image = env.SPANK_SHIFTER_IMAGE;
   if (type === undefined || type === '' || image === undefined || image === '') return undefined;
   const volume = env.SPANK_SHIFTER_VOLUME ?? '';
   const module = (env.SPANK_SHIFTER_MODULE ?? '').trim();
+  const nodeList = env.SLURM_JOB_NODELIST ?? env.SLURM_NODELIST;
+  const cpus = env.SLURM_JOB_CPUS_PER_NODE;
+  if (nodeList === undefined || cpus === undefined) {
+    throw new ShifterError('BAD_ARGUMENT', 'the prolog has no SLURM_JOB_NODELIST or SLURM_JOB_CPUS_PER_NODE');
+  }
+  const hostsfile = renderHostsfile(nodeList, cpus);
+  if (hostsfile instanceof ShifterError) throw hostsfile;
   return {
+    hostsfile,
     image: `${type}:${image}`,
     volumes: volume === '' ? [] : [volume],
     modules: module === '' || module === 'none' ? [] : module.split(',').map((m) => m.trim()),
@@ -60,9 +75,6 @@ async function call<T>(adminSocket: string, method: string, req: unknown): Promi
   }
 }
 
-/** The name a job's holds go by in shifterd. */
-export const jobHolder = (jobId: string): string => `slurm-job-${jobId}`;
-
 export async function prepareJobEnvironment(
   adminSocket: string,
   job: { jobId: string; uid: number; gid: number },
@@ -77,6 +89,7 @@ export async function prepareJobEnvironment(
     modules: req.modules,
     noModules: req.noModules,
     hold: jobHolder(job.jobId),
+    hostsfile: req.hostsfile,
   });
 }
 

@@ -100,6 +100,11 @@ test.serial('errors map to gRPC status codes with the same messages', async (t) 
     call('PrepareEnvironment', { uid: user.uid, gid: user.gid, image: fx.images.bare.name, volumes: ['/x:/etc'] }),
   );
   t.is(bad.code, grpc.status.INVALID_ARGUMENT);
+  const unheld = await t.throwsAsync<grpc.ServiceError>(
+    call('PrepareEnvironment', { uid: user.uid, gid: user.gid, image: fx.images.bare.name, hostsfile: 'n1\n' }),
+  );
+  t.is(unheld.code, grpc.status.INVALID_ARGUMENT);
+  t.regex(unheld.details, /hostsfile is for a job environment: give its holder/);
 });
 
 test.serial('a held environment outlives the idle limit until its last holder releases it', async (t) => {

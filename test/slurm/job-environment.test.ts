@@ -12,7 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import { loadShifterdProto, shifterdServiceClient } from '../../node-daemon/admin-server.js';
 import { LAUNCHER, loopDevicesFor } from '../node-daemon/runtime-fixture.js';
 import { SlurmStack } from './stack-fixture.js';
-import { ensureSlurmUser } from '../helpers/slurm.js';
+import { SLURM_NODE, ensureSlurmUser } from '../helpers/slurm.js';
 
 const stack = new SlurmStack();
 
@@ -26,13 +26,14 @@ test.after.always(async () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function listEnvironments(): Promise<Array<{ uid: number; imageId: string }>> {
+async function listEnvironments(): Promise<Array<{ uid: number; imageId: string; holders: string[] }>> {
   const Ctor = shifterdServiceClient(loadShifterdProto());
   const client = new Ctor(`unix://${stack.fx.adminSocket}`, grpc.credentials.createInsecure()) as grpc.Client &
     Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void>;
   try {
-    const res = await new Promise<{ environments: Array<{ uid: number; imageId: string }> }>((resolve, reject) =>
-      client.ListEnvironments({}, (err, r) => (err ? reject(err) : resolve(r as { environments: [] }))),
+    const res = await new Promise<{ environments: Array<{ uid: number; imageId: string; holders: string[] }> }>(
+      (resolve, reject) =>
+        client.ListEnvironments({}, (err, r) => (err ? reject(err) : resolve(r as { environments: [] }))),
     );
     return res.environments;
   } finally {
@@ -158,12 +159,12 @@ async function waitRunning(jobId: string): Promise<void> {
   });
 }
 
-test.serial('two jobs of one user share the environment: the first epilog keeps it for the second', async (t) => {
+test.serial('two jobs of one user have their own environments: the first epilog releases only its own', async (t) => {
   const id = await stack.pullApp();
   const gate = join(stack.work, 'gate-shared');
   const second = await stack.sbatch(
     ['--image=team/app:1', '-o', join(stack.work, 'second-%j.out')],
-    gatedScript(gate, 'cat /etc/os-release'),
+    gatedScript(gate, 'cat /etc/os-release /var/hostsfile'),
   );
   t.is(second.code, 0, second.stderr);
   const secondId = second.stdout.trim();
@@ -172,18 +173,38 @@ test.serial('two jobs of one user share the environment: the first epilog keeps 
   const firstId = first.stdout.trim();
   t.is((await stack.slurm!.waitForJob(firstId)).state, 'COMPLETED');
   await waitFor('the first epilog did not run', async () =>
-    (await stack.slurm!.slurmdLog()).includes(`shifter: job ${firstId}: environment kept for another job`),
+    (await stack.slurm!.slurmdLog()).includes(`shifter: job ${firstId}: environment released`),
   );
-  t.is((await listEnvironments()).filter((e) => e.imageId === id).length, 1);
+  t.deepEqual(
+    (await listEnvironments()).filter((e) => e.imageId === id).map((e) => e.holders),
+    [[`slurm-job-${secondId}`]],
+  );
   await writeFile(gate, '');
   t.is((await stack.slurm!.waitForJob(secondId)).state, 'COMPLETED');
   const out = await readFile(join(stack.work, `second-${secondId}.out`), 'utf8');
   t.regex(out, /environment reused;/);
-  t.regex(out, /PRETTY_NAME="app v1"/);
+  t.true(out.includes(`PRETTY_NAME="app v1"\n${SLURM_NODE}\n`), out);
   await waitFor('the second epilog did not release the environment', async () =>
     (await stack.slurm!.slurmdLog()).includes(`shifter: job ${secondId}: environment released`),
   );
   t.is((await listEnvironments()).filter((e) => e.imageId === id).length, 0);
+});
+
+test.serial('the job environment has /var/hostsfile, one line per CPU slot; a plain launch has none', async (t) => {
+  await stack.pullApp();
+  const script = [
+    '#!/bin/sh',
+    `srun -n 1 ${LAUNCHER} cat /var/hostsfile`,
+    `env -u SLURM_JOB_ID ${LAUNCHER} sh -c 'test -e /var/hostsfile && echo plain has one || echo plain has none'`,
+    '',
+  ].join('\n');
+  const r = await stack.sbatch(['-n', '2', '--image=team/app:1', '-o', join(stack.work, 'hosts-%j.out')], script);
+  t.is(r.code, 0, r.stderr);
+  const jobId = r.stdout.trim();
+  const job = await stack.slurm!.waitForJob(jobId);
+  const out = await readFile(join(stack.work, `hosts-${jobId}.out`), 'utf8');
+  t.is(job.state, 'COMPLETED', out);
+  t.is(out, `${SLURM_NODE}\n${SLURM_NODE}\nplain has none\n`);
 });
 
 test.serial("two users' jobs on one node get two environments, each with its own identity", async (t) => {
@@ -218,7 +239,9 @@ test.serial("two users' jobs on one node get two environments, each with its own
       );
     }
     const uids = (await listEnvironments())
-      .filter((e) => e.imageId === id)
+      .filter(
+        (e) => e.imageId === id && e.holders.some((h) => h === `slurm-job-${mineId}` || h === `slurm-job-${theirsId}`),
+      )
       .map((e) => e.uid)
       .sort();
     t.deepEqual(uids, [stack.user.uid, other.uid].sort());
