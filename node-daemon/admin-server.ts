@@ -3,6 +3,7 @@
  * mode is the access control, see the proto header).
  */
 import { execFile } from 'node:child_process';
+import { readlinkSync } from 'node:fs';
 import { chmod } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
@@ -74,6 +75,14 @@ interface PrepareRequest {
   volumes: string[];
   modules: string[];
   noModules: boolean;
+  hold: string;
+  hostsfile: string;
+}
+
+/** The inode of the mount namespace an fd of ours refers to ("mnt:[4026532301]"). */
+function mountNamespaceOf(fd: number): number | undefined {
+  const m = /^mnt:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`));
+  return m === null ? undefined : Number(m[1]);
 }
 
 export async function startAdminServer(opts: {
@@ -98,6 +107,9 @@ export async function startAdminServer(opts: {
   server.addService(shifterdServiceClient(loadShifterdProto()).service, {
     PrepareEnvironment: wrap(async (req: PrepareRequest) => {
       if (req.image === '') throw new ShifterError('BAD_ARGUMENT', 'image is required');
+      if (req.hostsfile !== '' && req.hold === '') {
+        throw new ShifterError('BAD_ARGUMENT', 'a hostsfile is for a job environment: give its holder (hold) too');
+      }
       const groups = req.groups.length > 0 ? req.groups : await nssGroups(req.uid);
       const modules: ModuleChoice = req.noModules
         ? { kind: 'none' }
@@ -109,7 +121,9 @@ export async function startAdminServer(opts: {
         image: req.image,
         volumes: req.volumes,
         modules,
+        ...(req.hostsfile === '' ? {} : { job: { kind: 'prepare', holder: req.hold, hostsfile: req.hostsfile } }),
       });
+      if (req.hold !== '') prepared.lease.hold(req.hold);
       prepared.lease.release();
       return {
         key: prepared.key,
@@ -126,9 +140,24 @@ export async function startAdminServer(opts: {
         imageId: e.imageId,
         leases: e.leases,
         idleSeconds: e.idleMs / 1000,
+        holders: e.holders,
       })),
     })),
-    ReleaseEnvironment: wrap(async (req: { key: string }) => ({ released: service.cache.remove(req.key) })),
+    ReleaseEnvironment: wrap(async (req: { key: string; holder: string }) => {
+      if (req.holder === '') {
+        if (req.key === '') throw new ShifterError('BAD_ARGUMENT', 'give the key or the holder to release');
+        return { released: service.cache.remove(req.key), kept: 0, mountNamespaces: [] };
+      }
+      const key = req.key === '' ? undefined : req.key;
+      // Read while shifterd still has the fds; unhold closes them (synchronously: no launch in between).
+      const mountNamespaces = service.cache
+        .heldBy(req.holder, key)
+        .filter((h) => h.holders.length === 1)
+        .map((h) => mountNamespaceOf(h.env.mntNsFd))
+        .filter((ino): ino is number => ino !== undefined);
+      const { dropped, kept } = service.cache.unhold(req.holder, key);
+      return { released: dropped + kept > 0, kept, mountNamespaces };
+    }),
     Status: wrap(async () => {
       const s = opts.state();
       return {

@@ -19,6 +19,7 @@ import { selectModules } from './command/modules.js';
 import { containerArgv, containerEnv, containerWorkdir, envToList, parseEnvFile } from './command/command.js';
 import type { Environment, EnvironmentSpec } from './adapters/environment-spec.js';
 import type { ImageMount } from './adapters/image-mount.js';
+import { jobHolder } from './slurm/job-holder.js';
 import { EnvironmentCache, ImageMountPool, environmentKey, type Lease } from './environment-cache.js';
 import { etcEntriesFor } from './etc-files.js';
 import type { Caller, ImageResolver, ResolvedImage } from './image-resolver.js';
@@ -58,6 +59,11 @@ export interface PrepareParams {
   modules: ModuleChoice;
   /** Runs after the image is resolved, before any namespace work (argv/workdir checks). */
   beforeBuild?: (image: ResolvedImage) => void;
+  /**
+   * A Slurm job's own environment (keyed by its holder, since its /var/hostsfile is the job's):
+   * the prolog builds it; a launch inside the job uses it when it exists, else builds as usual.
+   */
+  job?: { kind: 'prepare'; holder: string; hostsfile: string } | { kind: 'attach'; holder: string };
 }
 
 export interface Prepared {
@@ -85,6 +91,15 @@ function oneLine(s: string): string {
     .replace(/[\r\n\t]+/g, ' ')
     .replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '?')
     .trim();
+}
+
+/**
+ * A launch inside a Slurm job may use the job's environment. SLURM_JOB_ID comes from the caller,
+ * but it only selects among environments built for the caller's own uid (part of the key).
+ */
+function jobOfLaunch(callerEnv: Record<string, string>): Pick<PrepareParams, 'job'> {
+  const id = callerEnv.SLURM_JOB_ID;
+  return id !== undefined && /^\d+$/.test(id) ? { job: { kind: 'attach', holder: jobHolder(id) } } : {};
 }
 
 export class LaunchService {
@@ -140,7 +155,7 @@ export class LaunchService {
     );
     const image = await resolver.resolve(p.image, p.caller);
     p.beforeBuild?.(image);
-    const key = environmentKey({
+    const parts = {
       uid: p.caller.uid,
       gid: p.caller.gid,
       groups: p.caller.groups,
@@ -148,7 +163,14 @@ export class LaunchService {
       volumeSignature: volumeSignature(userVolumes),
       modules: modules.map((m) => m.config.name),
       generation,
-    });
+    };
+    if (p.job?.kind === 'attach') {
+      const jobKey = environmentKey({ ...parts, job: p.job.holder });
+      const lease = this.cache.acquireExisting(jobKey);
+      if (lease !== undefined) return { lease, image, key: jobKey, modules, setupMs: 0 };
+    }
+    const hostsfile = p.job?.kind === 'prepare' ? p.job.hostsfile : undefined;
+    const key = environmentKey(p.job?.kind === 'prepare' ? { ...parts, job: p.job.holder } : parts);
     let setupMs = 0;
     const lease = await this.cache.acquire(key, image.id, async () => {
       const mount = await this.pool.acquire(image.id, () => this.native.attachImage(image.squashfsPath));
@@ -174,6 +196,7 @@ export class LaunchService {
           etc,
           modules,
           userVolumes,
+          ...(hostsfile === undefined ? {} : { hostsfile }),
         });
         const env = await this.native.createEnvironment(spec);
         setupMs = env.setupMs;
@@ -216,6 +239,7 @@ export class LaunchService {
         image: o.image,
         volumes: o.volumes,
         modules: o.modules,
+        ...jobOfLaunch(callerEnv),
         beforeBuild: (image) => {
           const name = formatImageDescriptor(image.descriptor);
           argv = containerArgv(o.entrypoint, o.command, image.meta.run, name);

@@ -209,6 +209,8 @@ export interface SpecInput {
   etc: ReadonlyArray<FileEntry | SymlinkEntry>;
   modules: readonly CompiledModule[];
   userVolumes: readonly VolumeSpec[];
+  /** A Slurm job's /var/hostsfile (one line per task slot); only job environments have one. */
+  hostsfile?: string;
 }
 
 export function buildEnvironmentSpec(input: SpecInput): EnvironmentSpec {
@@ -243,6 +245,11 @@ export function buildEnvironmentSpec(input: SpecInput): EnvironmentSpec {
     if (!dirs.has('/var')) mounts.push({ kind: 'dir', target: '/var', mode: 0o755 });
     else if (!dirs.has('/var/tmp')) scaffoldDirs.push('/var');
     mounts.push({ kind: 'bind', source: '/var/tmp', target: '/var/tmp', readOnly: false });
+  }
+  if (input.hostsfile !== undefined) {
+    if (!dirs.has('/var') && !site.hostVarTmp) mounts.push({ kind: 'dir', target: '/var', mode: 0o755 });
+    else if (dirs.has('/var') && !scaffoldDirs.includes('/var')) scaffoldDirs.push('/var');
+    mounts.push({ kind: 'file', target: '/var/hostsfile', content: input.hostsfile, mode: 0o644 });
   }
   if (needOpt && dirs.has('/opt')) scaffoldDirs.push('/opt');
   if (needOpt && !dirs.has('/opt')) mounts.push({ kind: 'dir', target: '/opt', mode: 0o755 });

@@ -1,13 +1,13 @@
 /**
  * shifter-job-env: run as root by shifter_spank.so in the job prolog and epilog.
  *   shifter-job-env prepare --config udiRoot.conf --job ID --uid UID --gid GID   (reads SPANK_SHIFTER_*)
- *   shifter-job-env release --config udiRoot.conf --job ID
+ *   shifter-job-env release --config udiRoot.conf --job ID --uid UID
  * Prints one line for the slurmd log. Exits 0 when there was nothing to do, 1 when it failed.
  */
 import { parseArgs } from 'node:util';
 import { ShifterError, describeError } from '../../common/errors.js';
 import { readUdiRootConf, resolveUdiRootConfPath } from '../../common/config/udiroot-file.js';
-import { adminPaths, jobRequestFromEnv, prepareJobEnvironment, releaseJobEnvironment } from './job-env.js';
+import { adminSocketPath, jobRequestFromEnv, prepareJobEnvironment, releaseJobEnvironment } from './job-env.js';
 
 function wholeNumber(text: string | undefined, name: string): number {
   if (text === undefined || !/^\d+$/.test(text)) throw new ShifterError('BAD_ARGUMENT', `--${name} needs a number`);
@@ -21,14 +21,14 @@ async function main(): Promise<void> {
     allowPositionals: true,
   });
   const { config } = await readUdiRootConf(resolveUdiRootConfPath(values.config));
-  const paths = adminPaths(config.shifterdSocket ?? '/run/shifter/shifterd.sock');
+  const adminSocket = adminSocketPath(config.shifterdSocket ?? '/run/shifter/shifterd.sock');
   const jobId = String(wholeNumber(values.job, 'job'));
   switch (positionals[0]) {
     case 'prepare': {
       const req = jobRequestFromEnv(process.env);
       if (req === undefined) return;
       const info = await prepareJobEnvironment(
-        paths,
+        adminSocket,
         { jobId, uid: wholeNumber(values.uid, 'uid'), gid: wholeNumber(values.gid, 'gid') },
         req,
       );
@@ -38,9 +38,17 @@ async function main(): Promise<void> {
       return;
     }
     case 'release': {
-      const outcome = await releaseJobEnvironment(paths, jobId);
-      if (outcome === 'released') process.stdout.write(`shifter: job ${jobId}: environment released\n`);
-      if (outcome === 'kept') process.stdout.write(`shifter: job ${jobId}: environment kept for another job\n`);
+      const outcome = await releaseJobEnvironment(adminSocket, { jobId, uid: wholeNumber(values.uid, 'uid') });
+      if (outcome.kind === 'kept') process.stdout.write(`shifter: job ${jobId}: environment kept for another job\n`);
+      if (outcome.kind !== 'released') return;
+      const killed = outcome.killed > 0 ? `, ${outcome.killed} process(es) left inside it killed` : '';
+      process.stdout.write(`shifter: job ${jobId}: environment released${killed}\n`);
+      if (outcome.left > 0) {
+        throw new ShifterError(
+          'INTERNAL',
+          `${outcome.left} process(es) of the job survived SIGKILL inside its environment`,
+        );
+      }
       return;
     }
     default:

@@ -2,15 +2,16 @@
  * The job's environment on a node, from the Slurm prolog and epilog (root): the prolog asks
  * shifterd's admin API to prepare the environment the job's `shifter` ranks will attach to
  * (same uid, groups, pinned image, volumes and modules as their launches, so they find it in
- * shifterd's cache and do no namespace work); the epilog releases it. The key shifterd returns
- * is kept per job in a root-only directory next to shifterd's socket, from prolog to epilog.
+ * shifterd's cache and do no namespace work) and hold it for the job, past shifterd's idle limit;
+ * the epilog ends the job's hold, and kills what the job left running inside the environment.
  */
-import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ShifterError, describeError } from '../../common/errors.js';
-import { writeFileAtomic } from '../../common/atomic-write.js';
 import { loadShifterdProto, shifterdServiceClient } from '../admin-server.js';
+import { renderHostsfile } from './hostlist.js';
+import { jobHolder } from './job-holder.js';
+import { killProcessesInNamespaces } from './job-processes.js';
 
 /** What the submit-time job check exported, as the prolog sees it (SPANK_ job control variables). */
 export interface JobImageRequest {
@@ -18,16 +19,29 @@ export interface JobImageRequest {
   volumes: string[];
   modules: string[];
   noModules: boolean;
+  /** /var/hostsfile, from the node list and CPUs per node slurmd gives the prolog. */
+  hostsfile: string;
 }
 
-/** Reads SPANK_SHIFTER_* from the prolog's environment; undefined when the job asked for no image. */
+/**
+ * Reads SPANK_SHIFTER_* and the job's nodes from the prolog's environment; undefined when the job
+ * asked for no image. slurmd sets SLURM_NODELIST (SLURM_JOB_NODELIST in newer releases).
+ */
 export function jobRequestFromEnv(env: NodeJS.ProcessEnv): JobImageRequest | undefined {
   const type = env.SPANK_SHIFTER_IMAGETYPE;
   const image = env.SPANK_SHIFTER_IMAGE;
   if (type === undefined || type === '' || image === undefined || image === '') return undefined;
   const volume = env.SPANK_SHIFTER_VOLUME ?? '';
   const module = (env.SPANK_SHIFTER_MODULE ?? '').trim();
+  const nodeList = env.SLURM_JOB_NODELIST ?? env.SLURM_NODELIST;
+  const cpus = env.SLURM_JOB_CPUS_PER_NODE;
+  if (nodeList === undefined || cpus === undefined) {
+    throw new ShifterError('BAD_ARGUMENT', 'the prolog has no SLURM_JOB_NODELIST or SLURM_JOB_CPUS_PER_NODE');
+  }
+  const hostsfile = renderHostsfile(nodeList, cpus);
+  if (hostsfile instanceof ShifterError) throw hostsfile;
   return {
+    hostsfile,
     image: `${type}:${image}`,
     volumes: volume === '' ? [] : [volume],
     modules: module === '' || module === 'none' ? [] : module.split(',').map((m) => m.trim()),
@@ -35,15 +49,9 @@ export function jobRequestFromEnv(env: NodeJS.ProcessEnv): JobImageRequest | und
   };
 }
 
-export interface AdminPaths {
-  adminSocket: string;
-  jobsDir: string;
-}
-
-/** The admin socket and the per-job key files sit next to the launch socket, as shifterd places them. */
-export function adminPaths(launchSocket: string): AdminPaths {
-  const dir = dirname(launchSocket);
-  return { adminSocket: join(dir, 'shifterd-admin.sock'), jobsDir: join(dir, 'jobs') };
+/** shifterd's admin socket sits next to its launch socket, as shifterd places it. */
+export function adminSocketPath(launchSocket: string): string {
+  return join(dirname(launchSocket), 'shifterd-admin.sock');
 }
 
 type Unary = (req: unknown, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
@@ -67,14 +75,12 @@ async function call<T>(adminSocket: string, method: string, req: unknown): Promi
   }
 }
 
-const keyFile = (paths: AdminPaths, jobId: string) => join(paths.jobsDir, `${jobId}.key`);
-
 export async function prepareJobEnvironment(
-  paths: AdminPaths,
+  adminSocket: string,
   job: { jobId: string; uid: number; gid: number },
   req: JobImageRequest,
 ): Promise<{ key: string; imageId: string; reused: boolean }> {
-  const info = await call<{ key: string; imageId: string; reused: boolean }>(paths.adminSocket, 'PrepareEnvironment', {
+  return call<{ key: string; imageId: string; reused: boolean }>(adminSocket, 'PrepareEnvironment', {
     uid: job.uid,
     gid: job.gid,
     groups: [],
@@ -82,32 +88,29 @@ export async function prepareJobEnvironment(
     volumes: req.volumes,
     modules: req.modules,
     noModules: req.noModules,
+    hold: jobHolder(job.jobId),
+    hostsfile: req.hostsfile,
   });
-  await mkdir(paths.jobsDir, { recursive: true, mode: 0o700 });
-  await writeFileAtomic(keyFile(paths, job.jobId), info.key, 0o600);
-  return info;
 }
 
-export type ReleaseOutcome = 'released' | 'kept' | 'none';
+export type ReleaseOutcome = { kind: 'released'; killed: number; left: number } | { kind: 'kept' } | { kind: 'none' };
 
 /**
- * Releases what the prolog prepared for the job: 'none' when it prepared nothing, 'kept' when
- * another job on this node (same user, image, volumes, modules) still uses the same environment.
+ * Ends the job's hold: 'none' when shifterd holds nothing for it (no image, or shifterd restarted
+ * since the prolog), 'kept' when another job of the same user with the same image, volumes and
+ * modules still holds the environment. When the environment goes, the job's processes still
+ * inside it are killed, so that its mounts and loop device go too.
  */
-export async function releaseJobEnvironment(paths: AdminPaths, jobId: string): Promise<ReleaseOutcome> {
-  let key: string;
-  try {
-    key = await readFile(keyFile(paths, jobId), 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'none';
-    throw e;
-  }
-  await rm(keyFile(paths, jobId), { force: true });
-  for (const name of await readdir(paths.jobsDir)) {
-    if (!name.endsWith('.key')) continue;
-    const other = await readFile(join(paths.jobsDir, name), 'utf8').catch(() => undefined);
-    if (other === key) return 'kept';
-  }
-  await call(paths.adminSocket, 'ReleaseEnvironment', { key });
-  return 'released';
+export async function releaseJobEnvironment(
+  adminSocket: string,
+  job: { jobId: string; uid: number },
+): Promise<ReleaseOutcome> {
+  const res = await call<{ released: boolean; kept: number; mountNamespaces: number[] }>(
+    adminSocket,
+    'ReleaseEnvironment',
+    { holder: jobHolder(job.jobId) },
+  );
+  if (!res.released) return { kind: 'none' };
+  if (res.mountNamespaces.length === 0) return { kind: 'kept' };
+  return { kind: 'released', ...(await killProcessesInNamespaces(new Set(res.mountNamespaces), job.uid)) };
 }

@@ -20,6 +20,7 @@ interface EnvironmentEntry {
   imageId: string;
   leases: number;
   idleSeconds: number;
+  holders: string[];
 }
 interface Replies {
   Status: {
@@ -32,7 +33,7 @@ interface Replies {
   };
   PrepareEnvironment: EnvironmentInfo;
   ListEnvironments: { environments: EnvironmentEntry[] };
-  ReleaseEnvironment: { released: boolean };
+  ReleaseEnvironment: { released: boolean; kept: number; mountNamespaces: number[] };
 }
 type Method = keyof Replies;
 type Unary = (req: unknown, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
@@ -99,4 +100,45 @@ test.serial('errors map to gRPC status codes with the same messages', async (t) 
     call('PrepareEnvironment', { uid: user.uid, gid: user.gid, image: fx.images.bare.name, volumes: ['/x:/etc'] }),
   );
   t.is(bad.code, grpc.status.INVALID_ARGUMENT);
+  const unheld = await t.throwsAsync<grpc.ServiceError>(
+    call('PrepareEnvironment', { uid: user.uid, gid: user.gid, image: fx.images.bare.name, hostsfile: 'n1\n' }),
+  );
+  t.is(unheld.code, grpc.status.INVALID_ARGUMENT);
+  t.regex(unheld.details, /hostsfile is for a job environment: give its holder/);
+});
+
+test.serial('a held environment outlives the idle limit until its last holder releases it', async (t) => {
+  await fx.stop();
+  await fx.start(['--cache-idle-seconds', '1']);
+  client.close();
+  const Ctor = shifterdServiceClient(loadShifterdProto());
+  client = new Ctor(`unix://${fx.adminSocket}`, grpc.credentials.createInsecure()) as unknown as typeof client;
+  const request = { uid: user.uid, gid: user.gid, groups: [user.gid, EXTRA_GID], image: fx.images.bare.name };
+  const held = await call('PrepareEnvironment', { ...request, hold: 'slurm-job-1' });
+  t.true((await call('PrepareEnvironment', { ...request, hold: 'slurm-job-2' })).reused);
+  await call('PrepareEnvironment', { ...request, groups: [user.gid] });
+  await new Promise((r) => setTimeout(r, 3000));
+  const list = await call('ListEnvironments', {});
+  t.deepEqual(
+    list.environments.map((e) => [e.key, e.holders]),
+    [[held.key, ['slurm-job-1', 'slurm-job-2']]],
+    'the unheld one expired, the held one did not',
+  );
+  const launch = await fx.run([`--image=${fx.images.bare.name}`, '-v', 'true']);
+  t.is(launch.code, 0, launch.stderr);
+  t.regex(launch.stderr, /environment reused/);
+
+  t.deepEqual(await call('ReleaseEnvironment', { holder: 'slurm-job-1' }), {
+    released: true,
+    kept: 1,
+    mountNamespaces: [],
+  });
+  t.is((await call('Status', {})).environments, 1);
+  const last = await call('ReleaseEnvironment', { holder: 'slurm-job-2' });
+  t.true(last.released);
+  t.is(last.kept, 0);
+  t.is(last.mountNamespaces.length, 1);
+  t.true(last.mountNamespaces[0] > 0);
+  t.is((await call('Status', {})).environments, 0);
+  t.false((await call('ReleaseEnvironment', { holder: 'slurm-job-2' })).released);
 });

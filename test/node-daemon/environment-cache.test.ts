@@ -117,6 +117,36 @@ test('remove and list', async (t) => {
   t.is(l.env.closed, 1);
 });
 
+test('a hold outlives the idle limit and the size cap; the last holder to let go closes it', async (t) => {
+  const cache = new EnvironmentCache<FakeEnv>({ max: 1, idleTtlMs: 50 });
+  const env = new FakeEnv('held');
+  const lease = await cache.acquire('k', 'img', async () => env);
+  lease.hold('job-1');
+  lease.hold('job-2');
+  lease.release();
+  await cache.acquire('other', 'img', async () => new FakeEnv('other')).then((l) => l.release());
+  await sleep(150);
+  t.is(env.closed, 0);
+  t.deepEqual(
+    cache.list().map((e) => [e.key, e.holders]),
+    [['k', ['job-1', 'job-2']]],
+  );
+  const again = await cache.acquire('k', 'img', async () => new FakeEnv('rebuilt'));
+  t.is(again.env, env);
+  t.true(again.reused);
+  again.release();
+  t.deepEqual(
+    cache.heldBy('job-1').map((h) => h.holders),
+    [['job-1', 'job-2']],
+  );
+  t.deepEqual(cache.unhold('job-1'), { dropped: 0, kept: 1 });
+  t.is(env.closed, 0);
+  t.deepEqual(cache.unhold('job-2'), { dropped: 1, kept: 0 });
+  t.is(env.closed, 1);
+  t.is(cache.size, 0);
+  t.deepEqual(cache.unhold('job-2'), { dropped: 0, kept: 0 });
+});
+
 test('image mount pool: one attach per image, released with its last user', async (t) => {
   const pool = new ImageMountPool<{ released: number; release(): void }>();
   let attaches = 0;

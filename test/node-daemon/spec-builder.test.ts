@@ -15,8 +15,8 @@ function site(text: string) {
   return compileSite(parseUdiRootConf(`imagePath=/images\n${text}`, 'udiRoot.conf').config);
 }
 
-function spec(text: string, dirs: string[], volumes: string[] = []) {
-  return buildEnvironmentSpec({
+function specInput(dirs: string[], text = '', volumes: string[] = []) {
+  return {
     site: site(text),
     image,
     layout: { dirs: new Set(dirs) },
@@ -26,7 +26,11 @@ function spec(text: string, dirs: string[], volumes: string[] = []) {
     etc: [],
     modules: [],
     userVolumes: parseVolumeTexts(volumes, 'user'),
-  });
+  };
+}
+
+function spec(text: string, dirs: string[], volumes: string[] = []) {
+  return buildEnvironmentSpec(specInput(dirs, text, volumes));
 }
 
 test('identity, proc, /dev with devices, /tmp, and the user volume opened as the user', (t) => {
@@ -57,6 +61,21 @@ test('missing /etc and /var are created; an image /var without tmp is rebuilt on
   const varOnly = spec('', ['/etc', '/var']);
   t.deepEqual(varOnly.scaffoldDirs, ['/etc', '/var']);
   t.false(varOnly.mounts.some((m) => m.kind === 'dir'));
+});
+
+test('a job hostsfile is written as /var/hostsfile, making or rebuilding /var; other environments have none', (t) => {
+  const withHosts = (dirs: string[]) => buildEnvironmentSpec({ ...specInput(dirs), hostsfile: 'n1\nn1\n' });
+  for (const dirs of [[], ['/etc', '/var'], ['/etc', '/var', '/var/tmp']]) {
+    const s = withHosts(dirs);
+    t.like(
+      s.mounts.find((m) => m.target === '/var/hostsfile'),
+      { kind: 'file', content: 'n1\nn1\n', mode: 0o644 },
+      dirs.join(','),
+    );
+    const varDirs = s.mounts.filter((m) => m.kind === 'dir' && m.target === '/var').length;
+    t.is(varDirs + (s.scaffoldDirs.includes('/var') ? 1 : 0), 1, `/var made or rebuilt once: ${dirs.join(',')}`);
+  }
+  t.false(spec('', ['/etc', '/var', '/var/tmp']).mounts.some((m) => m.target === '/var/hostsfile'));
 });
 
 test('site hooks bracket the siteFs mounts (phase site); user volumes are phase user', (t) => {

@@ -5,14 +5,14 @@
  * loop device of the job is left. A prolog that cannot reach shifterd does not drain the node.
  */
 import test from 'ava';
-import { chmod, chown, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadShifterdProto, shifterdServiceClient } from '../../node-daemon/admin-server.js';
 import { LAUNCHER, loopDevicesFor } from '../node-daemon/runtime-fixture.js';
 import { SlurmStack } from './stack-fixture.js';
-import { ensureSlurmUser } from '../helpers/slurm.js';
+import { SLURM_NODE, ensureSlurmUser } from '../helpers/slurm.js';
 
 const stack = new SlurmStack();
 
@@ -26,13 +26,14 @@ test.after.always(async () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function listEnvironments(): Promise<Array<{ uid: number; imageId: string }>> {
+async function listEnvironments(): Promise<Array<{ uid: number; imageId: string; holders: string[] }>> {
   const Ctor = shifterdServiceClient(loadShifterdProto());
   const client = new Ctor(`unix://${stack.fx.adminSocket}`, grpc.credentials.createInsecure()) as grpc.Client &
     Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void>;
   try {
-    const res = await new Promise<{ environments: Array<{ uid: number; imageId: string }> }>((resolve, reject) =>
-      client.ListEnvironments({}, (err, r) => (err ? reject(err) : resolve(r as { environments: [] }))),
+    const res = await new Promise<{ environments: Array<{ uid: number; imageId: string; holders: string[] }> }>(
+      (resolve, reject) =>
+        client.ListEnvironments({}, (err, r) => (err ? reject(err) : resolve(r as { environments: [] }))),
     );
     return res.environments;
   } finally {
@@ -87,6 +88,40 @@ test.serial('4 ranks attach to the one environment the prolog prepared; the epil
   t.false(mountinfo.includes(id), 'no mount of the image on the host');
 });
 
+/** Pids of processes whose command line contains `marker`. */
+async function processesWith(marker: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    const cmdline = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.replace(/\0/g, ' ').includes(marker)) pids.push(Number(name));
+  }
+  return pids;
+}
+
+test.serial('a process the job left inside its environment is killed by the epilog; nothing is left', async (t) => {
+  const id = await stack.pullApp();
+  const marker = `${600 + Math.floor(Math.random() * 1000)}`;
+  // setsid: the process leaves the step's process tree, so Slurm's linuxproc tracking misses it.
+  const script = `#!/bin/sh\n${LAUNCHER} sh -c 'setsid sleep ${marker} </dev/null >/dev/null 2>&1 &'\n`;
+  const r = await stack.sbatch(['--image=team/app:1', '-o', join(stack.work, 'stray-%j.out')], script);
+  t.is(r.code, 0, r.stderr);
+  const jobId = r.stdout.trim();
+  const job = await stack.slurm!.waitForJob(jobId);
+  t.is(job.state, 'COMPLETED', await readFile(join(stack.work, `stray-${jobId}.out`), 'utf8'));
+  await waitFor('the epilog did not release the environment', async () =>
+    (await stack.slurm!.slurmdLog()).includes(`shifter: job ${jobId}: environment released`),
+  );
+  t.regex(await stack.slurm!.slurmdLog(), new RegExp(`shifter: job ${jobId}: environment released, \\d+ process`));
+  await waitFor(
+    'the stray process is still running',
+    async () => (await processesWith(`sleep ${marker}`)).length === 0,
+  );
+  const image = join(stack.fx.imagePath, `${id}.squashfs`);
+  await waitFor('the image loop device stayed attached', async () => loopDevicesFor(image).length === 0);
+  t.false((await readFile('/proc/self/mountinfo', 'utf8')).includes(id), 'no mount of the image on the host');
+});
+
 test.serial('shifterd down at the prolog: the job fails with the reason, the node stays usable', async (t) => {
   await stack.fx.stop();
   try {
@@ -124,12 +159,12 @@ async function waitRunning(jobId: string): Promise<void> {
   });
 }
 
-test.serial('two jobs of one user share the environment: the first epilog keeps it for the second', async (t) => {
+test.serial('two jobs of one user have their own environments: the first epilog releases only its own', async (t) => {
   const id = await stack.pullApp();
   const gate = join(stack.work, 'gate-shared');
   const second = await stack.sbatch(
     ['--image=team/app:1', '-o', join(stack.work, 'second-%j.out')],
-    gatedScript(gate, 'cat /etc/os-release'),
+    gatedScript(gate, 'cat /etc/os-release /var/hostsfile'),
   );
   t.is(second.code, 0, second.stderr);
   const secondId = second.stdout.trim();
@@ -138,18 +173,38 @@ test.serial('two jobs of one user share the environment: the first epilog keeps 
   const firstId = first.stdout.trim();
   t.is((await stack.slurm!.waitForJob(firstId)).state, 'COMPLETED');
   await waitFor('the first epilog did not run', async () =>
-    (await stack.slurm!.slurmdLog()).includes(`shifter: job ${firstId}: environment kept for another job`),
+    (await stack.slurm!.slurmdLog()).includes(`shifter: job ${firstId}: environment released`),
   );
-  t.is((await listEnvironments()).filter((e) => e.imageId === id).length, 1);
+  t.deepEqual(
+    (await listEnvironments()).filter((e) => e.imageId === id).map((e) => e.holders),
+    [[`slurm-job-${secondId}`]],
+  );
   await writeFile(gate, '');
   t.is((await stack.slurm!.waitForJob(secondId)).state, 'COMPLETED');
   const out = await readFile(join(stack.work, `second-${secondId}.out`), 'utf8');
   t.regex(out, /environment reused;/);
-  t.regex(out, /PRETTY_NAME="app v1"/);
+  t.true(out.includes(`PRETTY_NAME="app v1"\n${SLURM_NODE}\n`), out);
   await waitFor('the second epilog did not release the environment', async () =>
     (await stack.slurm!.slurmdLog()).includes(`shifter: job ${secondId}: environment released`),
   );
   t.is((await listEnvironments()).filter((e) => e.imageId === id).length, 0);
+});
+
+test.serial('the job environment has /var/hostsfile, one line per CPU slot; a plain launch has none', async (t) => {
+  await stack.pullApp();
+  const script = [
+    '#!/bin/sh',
+    `srun -n 1 ${LAUNCHER} cat /var/hostsfile`,
+    `env -u SLURM_JOB_ID ${LAUNCHER} sh -c 'test -e /var/hostsfile && echo plain has one || echo plain has none'`,
+    '',
+  ].join('\n');
+  const r = await stack.sbatch(['-n', '2', '--image=team/app:1', '-o', join(stack.work, 'hosts-%j.out')], script);
+  t.is(r.code, 0, r.stderr);
+  const jobId = r.stdout.trim();
+  const job = await stack.slurm!.waitForJob(jobId);
+  const out = await readFile(join(stack.work, `hosts-${jobId}.out`), 'utf8');
+  t.is(job.state, 'COMPLETED', out);
+  t.is(out, `${SLURM_NODE}\n${SLURM_NODE}\nplain has none\n`);
 });
 
 test.serial("two users' jobs on one node get two environments, each with its own identity", async (t) => {
@@ -184,7 +239,9 @@ test.serial("two users' jobs on one node get two environments, each with its own
       );
     }
     const uids = (await listEnvironments())
-      .filter((e) => e.imageId === id)
+      .filter(
+        (e) => e.imageId === id && e.holders.some((h) => h === `slurm-job-${mineId}` || h === `slurm-job-${theirsId}`),
+      )
       .map((e) => e.uid)
       .sort();
     t.deepEqual(uids, [stack.user.uid, other.uid].sort());
