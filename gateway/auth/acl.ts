@@ -5,15 +5,8 @@
  * shows each caller only the tags they may use by name.
  */
 import { ShifterError } from '../../common/errors.js';
-import {
-  accessFromLists,
-  combineAccess,
-  mayUse,
-  PUBLIC_ACCESS,
-  type AccessCaller,
-  type ImageAccess,
-} from '../../common/image-access.js';
-import type { ImageRecord } from '../store/record.js';
+import { combineAccess, mayUse, type AccessCaller } from '../../common/image-access.js';
+import { accessOf, aclFields, tagAccess, type AclHolder, type ImageRecord } from '../store/record.js';
 import type { Identity } from './session.js';
 
 /** `"1,2"`, `[1, 2]`, `1` or nothing → a list of ids; anything else is a client error. */
@@ -47,29 +40,6 @@ export function sameIds(a: readonly number[], b: readonly number[]): boolean {
   const x = [...new Set(a)].sort((p, q) => p - q);
   const y = [...new Set(b)].sort((p, q) => p - q);
   return x.length === y.length && x.every((v, i) => v === y[i]);
-}
-
-export interface AclHolder {
-  private: boolean | null;
-  userACL: number[];
-  groupACL: number[];
-}
-
-/** Upstream's fields as an access: `private: false` is public whatever the lists say. */
-export function accessOf(h: AclHolder): ImageAccess {
-  return h.private === false ? PUBLIC_ACCESS : accessFromLists(h.userACL, h.groupACL);
-}
-
-/** An access in upstream's fields (a public image has empty lists, as upstream stores it). */
-export function aclFields(a: ImageAccess): { private: boolean; userACL: number[]; groupACL: number[] } {
-  if (a.kind === 'public') return { private: false, userACL: [], groupACL: [] };
-  return { private: true, userACL: [...a.users], groupACL: [...a.groups] };
-}
-
-/** The access of one tag of `rec`: the union of its grants (the record's own, for a tag with none). */
-export function tagAccess(rec: ImageRecord, tag: string): ImageAccess {
-  const [first, ...rest] = rec.grants.filter((g) => g.tag === tag).map(accessOf);
-  return first === undefined ? accessOf(rec) : combineAccess(first, ...rest);
 }
 
 function callerOf(who: Identity | null): AccessCaller | null {

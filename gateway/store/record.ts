@@ -5,8 +5,7 @@
  * the union of its grants, and the record's own `private`/`userACL`/`groupACL` hold the union of
  * all its grants, which is also what `<id>.meta` says (the rule: common/image-access.ts).
  */
-import { combineAccess, type ImageAccess } from '../../common/image-access.js';
-import { accessOf, aclFields, tagAccess, type AclHolder } from '../auth/acl.js';
+import { accessFromLists, combineAccess, PUBLIC_ACCESS, type ImageAccess } from '../../common/image-access.js';
 import type { ImageStatus } from './status.js';
 
 export type RecordKey = string & { readonly __brand: 'RecordKey' };
@@ -219,4 +218,27 @@ export function completedFields(r: CompletedPull, pull: ImageRecord, holder: Ima
     last_heartbeat: r.now,
     progress: null,
   };
+}
+
+export interface AclHolder {
+  private: boolean | null;
+  userACL: number[];
+  groupACL: number[];
+}
+
+/** Upstream's fields as an access: `private: false` is public whatever the lists say. */
+export function accessOf(h: AclHolder): ImageAccess {
+  return h.private === false ? PUBLIC_ACCESS : accessFromLists(h.userACL, h.groupACL);
+}
+
+/** An access in upstream's fields (a public image has empty lists, as upstream stores it). */
+export function aclFields(a: ImageAccess): { private: boolean; userACL: number[]; groupACL: number[] } {
+  if (a.kind === 'public') return { private: false, userACL: [], groupACL: [] };
+  return { private: true, userACL: [...a.users], groupACL: [...a.groups] };
+}
+
+/** The access of one tag of `rec`: the union of its grants (the record's own, for a tag with none). */
+export function tagAccess(rec: ImageRecord, tag: string): ImageAccess {
+  const [first, ...rest] = rec.grants.filter((g) => g.tag === tag).map(accessOf);
+  return first === undefined ? accessOf(rec) : combineAccess(first, ...rest);
 }
