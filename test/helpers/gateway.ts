@@ -83,3 +83,18 @@ export async function startGateway(opts: {
     },
   };
 }
+
+/**
+ * The usual test gateway's imagemanager.json: mock authentication, one system `sys` whose images
+ * go to `<dir>/images`, and one registry Location `site` (the default) at `registryUrl`.
+ */
+export function siteGatewayConfig(dir: string, registryUrl: string): object {
+  return {
+    CacheDirectory: join(dir, 'cache'),
+    ExpandDirectory: join(dir, 'expand'),
+    Authentication: 'mock',
+    DefaultImageLocation: 'site',
+    Locations: { site: { url: registryUrl } },
+    Platforms: { sys: { accesstype: 'local', local: { imageDir: join(dir, 'images') } } },
+  };
+}

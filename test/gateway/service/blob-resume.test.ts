@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { startFlakyProxy, type FlakyProxy } from '../../helpers/flaky-proxy.js';
-import { startGateway, type RunningGateway } from '../../helpers/gateway.js';
+import { siteGatewayConfig, startGateway, type RunningGateway } from '../../helpers/gateway.js';
 import { imageConfig, pushImage, startRegistry, tarLayer, type RunningRegistry } from '../../helpers/registry.js';
 
 const CUT = 512 * 1024;
@@ -34,17 +34,7 @@ test.after.always(async () => {
 });
 
 async function start(): Promise<RunningGateway> {
-  const g = await startGateway({
-    dir,
-    config: {
-      CacheDirectory: join(dir, 'cache'),
-      ExpandDirectory: join(dir, 'expand'),
-      Authentication: 'mock',
-      DefaultImageLocation: 'site',
-      Locations: { site: { url: proxy.url } },
-      Platforms: { sys: { accesstype: 'local', local: { imageDir: join(dir, 'images') } } },
-    },
-  });
+  const g = await startGateway({ dir, config: siteGatewayConfig(dir, proxy.url) });
   gateways.push(g);
   return g;
 }

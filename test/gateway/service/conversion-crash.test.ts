@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { emptyFilesLayer } from '../../helpers/oci-image.js';
 import { imageConfig, pushImage, startRegistry, type RunningRegistry } from '../../helpers/registry.js';
-import { startGateway, type RunningGateway } from '../../helpers/gateway.js';
+import { siteGatewayConfig, startGateway, type RunningGateway } from '../../helpers/gateway.js';
 
 let reg: RunningRegistry;
 let dir: string;
@@ -30,17 +30,7 @@ test.after.always(async () => {
 });
 
 async function start(): Promise<RunningGateway> {
-  const g = await startGateway({
-    dir,
-    config: {
-      CacheDirectory: join(dir, 'cache'),
-      ExpandDirectory: join(dir, 'expand'),
-      Authentication: 'mock',
-      DefaultImageLocation: 'site',
-      Locations: { site: { url: reg.url } },
-      Platforms: { sys: { accesstype: 'local', local: { imageDir: join(dir, 'images') } } },
-    },
-  });
+  const g = await startGateway({ dir, config: siteGatewayConfig(dir, reg.url) });
   gateways.push(g);
   return g;
 }

@@ -11,7 +11,7 @@ import { gzipSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
 import { imageConfig, pushImage, startRegistry, tarLayer, type RunningRegistry } from '../../helpers/registry.js';
 import { startFlakyProxy, type FlakyProxy } from '../../helpers/flaky-proxy.js';
-import { startGateway, type RunningGateway } from '../../helpers/gateway.js';
+import { siteGatewayConfig, startGateway, type RunningGateway } from '../../helpers/gateway.js';
 
 let reg: RunningRegistry;
 let proxy: FlakyProxy;
@@ -33,14 +33,7 @@ test.after.always(async () => {
 
 type Rec = Record<string, unknown>;
 
-const config = () => ({
-  CacheDirectory: join(dir, 'cache'),
-  ExpandDirectory: join(dir, 'expand'),
-  Authentication: 'mock',
-  DefaultImageLocation: 'site',
-  Locations: { site: { url: proxy.url } },
-  Platforms: { sys: { accesstype: 'local', local: { imageDir: join(dir, 'images') } } },
-});
+const config = () => siteGatewayConfig(dir, proxy.url);
 
 async function start(): Promise<RunningGateway> {
   const g = await startGateway({ dir, config: config() });
