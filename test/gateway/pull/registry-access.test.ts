@@ -4,7 +4,7 @@ import { ShifterError } from '../../../common/errors.js';
 import { parseGatewayConfig } from '../../../gateway/config/imagemanager.js';
 import { registryAccess, registryKey } from '../../../gateway/pull/registry-access.js';
 import { decidePull, failureWindowSec } from '../../../gateway/pull/rules.js';
-import type { ImageRecord } from '../../../gateway/store/record.js';
+import { newPullRecord, type ImageRecord, type RecordKey } from '../../../gateway/store/record.js';
 
 const PLATFORMS = { sys: { accesstype: 'local', local: { imageDir: '/images' } } };
 
@@ -76,37 +76,18 @@ test('pull policy keys: bad values name the key and the fix', (t) => {
 });
 
 function failure(lastPull: number): ImageRecord {
-  return {
-    key: 'k' as ImageRecord['key'],
+  const pull = newPullRecord('k' as RecordKey, {
     system: 'sys',
     itype: 'docker',
     pulltag: 'a:1',
-    tag: [],
-    id: null,
-    status: 'FAILURE',
-    status_message: 'boom',
+    requesterUid: null,
     userACL: [],
     groupACL: [],
-    grants: [],
-    requesterUid: null,
-    private: null,
     format: 'squashfs',
-    location: '',
-    remotetype: 'dockerv2',
-    arch: 'amd64',
-    os: 'linux',
-    ENV: null,
-    ENTRY: null,
-    CMD: null,
-    WORKDIR: null,
-    LABELS: null,
-    USER: null,
-    last_pull: lastPull,
-    last_heartbeat: lastPull,
-    expiration: null,
-    progress: null,
     credentialed: false,
-  };
+    now: lastPull,
+  });
+  return { ...pull, status: 'FAILURE', status_message: 'boom' };
 }
 
 test('a FAILURE is shown for PullUpdateTimeout after it failed, and never for less than 10 s', (t) => {
