@@ -22,6 +22,10 @@ APT_PACKAGES=(
   slurm-wlm            # slurmctld, slurmd and the client commands for the single-node test Slurm
   libslurm-dev         # spank.h for native/spank/shifter_spank.so
   mpich libmpich-dev   # MPI programs (mpicc.mpich) launched through srun --mpi=pmi2
+  libfuse2             # libfuse.so.2 for fuse-native: the node's lazy image cache
+  nginx-light          # proxy_cache in front of the gateway in the lazy-cache tests
+  patchelf             # tools/prep-mpi and prep-gpu set the rpath of module libraries
+  openssh-server openssh-client # remote imageDir transfer (accesstype remote) and its tests
 )
 
 missing=()
