@@ -23,6 +23,10 @@
  * Keys this project adds (also listed in `documentedNewKeys`):
  *   - `mungeSocketPath`: the munged socket clients use to make credentials
  *     (default: munge's own default, /run/munge/munge.socket.2);
+ *   - `moduleHookTimeout`: seconds a module roothook or userhook may run before it is killed
+ *     and the launch fails (default 30; upstream had no limit, so a hung hook hung every launch);
+ *   - `module_<name>_devices`: `;`-separated host character devices (globs allowed) shown in the
+ *     container's /dev; `/dev/nvidia<N>` narrowed to the launch's GPUs (node-daemon/command/devices.ts);
  *   - `shifterdSocket`: the node daemon's launch socket (default /run/shifter/shifterd.sock).
  *     shifterd listens there unless given --socket. The launcher (`shifter`, C) reads this one key
  *     with its own small parser of the line rules above (native/launcher/udiroot.c), from the
@@ -74,6 +78,11 @@ export interface ShifterModuleConfig {
   readonly siteFs: readonly string[];
   readonly copyPath?: string;
   readonly enabled: boolean;
+  /**
+   * Host character devices the module shows in the container's /dev, as written (`;`-separated
+   * paths under /dev, `*` and `?` globs allowed), e.g. `/dev/nvidiactl;/dev/nvidia*`.
+   */
+  readonly devices: readonly string[];
 }
 
 export interface UdiRootConfig {
@@ -132,6 +141,8 @@ export interface UdiRootConfig {
 
   readonly defaultModules: readonly string[];
   readonly modules: ReadonlyMap<string, ShifterModuleConfig>;
+  /** Seconds a module roothook or userhook may run before it is killed (default 30). */
+  readonly moduleHookTimeout: number;
 
   readonly mungeSocketPath: string;
   readonly shifterdSocket?: string;
@@ -149,7 +160,9 @@ export interface ParsedUdiRootConf {
   readonly warnings: readonly ConfigWarning[];
 }
 
-export const documentedNewKeys = ['mungeSocketPath', 'shifterdSocket'] as const;
+export const documentedNewKeys = ['mungeSocketPath', 'shifterdSocket', 'moduleHookTimeout'] as const;
+
+export const DEFAULT_MODULE_HOOK_TIMEOUT_SECONDS = 30;
 
 const STRING_KEYS = [
   'udiMount',
@@ -218,6 +231,7 @@ export const KNOWN_KEYS: readonly string[] = [
   'defaultImageType',
   'mountPropagationStyle',
   'defaultModules',
+  'moduleHookTimeout',
 ];
 
 const MODULE_LIST_SUBKEYS = ['siteEnv', 'siteEnvPrepend', 'siteEnvAppend', 'siteEnvUnset', 'conflict'] as const;
@@ -235,6 +249,7 @@ interface MutableModule {
   siteFs: string[];
   copyPath?: string;
   enabled: boolean;
+  devices: string[];
 }
 
 interface Entry {
@@ -345,6 +360,7 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
   let defaultImageType: ImageType = 'docker';
   let mountPropagationStyle: MountPropagationStyle = 'private';
   let defaultModules: string[] = [];
+  let moduleHookTimeout = DEFAULT_MODULE_HOOK_TIMEOUT_SECONDS;
   const seenScalars = new Map<string, number>();
 
   const noteScalar = (e: Entry): void => {
@@ -387,6 +403,12 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
         .split(',')
         .map((s) => s.trim())
         .filter((s) => s.length > 0);
+    } else if (key === 'moduleHookTimeout') {
+      noteScalar(e);
+      moduleHookTimeout = parseSeconds(fileName, e);
+      if (!Number.isInteger(moduleHookTimeout) || moduleHookTimeout < 1 || moduleHookTimeout > 86400) {
+        throw badValue(fileName, e, 'a whole number of seconds from 1 to 86400');
+      }
     } else if (key.startsWith('module_')) {
       assignModuleKey(modules, e, fileName, warn);
     } else if (DEPRECATED_KEYS.includes(key)) {
@@ -432,6 +454,7 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
     mountPropagationStyle,
     defaultModules,
     modules: frozenModules,
+    moduleHookTimeout,
     mungeSocketPath: strings.mungeSocketPath ?? DEFAULT_MUNGE_SOCKET,
   };
   return { config, warnings };
@@ -462,6 +485,7 @@ function assignModuleKey(
       conflict: [],
       siteFs: [],
       enabled: true,
+      devices: [],
     };
     modules.set(name, m);
   }
@@ -474,6 +498,13 @@ function assignModuleKey(
     if (e.value.length > 0) m.siteFs.push(e.value);
   } else if (subkey === 'enabled') {
     m.enabled = parseBoolean(fileName, e);
+  } else if (subkey === 'devices') {
+    m.devices.push(
+      ...e.value
+        .split(';')
+        .map((d) => d.trim())
+        .filter((d) => d.length > 0),
+    );
   } else {
     const hint = subkey.toLowerCase() === 'copypath' ? ` (did you mean module_${name}_copyPath?)` : '';
     warn(e.line, e.key, `unknown module setting '${subkey}' in ${e.key} was ignored${hint}`);

@@ -122,6 +122,9 @@ test('all value kinds: booleans, numbers, lists, propagation, modules, new keys'
     'defaultModules=gpu, mpich',
     'module_gpu_siteEnv=CUDA=1',
     'module_gpu_siteEnvUnset=X',
+    'module_gpu_siteEnvPrepend=LD_LIBRARY_PATH=/opt/udiImage/modules/gpu/lib64',
+    'module_gpu_siteEnvAppend=PATH=/opt/udiImage/modules/gpu/bin',
+    'module_gpu_devices=/dev/nvidiactl; /dev/nvidia-uvm;/dev/nvidia*',
     'module_gpu_conflict=mpich',
     'module_gpu_siteFs=/opt/nvidia:/opt/nvidia',
     'module_gpu_userhook=/usr/lib/hooks/gpu.sh',
@@ -130,6 +133,7 @@ test('all value kinds: booleans, numbers, lists, propagation, modules, new keys'
     'module_mpich_copyPath=/usr/lib/mpich',
     'mungeSocketPath=/run/munge/other.socket',
     'shifterdSocket=/run/shifterd.sock',
+    'moduleHookTimeout=5',
   ].join('\n');
   const { config, warnings } = parseUdiRootConf(text, 'u.conf');
   t.deepEqual(warnings, []);
@@ -152,15 +156,17 @@ test('all value kinds: booleans, numbers, lists, propagation, modules, new keys'
   t.deepEqual(gpu, {
     name: 'gpu',
     siteEnv: ['CUDA=1'],
-    siteEnvPrepend: [],
-    siteEnvAppend: [],
+    siteEnvPrepend: ['LD_LIBRARY_PATH=/opt/udiImage/modules/gpu/lib64'],
+    siteEnvAppend: ['PATH=/opt/udiImage/modules/gpu/bin'],
     siteEnvUnset: ['X'],
     conflict: ['mpich'],
     siteFs: ['/opt/nvidia:/opt/nvidia'],
     userhook: '/usr/lib/hooks/gpu.sh',
     roothook: '/usr/lib/hooks/gpu-root.sh',
     enabled: false,
+    devices: ['/dev/nvidiactl', '/dev/nvidia-uvm', '/dev/nvidia*'],
   });
+  t.is(config.moduleHookTimeout, 5);
   t.is(config.modules.get('mpich')?.copyPath, '/usr/lib/mpich');
   t.is(config.mungeSocketPath, '/run/munge/other.socket');
   t.is(config.shifterdSocket, '/run/shifterd.sock');
@@ -241,6 +247,8 @@ test('values that cannot mean anything are errors naming file, line and the expe
       /^u\.conf:2: defaultImageType=oci is not valid: expected one of docker, custom, id, local/,
     ],
     ['module_gpu_enabled=sure', /^u\.conf:2: module_gpu_enabled=sure is not valid: expected 0 or 1/],
+    ['moduleHookTimeout=0', /^u\.conf:2: moduleHookTimeout=0 is not valid: expected a whole number of seconds/],
+    ['moduleHookTimeout=2.5', /^u\.conf:2: moduleHookTimeout=2\.5 is not valid: expected a whole number/],
   ];
   for (const [line, re] of cases) {
     const e = t.throws(() => parseUdiRootConf(`system=x\n${line}\n`, 'u.conf'), { instanceOf: ShifterError });
