@@ -37,6 +37,8 @@ export interface EnvironmentKeyParts {
   generation: number;
   /** A job's own environment (it holds job-specific files): the holder's name. */
   job?: string;
+  /** The module devices in its /dev (node-daemon/command/devices.ts), when its modules list any. */
+  devices?: readonly string[];
 }
 
 /** JSON keeps the parts unambiguous (no separator can be smuggled in through a path). */
@@ -50,6 +52,7 @@ export function environmentKey(p: EnvironmentKeyParts): string {
     p.modules,
     p.generation,
     ...(p.job === undefined ? [] : [p.job]),
+    ...(p.devices === undefined ? [] : [{ devices: p.devices }]),
   ]);
 }
 

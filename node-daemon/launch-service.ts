@@ -6,8 +6,14 @@
  *
  * Exit codes of error replies: 0 for --help, 1 for anything the user can fix (bad option,
  * unknown image, permission, unreachable gateway, bad site config), 125 for failures inside
- * shifterd or the native helper (as docker uses 125 for its own failures); 126/127 come from
- * the launcher when the command cannot be run.
+ * shifterd or the native helper (as docker uses 125 for its own failures), a failed module
+ * hook's own exit code (124 when killed at moduleHookTimeout); 126/127 come from the launcher
+ * when the command cannot be run.
+ *
+ * Module hooks: roothooks run in the helper while the environment is built (once per
+ * environment); userhooks run per launch, in module order, once the environment and the
+ * command's env are known, before the reply lets the launcher exec. Their output goes to this
+ * log, one entry per line with the module's name.
  */
 import type { Logger } from '../common/logger.js';
 import { ShifterError, describeError, isShifterError } from '../common/errors.js';
@@ -18,12 +24,16 @@ import { parseVolumeTexts, volumeSignature, type VolumeSpec } from './command/vo
 import { selectModules } from './command/modules.js';
 import { containerArgv, containerEnv, containerWorkdir, envToList, parseEnvFile } from './command/command.js';
 import type { Environment, EnvironmentSpec } from './adapters/environment-spec.js';
+import { HookFailure } from './adapters/helper-failure.js';
+import { listDeviceDir } from './adapters/host-devices.js';
+import type { UserHookRun } from './adapters/run-userhook.js';
+import { launchGpus, selectDevices, type ModuleDevices } from './command/devices.js';
 import type { ImageMount } from './adapters/image-mount.js';
 import { jobHolder } from './slurm/job-holder.js';
 import { EnvironmentCache, ImageMountPool, environmentKey, type Lease } from './environment-cache.js';
 import { etcEntriesFor } from './etc-files.js';
 import type { Caller, ImageResolver, ResolvedImage } from './image-resolver.js';
-import { buildEnvironmentSpec, type CompiledModule, type SiteSetup } from './spec-builder.js';
+import { buildEnvironmentSpec, type CompiledModule, type LaunchDevices, type SiteSetup } from './spec-builder.js';
 import type { LaunchRequest } from './launch-codec.js';
 import { readFileAsUser } from './user-file.js';
 import { probeImage } from './image-probe.js';
@@ -39,6 +49,7 @@ export interface DaemonState {
 export interface NativeOps {
   attachImage(path: string): Promise<ImageMount>;
   createEnvironment(spec: EnvironmentSpec): Promise<Environment>;
+  runUserHook(run: UserHookRun): Promise<string[]>;
 }
 
 export interface PeerIdentity {
@@ -57,6 +68,8 @@ export interface PrepareParams {
   image: string;
   volumes: readonly string[];
   modules: ModuleChoice;
+  /** The GPU indices the launch may use (command/devices.ts launchGpus); unset: not narrowed. */
+  gpus?: readonly number[];
   /** Runs after the image is resolved, before any namespace work (argv/workdir checks). */
   beforeBuild?: (image: ResolvedImage) => void;
   /**
@@ -102,6 +115,27 @@ function jobOfLaunch(callerEnv: Record<string, string>): Pick<PrepareParams, 'jo
   return id !== undefined && /^\d+$/.test(id) ? { job: { kind: 'attach', holder: jobHolder(id) } } : {};
 }
 
+/** The module devices of a launch, or undefined when no selected module lists any. */
+function launchDevices(modules: readonly CompiledModule[], site: SiteSetup, gpus?: readonly number[]) {
+  const claims: ModuleDevices[] = modules
+    .filter((m) => m.config.devices.length > 0)
+    .map((m) => ({ module: m.config.name, patterns: m.config.devices }));
+  if (claims.length === 0) return undefined;
+  const available = listDeviceDir(site.deviceRoot).map((e) => ({
+    name: e.name,
+    kind: e.type === 'char' || e.type === 'block' ? e.type : ('other' as const),
+  }));
+  return { modules: claims, names: selectDevices(claims, available, gpus) };
+}
+
+const HOOK_LINE = /^module (\S+) (roothook|userhook) (stdout|stderr): (.*)$/;
+
+/** A launch's GPUs come from its own environment: they can only narrow what the modules list. */
+function gpusOfLaunch(callerEnv: Record<string, string>): Pick<PrepareParams, 'gpus'> {
+  const gpus = launchGpus(callerEnv);
+  return gpus === undefined ? {} : { gpus };
+}
+
 export class LaunchService {
   readonly cache: EnvironmentCache<Environment>;
   readonly pool: ImageMountPool<ImageMount>;
@@ -118,6 +152,10 @@ export class LaunchService {
 
   /** Turns any failure into the reply the user sees; logs bugs with their stack. */
   errorOutcome(e: unknown, context: Record<string, unknown>): LaunchOutcome {
+    if (e instanceof HookFailure) {
+      this.log.warn({ ...context, exitCode: e.exitCode, err: e.message }, 'launch failed: a module hook failed');
+      return { kind: 'error', exitCode: e.exitCode, message: `shifter: ${oneLine(e.message)}\n` };
+    }
     if (isShifterError(e)) {
       const internal = e.code === 'INTERNAL' || e.code === 'IO_ERROR';
       this.log[internal ? 'error' : 'info']({ ...context, code: e.code, err: e.message }, 'launch refused');
@@ -129,6 +167,15 @@ export class LaunchService {
       exitCode: 125,
       message: `shifter: internal error in shifterd (${oneLine(describeError(e))}); see the shifterd log\n`,
     };
+  }
+
+  /** The hooks' output lines, one log entry each, with the module and the stream. */
+  private logHookOutput(lines: readonly string[], context: Record<string, unknown>): void {
+    for (const line of lines) {
+      const m = HOOK_LINE.exec(line);
+      if (m === null) this.log.info(context, line);
+      else this.log.info({ ...context, module: m[1], hook: m[2], stream: m[3] }, m[4] ?? '');
+    }
   }
 
   async launch(req: LaunchRequest, peer: PeerIdentity): Promise<LaunchOutcome> {
@@ -153,6 +200,7 @@ export class LaunchService {
     const modules = selectModules(p.modules, config.defaultModules, config.modules).map((m) =>
       site.modules.get(m.name)!,
     );
+    const devices = launchDevices(modules, site, p.gpus);
     const image = await resolver.resolve(p.image, p.caller);
     p.beforeBuild?.(image);
     const parts = {
@@ -163,6 +211,7 @@ export class LaunchService {
       volumeSignature: volumeSignature(userVolumes),
       modules: modules.map((m) => m.config.name),
       generation,
+      ...(devices === undefined ? {} : { devices: devices.names }),
     };
     if (p.job?.kind === 'attach') {
       const jobKey = environmentKey({ ...parts, job: p.job.holder });
@@ -197,8 +246,12 @@ export class LaunchService {
           modules,
           userVolumes,
           ...(hostsfile === undefined ? {} : { hostsfile }),
+          ...(devices === undefined
+            ? {}
+            : { devices: { ...devices, host: listDeviceDir('/dev') } satisfies LaunchDevices }),
         });
         const env = await this.native.createEnvironment(spec);
+        this.logHookOutput(env.hookLog, { uid: p.caller.uid, image: image.id });
         setupMs = env.setupMs;
         this.log.info({ uid: p.caller.uid, image: image.id, key, ms: env.setupMs }, 'environment created');
         return env;
@@ -240,6 +293,7 @@ export class LaunchService {
         volumes: o.volumes,
         modules: o.modules,
         ...jobOfLaunch(callerEnv),
+        ...gpusOfLaunch(callerEnv),
         beforeBuild: (image) => {
           const name = formatImageDescriptor(image.descriptor);
           argv = containerArgv(o.entrypoint, o.command, image.meta.run, name);
@@ -260,10 +314,41 @@ export class LaunchService {
       modules: modules.map((m) => m.config),
       site: config,
     });
+    const environ = envToList(env);
+    try {
+      await this.runUserHooks(prepared, caller, cwd, environ, config.moduleHookTimeout);
+    } catch (e) {
+      prepared.lease.release();
+      throw e;
+    }
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     const notice = o.verbose
       ? `shifter: image ${formatImageDescriptor(image.descriptor)} is ${image.id}; environment ${prepared.lease.reused ? 'reused' : `created in ${prepared.setupMs.toFixed(1)} ms`}; ready in ${ms.toFixed(1)} ms\n`
       : '';
-    return { kind: 'exec', lease: prepared.lease, argv, env: envToList(env), cwd, notice };
+    return { kind: 'exec', lease: prepared.lease, argv, env: environ, cwd, notice };
+  }
+
+  private async runUserHooks(
+    prepared: Prepared,
+    caller: Caller,
+    cwd: string,
+    environ: readonly string[],
+    timeoutSeconds: number,
+  ): Promise<void> {
+    for (const m of prepared.modules) {
+      if (m.config.userhook === undefined) continue;
+      const lines = await this.native.runUserHook({
+        env: prepared.lease.env,
+        module: m.config.name,
+        script: m.config.userhook,
+        uid: caller.uid,
+        gid: caller.gid,
+        groups: caller.groups,
+        cwd,
+        environ,
+        timeoutSeconds,
+      });
+      this.logHookOutput(lines, { uid: caller.uid, image: prepared.image.id });
+    }
   }
 }

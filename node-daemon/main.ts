@@ -12,7 +12,7 @@ import { ShifterError, describeError, isShifterError } from '../common/errors.js
 import { createLogger } from '../common/logger.js';
 import { readUdiRootConf, checkConfigFileTrust } from '../common/config/udiroot-file.js';
 import { requireUdiRootKeys } from '../common/config/udiroot-conf.js';
-import { attachImage, createEnvironment, loadAddon } from './adapters/index.js';
+import { attachImage, createEnvironment, loadAddon, runUserHook } from './adapters/index.js';
 import { ImageResolver } from './image-resolver.js';
 import { compileSite } from './spec-builder.js';
 import { mungeCredentialAs } from './user-credential.js';
@@ -89,7 +89,7 @@ async function main(): Promise<void> {
     throw new ShifterError('PERMISSION_DENIED', 'shifterd must run as root (it builds mount namespaces)');
   let state = await loadState(args.config, 1, log);
   const addon = loadAddon();
-  const service = new LaunchService(() => state, { attachImage, createEnvironment }, log, {
+  const service = new LaunchService(() => state, { attachImage, createEnvironment, runUserHook }, log, {
     max: args.cacheMax,
     idleTtlMs: args.cacheIdleSeconds * 1000,
   });

@@ -11,10 +11,14 @@
  * the siteFs mounts, as upstream. A perNodeCache volume (user or site) becomes a fresh
  * filesystem private to the environment (see PerNodeCacheMount), within the site's
  * perNodeCacheSizeLimit and perNodeCacheAllowedFsType, which upstream parsed but never enforced.
- * Not supported yet, refused at compile time rather than silently skipped (the site relies on
- * them): module roothook/userhook.
+ *
+ * Modules: copyPath is bound read-only at /opt/udiImage/modules/<name> (under a bound
+ * optUdiImage the mount point must exist there), module siteFs after the site's, then each
+ * module's roothook (EnvironmentSpec.rootHooks), then the user's volumes. Userhooks run per launch
+ * (launch-service.ts). A launch whose modules list devices gets its own /dev (devMounts).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { ShifterError } from '../common/errors.js';
 import {
   isPerNodeCacheFsType,
@@ -24,6 +28,8 @@ import {
   type MountPropagationStyle,
 } from '../common/config/udiroot-conf.js';
 import { parseByteSize, parseVolumeTexts, type VolumeSpec } from './command/volumes.js';
+import { checkDevicePattern, claimedByModules, type ModuleDevices } from './command/devices.js';
+import type { HostDevEntry } from './adapters/host-devices.js';
 import type {
   BindMount,
   EnvironmentSpec,
@@ -55,10 +61,38 @@ export interface SiteSetup {
   /** perNodeCachePath; unset: perNodeCache volumes are refused with a message saying so. */
   perNodeCacheDir: string | undefined;
   perNodeCachePolicy: PerNodeCachePolicy;
+  /** moduleHookTimeout. */
+  hookTimeoutSeconds: number;
+  /** Where module devices come from: /dev, or the test override (deviceRootOverride). */
+  deviceRoot: string;
 }
 
-function unsupported(config: UdiRootConfig, what: string): ShifterError {
-  return new ShifterError('BAD_CONFIG', `${config.sourceFile}: ${what} is not supported by shifterd yet; remove it`);
+/**
+ * Tests have no GPU: they make character devices with mknod in a directory of their own and
+ * point shifterd at it through its environment (root's to set), which only changes where
+ * module_<name>_devices entries are looked up. It must be a root-owned directory nobody else can
+ * write, so that no user can place device nodes there.
+ */
+export const DEVICE_ROOT_OVERRIDE_VARIABLE = 'SHIFTERD_TEST_DEVICE_ROOT';
+
+function deviceRootOverride(config: UdiRootConfig): string {
+  const dir = process.env[DEVICE_ROOT_OVERRIDE_VARIABLE];
+  if (dir === undefined || dir === '') return '/dev';
+  const st = dir.startsWith('/') ? statSync(dir, { throwIfNoEntry: false }) : undefined;
+  if (st === undefined || !st.isDirectory() || st.uid !== 0 || (st.mode & 0o022) !== 0) {
+    throw new ShifterError(
+      'BAD_CONFIG',
+      `${config.sourceFile}: ${DEVICE_ROOT_OVERRIDE_VARIABLE}=${dir} must be an absolute root-owned directory ` +
+        'that only root can write (it is for tests only: unset it)',
+    );
+  }
+  return dir;
+}
+
+function checkHookPath(config: UdiRootConfig, key: string, value: string | undefined): void {
+  if (value !== undefined && !value.startsWith('/')) {
+    throw new ShifterError('BAD_CONFIG', `${config.sourceFile}: ${key}=${value} must be an absolute path`);
+  }
 }
 
 function siteVolumes(config: UdiRootConfig, texts: readonly string[], where: string): VolumeSpec[] {
@@ -90,8 +124,12 @@ export function compileSite(config: UdiRootConfig): SiteSetup {
   }
   const modules = new Map<string, CompiledModule>();
   for (const [name, m] of config.modules) {
-    if (m.roothook !== undefined) throw unsupported(config, `module_${name}_roothook`);
-    if (m.userhook !== undefined) throw unsupported(config, `module_${name}_userhook`);
+    checkHookPath(config, `module_${name}_roothook`, m.roothook);
+    checkHookPath(config, `module_${name}_userhook`, m.userhook);
+    for (const d of m.devices) {
+      const problem = checkDevicePattern(name, d);
+      if (problem !== undefined) throw new ShifterError('BAD_CONFIG', `${config.sourceFile}: ${problem}`);
+    }
     if (m.copyPath !== undefined && !m.copyPath.startsWith('/')) {
       throw new ShifterError('BAD_CONFIG', `${config.sourceFile}: module_${name}_copyPath must be an absolute path`);
     }
@@ -120,6 +158,8 @@ export function compileSite(config: UdiRootConfig): SiteSetup {
     propagation: config.mountPropagationStyle,
     optUdiImage: config.optUdiImage,
     hostVarTmp: existsSync('/var/tmp'),
+    hookTimeoutSeconds: config.moduleHookTimeout,
+    deviceRoot: deviceRootOverride(config),
   };
 }
 
@@ -211,6 +251,42 @@ export interface SpecInput {
   userVolumes: readonly VolumeSpec[];
   /** A Slurm job's /var/hostsfile (one line per task slot); only job environments have one. */
   hostsfile?: string;
+  /** Set when the modules list devices: the launch then gets its own /dev (devMounts). */
+  devices?: LaunchDevices;
+}
+
+export interface LaunchDevices {
+  /** The host's /dev. */
+  host: readonly HostDevEntry[];
+  modules: readonly ModuleDevices[];
+  /** Names in site.deviceRoot the launch gets, from selectDevices. */
+  names: readonly string[];
+}
+
+/**
+ * /dev rebuilt on the scaffold instead of the host's /dev bound whole: each host entry bound
+ * (character devices and /dev/pts with device access, other directories nodev), symlinks
+ * copied, block devices and the character devices the modules claim left out; then the
+ * devices the launch gets, bound one by one from the device root.
+ */
+function devMounts(d: LaunchDevices, deviceRoot: string): MountSpec[] {
+  const out: MountSpec[] = [];
+  for (const e of d.host) {
+    const path = `/dev/${e.name}`;
+    if (e.type === 'char' && claimedByModules(d.modules, e.name)) continue;
+    if (e.type === 'symlink') out.push({ kind: 'symlink', target: path, linkTo: e.linkTo! });
+    else if (e.type === 'char') out.push({ kind: 'bind', source: path, target: path, readOnly: false, nodev: false });
+    else if (e.type === 'dir') {
+      const nodev = e.name !== 'pts';
+      out.push({ kind: 'bind', source: path, target: path, readOnly: false, recursive: true, nodev });
+    } else if (e.type === 'socket' || e.type === 'fifo') {
+      out.push({ kind: 'bind', source: path, target: path, readOnly: false });
+    }
+  }
+  for (const name of d.names) {
+    out.push({ kind: 'bind', source: join(deviceRoot, name), target: `/dev/${name}`, readOnly: false, nodev: false });
+  }
+  return out;
 }
 
 export function buildEnvironmentSpec(input: SpecInput): EnvironmentSpec {
@@ -230,15 +306,21 @@ export function buildEnvironmentSpec(input: SpecInput): EnvironmentSpec {
   if (!dirs.has('/etc')) mounts.push({ kind: 'dir', target: '/etc', mode: 0o755 });
   mounts.push(...input.etc);
   mounts.push({ kind: 'proc', target: '/proc' });
-  mounts.push({
-    kind: 'bind',
-    source: '/dev',
-    target: '/dev',
-    readOnly: false,
-    recursive: true,
-    nosuid: true,
-    nodev: false,
-  });
+  if (input.devices !== undefined) {
+    if (dirs.has('/dev')) scaffoldDirs.push('/dev');
+    else mounts.push({ kind: 'dir', target: '/dev', mode: 0o755 });
+    mounts.push(...devMounts(input.devices, site.deviceRoot));
+  } else {
+    mounts.push({
+      kind: 'bind',
+      source: '/dev',
+      target: '/dev',
+      readOnly: false,
+      recursive: true,
+      nosuid: true,
+      nodev: false,
+    });
+  }
   mounts.push({ kind: 'bind', source: '/sys', target: '/sys', readOnly: true, recursive: true });
   mounts.push({ kind: 'bind', source: '/tmp', target: '/tmp', readOnly: false });
   if (site.hostVarTmp) {
@@ -270,6 +352,11 @@ export function buildEnvironmentSpec(input: SpecInput): EnvironmentSpec {
   for (const m of input.modules) for (const v of m.siteFs) mounts.push(volume(v));
   for (const v of input.userVolumes) mounts.push(volume(v, 'user'));
 
+  const rootHooks = input.modules.flatMap((m) =>
+    m.config.roothook === undefined
+      ? []
+      : [{ module: m.config.name, script: m.config.roothook, timeoutSeconds: site.hookTimeoutSeconds }],
+  );
   const groups = [...new Set([input.gid, ...input.groups])];
   return {
     image: input.image,
@@ -279,6 +366,7 @@ export function buildEnvironmentSpec(input: SpecInput): EnvironmentSpec {
     scaffoldDirs,
     mounts,
     ...(site.hooks.preMount !== undefined || site.hooks.postMount !== undefined ? { hooks: site.hooks } : {}),
+    ...(rootHooks.length > 0 ? { rootHooks } : {}),
     perNodeCachePolicy: site.perNodeCachePolicy,
   };
 }

@@ -16,6 +16,7 @@
 #include "failure.h"
 #include "filesystem.h"
 #include "handover.h"
+#include "hook.h"
 #include "mounts.h"
 #include "scaffold.h"
 #include "spec.h"
@@ -129,7 +130,8 @@ void cmd_create_env(int spec_fd, int image_fd)
 
 	int fds[2];
 	hand_over(s, procfd, image_fd, fds);
-	char text[64];
-	snprintf(text, sizeof(text), "ok us=%ld", elapsed_us(&started));
+	/* The roothooks' output follows, one log line each, for the daemon's log. */
+	char text[64 + HOOK_LOG_MAX];
+	snprintf(text, sizeof(text), "ok us=%ld\n%s", elapsed_us(&started), hook_log());
 	send_result(text, fds, 2);
 }

@@ -8,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-const char *const failure_class_names[] = { "system", "denied", "missing", "unsafe", "spec", "program" };
-_Static_assert(sizeof(failure_class_names) / sizeof(failure_class_names[0]) == FAILURE_PROGRAM + 1,
+const char *const failure_class_names[] = { "system", "denied", "missing", "unsafe", "spec", "program", "hook" };
+_Static_assert(sizeof(failure_class_names) / sizeof(failure_class_names[0]) == FAILURE_HOOK + 1,
                "one wire name per failure class");
 
 /* The one piece of process-wide state: a failure deep in any unit must reach the right place. */
@@ -112,6 +112,16 @@ void fail_explained(enum failure_class cls, int err, const char *fmt, ...)
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	finish(cls, err, 1, text);
+}
+
+void fail_hook(int exit_code, const char *fmt, ...)
+{
+	char text[3072];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	finish(FAILURE_HOOK, exit_code, 1, text);
 }
 
 void die(int err, const char *fmt, ...)

@@ -19,6 +19,7 @@ enum failure_class {
 	FAILURE_UNSAFE,  /* a path would leave the container root or go through a refused symlink */
 	FAILURE_SPEC,    /* the request or the spec breaks an invariant: a bug in the daemon */
 	FAILURE_PROGRAM, /* a site hook or mkfs exited non-zero */
+	FAILURE_HOOK,    /* a module hook failed; the errno field carries its exit code instead */
 };
 
 /* The wire names, indexed by enum failure_class (defined in failure.c). */
@@ -45,6 +46,8 @@ NORETURN PRINTF_LIKE(3, 4) void fail(enum failure_class cls, int err, const char
 NORETURN PRINTF_LIKE(3, 4) void fail_explained(enum failure_class cls, int err, const char *fmt, ...);
 /* fail() with the class of err. */
 NORETURN PRINTF_LIKE(2, 3) void die(int err, const char *fmt, ...);
+/* Fails the request in class hook: the number sent is the hook's exit code, not an errno. */
+NORETURN PRINTF_LIKE(2, 3) void fail_hook(int exit_code, const char *fmt, ...);
 /* Sends a failure reply made by failure_format() elsewhere (the user child) as it is. */
 NORETURN void fail_forward(const char *reply);
 

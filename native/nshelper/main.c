@@ -10,6 +10,7 @@
  *       "attach-image <squashfs file>" + [reply] -> "loop=/dev/loopN" + [detached mount fd]
  *       "create-env" + [reply, spec memfd, image mount fd]
  *           -> "ok us=<microseconds it took>" + [user ns fd, mnt ns fd]
+ *       "run-userhook" + [reply, body memfd, user ns fd, mnt ns fd] -> "ok" + the hook's log lines
  *
  * Failures: one structured reply without fds, see failure.h.
  */
@@ -25,10 +26,11 @@
 #include "blockdev.h"
 #include "create-env.h"
 #include "failure.h"
+#include "userhook.h"
 
 #define CONTROL_FD 3
 #define REQUEST_TIMEOUT_S 120 /* a request stuck this long (a hung image source?) is killed */
-#define MAX_REQUEST_FDS 3
+#define MAX_REQUEST_FDS 4
 
 /* In the forked child: one request, answered on its reply socket (fds[0]). */
 static NORETURN void serve_request(const char *text, const int *fds, int nfds)
@@ -44,6 +46,8 @@ static NORETURN void serve_request(const char *text, const int *fds, int nfds)
 		cmd_attach_image(text + 13);
 	else if (!strcmp(text, "create-env") && nfds == 3)
 		cmd_create_env(fds[1], fds[2]);
+	else if (!strcmp(text, "run-userhook") && nfds == 4)
+		cmd_run_userhook(fds[1], fds[2], fds[3]);
 	else
 		fail(FAILURE_SPEC, EINVAL, "unknown request: %s", text);
 	exit(0);

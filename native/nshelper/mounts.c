@@ -15,6 +15,7 @@
 
 #include "failure.h"
 #include "filesystem.h"
+#include "hook.h"
 #include "program.h"
 
 /* ---- sources, in the host mount namespace ---- */
@@ -70,6 +71,10 @@ void clone_source(const struct spec *s, struct op *op)
 	op->tree = open_tree(from, path, flags);
 	if (op->tree < 0)
 		die(errno, "open bind source: %s", op->source);
+	/* Device access is for character devices (and directories of them): never a disk. */
+	struct stat st;
+	if (!(op->attr & MOUNT_ATTR_NODEV) && (fstat(op->tree, &st) < 0 || S_ISBLK(st.st_mode)))
+		fail(FAILURE_SPEC, EPERM, "spec: refusing a block device with device access: %s", op->source);
 	if (from >= 0 && close(from) < 0)
 		die(errno, "close: %s", op->source);
 	struct mount_attr attr = { .attr_set = op->attr, .propagation = op->slave ? MS_SLAVE : MS_PRIVATE };
@@ -168,6 +173,18 @@ static void run_hook(const struct container_root *root, const struct op *op)
 		fail(FAILURE_PROGRAM, 0, "%s %s: %s", op->target, op->source, why);
 }
 
+/* Upstream's module roothook: `/bin/sh SCRIPT` as root, cwd = the new root, before the user's volumes. */
+static void run_roothook(const struct container_root *root, const struct op *op)
+{
+	char name[128];
+	snprintf(name, sizeof(name), "module %s roothook", op->target);
+	char *const env[] = { CLEAN_PATH, NULL };
+	struct hook_run h = {
+		.name = name, .script = op->source, .cwdfd = root->fd, .env = env, .limit_s = (unsigned)op->size
+	};
+	run_module_hook(&h);
+}
+
 void apply(const struct container_root *root, struct op *op)
 {
 	const char *name;
@@ -208,6 +225,9 @@ void apply(const struct container_root *root, struct op *op)
 		break;
 	case OP_HOOK:
 		run_hook(root, op);
+		break;
+	case OP_ROOTHOOK:
+		run_roothook(root, op);
 		break;
 	}
 }

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "spec.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <linux/mount.h>
 #include <stdlib.h>
@@ -215,6 +216,30 @@ static void parse_hook(struct tokens *t, struct spec *s, struct op *op)
 	op->source = parse_absolute(t, "hook script", "hook script must be an absolute path");
 }
 
+/* A module name as udiRoot.conf allows it: it appears in messages and log lines. */
+static int is_module_name(const char *s)
+{
+	if (!s[0] || strlen(s) > 64)
+		return 0;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '.')
+			return 0;
+	return 1;
+}
+
+static void parse_roothook(struct tokens *t, struct spec *s, struct op *op)
+{
+	(void)s;
+	op->target = next_token(t, "roothook module");
+	if (!is_module_name(op->target))
+		fail(FAILURE_SPEC, EINVAL, "spec: roothook module name must be letters, digits, '-' or '.': %s",
+		     op->target);
+	op->source = parse_absolute(t, "roothook script", "roothook script must be an absolute path");
+	op->size = parse_num(next_token(t, "roothook time limit"), 10, "roothook time limit");
+	if (op->size == 0 || op->size > 86400)
+		fail(FAILURE_SPEC, EINVAL, "spec: roothook time limit must be 1..86400 seconds: %s", op->target);
+}
+
 /* The spec's keywords: the first four set the user and the scaffold, the others add an op of kind. */
 static const struct keyword {
 	const char *name;
@@ -234,6 +259,7 @@ static const struct keyword {
 	{ "proc", 1, OP_PROC, parse_proc },
 	{ "cache", 1, OP_CACHE, parse_cache },
 	{ "hook", 1, OP_HOOK, parse_hook },
+	{ "roothook", 1, OP_ROOTHOOK, parse_roothook },
 };
 
 static const struct keyword *find_keyword(const char *name)

@@ -14,20 +14,20 @@
 #define MAX_GROUPS 340 /* gid_map extents the kernel accepts */
 #define MAX_SCAFFOLD 64
 
-enum op_kind { OP_BIND, OP_FILE, OP_SYMLINK, OP_DIR, OP_TMPFS, OP_PROC, OP_HOOK, OP_CACHE };
+enum op_kind { OP_BIND, OP_FILE, OP_SYMLINK, OP_DIR, OP_TMPFS, OP_PROC, OP_HOOK, OP_CACHE, OP_ROOTHOOK };
 
 struct op {
 	enum op_kind kind;
 	const char *target;
-	/* bind: host path; symlink: link text; file: content; hook: script; cache: backing directory */
+	/* bind: host path; symlink: link text; file: content; hook, roothook: script; cache: backing directory */
 	const char *source;
 	const char *fstype, *mkfs; /* cache */
 	unsigned long block_size;  /* cache; 0: mkfs's default */
 	uid_t uid;                 /* cache: owner of its root */
 	gid_t gid;
 	unsigned long mode;
-	unsigned long size;
-	unsigned int attr; /* MOUNT_ATTR_* to set */
+	unsigned long size; /* tmpfs, cache: bytes; roothook: its time limit in seconds */
+	unsigned int attr;  /* MOUNT_ATTR_* to set */
 	int recursive, as_user, slave;
 	int tree; /* bind, cache: the detached mount, -1 once attached */
 };

@@ -1,7 +1,7 @@
 import { ShifterError } from '../../common/errors.js';
 import { loadAddon } from './addon.js';
 import type { Environment, EnvironmentSpec } from './environment-spec.js';
-import { runHelper } from './helper-process.js';
+import { hookLogLines, runHelper } from './helper-process.js';
 import { encodeSpec } from './spec-encoding.js';
 
 /**
@@ -11,7 +11,9 @@ import { encodeSpec } from './spec-encoding.js';
 export async function createEnvironment(spec: EnvironmentSpec): Promise<Environment> {
   if (spec.image.fd < 0) throw new ShifterError('INTERNAL', `image ${spec.image.path} was released`);
   const input = encodeSpec(spec);
-  const { text, fds, ms } = await runHelper('create-env', input, [spec.image.fd], 2);
+  // A roothook extends the helper's own limit by its own.
+  const hookSeconds = (spec.rootHooks ?? []).reduce((n, h) => n + h.timeoutSeconds, 0);
+  const { text, fds, ms } = await runHelper('create-env', input, [spec.image.fd], 2, hookSeconds * 1000);
   const addon = loadAddon();
   let open = true;
   return {
@@ -19,6 +21,7 @@ export async function createEnvironment(spec: EnvironmentSpec): Promise<Environm
     mntNsFd: fds[1],
     setupMs: ms,
     helperMs: Number(/us=(\d+)/.exec(text)?.[1] ?? 0) / 1000,
+    hookLog: hookLogLines(text),
     close() {
       if (!open) return;
       open = false;

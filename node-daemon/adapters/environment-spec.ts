@@ -135,6 +135,19 @@ export interface PerNodeCachePolicy {
   mkfsExt4Path?: string;
 }
 
+/**
+ * Upstream's module_<name>_roothook: `/bin/sh SCRIPT` as root, cwd = the container root under
+ * construction, in the helper's private mount namespace, with PATH=/usr/bin:/usr/sbin:/bin:/sbin
+ * only and stdin on /dev/null. Its stdout and stderr come back as Environment.hookLog lines.
+ * Killed with whatever it started after timeoutSeconds; a failure fails the environment with a
+ * HookFailure (its exit code, its last stderr lines).
+ */
+export interface ModuleRootHook {
+  module: string;
+  script: string;
+  timeoutSeconds: number;
+}
+
 export type MountSpec =
   BindMount | FileEntry | SymlinkEntry | DirectoryEntry | TmpfsMount | ProcMount | PerNodeCacheMount;
 
@@ -163,6 +176,11 @@ export interface EnvironmentSpec {
    * fails the environment, naming the hook, its status and its last stderr line.
    */
   hooks?: SiteHooks;
+  /**
+   * Module roothooks, in module order: after every other mount (and the site hooks), just
+   * before the first 'user' mount.
+   */
+  rootHooks?: ModuleRootHook[];
   /** Limits and tools for the perNodeCache mounts; unset: the defaults of PerNodeCachePolicy. */
   perNodeCachePolicy?: PerNodeCachePolicy;
 }
@@ -180,5 +198,7 @@ export interface Environment {
   setupMs: number;
   /** Milliseconds the helper itself spent (spec read to fds sent), without process startup. */
   helperMs: number;
+  /** What the roothooks printed, `module <name> roothook <stdout|stderr>: <line>` each. */
+  hookLog: string[];
   close(): void;
 }

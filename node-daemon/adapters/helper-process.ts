@@ -67,17 +67,27 @@ function waitReadable(fd: number, ms: number): Promise<boolean> {
   });
 }
 
+/** The hook output lines that follow the first line of an answer (native/nshelper/hook.h). */
+export function hookLogLines(text: string): string[] {
+  return text
+    .split('\n')
+    .slice(1)
+    .filter((l) => l.length > 0);
+}
+
 /**
- * @param request "attach-image <path>" or "create-env"
+ * @param request "attach-image <path>", "create-env" or "run-userhook"
  * @param body the spec, handed over as a memfd (any size), or null
  * @param passFds fds the request needs (the image mount fd for create-env)
  * @param expectFds how many fds a successful answer carries
+ * @param extraMs how much longer than usual the request may take (its hooks' time limits)
  */
 export async function runHelper(
   request: string,
   body: Buffer | null,
   passFds: number[],
   expectFds: number,
+  extraMs = 0,
 ): Promise<HelperResult> {
   const addon = loadAddon();
   const s = server ?? (server = startServer());
@@ -100,10 +110,11 @@ export async function runHelper(
       addon.closeFd(theirs);
       if (bodyFd >= 0) addon.closeFd(bodyFd);
     }
-    if (!(await waitReadable(mine, REQUEST_TIMEOUT_MS))) {
+    const limitMs = REQUEST_TIMEOUT_MS + extraMs;
+    if (!(await waitReadable(mine, limitMs))) {
       throw new ShifterError(
         'IO_ERROR',
-        `shifter-nshelper ${what} did not answer within ${REQUEST_TIMEOUT_MS / 1000} s (a hung image source?)`,
+        `shifter-nshelper ${what} did not answer within ${limitMs / 1000} s (a hung image source?)`,
       );
     }
     const result = addon.recvWithFds(mine, 8192, expectFds + 1);

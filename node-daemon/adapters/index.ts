@@ -4,3 +4,5 @@ export { createEnvironment } from './create-environment.js';
 export type * from './environment-spec.js';
 export type { ImageMount } from './image-mount.js';
 export { encodeSpec } from './spec-encoding.js';
+export { runUserHook, type UserHookRun } from './run-userhook.js';
+export { listDeviceDir, type HostDevEntry } from './host-devices.js';

@@ -5,7 +5,13 @@
  * the helper enforces"); the checks here only refuse earlier with a message in the user's terms.
  */
 import { ShifterError } from '../../common/errors.js';
-import type { EnvironmentSpec, MountSpec, PerNodeCacheMount, PerNodeCachePolicy } from './environment-spec.js';
+import type {
+  EnvironmentSpec,
+  ModuleRootHook,
+  MountSpec,
+  PerNodeCacheMount,
+  PerNodeCachePolicy,
+} from './environment-spec.js';
 
 /** The helper's MAX_GROUPS (native/nshelper/spec.h): the gid_map extents the kernel accepts. */
 const MAX_GROUPS = 340;
@@ -143,7 +149,20 @@ function mountTokens(m: MountSpec, spec: EnvironmentSpec): string[] {
   }
 }
 
-/** The mounts as helper tokens, with the site hooks placed around the site mounts. */
+function rootHookTokens(h: ModuleRootHook): string[] {
+  if (!/^[A-Za-z0-9.-]{1,64}$/.test(h.module)) {
+    throw new ShifterError('BAD_CONFIG', `module name '${h.module}' must be letters, digits, '-' or '.'`);
+  }
+  if (!Number.isInteger(h.timeoutSeconds) || h.timeoutSeconds < 1 || h.timeoutSeconds > 86400) {
+    throw new ShifterError('BAD_CONFIG', `moduleHookTimeout ${h.timeoutSeconds} must be 1..86400 seconds`);
+  }
+  return ['roothook', h.module, checkPath(`module_${h.module}_roothook`, h.script), String(h.timeoutSeconds)];
+}
+
+/**
+ * The mounts as helper tokens, with the site hooks placed around the site mounts and the module
+ * roothooks just before the user's volumes.
+ */
 function mountListTokens(spec: EnvironmentSpec): string[] {
   const { mounts, hooks } = spec;
   const site = mounts.flatMap((m, i) => (m.phase === 'site' ? [i] : []));
@@ -162,14 +181,18 @@ function mountListTokens(spec: EnvironmentSpec): string[] {
   const firstUser = mounts.findIndex((m) => m.phase === 'user');
   const before = first ?? (firstUser >= 0 ? firstUser : mounts.length);
   const after = last !== undefined ? last + 1 : before;
+  const roots = (spec.rootHooks ?? []).flatMap(rootHookTokens);
+  const userStart = firstUser >= 0 ? Math.max(firstUser, after) : mounts.length;
   const tokens: string[] = [];
   mounts.forEach((m, i) => {
     if (i === before) tokens.push(...pre);
     if (i === after) tokens.push(...post);
+    if (i === userStart) tokens.push(...roots);
     tokens.push(...mountTokens(m, spec));
   });
   if (before === mounts.length) tokens.push(...pre);
   if (after === mounts.length) tokens.push(...post);
+  if (userStart === mounts.length) tokens.push(...roots);
   return tokens;
 }
 

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { attachImage } from '../../node-daemon/adapters/index.js';
 import {
+  HookFailure,
   HELPER_FAILURE_CLASSES,
   helperFailureError,
   parseHelperFailure,
@@ -31,6 +32,13 @@ test('the failure classes of native/nshelper/failure.{h,c} are those of helper-f
   );
 });
 
+test('a hook failure carries the hook exit code the launch exits with', (t) => {
+  const e = helperFailureError(parseHelperFailure('error 124 hook shifter-nshelper: module x userhook /h.sh: killed')!);
+  t.true(e instanceof HookFailure);
+  t.is((e as HookFailure).exitCode, 124);
+  t.is(e.message, 'shifter-nshelper: module x userhook /h.sh: killed');
+});
+
 test('a failure reply becomes the error code of its class, its text the message as sent', (t) => {
   const codes = Object.fromEntries(
     HELPER_FAILURE_CLASSES.map((c) => {
@@ -47,6 +55,7 @@ test('a failure reply becomes the error code of its class, its text the message 
     unsafe: 'UNSAFE_CONTENT',
     spec: 'INTERNAL',
     program: 'IO_ERROR',
+    hook: 'IO_ERROR',
   });
   t.is(parseHelperFailure('ok us=12'), undefined);
   t.is(parseHelperFailure('loop=/dev/loop3'), undefined);

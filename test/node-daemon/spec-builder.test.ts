@@ -169,9 +169,14 @@ test('module siteFs and copyPath', (t) => {
   }
 });
 
-test('unsupported settings are refused at config load, not skipped', (t) => {
+test('bad settings are refused at config load, not skipped', (t) => {
   t.throws(() => site('sitePreMountHook=pre.sh'), { message: /sitePreMountHook=pre.sh must be an absolute path/ });
-  t.throws(() => site('module_x_roothook=/x.sh'), { message: /module_x_roothook is not supported/ });
+  t.throws(() => site('module_x_roothook=x.sh'), { message: /module_x_roothook=x.sh must be an absolute path/ });
+  t.throws(() => site('module_x_userhook=hooks/x.sh'), {
+    message: /module_x_userhook=hooks\/x.sh must be an absolute/,
+  });
+  t.throws(() => site('module_x_devices=/dev/dri/card0'), { message: /module_x_devices: '\/dev\/dri\/card0' is not/ });
+  t.throws(() => site('module_x_devices=nvidia0'), { message: /module_x_devices: 'nvidia0' is not \/dev\/<name>/ });
   t.throws(() => site('siteFs=relative:/x'), { message: /udiRoot.conf: siteFs: .*not absolute/ });
   t.throws(() => site('perNodeCacheSizeLimit=lots'), { message: /perNodeCacheSizeLimit=lots is not a size/ });
   t.throws(() => site('perNodeCacheAllowedFsType=btrfs'), { message: /only xfs and ext4/ });
@@ -206,4 +211,63 @@ test('perNodeCache volumes: refused where the site has no perNodeCachePath, else
     allowedFsTypes: ['xfs', 'ext4'],
     mkfsXfsPath: '/sbin/mkfs.xfs',
   });
+});
+
+function moduleSpec(text: string, names: string[], volumes: string[] = []) {
+  const input = specInput(['/etc', '/dev'], text, volumes);
+  const conf = parseUdiRootConf(`imagePath=/images\n${text}`, 'udiRoot.conf').config;
+  const modules = selectModules({ kind: 'list', names }, [], conf.modules).map((m) => input.site.modules.get(m.name)!);
+  return { input: { ...input, modules }, conf };
+}
+
+test('module roothooks go to the helper in module order with moduleHookTimeout; userhooks stay for the launch', (t) => {
+  const text = [
+    'module_b_roothook=/hooks/b.sh',
+    'module_a_roothook=/hooks/a.sh',
+    'module_a_userhook=/opt/udiImage/modules/a/hook.sh',
+    'moduleHookTimeout=7',
+  ].join('\n');
+  const { input } = moduleSpec(text, ['a', 'b'], ['/scratch:/data']);
+  const s = buildEnvironmentSpec(input);
+  t.deepEqual(s.rootHooks, [
+    { module: 'a', script: '/hooks/a.sh', timeoutSeconds: 7 },
+    { module: 'b', script: '/hooks/b.sh', timeoutSeconds: 7 },
+  ]);
+  t.is(buildEnvironmentSpec(moduleSpec(text, []).input).rootHooks, undefined);
+  t.is(site('').hookTimeoutSeconds, 30, 'the default limit');
+});
+
+test('a module with devices gives the launch its own /dev: host entries but those it claims, then its devices', (t) => {
+  const { input } = moduleSpec('module_gpu_devices=/dev/nvidiactl;/dev/nvidia*', ['gpu']);
+  const s = buildEnvironmentSpec({
+    ...input,
+    devices: {
+      host: [
+        { name: 'fd', type: 'symlink', linkTo: '/proc/self/fd' },
+        { name: 'null', type: 'char' },
+        { name: 'nvidia0', type: 'char' },
+        { name: 'pts', type: 'dir' },
+        { name: 'sda', type: 'block' },
+        { name: 'shm', type: 'dir' },
+      ],
+      modules: [{ module: 'gpu', patterns: ['/dev/nvidiactl', '/dev/nvidia*'] }],
+      names: ['nvidia1', 'nvidiactl'],
+    },
+  });
+  t.true(s.scaffoldDirs.includes('/dev'));
+  const dev = s.mounts.filter((m) => m.target.startsWith('/dev'));
+  t.deepEqual(dev, [
+    { kind: 'symlink', target: '/dev/fd', linkTo: '/proc/self/fd' },
+    { kind: 'bind', source: '/dev/null', target: '/dev/null', readOnly: false, nodev: false },
+    { kind: 'bind', source: '/dev/pts', target: '/dev/pts', readOnly: false, recursive: true, nodev: false },
+    { kind: 'bind', source: '/dev/shm', target: '/dev/shm', readOnly: false, recursive: true, nodev: true },
+    { kind: 'bind', source: '/dev/nvidia1', target: '/dev/nvidia1', readOnly: false, nodev: false },
+    { kind: 'bind', source: '/dev/nvidiactl', target: '/dev/nvidiactl', readOnly: false, nodev: false },
+  ]);
+  const plain = buildEnvironmentSpec(moduleSpec('module_gpu_devices=/dev/nvidiactl', []).input);
+  t.deepEqual(
+    plain.mounts.filter((m) => m.target.startsWith('/dev')).map((m) => m.target),
+    ['/dev'],
+    'without device modules the host /dev is bound whole, as upstream',
+  );
 });
