@@ -11,7 +11,7 @@ export interface ImageLayout {
   dirs: ReadonlySet<string>;
 }
 
-export const PROBED_DIRS = ['/etc', '/var', '/var/tmp', '/opt'] as const;
+export const PROBED_DIRS = ['/etc', '/var', '/var/tmp', '/opt', '/dev'] as const;
 
 async function isDir(path: string): Promise<boolean> {
   try {

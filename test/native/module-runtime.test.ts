@@ -8,13 +8,16 @@
  */
 import { rootTest as test } from '../helpers/privileges.js';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ShifterdFixture, ensureTestUser } from '../node-daemon/runtime-fixture.js';
 
 const user = ensureTestUser();
 const fx = new ShifterdFixture();
+/** An image with a /dev of its own (most images have one), unlike the fixture's. */
+let withDev: string;
 /** A character major no driver uses (240-254 are for local use; this kernel gives 245+ away). */
 const FAKE_MAJOR = 242;
 let devRoot: string;
@@ -63,6 +66,16 @@ test.before(async () => {
     execFileSync('mknod', ['-m', '0666', join(devRoot, name), 'c', String(FAKE_MAJOR), String(minor)]);
   }
   process.env.SHIFTERD_TEST_DEVICE_ROOT = devRoot;
+  const rootfs = join(fx.dir, 'rootfs-dev');
+  for (const d of ['bin', 'dev', 'etc']) mkdirSync(join(rootfs, d), { recursive: true });
+  execFileSync('cp', ['/bin/busybox', join(rootfs, 'bin', 'busybox')]);
+  for (const applet of ['sh', 'ls']) symlinkSync('busybox', join(rootfs, 'bin', applet));
+  writeFileSync(join(rootfs, 'dev', 'from-image'), 'image file in /dev\n');
+  const id = createHash('sha256').update(`module-runtime-dev-${process.pid}`).digest('hex');
+  const squashfs = join(fx.imagePath, `${id}.squashfs`);
+  execFileSync('mksquashfs', [rootfs, squashfs, '-all-root', '-no-xattrs', '-quiet', '-noappend']);
+  writeFileSync(join(fx.imagePath, `${id}.meta`), 'FORMAT: squashfs\nENV: PATH=/bin\n', { mode: 0o600 });
+  withDev = `id:${id}`;
   fx.writeConfig([
     'siteEnv=SHIFTER_RUNTIME=1',
     'defaultModules=tools',
@@ -223,4 +236,15 @@ test('module devices come from the device root, /dev/nvidia<N> narrowed to the l
     'ls -d /dev/pts /dev/shm && ls /dev | grep -c "^loop[0-9]"',
   ]);
   t.is(pts.stdout, '/dev/pts\n/dev/shm\n0\n', 'no block devices in a rebuilt /dev');
+});
+
+test('module devices in an image that has a /dev of its own: the host entries and the devices join it', async (t) => {
+  const r = await fx.run(
+    [`--image=${withDev}`, '--module=gpu', 'sh', '-c', 'ls /dev | grep -e nvidia1 -e from -e null'],
+    {
+      env: { CUDA_VISIBLE_DEVICES: '1' },
+    },
+  );
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout, 'from-image\nnull\nnvidia1\n');
 });
