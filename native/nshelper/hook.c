@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -162,45 +163,57 @@ static NORETURN void exec_hook(const struct hook_run *h, int out, int err)
 /* Reads both streams until the hook exits (or the limit); returns its wait status, -1 at the limit. */
 static int watch(const struct hook_run *h, pid_t pid, struct stream *streams)
 {
+	/* Its exit wakes poll() like its output does: no polling interval adds to a launch. */
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0)
+		die(errno, "pidfd_open: %s", h->name);
 	long deadline = now_ms() + (long)h->limit_s * 1000L, exited_at = 0;
 	int status = 0, exited = 0;
 	for (;;) {
-		if (!exited) {
-			pid_t w = waitpid(pid, &status, WNOHANG);
-			if (w == pid) {
-				exited = 1;
-				exited_at = now_ms();
-				/* What it left running would hold the pipes open: it goes with it. */
-				kill(-pid, SIGKILL);
-			} else if (w < 0 && errno != EINTR) {
-				die(errno, "waitpid: %s", h->name);
-			}
-		}
-		struct pollfd p[2];
+		struct pollfd p[3];
+		struct stream *of[3];
 		nfds_t n = 0;
+		if (!exited) {
+			of[n] = NULL;
+			p[n++] = (struct pollfd){ .fd = pidfd, .events = POLLIN };
+		}
 		for (int i = 0; i < 2; i++)
-			if (streams[i].fd >= 0)
+			if (streams[i].fd >= 0) {
+				of[n] = &streams[i];
 				p[n++] = (struct pollfd){ .fd = streams[i].fd, .events = POLLIN };
+			}
 		/* A process that left its group may hold the pipes: its output is not waited for. */
 		if (exited && (n == 0 || now_ms() - exited_at > 1000))
-			return status;
+			break;
 		long left = deadline - now_ms();
-		if (left <= 0 && !exited) {
+		if (!exited && left <= 0) {
 			kill(-pid, SIGKILL);
 			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 				;
-			return -1;
+			status = -1;
+			break;
 		}
-		/* Short polls: the exit of the hook itself is noticed even while a stray child writes. */
-		int ready = n == 0 ? 0 : poll(p, n, exited ? 100 : (int)(left < 100 ? left : 100));
-		if (n == 0)
-			poll(NULL, 0, (int)(left < 50 ? left : 50));
+		int ready = poll(p, n, exited ? 100 : (int)(left > 60000 ? 60000 : left));
 		if (ready < 0 && errno != EINTR)
 			die(errno, "poll: %s", h->name);
-		for (int i = 0; i < 2; i++)
-			if (streams[i].fd >= 0 && (ready > 0 || exited))
-				drain(h->name, &streams[i]);
+		for (nfds_t i = 0; ready > 0 && i < n; i++) {
+			if (!p[i].revents)
+				continue;
+			if (of[i]) {
+				drain(h->name, of[i]);
+				continue;
+			}
+			while (waitpid(pid, &status, 0) < 0)
+				if (errno != EINTR)
+					die(errno, "waitpid: %s", h->name);
+			exited = 1;
+			exited_at = now_ms();
+			/* What it left running would hold the pipes open: it goes with it. */
+			kill(-pid, SIGKILL);
+		}
 	}
+	close(pidfd);
+	return status;
 }
 
 void run_module_hook(const struct hook_run *h)
