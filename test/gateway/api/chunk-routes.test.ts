@@ -7,13 +7,14 @@
  */
 import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
-import { access, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { InjectOptions } from 'fastify';
 import { parseChunkIndex, sha256Hex, type ChunkIndex } from '../../../common/chunk-index.js';
 import { createNodeTokens } from '../../../gateway/chunks/node-token.js';
 import { DEFAULT_CHUNK_SIZE } from '../../../gateway/chunks/index-file.js';
 import { ALICE, ROOT, startApi, type ApiUnderTest } from './api-under-test.js';
+import { placeReadyImage, READY_META } from './ready-image.js';
 
 let api: ApiUnderTest;
 let clock = 1_000_000;
@@ -21,45 +22,14 @@ const tokens = createNodeTokens(randomBytes(32), 600, () => clock);
 const ID = randomBytes(32).toString('hex');
 /** Two and a half chunks: the last one is short. */
 const IMAGE = randomBytes(DEFAULT_CHUNK_SIZE * 2 + DEFAULT_CHUNK_SIZE / 2);
-const META = 'FORMAT: squashfs\nENV: PATH=/bin\n';
 let imageDir: string;
 let bearer: Record<string, string>;
 
-async function readyImage(id: string, bytes: Buffer): Promise<void> {
-  await writeFile(join(imageDir, `${id}.squashfs`), bytes);
-  await writeFile(join(imageDir, `${id}.meta`), META);
-  const p = await api.store.createPull({
-    system: 'sys',
-    itype: 'docker',
-    pulltag: `img/${id.slice(0, 8)}:1`,
-    requesterUid: null,
-    userACL: [],
-    groupACL: [],
-    format: 'squashfs',
-    credentialed: false,
-    now: 1000,
-  });
-  await api.store.completePull(p.key, {
-    id,
-    format: 'squashfs',
-    ENV: [],
-    ENTRY: null,
-    CMD: null,
-    WORKDIR: null,
-    LABELS: {},
-    USER: null,
-    userACL: [],
-    groupACL: [],
-    private: false,
-    now: 1000,
-    status_message: 'Image ready',
-  });
-}
+const readyImage = (id: string, bytes: Buffer) => placeReadyImage(api, id, bytes);
 
 test.before(async () => {
   api = await startApi({}, { tokens });
   imageDir = api.config.platforms.sys.imageDir;
-  await mkdir(imageDir, { recursive: true });
   await readyImage(ID, IMAGE);
   const r = await api.call('POST', '/api/chunks/sys/session', ROOT);
   if (r.status !== 200) throw new Error(`session answered ${r.status}: ${r.text}`);
@@ -198,7 +168,7 @@ test('the image facts carry the index digest, the sizes and the .meta text, neve
   const info = await api.call('GET', `/api/chunks/sys/${ID}`, bearer);
   t.is(info.status, 200);
   const { digest } = await indexOf(ID);
-  t.like(info.json, { id: ID, indexDigest: digest, imageSize: IMAGE.length, chunkCount: 3, meta: META });
+  t.like(info.json, { id: ID, indexDigest: digest, imageSize: IMAGE.length, chunkCount: 3, meta: READY_META });
   const res = await inject('GET', `/api/chunks/sys/${ID}`, bearer);
   t.is(res.headers['cache-control'], 'no-store');
 });
