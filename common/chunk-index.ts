@@ -13,6 +13,18 @@
  *   GET /api/chunks/<system>/<id>/profile       the recorded prefetch profile (not immutable)
  *   PUT /api/chunks/<system>/<id>/profile       a node records one (first cold start)
  * Image bytes and profiles need a node credential (munge from uid 0 on the node).
+ * Added later, all backward-compatible (the routes above are unchanged):
+ *   POST   /api/chunks/<system>/session         a munge credential from uid 0 (`authentication`
+ *                                               header) -> {"token", "expires"}: send the token as
+ *                                               `Authorization: Bearer <token>` on the routes above
+ *                                               until `expires` (epoch s); 401 means get a new one
+ *   GET    /api/chunks/<system>/<id>            {"id", "indexDigest", "imageSize", "chunkSize",
+ *                                               "chunkCount", "meta"} (no-store): the index digest to
+ *                                               check against, and the image's `.meta` text
+ *   HEAD   /api/chunks/<system>/<id>/chunk/<sha> and `Range: bytes=a-b` inside a chunk (206)
+ *   DELETE /api/chunks/<system>/<id>/profile    an admin's munge credential resets the profile; the
+ *                                               first PUT wins until then (409 after it)
+ * Profile bytes: common/chunk-profile.ts. The index digest is also `.meta`'s CHUNKINDEX line.
  */
 import { createHash } from 'node:crypto';
 import { ShifterError } from './errors.js';

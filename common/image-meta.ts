@@ -10,6 +10,8 @@
  * not hold a line break; such metadata is refused rather than allowed to forge extra lines.
  * USERACL/GROUPACL are the image's access: the union over every tag pulled onto this id, absent
  * when any of them is public (common/image-access.ts).
+ * CHUNKINDEX (our own key, ignored by upstream readers) is the sha256 of the image's chunk index
+ * (common/chunk-index.ts): what a node fetching the image lazily checks the index against.
  */
 import { ShifterError } from './errors.js';
 
@@ -23,7 +25,11 @@ export interface ImageMeta {
   groupAcl: number[];
   labels: Record<string, string>;
   user: string | null;
+  /** sha256 hex of the chunk index; absent in metadata written before indexes existed. */
+  chunkIndex?: string | null;
 }
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 export function formatImageMeta(meta: ImageMeta): string {
   const lines = [`FORMAT: ${meta.format}`];
@@ -35,6 +41,12 @@ export function formatImageMeta(meta: ImageMeta): string {
   for (const kv of meta.env) lines.push(`ENV: ${plainValue('ENV', kv)}`);
   if (meta.user !== null && meta.user !== '') lines.push(`USER: ${plainValue('USER', meta.user)}`);
   for (const [k, v] of Object.entries(meta.labels)) lines.push(`LABEL: ${JSON.stringify([k, v])}`);
+  if (meta.chunkIndex !== undefined && meta.chunkIndex !== null) {
+    if (!SHA256_HEX.test(meta.chunkIndex)) {
+      throw new ShifterError('BAD_ARGUMENT', `chunk index digest "${meta.chunkIndex}" is not a sha256 hex digest`);
+    }
+    lines.push(`CHUNKINDEX: ${meta.chunkIndex}`);
+  }
   return lines.join('\n') + '\n';
 }
 
@@ -92,6 +104,15 @@ export function parseImageMeta(text: string): ImageMeta {
         break;
       case 'USER':
         meta.user = value;
+        break;
+      case 'CHUNKINDEX':
+        if (!SHA256_HEX.test(value.trim())) {
+          throw new ShifterError(
+            'BAD_ARGUMENT',
+            `the image metadata's CHUNKINDEX line holds "${value.trim()}", which is not a sha256 digest; re-pull the image`,
+          );
+        }
+        meta.chunkIndex = value.trim();
         break;
       case 'LABEL': {
         const label = parseLabel(value);

@@ -8,6 +8,7 @@
  */
 import { describeError, isShifterError } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
+import { chunkApi } from './api/chunk-routes.js';
 import { gatewayApi } from './api/routes.js';
 import { createHttpServer } from './api/server.js';
 import { createAuthenticator } from './auth/session.js';
@@ -75,7 +76,9 @@ async function main(): Promise<void> {
   const manager = new PullManager(store, config, log.child({ component: 'pull' }));
   await manager.recover();
   const app = createHttpServer(config.http, log.child({ component: 'api' }));
-  await app.register(gatewayApi, { config, store, manager, auth: createAuthenticator(config.authentication) });
+  const auth = createAuthenticator(config.authentication);
+  await app.register(gatewayApi, { config, store, manager, auth });
+  await app.register(chunkApi, { config, store, auth });
 
   let stopping = false;
   const shutdown = async (signal: string) => {

@@ -39,7 +39,7 @@ const HELP =
 
 const BAD_JSON = 'the request body is not valid JSON; send {"allowed_uids": "1001", "allowed_gids": "100"} or nothing';
 
-function platformOf(config: GatewayConfig, system: string): PlatformConfig {
+export function platformOf(config: GatewayConfig, system: string): PlatformConfig {
   // Own keys only: "constructor" or "toString" in the URL must not find Object.prototype's members.
   const p = Object.hasOwn(config.platforms, system) ? config.platforms[system] : undefined;
   if (!p) {

@@ -1,11 +1,13 @@
 /**
  * One pull, start to finish: resolve the manifest, download the layers into the blob cache,
- * convert them to squashfs, run the optional examiner, then transfer `<id>.squashfs` and finally
- * `<id>.meta` into the system's imageDir. The meta file is written last, so "meta exists" means
- * "the image is complete"; both go through temp + fsync + rename.
+ * convert them to squashfs, index its chunks (gateway/chunks/index-file.ts), run the optional
+ * examiner, then transfer `<id>.squashfs`, `<id>.chunks` and finally `<id>.meta` into the system's
+ * imageDir. The meta file is written last, so "meta exists" means "the image is complete"; all go
+ * through temp + fsync + rename.
  * If both files already exist (the same image under another tag, or an ACL change), only the meta
  * file is rewritten (upstream's meta-only path), once the layers are known to be served to this
- * pull (the blob cache's reuse rule; usually no request or a HEAD per layer).
+ * pull (the blob cache's reuse rule; usually no request or a HEAD per layer), and an image
+ * converted before chunk indexes existed gets its `.chunks` then.
  * The meta file's USERACL/GROUPACL are the image's access: the union of what every user's pull of
  * every tag onto it asked for (store/record.ts, common/image-access.ts). The files, the meta and
  * the READY record are written under the image's lock, so concurrent pulls of two tags of one
@@ -19,6 +21,8 @@ import { asShifterError, ShifterError } from '../../common/errors.js';
 import { diskFullError } from '../../common/disk-full.js';
 import type { Logger } from '../../common/logger.js';
 import { formatImageMeta } from '../../common/image-meta.js';
+import type { ImageId } from '../../common/image-descriptor.js';
+import { chunkIndexPath, computeChunkIndex, ensureChunkIndex, writeChunkIndex } from '../chunks/index-file.js';
 import { convertLayersToSquashfs } from '../convert/index.js';
 import { checkCompressedSizes } from '../convert/limits.js';
 import { isDockerHub, referenceForManifest, type ImageReference } from '../reference/image-ref.js';
@@ -77,8 +81,12 @@ export interface PipelineContext {
   cache: BlobCache;
 }
 
-export function imageFiles(platform: PlatformConfig, id: string): { image: string; meta: string } {
-  return { image: join(platform.imageDir, `${id}.squashfs`), meta: join(platform.imageDir, `${id}.meta`) };
+export function imageFiles(platform: PlatformConfig, id: string): { image: string; meta: string; chunks: string } {
+  return {
+    image: join(platform.imageDir, `${id}.squashfs`),
+    meta: join(platform.imageDir, `${id}.meta`),
+    chunks: chunkIndexPath(platform.imageDir, id),
+  };
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -170,7 +178,7 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
   const options: RegistryClientOptions = guarded ? { guard: createConnectGuard() } : {};
   const client = new RegistryClient(endpointFor(config, platform, ref.location, login), log, options);
   const resolved = await client.resolve(ref.repository, referenceForManifest(ref), signal);
-  const id = resolved.manifestDigest.replace(/^sha256:/, '');
+  const id = resolved.manifestDigest.replace(/^sha256:/, '') as ImageId;
   if (!/^[0-9a-f]{64}$/.test(id))
     throw new ShifterError(
       'REGISTRY_ERROR',
@@ -197,9 +205,11 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       throw diskFullError(e, config.cacheDirectory, 'CacheDirectory') ?? e;
     });
     let metaOnly = false;
+    let chunkIndex: string;
     if (await imageFilesComplete(platform, id)) {
       metaOnly = true;
       await hooks.status('TRANSFER', `Image ${id.slice(0, 12)} is already on ${req.system}; updating its metadata`);
+      chunkIndex = (await ensureChunkIndex(platform.imageDir, id)).digest;
     } else {
       await hooks.status('CONVERSION', `Converting ${resolved.layers.length} layers to squashfs`);
       await mkdir(ctx.workDir, { recursive: true });
@@ -217,8 +227,16 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
         await hooks.status('EXAMINATION', `Running the examiner on image ${id.slice(0, 12)}`);
         await runExaminer(config.examiner, converted, id, signal);
       }
+      const index = await computeChunkIndex(converted, id, undefined, signal);
+      chunkIndex = index.digest;
       await hooks.status('TRANSFER', `Copying image ${id.slice(0, 12)} to ${req.system}`);
       await transferFile(converted, files.image, imageDirKey);
+      await writeChunkIndex(files.chunks, index).catch((e: unknown) => {
+        throw (
+          diskFullError(e, platform.imageDir, imageDirKey) ??
+          asShifterError(e, 'IO_ERROR', `cannot write ${files.chunks}`)
+        );
+      });
     }
     const grant = pullGrant(req.tag, req.requesterUid, asked);
     const imageAccess = accessAfterPull(await ctx.readyRecord(id), grant).access;
@@ -233,6 +251,7 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       groupAcl: aclInMeta ? [...imageAccess.groups] : [],
       labels: cfg.labels,
       user: cfg.user,
+      chunkIndex,
     });
     await writeFileAtomic(files.meta, meta, 0o600).catch((e: unknown) => {
       throw (
@@ -249,6 +268,7 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       WORKDIR: cfg.workingDir,
       LABELS: cfg.labels,
       USER: cfg.user,
+      chunkIndex,
       ...asked,
       now: Date.now() / 1000,
       status_message: metaOnly ? 'Image ready (already on the system; metadata updated)' : 'Image ready',

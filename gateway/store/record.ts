@@ -77,6 +77,12 @@ export interface ImageRecord {
    * Absent in records written before it existed, which counts as 0.
    */
   conversion_attempts?: number;
+  /**
+   * sha256 hex of the image's chunk index (`<id>.chunks`, common/chunk-index.ts), also in `<id>.meta`
+   * as CHUNKINDEX. Not one of upstream's 13 API keys: lookups do not show it. Absent in records of
+   * images converted before indexes existed until their index is first requested.
+   */
+  chunkIndex?: string;
 }
 
 export interface NewPull {
@@ -108,6 +114,8 @@ export interface CompletedPull {
   private: boolean;
   now: number;
   status_message: string;
+  /** sha256 hex of the image's chunk index. */
+  chunkIndex?: string;
 }
 
 export interface MetricRecord {
@@ -212,6 +220,7 @@ export function completedFields(r: CompletedPull, pull: ImageRecord, holder: Ima
     USER: r.USER,
     ...aclFields(access),
     grants,
+    ...(r.chunkIndex === undefined ? {} : { chunkIndex: r.chunkIndex }),
     status: 'READY',
     status_message: r.status_message,
     last_pull: r.now,

@@ -99,3 +99,13 @@ test('values that would forge extra lines are refused, bad files are named', (t)
   t.throws(() => parseImageMeta('ENV: A=1\n'), { message: /no FORMAT line/ });
   t.throws(() => parseImageMeta('FORMAT: squashfs\nUSERACL: 1,x\n'), { message: /"x", which is not a numeric id/ });
 });
+
+test('CHUNKINDEX carries the chunk index digest, written last and read back; a bad one is refused', (t) => {
+  const digest = 'ab'.repeat(32);
+  const text = formatImageMeta({ ...base, chunkIndex: digest });
+  t.true(text.endsWith(`CHUNKINDEX: ${digest}\n`));
+  t.is(parseImageMeta(text).chunkIndex, digest);
+  t.is(parseImageMeta(formatImageMeta(base)).chunkIndex, undefined);
+  t.throws(() => formatImageMeta({ ...base, chunkIndex: 'sha256:12' }), { message: /not a sha256 hex digest/ });
+  t.throws(() => parseImageMeta('FORMAT: squashfs\nCHUNKINDEX: zz\n'), { message: /CHUNKINDEX.*re-pull/ });
+});

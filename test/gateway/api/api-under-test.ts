@@ -1,5 +1,5 @@
 /**
- * The gateway's HTTP app in-process for `app.inject()`: the same server and routes plugin main.ts
+ * The gateway's HTTP app in-process for `app.inject()`: the same server and routes plugins main.ts
  * builds, with a real SQLite store, the real pull manager (its registry refuses connections, so
  * pulls end in FAILURE) and mock authentication. No socket is opened.
  */
@@ -8,7 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import { createLogger } from '../../../common/logger.js';
+import { chunkApi } from '../../../gateway/api/chunk-routes.js';
 import { gatewayApi } from '../../../gateway/api/routes.js';
+import type { NodeTokens } from '../../../gateway/chunks/node-token.js';
 import { createHttpServer } from '../../../gateway/api/server.js';
 import { createAuthenticator } from '../../../gateway/auth/session.js';
 import { parseGatewayConfig, type GatewayConfig } from '../../../gateway/config/imagemanager.js';
@@ -40,7 +42,10 @@ export interface Answer {
   json: Record<string, unknown>;
 }
 
-export async function startApi(extraConfig: Record<string, unknown> = {}): Promise<ApiUnderTest> {
+export async function startApi(
+  extraConfig: Record<string, unknown> = {},
+  options: { tokens?: NodeTokens } = {},
+): Promise<ApiUnderTest> {
   const dir = await mkdtemp(join(tmpdir(), 'gw-api-'));
   const { config } = parseGatewayConfig({
     CacheDirectory: join(dir, 'cache'),
@@ -56,7 +61,9 @@ export async function startApi(extraConfig: Record<string, unknown> = {}): Promi
   const manager = new PullManager(store, config, log);
   await manager.recover();
   const app = createHttpServer(config.http, log);
-  await app.register(gatewayApi, { config, store, manager, auth: createAuthenticator(config.authentication) });
+  const auth = createAuthenticator(config.authentication);
+  await app.register(gatewayApi, { config, store, manager, auth });
+  await app.register(chunkApi, { config, store, auth, ...options });
   await app.ready();
   return {
     app,

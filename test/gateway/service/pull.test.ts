@@ -101,7 +101,8 @@ test.serial('a pull ends READY with <id>.squashfs and <id>.meta in imageDir, and
   t.deepEqual(rec.ENTRY, ['/bin/tool']);
   t.is(rec.WORKDIR, '/work');
   t.deepEqual(rec.LABELS, { org: 'x' });
-  t.deepEqual((await readdir(imageDir)).sort(), [`${id}.meta`, `${id}.squashfs`]);
+  t.deepEqual((await readdir(imageDir)).sort(), [`${id}.chunks`, `${id}.meta`, `${id}.squashfs`]);
+  t.is((await stat(join(imageDir, `${id}.chunks`))).mode & 0o777, 0o600);
   const meta = await readFile(join(imageDir, `${id}.meta`), 'utf8');
   t.regex(meta, /^FORMAT: squashfs$/m);
   t.regex(meta, /^ENTRY: \['\/bin\/tool'\]$/m);

@@ -1,0 +1,50 @@
+/**
+ * Short-lived bearer tokens for nodes. A munge credential is refused the second time it is seen,
+ * and a node reading an image lazily makes hundreds of chunk requests: so a node exchanges one
+ * munge credential made by root for a token (`POST /api/chunks/<system>/session`) and sends it as
+ * `Authorization: Bearer <token>` until it expires. The token is an HMAC over the system and the
+ * expiry under a secret this gateway process draws at start: a restarted gateway, or another one
+ * of a failover list, answers 401 and the node exchanges a fresh credential.
+ */
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+
+/** Long enough for a job start's burst of requests, short enough that a leaked token soon dies. */
+export const NODE_TOKEN_SECONDS = 600;
+
+export interface IssuedToken {
+  readonly token: string;
+  /** Epoch seconds. */
+  readonly expires: number;
+}
+
+export type TokenCheck = 'valid' | 'expired' | 'invalid';
+
+export interface NodeTokens {
+  issue(system: string): IssuedToken;
+  check(token: string, system: string): TokenCheck;
+}
+
+export function createNodeTokens(
+  secret: Buffer = randomBytes(32),
+  ttlSeconds = NODE_TOKEN_SECONDS,
+  now: () => number = () => Date.now() / 1000,
+): NodeTokens {
+  const mac = (system: string, expires: number) =>
+    createHmac('sha256', secret).update(`${system}\n${expires}`).digest('base64url');
+  return {
+    issue(system) {
+      const expires = Math.floor(now()) + ttlSeconds;
+      return { token: `${Buffer.from(system).toString('base64url')}.${expires}.${mac(system, expires)}`, expires };
+    },
+    check(token, system) {
+      const parts = token.split('.');
+      if (parts.length !== 3 || !/^\d{1,15}$/.test(parts[1])) return 'invalid';
+      if (Buffer.from(parts[0], 'base64url').toString() !== system) return 'invalid';
+      const expires = Number(parts[1]);
+      const given = Buffer.from(parts[2]);
+      const want = Buffer.from(mac(system, expires));
+      if (given.length !== want.length || !timingSafeEqual(given, want)) return 'invalid';
+      return expires > now() ? 'valid' : 'expired';
+    },
+  };
+}
