@@ -15,7 +15,6 @@ import { lookupTarget, pullTarget } from './image-target.js';
 import { apiError, toApiRecord } from './response.js';
 import {
   imageParams,
-  metricsQuery,
   progressQuery,
   pullBody,
   systemParams,
@@ -39,7 +38,7 @@ const HELP =
 
 const BAD_JSON = 'the request body is not valid JSON; send {"allowed_uids": "1001", "allowed_gids": "100"} or nothing';
 
-function platformOf(config: GatewayConfig, system: string): PlatformConfig {
+export function platformOf(config: GatewayConfig, system: string): PlatformConfig {
   // Own keys only: "constructor" or "toString" in the URL must not find Object.prototype's members.
   const p = Object.hasOwn(config.platforms, system) ? config.platforms[system] : undefined;
   if (!p) {
@@ -189,6 +188,5 @@ export const gatewayApi: FastifyPluginAsync<ApiContext> = async (app, ctx) => {
   };
   app.get('/api/expire/:system/:imgtype/*', { schema: { params: imageParams } }, notYet('expire'));
   app.get('/api/autoexpire/:system/', { schema: { params: systemParams } }, notYet('autoexpire'));
-  app.get('/api/metrics/:system/', { schema: { params: systemParams, querystring: metricsQuery } }, notYet('metrics'));
   app.post('/api/doimport/:system/:imgtype/*', { schema: { params: imageParams } }, notYet('doimport'));
 };

@@ -30,8 +30,11 @@
  * - HTTP server limits (`RequestTimeout`, `HeadersTimeout`, ...): the block "HTTP server limits" below.
  * - `Limits`: what one image may cost the gateway (entries, expanded and compressed bytes); see
  *   the Limits block below.
+ * - `MetricsAllow`: who may scrape the Prometheus endpoint `GET /metrics`: `"all"`, or a list of
+ *   addresses and CIDR blocks (default: loopback only, `["127.0.0.0/8", "::1"]`).
  */
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ShifterError } from '../../common/errors.js';
 import { DEFAULT_MUNGE_SOCKET } from '../../common/munge.js';
@@ -87,6 +90,44 @@ export interface GatewayConfig {
   /** Which registries pulls may reach, and how long and how many pulls may wait on one (see below). */
   pullPolicy: PullPolicyConfig;
   limits: ImageLimits;
+  /** Who may scrape GET /metrics. */
+  metricsAllow: MetricsAllow;
+}
+
+/** `all`, or address blocks (a single address is a block of its full length). */
+export type MetricsAllow = 'all' | readonly AddressBlock[];
+
+export interface AddressBlock {
+  address: string;
+  prefix: number;
+  family: 'ipv4' | 'ipv6';
+}
+
+export const DEFAULT_METRICS_ALLOW: readonly AddressBlock[] = [
+  { address: '127.0.0.0', prefix: 8, family: 'ipv4' },
+  { address: '::1', prefix: 128, family: 'ipv6' },
+];
+
+export function parseAddressBlock(text: string): AddressBlock | null {
+  const [address, prefixText, ...rest] = text.trim().split('/');
+  const version = isIP(address);
+  if (rest.length > 0 || version === 0) return null;
+  const max = version === 4 ? 32 : 128;
+  const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
+  if (!(prefix >= 0 && prefix <= max)) return null;
+  return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
+}
+
+function parseMetricsAllow(raw: Json): MetricsAllow {
+  const v = raw.MetricsAllow;
+  if (v === undefined || v === null) return DEFAULT_METRICS_ALLOW;
+  if (v === 'all') return 'all';
+  const fix = 'write "all" or a list of addresses and CIDR blocks, e.g. "MetricsAllow": ["127.0.0.1", "10.0.0.0/8"]';
+  return stringList(v, 'MetricsAllow', fix).map((text) => {
+    const block = parseAddressBlock(text);
+    if (!block) throw bad('MetricsAllow', `has "${text}", which is not an IP address or CIDR block`, fix);
+    return block;
+  });
 }
 
 export interface LoadedConfig {
@@ -118,6 +159,7 @@ const TOP_KEYS = new Set([
   'LayerConcurrency',
   'HeartbeatTimeout',
   'Limits',
+  'MetricsAllow',
 ]);
 const UNUSED_TOP_KEYS = new Set([
   'DefaultLustreReplication',
@@ -497,6 +539,7 @@ export function parseGatewayConfig(raw: unknown, source = ''): LoadedConfig {
     http: parseHttpServerLimits(raw),
     pullPolicy: parsePullPolicy(raw, positiveInt(raw, 'WorkerThreads', 'WorkerThreads', 1)),
     limits: parseImageLimits(raw.Limits, warnings),
+    metricsAllow: parseMetricsAllow(raw),
   };
   return { config, warnings };
 }

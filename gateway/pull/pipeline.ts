@@ -57,6 +57,10 @@ export interface PipelineHooks {
   status(status: ImageStatus, message: string): Promise<void>;
   progress: (p: FetchProgress) => void;
   identified(id: string, location: string): Promise<void>;
+  /** Layer bytes that came over the network (metrics). */
+  downloaded: (bytes: number) => void;
+  /** Bytes written into the system's imageDir (metrics). */
+  written: (bytes: number) => void;
   /** The files are in place: record READY. Called under the image's lock. */
   completed(result: CompletedPull): Promise<void>;
 }
@@ -193,6 +197,7 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       concurrency: config.layerConcurrency,
       signal,
       onProgress: hooks.progress,
+      onDownloaded: hooks.downloaded,
     }).catch((e: unknown) => {
       throw diskFullError(e, config.cacheDirectory, 'CacheDirectory') ?? e;
     });
@@ -219,6 +224,7 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       }
       await hooks.status('TRANSFER', `Copying image ${id.slice(0, 12)} to ${req.system}`);
       await transferFile(converted, files.image, imageDirKey);
+      hooks.written(bytes);
     }
     const grant = pullGrant(req.tag, req.requesterUid, asked);
     const imageAccess = accessAfterPull(await ctx.readyRecord(id), grant).access;
@@ -239,6 +245,7 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
         diskFullError(e, platform.imageDir, imageDirKey) ?? asShifterError(e, 'IO_ERROR', `cannot write ${files.meta}`)
       );
     });
+    hooks.written(Buffer.byteLength(meta));
     log.info({ id, tag: req.tag, system: req.system, metaOnly }, 'image transferred');
     await hooks.completed({
       id,

@@ -1,17 +1,20 @@
 /**
- * The gateway's HTTP app in-process for `app.inject()`: the same server and routes plugin main.ts
- * builds, with a real SQLite store, the real pull manager (its registry refuses connections, so
- * pulls end in FAILURE) and mock authentication. No socket is opened.
+ * The gateway's HTTP app in-process for `app.inject()`: the same server, routes and metrics
+ * plugins (and timed store) main.ts builds, with a real SQLite store, the real pull manager (its
+ * registry refuses connections, so pulls end in FAILURE) and mock authentication. No socket is opened.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import { createLogger } from '../../../common/logger.js';
+import { metricsRoutes } from '../../../gateway/api/metrics-routes.js';
 import { gatewayApi } from '../../../gateway/api/routes.js';
 import { createHttpServer } from '../../../gateway/api/server.js';
 import { createAuthenticator } from '../../../gateway/auth/session.js';
 import { parseGatewayConfig, type GatewayConfig } from '../../../gateway/config/imagemanager.js';
+import { GatewayMetrics } from '../../../gateway/metrics/gateway-metrics.js';
+import { timedStore } from '../../../gateway/metrics/timed-store.js';
 import { PullManager } from '../../../gateway/pull/manager.js';
 import type { ImageStore } from '../../../gateway/store/image-store.js';
 import { openImageStore } from '../../../gateway/store/open-store.js';
@@ -29,6 +32,7 @@ export interface ApiUnderTest {
     url: string,
     headers?: Record<string, string>,
     payload?: string,
+    remoteAddress?: string,
   ): Promise<Answer>;
   close(): Promise<void>;
 }
@@ -52,18 +56,27 @@ export async function startApi(extraConfig: Record<string, unknown> = {}): Promi
     ...extraConfig,
   });
   const log = createLogger('gateway-test', 'silent');
-  const store = await openImageStore(config);
-  const manager = new PullManager(store, config, log);
+  const metrics = new GatewayMetrics();
+  const store = timedStore(await openImageStore(config), metrics);
+  const manager = new PullManager(store, config, log, metrics);
   await manager.recover();
   const app = createHttpServer(config.http, log);
-  await app.register(gatewayApi, { config, store, manager, auth: createAuthenticator(config.authentication) });
+  const auth = createAuthenticator(config.authentication);
+  await app.register(gatewayApi, { config, store, manager, auth });
+  await app.register(metricsRoutes, { config, store, auth, metrics });
   await app.ready();
   return {
     app,
     config,
     store,
-    async call(method, url, headers = {}, payload) {
-      const res = await app.inject({ method, url, headers, ...(payload === undefined ? {} : { payload }) });
+    async call(method, url, headers = {}, payload, remoteAddress) {
+      const res = await app.inject({
+        method,
+        url,
+        headers,
+        ...(payload === undefined ? {} : { payload }),
+        ...(remoteAddress === undefined ? {} : { remoteAddress }),
+      });
       let json: Record<string, unknown> = {};
       try {
         json = JSON.parse(res.body) as Record<string, unknown>;
