@@ -26,7 +26,8 @@ import { parseImageReference } from '../reference/image-ref.js';
 import type { ImageStore } from '../store/image-store.js';
 import type { ImageRecord, PullProgress, RecordKey } from '../store/record.js';
 import { BlobCache } from '../registry/index.js';
-import { imageFilesComplete, runPullPipeline, type PullRequest } from './pipeline.js';
+import { runPullPipeline, type PullRequest } from './pipeline.js';
+import { imageFilesComplete } from '../transfer/local.js';
 import { registryAccess, registryKey } from './registry-access.js';
 import { decidePull, failureWindowSec, progressMessage } from './rules.js';
 import { assertMove, IN_FLIGHT, type ImageStatus } from '../store/status.js';
@@ -291,7 +292,10 @@ export class PullManager {
         await rm(join(this.config.expandDirectory, entry), { recursive: true, force: true });
       }
     }
-    for (const platform of Object.values(this.config.platforms)) {
+    // Remote imageDirs are not swept or checked at start: their hosts may be down, and a leftover
+    // temporary file there is named so that nothing reads it.
+    const localPlatforms = Object.values(this.config.platforms).filter((p) => p.accesstype === 'local');
+    for (const platform of localPlatforms) {
       await mkdir(platform.imageDir, { recursive: true });
       for (const entry of await readdir(platform.imageDir)) {
         if (isTemporaryName(entry)) {
@@ -306,7 +310,7 @@ export class PullManager {
 
     for (const rec of await this.store.listByStatus(['READY'])) {
       const platform = this.config.platforms[rec.system];
-      if (!platform || !rec.id) continue;
+      if (!platform || platform.accesstype !== 'local' || !rec.id) continue;
       if (await imageFilesComplete(platform, rec.id)) continue;
       this.log.warn({ id: rec.id, system: rec.system }, 'READY image has missing files; marking it FAILURE');
       await this.store.update(rec.key, {

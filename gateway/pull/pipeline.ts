@@ -1,8 +1,9 @@
 /**
  * One pull, start to finish: resolve the manifest, download the layers into the blob cache,
  * convert them to squashfs, run the optional examiner, then transfer `<id>.squashfs` and finally
- * `<id>.meta` into the system's imageDir. The meta file is written last, so "meta exists" means
- * "the image is complete"; both go through temp + fsync + rename.
+ * `<id>.meta` into the system's imageDir (local, or remote over ssh: transfer/image-target.ts).
+ * The meta file is written last, so "meta exists" means "the image is complete"; both go through
+ * temp + fsync + rename.
  * If both files already exist (the same image under another tag, or an ACL change), only the meta
  * file is rewritten (upstream's meta-only path), once the layers are known to be served to this
  * pull (the blob cache's reuse rule; usually no request or a HEAD per layer).
@@ -12,10 +13,9 @@
  * image each see the other's access.
  */
 import { execFile } from 'node:child_process';
-import { access, chmod, copyFile, mkdir, rename, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { commitFile, temporaryNameFor, writeFileAtomic } from '../../common/atomic-write.js';
-import { asShifterError, ShifterError } from '../../common/errors.js';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ShifterError } from '../../common/errors.js';
 import { diskFullError } from '../../common/disk-full.js';
 import type { Logger } from '../../common/logger.js';
 import { formatImageMeta } from '../../common/image-meta.js';
@@ -34,6 +34,7 @@ import {
   type RegistryEndpoint,
 } from '../registry/index.js';
 import { registryAccess } from './registry-access.js';
+import { imageTarget } from '../transfer/image-target.js';
 import type { GatewayConfig, PlatformConfig } from '../config/imagemanager.js';
 import type { RegistryLogin } from '../auth/session.js';
 import { accessAfterPull, pullGrant, type CompletedPull, type ImageRecord } from '../store/record.js';
@@ -81,25 +82,6 @@ export interface PipelineContext {
   cache: BlobCache;
 }
 
-export function imageFiles(platform: PlatformConfig, id: string): { image: string; meta: string } {
-  return { image: join(platform.imageDir, `${id}.squashfs`), meta: join(platform.imageDir, `${id}.meta`) };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Both files present: the image is complete on the system (meta is written last). */
-export async function imageFilesComplete(platform: PlatformConfig, id: string): Promise<boolean> {
-  const files = imageFiles(platform, id);
-  return (await exists(files.image)) && (await exists(files.meta));
-}
-
 export function parsePlatform(s: string): Platform {
   const [os, architecture, variant] = s.split('/') as [string, string, string?];
   return variant ? { os, architecture, variant } : { os, architecture };
@@ -139,29 +121,6 @@ function runExaminer(examiner: string, imagePath: string, id: string, signal: Ab
   });
 }
 
-/**
- * Moves a finished file into `finalPath` through a temporary name, so the final name only ever
- * holds a complete file. When ExpandDirectory and imageDir share a filesystem a rename saves
- * copying the whole image (seconds for a large one); across filesystems it copies.
- * Mode 0600 as upstream: only root (the runtime) reads images, so ACLs cannot be bypassed.
- */
-async function transferFile(src: string, finalPath: string, imageDirKey: string): Promise<void> {
-  const tmp = temporaryNameFor(finalPath);
-  try {
-    await rename(src, tmp).catch(async (e: NodeJS.ErrnoException) => {
-      if (e.code !== 'EXDEV') throw e;
-      await copyFile(src, tmp);
-    });
-    await chmod(tmp, 0o600);
-    await commitFile(tmp, finalPath);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw (
-      diskFullError(e, dirname(finalPath), imageDirKey) ?? asShifterError(e, 'IO_ERROR', `cannot write ${finalPath}`)
-    );
-  }
-}
-
 export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, hooks: PipelineHooks): Promise<void> {
   const { config, log, signal } = ctx;
   const platform = config.platforms[req.system];
@@ -185,8 +144,7 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
   const isPrivate = resolved.usedCredentials || req.userACL.length > 0 || req.groupACL.length > 0;
   const asked = { private: isPrivate, userACL: req.userACL, groupACL: req.groupACL };
   const cfg = resolved.config;
-  const files = imageFiles(platform, id);
-  const imageDirKey = `Platforms.${req.system}.local.imageDir`;
+  const target = imageTarget(platform, signal);
 
   return ctx.withImageLock(id, async () => {
     // Every pull gets the layers through the blob cache, even when the image is already on the
@@ -202,7 +160,7 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       throw diskFullError(e, config.cacheDirectory, 'CacheDirectory') ?? e;
     });
     let metaOnly = false;
-    if (await imageFilesComplete(platform, id)) {
+    if (await target.complete(id)) {
       metaOnly = true;
       await hooks.status('TRANSFER', `Image ${id.slice(0, 12)} is already on ${req.system}; updating its metadata`);
     } else {
@@ -223,7 +181,7 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
         await runExaminer(config.examiner, converted, id, signal);
       }
       await hooks.status('TRANSFER', `Copying image ${id.slice(0, 12)} to ${req.system}`);
-      await transferFile(converted, files.image, imageDirKey);
+      await target.putImage(converted, id);
       hooks.written(bytes);
     }
     const grant = pullGrant(req.tag, req.requesterUid, asked);
@@ -240,11 +198,7 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       labels: cfg.labels,
       user: cfg.user,
     });
-    await writeFileAtomic(files.meta, meta, 0o600).catch((e: unknown) => {
-      throw (
-        diskFullError(e, platform.imageDir, imageDirKey) ?? asShifterError(e, 'IO_ERROR', `cannot write ${files.meta}`)
-      );
-    });
+    await target.putMeta(meta, id);
     hooks.written(Buffer.byteLength(meta));
     log.info({ id, tag: req.tag, system: req.system, metaOnly }, 'image transferred');
     await hooks.completed({
