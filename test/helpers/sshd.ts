@@ -6,6 +6,7 @@
  * and the ssh/scp options that use them. Stopped by pid.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -66,6 +67,7 @@ async function waitForPort(port: number, child: ChildProcess, log: () => Promise
 }
 
 export async function startSshd(user = 'gwlogin-ssh'): Promise<RunningSshd> {
+  if (!existsSync(SSHD)) throw new Error(`${SSHD} is missing: install openssh-server (apt-get install openssh-server)`);
   const dir = await mkdtemp(join(tmpdir(), 'sshd-'));
   execFileSync('chmod', ['0755', dir]);
   const home = join(dir, 'home');
