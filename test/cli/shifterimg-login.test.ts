@@ -207,3 +207,41 @@ test.serial('login with nothing on stdin saves nothing and says how to give the 
   t.regex(r.stderr, /no login for other\.site on standard input: give the username and the password on two lines/);
   t.is(await readFile(credFile(alice), 'utf8'), before);
 });
+
+test.serial('on a terminal the password is asked for without echo', async (t) => {
+  const alice = users['gwlogin-alice'];
+  const command = [SHIFTERIMG, '--config', conf, 'login', 'tty.site'].join(' ');
+  // util-linux script(1) gives shifterimg a pseudo-terminal; what it prints is what the user sees.
+  const child = spawn(
+    'setpriv',
+    [`--reuid=${alice.uid}`, `--regid=${alice.gid}`, '--init-groups', '--', 'script', '-qec', command, '/dev/null'],
+    { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TZ: 'UTC', TERM: 'dumb' }, stdio: ['pipe', 'pipe', 'pipe'] },
+  );
+  let screen = '';
+  const waitFor = (text: string) =>
+    new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no "${text}" on the terminal; it shows: ${screen}`)), 30_000);
+      const check = () => {
+        if (!screen.includes(text)) return;
+        clearTimeout(timer);
+        child.stdout.off('data', check);
+        resolve();
+      };
+      child.stdout.on('data', check);
+      check();
+    });
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (screen += d));
+  const done = new Promise<number | null>((resolve) => child.on('close', resolve));
+  await waitFor('tty.site username: ');
+  child.stdin.write('ttyuser\r');
+  await waitFor('tty.site password: ');
+  // The terminal is in raw mode once the prompt is out; give the event loop a moment to be sure.
+  await new Promise((r) => setTimeout(r, 300));
+  child.stdin.write('s3cret-Word\r');
+  child.stdin.end();
+  t.is(await done, 0, screen);
+  t.true(screen.includes('ttyuser'), 'the username is echoed as typed');
+  t.false(screen.includes('s3cret-Word'), `the password is not echoed: ${screen}`);
+  t.regex(screen, /Saved the login for tty\.site on loginsys/);
+  t.regex(await readFile(credFile(alice), 'utf8'), /^loginsys:tty\.site=MUNGE:/m);
+});
