@@ -90,6 +90,8 @@ function hung(tool: string, timeoutMs: number, socket: string | undefined): Mung
 export interface MungeEncodeOptions {
   socket?: string;
   ttlSeconds?: number;
+  /** Only this uid (and root) may decode the credential. */
+  restrictUid?: number;
   /** How long `munge` may take (default 20 s). */
   timeoutMs?: number;
 }
@@ -99,6 +101,7 @@ export async function mungeEncode(payload: string, opts: MungeEncodeOptions = {}
   const args: string[] = [];
   if (opts.socket) args.push('--socket', opts.socket);
   if (opts.ttlSeconds !== undefined) args.push('--ttl', String(opts.ttlSeconds));
+  if (opts.restrictUid !== undefined) args.push('--restrict-uid', String(opts.restrictUid));
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TOOL_TIMEOUT_MS;
   let r: RunResult;
   try {
@@ -124,8 +127,13 @@ function parseIdLine(value: string | undefined, what: string): { name: string; i
   return { name: m[1] || m[2], id: Number(m[2]) };
 }
 
-/** Parses unmunge's output: metadata lines up to the first blank line, then the payload verbatim. */
-export function parseUnmungeOutput(out: string): MungeIdentity {
+const STALE_STATUSES = ['Expired credential (15)', 'Replayed credential (17)'];
+
+/**
+ * Parses unmunge's output: metadata lines up to the first blank line, then the payload verbatim.
+ * `acceptStale` also takes expired and replayed credentials (still authentic, only old or seen).
+ */
+export function parseUnmungeOutput(out: string, acceptStale = false): MungeIdentity {
   const blank = out.indexOf('\n\n');
   const head = blank >= 0 ? out.slice(0, blank) : out;
   const payload = blank >= 0 ? out.slice(blank + 2) : '';
@@ -135,7 +143,7 @@ export function parseUnmungeOutput(out: string): MungeIdentity {
     if (i > 0) fields.set(line.slice(0, i).trim(), line.slice(i + 1).trim());
   }
   const status = fields.get('STATUS');
-  if (status !== 'Success (0)') {
+  if (status !== 'Success (0)' && !(acceptStale && status !== undefined && STALE_STATUSES.includes(status))) {
     throw new MungeError('invalid', `munge credential rejected: ${status ?? 'no STATUS line'}`);
   }
   const uid = parseIdLine(fields.get('UID'), 'UID');
@@ -143,8 +151,14 @@ export function parseUnmungeOutput(out: string): MungeIdentity {
   return { uid: uid.id, user: uid.name, gid: gid.id, group: gid.name, payload };
 }
 
-/** Decodes a credential with the munged listening on `socket`. */
-export async function mungeDecode(cred: string, opts: { socket: string }): Promise<MungeIdentity> {
+/**
+ * Decodes a credential with the munged listening on `socket`. `acceptStale`: an expired or replayed
+ * credential is decoded too (upstream shifterimg's saved logins are decoded at every request).
+ */
+export async function mungeDecode(
+  cred: string,
+  opts: { socket: string; acceptStale?: boolean },
+): Promise<MungeIdentity> {
   let r: RunResult;
   try {
     r = await run('unmunge', ['--socket', opts.socket], cred.trim() + '\n', DEFAULT_TOOL_TIMEOUT_MS);
@@ -152,6 +166,7 @@ export async function mungeDecode(cred: string, opts: { socket: string }): Promi
     throw missingTool('unmunge', e);
   }
   if (r.timedOut) throw hung('unmunge', DEFAULT_TOOL_TIMEOUT_MS, opts.socket);
+  if (opts.acceptStale && (r.code === 15 || r.code === 17)) return parseUnmungeOutput(r.stdout, true);
   switch (r.code) {
     case 0:
       return parseUnmungeOutput(r.stdout);

@@ -9,10 +9,13 @@
 import { describeError, isShifterError } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
 import { chunkApi } from './api/chunk-routes.js';
+import { metricsRoutes } from './api/metrics-routes.js';
 import { gatewayApi } from './api/routes.js';
 import { createHttpServer } from './api/server.js';
 import { createAuthenticator } from './auth/session.js';
 import { configPathFrom, loadGatewayConfig } from './config/imagemanager.js';
+import { GatewayMetrics } from './metrics/gateway-metrics.js';
+import { timedStore } from './metrics/timed-store.js';
 import { PullManager } from './pull/manager.js';
 import { openImageStore } from './store/open-store.js';
 
@@ -72,13 +75,15 @@ async function main(): Promise<void> {
       'mock authentication is enabled: it is insecure, any client can claim any user; never use it in production',
     );
 
-  const store = await openImageStore(config);
-  const manager = new PullManager(store, config, log.child({ component: 'pull' }));
+  const metrics = new GatewayMetrics();
+  const store = timedStore(await openImageStore(config), metrics);
+  const manager = new PullManager(store, config, log.child({ component: 'pull' }), metrics);
   await manager.recover();
   const app = createHttpServer(config.http, log.child({ component: 'api' }));
   const auth = createAuthenticator(config.authentication);
   await app.register(gatewayApi, { config, store, manager, auth });
   await app.register(chunkApi, { config, store, auth });
+  await app.register(metricsRoutes, { config, store, auth, metrics });
 
   let stopping = false;
   const shutdown = async (signal: string) => {

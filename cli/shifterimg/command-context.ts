@@ -7,11 +7,18 @@ export interface Output {
   readonly isTTY?: boolean;
 }
 
-export interface CommandContext {
+/** What login and logout need: who the user is and where their saved logins live. */
+export interface LoginContext {
   readonly config: UdiRootConfig;
   readonly system: string;
-  readonly client: GatewayClient;
+  /** The user's home directory from the password database (as upstream), not $HOME. */
+  readonly home: string;
+  readonly uid: number;
   readonly stdout: Output;
   readonly stderr: Output;
+}
+
+export interface CommandContext extends LoginContext {
+  readonly client: GatewayClient;
   readonly verbose: boolean;
 }

@@ -3,18 +3,23 @@
  * Errors end as one line on stderr and a documented exit code (exit-codes.ts), never a stack trace.
  */
 import { Command, CommanderError } from 'commander';
+import { userInfo } from 'node:os';
 import { describeError, isShifterError } from '../../common/errors.js';
 import { GatewayClient, type PullAcl } from '../../common/gateway-client/client.js';
 import { mungeEncode } from '../../common/munge.js';
 import { readUdiRootConf, resolveUdiRootConfPath } from '../../common/config/udiroot-file.js';
 import { requireUdiRootKeys } from '../../common/config/udiroot-conf.js';
-import type { CommandContext, Output } from './command-context.js';
+import type { CommandContext, LoginContext, Output } from './command-context.js';
+import { readCredentialFile } from './credential-file.js';
 import { runImages } from './commands/images.js';
+import { runLogin, runLogout } from './commands/login.js';
 import { runLookup } from './commands/lookup.js';
 import { runPull } from './commands/pull.js';
 import { runQueue } from './commands/queue.js';
 import { EXIT, EXIT_CODES_HELP, exitCodeFor, type ExitCode } from './exit-codes.js';
 import { getentLookup, resolveIds, splitIdLists } from './identity-lists.js';
+import { PromptInterrupted, type PromptInput } from './login-prompt.js';
+import { authorizedLocationsPayload } from './registry-logins.js';
 
 interface GlobalOptions {
   config?: string;
@@ -26,25 +31,57 @@ interface GlobalOptions {
 export interface Streams {
   stdout: Output;
   stderr: Output;
+  /** Where login reads the username and password. */
+  stdin: PromptInput;
 }
 
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
 
-async function loadContext(opts: GlobalOptions, streams: Streams): Promise<CommandContext> {
+async function loadLoginContext(opts: GlobalOptions, streams: Streams): Promise<LoginContext> {
   const path = resolveUdiRootConfPath(opts.config);
   // shifterimg runs unprivileged and only reads gateway settings, so the root-owner check is not applied.
   const { config, warnings } = await readUdiRootConf(path);
   for (const w of warnings) streams.stderr.write(`shifterimg: warning: ${w.message}\n`);
   requireUdiRootKeys(config, ['system', 'imageGateway']);
-  const system = config.system as string;
+  const user = userInfo();
+  return {
+    config,
+    system: config.system as string,
+    home: user.homedir,
+    uid: user.uid,
+    stdout: streams.stdout,
+    stderr: streams.stderr,
+  };
+}
+
+/**
+ * Every request's credential carries the saved registry logins of this system (upstream sends
+ * them with every request too). The file is checked before any request (a file others could
+ * read is a config problem, exit 2); the logins are decoded once per run, as a pull polls every
+ * half second.
+ */
+async function credentialWithLogins(login: LoginContext): Promise<() => Promise<string>> {
+  const saved = await readCredentialFile(login.home, login.uid);
+  const socket = login.config.mungeSocketPath;
+  let payload: Promise<string> | undefined;
+  const decode = async () => {
+    const decoded = await authorizedLocationsPayload(saved, login.system, login.uid, socket);
+    for (const w of decoded.warnings) login.stderr.write(`shifterimg: warning: ${w}\n`);
+    return decoded.payload;
+  };
+  return async () => mungeEncode(await (payload ??= decode()), { socket });
+}
+
+async function loadContext(opts: GlobalOptions, streams: Streams): Promise<CommandContext> {
+  const login = await loadLoginContext(opts, streams);
+  const { config, system } = login;
   const verbose = opts.verbose === true;
   const client = new GatewayClient({
     gateways: config.imageGateway,
     system,
     gatewayTimeout: config.gatewayTimeout,
     configFile: config.sourceFile,
-    // No registry logins yet, so the payload is empty, as upstream sends without credentials.
-    credential: () => mungeEncode('', { socket: config.mungeSocketPath }),
+    credential: await credentialWithLogins(login),
     ...(verbose
       ? {
           onAnswer: (r) => {
@@ -54,7 +91,7 @@ async function loadContext(opts: GlobalOptions, streams: Streams): Promise<Comma
         }
       : {}),
   });
-  return { config, system, client, stdout: streams.stdout, stderr: streams.stderr, verbose };
+  return { ...login, client, verbose };
 }
 
 async function pullAcl(opts: GlobalOptions): Promise<PullAcl> {
@@ -96,6 +133,7 @@ Images are written [type:]tag, type one of docker, custom, id, local (default: d
 from udiRoot.conf, usually docker); a docker tag without a version gets :latest.
   shifterimg pull docker:ubuntu:22.04
   shifterimg -u alice,bob pull registry.example.org:5000/team/app:1.0
+  shifterimg login registry.example.org     # asks for the username and password (saved in ~/.udiRoot/.cred)
 ${EXIT_CODES_HELP}`,
     );
 
@@ -131,6 +169,22 @@ ${EXIT_CODES_HELP}`,
       result = await runPull(await ctx(), image, acl, false);
     });
   program
+    .command('login')
+    .description(
+      'save a registry login (username, password) for this system; pulls then use it for that registry location',
+    )
+    .argument('[location]', "the gateway's registry location (a Locations key); default: used for every registry")
+    .action(async (location: string | undefined) => {
+      result = await runLogin(await loadLoginContext(program.opts<GlobalOptions>(), streams), location, streams.stdin);
+    });
+  program
+    .command('logout')
+    .description('remove the saved login of a registry location for this system (all of them without a location)')
+    .argument('[location]', 'the registry location; without it every login for this system is removed')
+    .action(async (location: string | undefined) => {
+      result = await runLogout(await loadLoginContext(program.opts<GlobalOptions>(), streams), location);
+    });
+  program
     .command('queue')
     .description('list the pulls the gateway is working on')
     .action(async () => {
@@ -141,6 +195,10 @@ ${EXIT_CODES_HELP}`,
     await program.parseAsync([...argv], { from: 'user' });
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.OK : EXIT.USAGE_OR_CONFIG;
+    if (e instanceof PromptInterrupted) {
+      streams.stderr.write('shifterimg: interrupted; no login was saved\n');
+      return EXIT.INTERRUPTED;
+    }
     if (isShifterError(e)) {
       streams.stderr.write(`shifterimg: ${e.message}\n`);
     } else {

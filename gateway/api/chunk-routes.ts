@@ -26,7 +26,7 @@ import { byteRange, IMMUTABLE, notModified, REVALIDATE, strongEtag } from '../ch
 import { createNodeTokens, type NodeTokens } from '../chunks/node-token.js';
 import { profilePath, readProfile, removeProfile, storeFirstProfile } from '../chunks/profile-file.js';
 import type { GatewayConfig, PlatformConfig } from '../config/imagemanager.js';
-import { imageFiles, imageFilesComplete } from '../pull/pipeline.js';
+import { imageFiles, imageFilesComplete } from '../transfer/local.js';
 import type { ImageStore } from '../store/image-store.js';
 import { apiError } from './response.js';
 import { platformOf } from './routes.js';

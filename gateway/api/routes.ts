@@ -15,7 +15,6 @@ import { lookupTarget, pullTarget } from './image-target.js';
 import { apiError, toApiRecord } from './response.js';
 import {
   imageParams,
-  metricsQuery,
   progressQuery,
   pullBody,
   systemParams,
@@ -189,6 +188,5 @@ export const gatewayApi: FastifyPluginAsync<ApiContext> = async (app, ctx) => {
   };
   app.get('/api/expire/:system/:imgtype/*', { schema: { params: imageParams } }, notYet('expire'));
   app.get('/api/autoexpire/:system/', { schema: { params: systemParams } }, notYet('autoexpire'));
-  app.get('/api/metrics/:system/', { schema: { params: systemParams, querystring: metricsQuery } }, notYet('metrics'));
   app.post('/api/doimport/:system/:imgtype/*', { schema: { params: imageParams } }, notYet('doimport'));
 };

@@ -15,7 +15,9 @@
  * - `Locations.<host>.url` may be `http://` (explicit opt-in for an insecure registry) or `https://`;
  *   a relative `sslcacert` is resolved against the config file's directory (upstream: the cwd).
  * - `DefaultImageFormat` must be `squashfs` (`cramfs`, `ext4`, `mock` are refused with a message).
- * - `Platforms.<sys>.accesstype: "remote"` (ssh/scp transfer) is refused for now with a clear message.
+ * - `Platforms.<sys>.accesstype: "remote"`: images go over ssh/scp (the system `ssh`/`scp`, as
+ *   upstream) to `ssh.imageDir` on `host[0]` as `ssh.username`, with `ssh.key` and the extra
+ *   `ssh.sshCmdOptions`/`ssh.scpCmdOptions` (string or list); see gateway/transfer/remote.ts.
  * - `Platforms.<sys>.use_external` / `policy_file` are accepted and ignored with a warning: the native
  *   registry client handles schema 2, OCI and manifest lists itself.
  * - Unused upstream keys (`DefaultLustreReplication`, `DefaultOstCount`, `DefaultImageRemote`,
@@ -30,8 +32,11 @@
  * - HTTP server limits (`RequestTimeout`, `HeadersTimeout`, ...): the block "HTTP server limits" below.
  * - `Limits`: what one image may cost the gateway (entries, expanded and compressed bytes); see
  *   the Limits block below.
+ * - `MetricsAllow`: who may scrape the Prometheus endpoint `GET /metrics`: `"all"`, or a list of
+ *   addresses and CIDR blocks (default: loopback only, `["127.0.0.0/8", "::1"]`).
  */
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ShifterError } from '../../common/errors.js';
 import { DEFAULT_MUNGE_SOCKET } from '../../common/munge.js';
@@ -50,15 +55,38 @@ export interface LocationConfig {
   authMethod: RegistryAuthMethod;
 }
 
-export interface PlatformConfig {
+interface PlatformBase {
   name: string;
   mungeSocketPath: string;
-  accesstype: 'local';
   admins: string[];
+  /** Where images go: a local directory, or the directory on the remote host. */
   imageDir: string;
   /** `os/arch[/variant]`, picked from manifest lists. */
   platform: string;
 }
+
+export interface LocalPlatformConfig extends PlatformBase {
+  accesstype: 'local';
+}
+
+/** `accesstype: "remote"`: images are copied over ssh/scp to `imageDir` on `host`. */
+export interface RemotePlatformConfig extends PlatformBase {
+  accesstype: 'remote';
+  remote: RemoteHost;
+}
+
+export interface RemoteHost {
+  /** `host[0]` (upstream used only the first). */
+  host: string;
+  /** `ssh.username`; null: ssh's default (the gateway's user). */
+  user: string | null;
+  /** `ssh.key`: the private key file; null: ssh's defaults. */
+  key: string | null;
+  sshOptions: string[];
+  scpOptions: string[];
+}
+
+export type PlatformConfig = LocalPlatformConfig | RemotePlatformConfig;
 
 export interface GatewayConfig {
   /** The file this came from ('' when built from an object). */
@@ -87,6 +115,44 @@ export interface GatewayConfig {
   /** Which registries pulls may reach, and how long and how many pulls may wait on one (see below). */
   pullPolicy: PullPolicyConfig;
   limits: ImageLimits;
+  /** Who may scrape GET /metrics. */
+  metricsAllow: MetricsAllow;
+}
+
+/** `all`, or address blocks (a single address is a block of its full length). */
+export type MetricsAllow = 'all' | readonly AddressBlock[];
+
+export interface AddressBlock {
+  address: string;
+  prefix: number;
+  family: 'ipv4' | 'ipv6';
+}
+
+export const DEFAULT_METRICS_ALLOW: readonly AddressBlock[] = [
+  { address: '127.0.0.0', prefix: 8, family: 'ipv4' },
+  { address: '::1', prefix: 128, family: 'ipv6' },
+];
+
+export function parseAddressBlock(text: string): AddressBlock | null {
+  const [address, prefixText, ...rest] = text.trim().split('/');
+  const version = isIP(address);
+  if (rest.length > 0 || version === 0) return null;
+  const max = version === 4 ? 32 : 128;
+  const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
+  if (!(prefix >= 0 && prefix <= max)) return null;
+  return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
+}
+
+function parseMetricsAllow(raw: Json): MetricsAllow {
+  const v = raw.MetricsAllow;
+  if (v === undefined || v === null) return DEFAULT_METRICS_ALLOW;
+  if (v === 'all') return 'all';
+  const fix = 'write "all" or a list of addresses and CIDR blocks, e.g. "MetricsAllow": ["127.0.0.1", "10.0.0.0/8"]';
+  return stringList(v, 'MetricsAllow', fix).map((text) => {
+    const block = parseAddressBlock(text);
+    if (!block) throw bad('MetricsAllow', `has "${text}", which is not an IP address or CIDR block`, fix);
+    return block;
+  });
 }
 
 export interface LoadedConfig {
@@ -118,6 +184,7 @@ const TOP_KEYS = new Set([
   'LayerConcurrency',
   'HeartbeatTimeout',
   'Limits',
+  'MetricsAllow',
 ]);
 const UNUSED_TOP_KEYS = new Set([
   'DefaultLustreReplication',
@@ -253,21 +320,18 @@ function parsePlatform(name: string, raw: unknown, warnings: string[]): Platform
     if (!PLATFORM_KEYS.has(k))
       warnings.push(`imagemanager.json: unknown key ${path}.${k} ignored (known: ${[...PLATFORM_KEYS].join(', ')})`);
   const accesstype = str(raw, 'accesstype', `${path}.accesstype`, 'local');
-  if (accesstype === 'remote') {
-    throw bad(
-      `${path}.accesstype`,
-      'is "remote", and ssh/scp transfer is not supported yet',
-      'use "local" with local.imageDir on a filesystem the gateway host mounts',
-    );
-  }
-  if (accesstype !== 'local') throw bad(`${path}.accesstype`, `is "${accesstype}"`, 'use "local"');
+  if (accesstype !== 'local' && accesstype !== 'remote')
+    throw bad(`${path}.accesstype`, `is "${accesstype}"`, 'use "local" or "remote" (ssh/scp)');
+  const remote = accesstype === 'remote' ? parseRemoteHost(path, raw) : null;
   const local = raw.local;
-  if (!isObject(local))
+  if (remote === null && !isObject(local))
     throw bad(`${path}.local`, 'is missing or not an object', `add "local": {"imageDir": "/path/to/images"}`);
-  const imageDir = str(local, 'imageDir', `${path}.local.imageDir`, undefined, '/var/lib/shifter/images');
+  const imageDir =
+    remote?.imageDir ?? str(local as Json, 'imageDir', `${path}.local.imageDir`, undefined, '/var/lib/shifter/images');
+  const imageDirKey = remote ? `${path}.ssh.imageDir` : `${path}.local.imageDir`;
   if (!isAbsolute(imageDir))
     throw bad(
-      `${path}.local.imageDir`,
+      imageDirKey,
       `must be an absolute path (got "${imageDir}")`,
       'write the full path, e.g. "/var/lib/shifter/images"',
     );
@@ -292,14 +356,58 @@ function parsePlatform(name: string, raw: unknown, warnings: string[]): Platform
       'write os/arch[/variant], e.g. "linux/amd64" or "linux/arm64/v8"',
     );
   }
-  return {
+  const base = {
     name,
     mungeSocketPath: str(raw, 'mungeSocketPath', `${path}.mungeSocketPath`, DEFAULT_MUNGE_SOCKET),
-    accesstype: 'local',
     admins,
     imageDir,
     platform,
   };
+  return remote ? { ...base, accesstype: 'remote', remote: remote.host } : { ...base, accesstype: 'local' };
+}
+
+/** A remote path goes into a remote shell command: only characters that need no quoting there. */
+const SAFE_REMOTE_PATH = /^\/[A-Za-z0-9._/+-]*$/;
+
+function parseRemoteHost(path: string, raw: Json): { host: RemoteHost; imageDir: string } {
+  const example =
+    '"host": ["images.example.org"], "ssh": {"username": "shifter", "key": "/etc/shifter/ssh_key", ' +
+    '"imageDir": "/images"}';
+  const hosts =
+    raw.host === undefined || raw.host === null ? [] : stringList(raw.host, `${path}.host`, `write ${example}`);
+  if (hosts.length === 0) throw bad(`${path}.host`, 'is missing (accesstype is "remote")', `write ${example}`);
+  if (!isObject(raw.ssh)) throw bad(`${path}.ssh`, 'is missing or not an object', `write ${example}`);
+  const ssh = raw.ssh;
+  const imageDir = str(ssh, 'imageDir', `${path}.ssh.imageDir`, undefined, '/images');
+  if (!SAFE_REMOTE_PATH.test(imageDir)) {
+    throw bad(
+      `${path}.ssh.imageDir`,
+      `is "${imageDir}"`,
+      'write an absolute path of letters, digits and . _ / + - (it is used in remote shell commands)',
+    );
+  }
+  const options = (key: string) =>
+    ssh[key] === undefined || ssh[key] === null
+      ? []
+      : stringList(ssh[key], `${path}.ssh.${key}`, `write e.g. "${key}": ["-o", "ConnectTimeout=10"]`);
+  const host: RemoteHost = {
+    host: hosts[0],
+    user: ssh.username === undefined || ssh.username === null ? null : str(ssh, 'username', `${path}.ssh.username`),
+    key: ssh.key === undefined || ssh.key === null ? null : str(ssh, 'key', `${path}.ssh.key`),
+    sshOptions: options('sshCmdOptions'),
+    scpOptions: options('scpCmdOptions'),
+  };
+  if (!/^[A-Za-z0-9][A-Za-z0-9.:_-]*$/.test(host.host))
+    throw bad(`${path}.host`, `has "${host.host}", which is not a host name or address`, `write ${example}`);
+  if (host.user !== null && !/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(host.user))
+    throw bad(`${path}.ssh.username`, `is "${host.user}", which is not a user name`, `write ${example}`);
+  if (host.key !== null && !isAbsolute(host.key))
+    throw bad(
+      `${path}.ssh.key`,
+      `must be an absolute path (got "${host.key}")`,
+      'write the full path of the private key',
+    );
+  return { host, imageDir };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -497,6 +605,7 @@ export function parseGatewayConfig(raw: unknown, source = ''): LoadedConfig {
     http: parseHttpServerLimits(raw),
     pullPolicy: parsePullPolicy(raw, positiveInt(raw, 'WorkerThreads', 'WorkerThreads', 1)),
     limits: parseImageLimits(raw.Limits, warnings),
+    metricsAllow: parseMetricsAllow(raw),
   };
   return { config, warnings };
 }

@@ -21,11 +21,13 @@ import { describeError, isShifterError, ShifterError } from '../../common/errors
 import type { Logger } from '../../common/logger.js';
 import { credentialsFor, type Session } from '../auth/session.js';
 import type { GatewayConfig } from '../config/imagemanager.js';
+import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
 import { parseImageReference } from '../reference/image-ref.js';
 import type { ImageStore } from '../store/image-store.js';
 import type { ImageRecord, PullProgress, RecordKey } from '../store/record.js';
 import { BlobCache } from '../registry/index.js';
-import { imageFilesComplete, runPullPipeline, type PullRequest } from './pipeline.js';
+import { runPullPipeline, type PullRequest } from './pipeline.js';
+import { imageFilesComplete } from '../transfer/local.js';
 import { registryAccess, registryKey } from './registry-access.js';
 import { decidePull, failureWindowSec, progressMessage } from './rules.js';
 import { assertMove, IN_FLIGHT, type ImageStatus } from '../store/status.js';
@@ -43,6 +45,8 @@ interface Job {
   registry: string;
   tokens: Record<string, string>;
   abort: AbortController;
+  /** Date.now() when it was queued (metrics: time spent waiting). */
+  queuedAt: number;
   /** Conversions started earlier for this record that the gateway stopped under. */
   conversionAttempts: number;
   done?: Promise<void>;
@@ -72,8 +76,10 @@ export class PullManager {
     private readonly store: ImageStore,
     private readonly config: GatewayConfig,
     private readonly log: Logger,
+    private readonly metrics?: GatewayMetrics,
   ) {
     this.cache = new BlobCache(config.cacheDirectory);
+    metrics?.watchQueue(() => ({ queued: this.queue.length, running: this.running.size }));
   }
 
   private now(): number {
@@ -136,6 +142,7 @@ export class PullManager {
         registry,
         tokens: session.tokens,
         abort: new AbortController(),
+        queuedAt: Date.now(),
         conversionAttempts: 0,
       });
       return rec;
@@ -168,6 +175,8 @@ export class PullManager {
     const deadlineSec = this.config.pullPolicy.pullDeadlineSec;
     const deadline = AbortSignal.timeout(deadlineSec * 1000);
     let status = 'PENDING' as ImageStatus;
+    const timer = this.metrics?.pullTimer(job.queuedAt);
+    timer?.enter('PULLING');
     let lastProgressWrite = 0;
     let pendingProgress: PullProgress | null = null;
     const write = async (patch: Parameters<ImageStore['update']>[1]) => {
@@ -203,6 +212,7 @@ export class PullManager {
             await flushProgress();
             if (next !== status) assertMove(status, next);
             status = next;
+            timer?.enter(next);
             const attempt = next === 'CONVERSION' ? { conversion_attempts: job.conversionAttempts + 1 } : {};
             await write({ status: next, status_message: message, ...attempt });
           },
@@ -213,16 +223,20 @@ export class PullManager {
             }
           },
           identified: (id, location) => write({ id, location }),
+          downloaded: (bytes) => this.metrics?.bytesDownloaded(bytes),
+          written: (bytes) => this.metrics?.bytesWritten(bytes),
           completed: async (result) => {
             if (signal.aborted) throw new ShutdownSignal();
             assertMove(status, 'READY');
             const rec = await this.store.completePull(key, result);
+            timer?.end('ready');
             log.info({ id: rec.id, key: rec.key }, 'pull complete: READY');
           },
         },
       );
     } catch (e) {
       if (e instanceof ShutdownSignal || (signal.aborted && this.stopping)) {
+        timer?.end(null);
         log.info('pull interrupted by shutdown; it resumes at the next start');
         if (status === 'CONVERSION') {
           await this.store
@@ -230,6 +244,7 @@ export class PullManager {
             .catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot give back the conversion attempt'));
         }
       } else if (isShifterError(e) && e.code === 'NOT_FOUND' && !(await this.store.get(key).catch(() => true))) {
+        timer?.end(null);
         log.warn('pull record was replaced by a newer pull; dropping this one');
       } else {
         const overdue = deadline.aborted
@@ -237,6 +252,7 @@ export class PullManager {
             `while ${status}; try again later, or ask the site's admins if it keeps happening`
           : null;
         const message = overdue ?? (isShifterError(e) ? e.message : `internal error: ${describeError(e)}`);
+        timer?.end('failure');
         if (overdue !== null) log.warn({ code: 'DEADLINE' }, `pull failed: ${message}`);
         if (isShifterError(e) && e.code === 'DISK_FULL') log.error({ code: e.code }, `pull failed: ${message}`);
         else if (isShifterError(e)) log.warn({ code: e.code }, `pull failed: ${message}`);
@@ -276,7 +292,10 @@ export class PullManager {
         await rm(join(this.config.expandDirectory, entry), { recursive: true, force: true });
       }
     }
-    for (const platform of Object.values(this.config.platforms)) {
+    // Remote imageDirs are not swept or checked at start: their hosts may be down, and a leftover
+    // temporary file there is named so that nothing reads it.
+    const localPlatforms = Object.values(this.config.platforms).filter((p) => p.accesstype === 'local');
+    for (const platform of localPlatforms) {
       await mkdir(platform.imageDir, { recursive: true });
       for (const entry of await readdir(platform.imageDir)) {
         if (isTemporaryName(entry)) {
@@ -291,7 +310,7 @@ export class PullManager {
 
     for (const rec of await this.store.listByStatus(['READY'])) {
       const platform = this.config.platforms[rec.system];
-      if (!platform || !rec.id) continue;
+      if (!platform || platform.accesstype !== 'local' || !rec.id) continue;
       if (await imageFilesComplete(platform, rec.id)) continue;
       this.log.warn({ id: rec.id, system: rec.system }, 'READY image has missing files; marking it FAILURE');
       await this.store.update(rec.key, {
@@ -359,6 +378,7 @@ export class PullManager {
           registry: registryKey(ref.location),
           tokens: {},
           abort: new AbortController(),
+          queuedAt: Date.now(),
           conversionAttempts: rec.conversion_attempts ?? 0,
         });
       }

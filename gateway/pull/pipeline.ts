@@ -2,8 +2,9 @@
  * One pull, start to finish: resolve the manifest, download the layers into the blob cache,
  * convert them to squashfs, index its chunks (gateway/chunks/index-file.ts), run the optional
  * examiner, then transfer `<id>.squashfs`, `<id>.chunks` and finally `<id>.meta` into the system's
- * imageDir. The meta file is written last, so "meta exists" means "the image is complete"; all go
- * through temp + fsync + rename.
+ * imageDir (local, or remote over ssh: transfer/image-target.ts; a remote system gets no `.chunks`,
+ * as this gateway cannot serve its bytes). The meta file is written last, so "meta exists" means
+ * "the image is complete"; all go through temp + fsync + rename.
  * If both files already exist (the same image under another tag, or an ACL change), only the meta
  * file is rewritten (upstream's meta-only path), once the layers are known to be served to this
  * pull (the blob cache's reuse rule; usually no request or a HEAD per layer), and an image
@@ -14,15 +15,14 @@
  * image each see the other's access.
  */
 import { execFile } from 'node:child_process';
-import { access, chmod, copyFile, mkdir, rename, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { commitFile, temporaryNameFor, writeFileAtomic } from '../../common/atomic-write.js';
-import { asShifterError, ShifterError } from '../../common/errors.js';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ShifterError } from '../../common/errors.js';
 import { diskFullError } from '../../common/disk-full.js';
 import type { Logger } from '../../common/logger.js';
 import { formatImageMeta } from '../../common/image-meta.js';
 import type { ImageId } from '../../common/image-descriptor.js';
-import { chunkIndexPath, computeChunkIndex, ensureChunkIndex, writeChunkIndex } from '../chunks/index-file.js';
+import { computeChunkIndex } from '../chunks/index-file.js';
 import { convertLayersToSquashfs } from '../convert/index.js';
 import { checkCompressedSizes } from '../convert/limits.js';
 import { isDockerHub, referenceForManifest, type ImageReference } from '../reference/image-ref.js';
@@ -38,6 +38,7 @@ import {
   type RegistryEndpoint,
 } from '../registry/index.js';
 import { registryAccess } from './registry-access.js';
+import { imageTarget } from '../transfer/image-target.js';
 import type { GatewayConfig, PlatformConfig } from '../config/imagemanager.js';
 import type { RegistryLogin } from '../auth/session.js';
 import { accessAfterPull, pullGrant, type CompletedPull, type ImageRecord } from '../store/record.js';
@@ -61,6 +62,10 @@ export interface PipelineHooks {
   status(status: ImageStatus, message: string): Promise<void>;
   progress: (p: FetchProgress) => void;
   identified(id: string, location: string): Promise<void>;
+  /** Layer bytes that came over the network (metrics). */
+  downloaded: (bytes: number) => void;
+  /** Bytes written into the system's imageDir (metrics). */
+  written: (bytes: number) => void;
   /** The files are in place: record READY. Called under the image's lock. */
   completed(result: CompletedPull): Promise<void>;
 }
@@ -79,29 +84,6 @@ export interface PipelineContext {
   workDir: string;
   /** The gateway's blob cache (one per process). */
   cache: BlobCache;
-}
-
-export function imageFiles(platform: PlatformConfig, id: string): { image: string; meta: string; chunks: string } {
-  return {
-    image: join(platform.imageDir, `${id}.squashfs`),
-    meta: join(platform.imageDir, `${id}.meta`),
-    chunks: chunkIndexPath(platform.imageDir, id),
-  };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Both files present: the image is complete on the system (meta is written last). */
-export async function imageFilesComplete(platform: PlatformConfig, id: string): Promise<boolean> {
-  const files = imageFiles(platform, id);
-  return (await exists(files.image)) && (await exists(files.meta));
 }
 
 export function parsePlatform(s: string): Platform {
@@ -143,29 +125,6 @@ function runExaminer(examiner: string, imagePath: string, id: string, signal: Ab
   });
 }
 
-/**
- * Moves a finished file into `finalPath` through a temporary name, so the final name only ever
- * holds a complete file. When ExpandDirectory and imageDir share a filesystem a rename saves
- * copying the whole image (seconds for a large one); across filesystems it copies.
- * Mode 0600 as upstream: only root (the runtime) reads images, so ACLs cannot be bypassed.
- */
-async function transferFile(src: string, finalPath: string, imageDirKey: string): Promise<void> {
-  const tmp = temporaryNameFor(finalPath);
-  try {
-    await rename(src, tmp).catch(async (e: NodeJS.ErrnoException) => {
-      if (e.code !== 'EXDEV') throw e;
-      await copyFile(src, tmp);
-    });
-    await chmod(tmp, 0o600);
-    await commitFile(tmp, finalPath);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw (
-      diskFullError(e, dirname(finalPath), imageDirKey) ?? asShifterError(e, 'IO_ERROR', `cannot write ${finalPath}`)
-    );
-  }
-}
-
 export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, hooks: PipelineHooks): Promise<void> {
   const { config, log, signal } = ctx;
   const platform = config.platforms[req.system];
@@ -189,8 +148,7 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
   const isPrivate = resolved.usedCredentials || req.userACL.length > 0 || req.groupACL.length > 0;
   const asked = { private: isPrivate, userACL: req.userACL, groupACL: req.groupACL };
   const cfg = resolved.config;
-  const files = imageFiles(platform, id);
-  const imageDirKey = `Platforms.${req.system}.local.imageDir`;
+  const target = imageTarget(platform, signal);
 
   return ctx.withImageLock(id, async () => {
     // Every pull gets the layers through the blob cache, even when the image is already on the
@@ -201,15 +159,16 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       concurrency: config.layerConcurrency,
       signal,
       onProgress: hooks.progress,
+      onDownloaded: hooks.downloaded,
     }).catch((e: unknown) => {
       throw diskFullError(e, config.cacheDirectory, 'CacheDirectory') ?? e;
     });
     let metaOnly = false;
-    let chunkIndex: string;
-    if (await imageFilesComplete(platform, id)) {
+    let chunkIndex: string | undefined;
+    if (await target.complete(id)) {
       metaOnly = true;
       await hooks.status('TRANSFER', `Image ${id.slice(0, 12)} is already on ${req.system}; updating its metadata`);
-      chunkIndex = (await ensureChunkIndex(platform.imageDir, id)).digest;
+      chunkIndex = await target.existingChunkIndex(id);
     } else {
       await hooks.status('CONVERSION', `Converting ${resolved.layers.length} layers to squashfs`);
       await mkdir(ctx.workDir, { recursive: true });
@@ -227,16 +186,12 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
         await hooks.status('EXAMINATION', `Running the examiner on image ${id.slice(0, 12)}`);
         await runExaminer(config.examiner, converted, id, signal);
       }
-      const index = await computeChunkIndex(converted, id, undefined, signal);
-      chunkIndex = index.digest;
+      const index = target.servesChunks ? await computeChunkIndex(converted, id, undefined, signal) : undefined;
+      chunkIndex = index?.digest;
       await hooks.status('TRANSFER', `Copying image ${id.slice(0, 12)} to ${req.system}`);
-      await transferFile(converted, files.image, imageDirKey);
-      await writeChunkIndex(files.chunks, index).catch((e: unknown) => {
-        throw (
-          diskFullError(e, platform.imageDir, imageDirKey) ??
-          asShifterError(e, 'IO_ERROR', `cannot write ${files.chunks}`)
-        );
-      });
+      await target.putImage(converted, id);
+      hooks.written(bytes);
+      if (index) await target.putChunkIndex(index, id);
     }
     const grant = pullGrant(req.tag, req.requesterUid, asked);
     const imageAccess = accessAfterPull(await ctx.readyRecord(id), grant).access;
@@ -253,11 +208,8 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       user: cfg.user,
       chunkIndex,
     });
-    await writeFileAtomic(files.meta, meta, 0o600).catch((e: unknown) => {
-      throw (
-        diskFullError(e, platform.imageDir, imageDirKey) ?? asShifterError(e, 'IO_ERROR', `cannot write ${files.meta}`)
-      );
-    });
+    await target.putMeta(meta, id);
+    hooks.written(Buffer.byteLength(meta));
     log.info({ id, tag: req.tag, system: req.system, metaOnly }, 'image transferred');
     await hooks.completed({
       id,

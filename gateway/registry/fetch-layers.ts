@@ -14,6 +14,8 @@ export interface FetchLayersOptions {
   /** Parallel downloads (default 3). */
   concurrency?: number;
   onProgress?: (p: FetchProgress) => void;
+  /** Bytes that came over the network (a cache hit reports none). */
+  onDownloaded?: (bytes: number) => void;
   signal?: AbortSignal;
 }
 
@@ -50,6 +52,7 @@ export async function fetchLayers(
         (n) => {
           counted += n;
           progress.bytesDone += n;
+          options.onDownloaded?.(n);
           report();
         },
         signal,

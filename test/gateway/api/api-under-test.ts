@@ -1,7 +1,7 @@
 /**
- * The gateway's HTTP app in-process for `app.inject()`: the same server and routes plugins main.ts
- * builds, with a real SQLite store, the real pull manager (its registry refuses connections, so
- * pulls end in FAILURE) and mock authentication. No socket is opened.
+ * The gateway's HTTP app in-process for `app.inject()`: the same server, routes, chunk and metrics
+ * plugins (and timed store) main.ts builds, with a real SQLite store, the real pull manager (its
+ * registry refuses connections, so pulls end in FAILURE) and mock authentication. No socket is opened.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,11 +9,14 @@ import { join } from 'node:path';
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import { createLogger } from '../../../common/logger.js';
 import { chunkApi } from '../../../gateway/api/chunk-routes.js';
+import { metricsRoutes } from '../../../gateway/api/metrics-routes.js';
 import { gatewayApi } from '../../../gateway/api/routes.js';
 import type { NodeTokens } from '../../../gateway/chunks/node-token.js';
 import { createHttpServer } from '../../../gateway/api/server.js';
 import { createAuthenticator } from '../../../gateway/auth/session.js';
 import { parseGatewayConfig, type GatewayConfig } from '../../../gateway/config/imagemanager.js';
+import { GatewayMetrics } from '../../../gateway/metrics/gateway-metrics.js';
+import { timedStore } from '../../../gateway/metrics/timed-store.js';
 import { PullManager } from '../../../gateway/pull/manager.js';
 import type { ImageStore } from '../../../gateway/store/image-store.js';
 import { openImageStore } from '../../../gateway/store/open-store.js';
@@ -31,6 +34,7 @@ export interface ApiUnderTest {
     url: string,
     headers?: Record<string, string>,
     payload?: string,
+    remoteAddress?: string,
   ): Promise<Answer>;
   close(): Promise<void>;
 }
@@ -57,20 +61,28 @@ export async function startApi(
     ...extraConfig,
   });
   const log = createLogger('gateway-test', 'silent');
-  const store = await openImageStore(config);
-  const manager = new PullManager(store, config, log);
+  const metrics = new GatewayMetrics();
+  const store = timedStore(await openImageStore(config), metrics);
+  const manager = new PullManager(store, config, log, metrics);
   await manager.recover();
   const app = createHttpServer(config.http, log);
   const auth = createAuthenticator(config.authentication);
   await app.register(gatewayApi, { config, store, manager, auth });
   await app.register(chunkApi, { config, store, auth, ...options });
+  await app.register(metricsRoutes, { config, store, auth, metrics });
   await app.ready();
   return {
     app,
     config,
     store,
-    async call(method, url, headers = {}, payload) {
-      const res = await app.inject({ method, url, headers, ...(payload === undefined ? {} : { payload }) });
+    async call(method, url, headers = {}, payload, remoteAddress) {
+      const res = await app.inject({
+        method,
+        url,
+        headers,
+        ...(payload === undefined ? {} : { payload }),
+        ...(remoteAddress === undefined ? {} : { remoteAddress }),
+      });
       let json: Record<string, unknown> = {};
       try {
         json = JSON.parse(res.body) as Record<string, unknown>;

@@ -121,11 +121,10 @@ test('bad requests: invalid reference, bad ids, bad JSON, wrong type, unknown ro
   t.regex(String(mock.json.error), /mock authentication failed/);
 });
 
-test('expire, autoexpire, metrics and doimport answer 501 "not supported yet"', async (t) => {
+test('expire, autoexpire and doimport answer 501 "not supported yet"', async (t) => {
   for (const [m, p] of [
     ['GET', '/api/expire/sys/docker/a/'],
     ['GET', '/api/autoexpire/sys/'],
-    ['GET', '/api/metrics/sys/?limit=3'],
     ['POST', '/api/doimport/sys/custom/a/'],
   ] as const) {
     const r = await call(m, p, MOCK);

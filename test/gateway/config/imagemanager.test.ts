@@ -114,7 +114,27 @@ test('errors name the key, the problem and the fix', (t) => {
   rejects(
     t,
     { ...base(), Platforms: { c: { accesstype: 'remote', host: ['h'], ssh: {} } } },
-    /Platforms\.c\.accesstype is "remote", and ssh\/scp transfer is not supported yet/,
+    /Platforms\.c\.ssh\.imageDir is missing/,
+  );
+  rejects(
+    t,
+    { ...base(), Platforms: { c: { accesstype: 'remote', ssh: { imageDir: '/i' } } } },
+    /Platforms\.c\.host is missing/,
+  );
+  rejects(
+    t,
+    { ...base(), Platforms: { c: { accesstype: 'remote', host: 'h', ssh: { imageDir: '/i; rm -rf /' } } } },
+    /Platforms\.c\.ssh\.imageDir is "\/i; rm -rf \/"; write an absolute path of letters/,
+  );
+  rejects(
+    t,
+    { ...base(), Platforms: { c: { accesstype: 'remote', host: ['-oProxyCommand=x'], ssh: { imageDir: '/i' } } } },
+    /Platforms\.c\.host has "-oProxyCommand=x", which is not a host name/,
+  );
+  rejects(
+    t,
+    { ...base(), Platforms: { c: { accesstype: 'ftp' } } },
+    /Platforms\.c\.accesstype is "ftp"; use "local" or "remote"/,
   );
   rejects(t, { ...base(), Platforms: { c: { accesstype: 'local' } } }, /Platforms\.c\.local is missing/);
   rejects(
@@ -132,6 +152,36 @@ test('errors name the key, the problem and the fix', (t) => {
     { ...base(), Platforms: { c: { local: { imageDir: '/i' }, platform: 'amd64' } } },
     /Platforms\.c\.platform is "amd64"; write os\/arch/,
   );
+});
+
+test('a remote platform: host[0], the ssh user, key, imageDir and extra options, as upstream names them', (t) => {
+  const { config } = parseGatewayConfig({
+    ...base(),
+    Platforms: {
+      c: {
+        accesstype: 'remote',
+        host: ['img1.example.org', 'img2.example.org'],
+        ssh: {
+          username: 'shifter',
+          key: '/etc/shifter/id_ed25519',
+          imageDir: '/scratch/images',
+          sshCmdOptions: '-p 2222 -o ConnectTimeout=5',
+          scpCmdOptions: ['-P', '2222'],
+        },
+      },
+    },
+  });
+  t.like(config.platforms.c, {
+    accesstype: 'remote',
+    imageDir: '/scratch/images',
+    remote: {
+      host: 'img1.example.org',
+      user: 'shifter',
+      key: '/etc/shifter/id_ed25519',
+      sshOptions: ['-p', '2222', '-o', 'ConnectTimeout=5'],
+      scpOptions: ['-P', '2222'],
+    },
+  });
 });
 
 test('unknown keys and ignored upstream features produce warnings, not errors', (t) => {

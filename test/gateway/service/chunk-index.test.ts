@@ -16,7 +16,7 @@ import { parseChunkIndex, sha256Hex, type ChunkIndex } from '../../../common/chu
 import { parseImageMeta } from '../../../common/image-meta.js';
 import { DEFAULT_CHUNK_SIZE } from '../../../gateway/chunks/index-file.js';
 import type { PlatformConfig } from '../../../gateway/config/imagemanager.js';
-import { imageFilesComplete } from '../../../gateway/pull/pipeline.js';
+import { imageFilesComplete } from '../../../gateway/transfer/local.js';
 import { SqliteImageStore } from '../../../gateway/store/sqlite-store.js';
 import { siteGatewayConfig, startGateway, type RunningGateway } from '../../helpers/gateway.js';
 import { file, layerTar } from '../../helpers/oci-image.js';
