@@ -19,7 +19,9 @@ esac
 
 CFLAGS=(-O2 -Wall -Wextra -Werror -D_FORTIFY_SOURCE=2 -fstack-protector-strong)
 
-gcc "${CFLAGS[@]}" -std=gnu11 -DSHIFTER_DEFAULT_UDIROOT_CONF="\"$udiroot_conf\"" -o "$out/shifter" \
+# Static: one launcher per rank, and 16 ranks starting at once on 2 CPUs wait for each other's
+# dynamic linking (~1.5 ms of wall time per launch measured at load 15, BENCHMARKS.md). It uses no NSS.
+gcc "${CFLAGS[@]}" -std=gnu11 -static -DSHIFTER_DEFAULT_UDIROOT_CONF="\"$udiroot_conf\"" -o "$out/shifter" \
   launcher/launcher.c launcher/udiroot.c common/launch-client.c common/fdio.c
 gcc "${CFLAGS[@]}" -std=gnu11 -o "$out/shifter-nshelper" nshelper/*.c common/fdio.c
 
