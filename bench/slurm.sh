@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Slurm figures (not a test): `srun -n 16 shifter /bin/true` vs `srun -n 16 /bin/true` in one
-# allocation, per-rank launch cost, and sbatch to the first rank running in the container for an
+# Slurm figures (not a test): `srun -n 16 shifter /bin/true` and `srun -n 16 --image=X /bin/true`
+# vs `srun -n 16 /bin/true` in one allocation, per-rank launch cost, and sbatch to the first rank running in the container for an
 # image already run on the node and for a new one. bench/slurm.ts does the work: it starts the
 # real stack of the Slurm tests (registry, gateway, shifterd, munged, slurmctld, slurmd with
 # shifter_spank.so) and stops exactly what it started, also on failure.

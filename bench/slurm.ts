@@ -4,7 +4,8 @@
  * Starts the real stack the Slurm tests use (registry, gateway, shifterd, munged, slurmctld,
  * slurmd with shifter_spank.so) and measures, both sides in the same run:
  * 1. inside ONE allocation (`sbatch -n 16 -O --image=team/app:1`): `srun -n 16 /bin/true` vs
- *    `srun -n 16 shifter /bin/true`, `rounds` rounds each, the order alternating every round;
+ *    `srun -n 16 shifter /bin/true` vs `srun -n 16 --image=team/app:1 /bin/true` (the plugin's
+ *    task hook, no launcher), `rounds` rounds each, the order rotating every round;
  * 2. per-rank launch cost inside that job: shifter's own `-v` notice for every rank, and
  *    `/bin/true` vs `shifter /bin/true` timed inside each rank (16 ranks at once, and one alone);
  * 3. from `sbatch --image=X` to the first rank's command running inside the container (the
@@ -51,11 +52,13 @@ function uptime(): number {
   return Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
 }
 
+type Side = 'host' | 'shifter' | 'image';
+
 /** Values of `<tag> <side> <ns>` lines, in ms, per side. */
-function timings(out: string, tag: string): Record<'host' | 'shifter', number[]> {
-  const res = { host: [] as number[], shifter: [] as number[] };
-  for (const m of out.matchAll(new RegExp(`^${tag} (?:\\d+ )?(host|shifter) (\\d+)$`, 'gm'))) {
-    res[m[1] as 'host' | 'shifter'].push(Number(m[2]) / 1e6);
+function timings(out: string, tag: string): Record<Side, number[]> {
+  const res = { host: [] as number[], shifter: [] as number[], image: [] as number[] };
+  for (const m of out.matchAll(new RegExp(`^${tag} (?:\\d+ )?(host|shifter|image) (\\d+)$`, 'gm'))) {
+    res[m[1] as Side].push(Number(m[2]) / 1e6);
   }
   return res;
 }
@@ -110,11 +113,16 @@ function stepScript(): string {
     // One unmeasured step of each kind first, as a warm-up.
     `srun -n ${TASKS} -O /bin/true`,
     `srun -n ${TASKS} -O ${LAUNCHER} /bin/true`,
+    `srun -n ${TASKS} -O --image=team/app:1 /bin/true`,
     'i=0',
     `while [ $i -lt ${rounds} ]; do`,
-    '  if [ $((i % 2)) -eq 0 ]; then order="host shifter"; else order="shifter host"; fi',
+    '  case $((i % 3)) in 0) order="host shifter image";; 1) order="shifter image host";; *) order="image host shifter";; esac',
     '  for side in $order; do',
-    `    if [ $side = host ]; then cmd=/bin/true; else cmd="${LAUNCHER} /bin/true"; fi`,
+    '    case $side in',
+    '      host) cmd=/bin/true;;',
+    `      shifter) cmd="${LAUNCHER} /bin/true";;`,
+    '      image) cmd="--image=team/app:1 /bin/true";;',
+    '    esac',
     `    t0=$(${now}); srun -n ${TASKS} -O $cmd; t1=$(${now})`,
     '    echo "STEP $i $side $((t1 - t0))"',
     '  done',
@@ -158,6 +166,7 @@ async function main(): Promise<void> {
 
   const steps = timings(job.out, 'STEP');
   const perRound = steps.host.map((h, i) => steps.shifter[i] / h);
+  const perRoundImage = steps.host.map((h, i) => steps.image[i] / h);
   const notices = job.out.split('\n').filter((l) => l.startsWith('shifter: image '));
   const reused = notices.filter((l) => l.includes('environment reused')).length;
   const ready = notices.flatMap((l) => [...l.matchAll(/ready in ([\d.]+) ms/g)].map((m) => Number(m[1])));
@@ -194,8 +203,11 @@ async function main(): Promise<void> {
     `1. srun -n ${TASKS} in one allocation (job ${job.id}; environments created for it: ${created})`,
     `   srun -n ${TASKS} /bin/true           ${stats(steps.host)}`,
     `   srun -n ${TASKS} shifter /bin/true   ${stats(steps.shifter)}`,
-    `   ratio of medians ${(median(steps.shifter) / median(steps.host)).toFixed(3)}; ` +
+    `   srun -n ${TASKS} --image /bin/true   ${stats(steps.image)}`,
+    `   shifter: ratio of medians ${(median(steps.shifter) / median(steps.host)).toFixed(3)}; ` +
       `per-round ratios median ${median(perRound).toFixed(3)} (${perRound.map((r) => r.toFixed(2)).join(' ')})`,
+    `   --image: ratio of medians ${(median(steps.image) / median(steps.host)).toFixed(3)}; ` +
+      `per-round ratios median ${median(perRoundImage).toFixed(3)} (${perRoundImage.map((r) => r.toFixed(2)).join(' ')})`,
     '',
     `2. per-rank launch cost`,
     `   shifter -v notices: ${notices.length} ranks, ${reused} "environment reused"; shifterd ${stats(ready)}`,

@@ -1,17 +1,20 @@
 /**
  * The gRPC admin API of proto/shifterd.proto on a root-only unix socket (mode 0600: the file
- * mode is the access control, see the proto header).
+ * mode is the access control, see the proto header). Holds are saved to a file next to the
+ * socket (hold-store.ts) and rebuilt by the next shifterd.
  */
 import { execFile } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
 import { chmod } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { Logger } from '../common/logger.js';
 import { ShifterError, describeError, isShifterError, type ErrorCode } from '../common/errors.js';
 import type { ModuleChoice } from './command/options.js';
-import type { DaemonState, LaunchService } from './launch-service.js';
+import type { DaemonState, LaunchService, Prepared } from './launch-service.js';
+import { readHolds, writeHolds, type HoldRecord } from './hold-store.js';
 import { prepareSocketPath } from './launch-server.js';
 
 export const PROTO_PATH = fileURLToPath(new URL('../../proto/shifterd.proto', import.meta.url));
@@ -85,15 +88,77 @@ function mountNamespaceOf(fd: number): number | undefined {
   return m === null ? undefined : Number(m[1]);
 }
 
+export const HOLDS_FILE_NAME = 'shifterd-holds.json';
+
+/** A saved hold and the key of the environment this shifterd built for it (none: not rebuilt). */
+type LiveHold = HoldRecord & { key?: string };
+
+/** The mount namespaces the released holds named that no remaining hold names too. */
+function namespacesOfReleased(released: readonly LiveHold[], remaining: readonly LiveHold[]): number[] {
+  const shared = new Set(remaining.flatMap((h) => h.mountNamespaces));
+  return [...new Set(released.flatMap((h) => h.mountNamespaces))].filter((ino) => !shared.has(ino));
+}
+
 export async function startAdminServer(opts: {
   socketPath: string;
   service: LaunchService;
   state: () => DaemonState;
   log: Logger;
   launchSocket?: string;
+  /** Default: shifterd-holds.json next to the admin socket. */
+  holdsFile?: string;
 }): Promise<{ close(): Promise<void> }> {
   const { service, log } = opts;
   const started = Date.now();
+  const holdsFile = opts.holdsFile ?? join(dirname(opts.socketPath), HOLDS_FILE_NAME);
+  let holds: LiveHold[] = [];
+  let saving = Promise.resolve();
+  const save = (): Promise<void> => {
+    const snapshot = holds.map(({ key: _key, ...record }) => record);
+    saving = saving
+      .then(() => writeHolds(holdsFile, snapshot))
+      .catch((e: unknown) => log.error({ err: describeError(e) }, 'holds not saved'));
+    return saving;
+  };
+  /** Records `prepared` as held by `holder`, with its environment's mount namespace. */
+  const remember = (record: Omit<HoldRecord, 'mountNamespaces'>, prepared: Prepared, past: number[]): LiveHold => {
+    const held = service.cache.heldBy(record.holder, prepared.key)[0];
+    const ino = held === undefined ? undefined : mountNamespaceOf(held.env.mntNsFd);
+    const mountNamespaces = [...new Set(ino === undefined ? past : [...past, ino])];
+    return { ...record, mountNamespaces, key: prepared.key };
+  };
+  const prepareHeld = (record: Omit<HoldRecord, 'mountNamespaces'>, image: string): Promise<Prepared> =>
+    service.prepare({
+      caller: { uid: record.uid, gid: record.gid, groups: record.groups },
+      image,
+      volumes: record.volumes,
+      modules: record.modules,
+      ...(record.hostsfile === ''
+        ? {}
+        : { job: { kind: 'prepare', holder: record.holder, hostsfile: record.hostsfile } }),
+    });
+  // A restarted shifterd rebuilds what the jobs on this node held (in the background: the launch
+  // socket is open already; admin calls wait for it).
+  const restored = (async () => {
+    const saved = await readHolds(holdsFile);
+    if (!Array.isArray(saved)) {
+      log.error({ err: saved.message }, 'holds file unreadable: starting without holds');
+      return;
+    }
+    for (const record of saved) {
+      try {
+        const prepared = await prepareHeld(record, `id:${record.imageId}`);
+        prepared.lease.hold(record.holder);
+        prepared.lease.release();
+        holds.push(remember(record, prepared, record.mountNamespaces));
+        log.info({ holder: record.holder, key: prepared.key }, 'held environment rebuilt after a restart');
+      } catch (e) {
+        holds.push(record);
+        log.warn({ holder: record.holder, err: describeError(e) }, 'held environment not rebuilt; the hold stays');
+      }
+    }
+    if (saved.length > 0) await save();
+  })();
   const server = new grpc.Server();
   const wrap =
     <Req, Res>(fn: (req: Req) => Promise<Res>) =>
@@ -110,20 +175,31 @@ export async function startAdminServer(opts: {
       if (req.hostsfile !== '' && req.hold === '') {
         throw new ShifterError('BAD_ARGUMENT', 'a hostsfile is for a job environment: give its holder (hold) too');
       }
+      await restored;
       const groups = req.groups.length > 0 ? req.groups : await nssGroups(req.uid);
       const modules: ModuleChoice = req.noModules
         ? { kind: 'none' }
         : req.modules.length > 0
           ? { kind: 'list', names: req.modules }
           : { kind: 'default' };
-      const prepared = await service.prepare({
-        caller: { uid: req.uid, gid: req.gid, groups: [...new Set(groups.filter((g) => g !== 0))] },
-        image: req.image,
+      const record = {
+        holder: req.hold,
+        uid: req.uid,
+        gid: req.gid,
+        groups: [...new Set(groups.filter((g) => g !== 0))],
         volumes: req.volumes,
         modules,
-        ...(req.hostsfile === '' ? {} : { job: { kind: 'prepare', holder: req.hold, hostsfile: req.hostsfile } }),
-      });
-      if (req.hold !== '') prepared.lease.hold(req.hold);
+        hostsfile: req.hostsfile,
+      };
+      const prepared = await prepareHeld({ ...record, imageId: '' }, req.image);
+      if (req.hold !== '') {
+        prepared.lease.hold(req.hold);
+        const same = holds.filter((h) => h.holder === req.hold && h.key === prepared.key);
+        holds = holds.filter((h) => !same.includes(h));
+        const past = same.flatMap((h) => h.mountNamespaces);
+        holds.push(remember({ ...record, imageId: prepared.image.id }, prepared, past));
+        await save();
+      }
       prepared.lease.release();
       return {
         key: prepared.key,
@@ -144,19 +220,28 @@ export async function startAdminServer(opts: {
       })),
     })),
     ReleaseEnvironment: wrap(async (req: { key: string; holder: string }) => {
+      await restored;
       if (req.holder === '') {
         if (req.key === '') throw new ShifterError('BAD_ARGUMENT', 'give the key or the holder to release');
+        const before = holds.length;
+        holds = holds.filter((h) => h.key !== req.key);
+        if (holds.length !== before) await save();
         return { released: service.cache.remove(req.key), kept: 0, mountNamespaces: [] };
       }
       const key = req.key === '' ? undefined : req.key;
       // Read while shifterd still has the fds; unhold closes them (synchronously: no launch in between).
-      const mountNamespaces = service.cache
+      const live = service.cache
         .heldBy(req.holder, key)
         .filter((h) => h.holders.length === 1)
         .map((h) => mountNamespaceOf(h.env.mntNsFd))
         .filter((ino): ino is number => ino !== undefined);
       const { dropped, kept } = service.cache.unhold(req.holder, key);
-      return { released: dropped + kept > 0, kept, mountNamespaces };
+      const released = holds.filter((h) => h.holder === req.holder && (key === undefined || h.key === key));
+      holds = holds.filter((h) => !released.includes(h));
+      if (released.length > 0) await save();
+      // Also the namespaces an earlier shifterd built for these holds: processes may still be in them.
+      const mountNamespaces = [...new Set([...live, ...namespacesOfReleased(released, holds)])];
+      return { released: dropped + kept + released.length > 0, kept, mountNamespaces };
     }),
     Status: wrap(async () => {
       const s = opts.state();

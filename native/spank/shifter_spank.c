@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,6 +24,9 @@
 #include <unistd.h>
 
 #include <slurm/spank.h>
+
+#include "../common/launch-client.h"
+#include "../launcher/udiroot.h"
 
 SPANK_PLUGIN(shifter, 1);
 
@@ -35,6 +39,14 @@ SPANK_PLUGIN(shifter, 1);
 #ifndef SHIFTER_JOB_ENV
 #define SHIFTER_JOB_ENV "/usr/libexec/shifter/shifter-job-env"
 #endif
+#define DEFAULT_SOCKET "/run/shifter/shifterd.sock"
+
+/*
+ * srun puts this in the step's environment when --image was given on its own command line: the
+ * step's tasks enter the container (slurm_spank_task_init). Not set for options a step inherits
+ * from its job, so `srun shifter CMD` in an `sbatch --image` job runs the launcher on the host.
+ */
+#define ENTER_VARIABLE "SHIFTER_SRUN_ENTER"
 
 /* The job check prints at most a few short lines; anything longer is a bug, not a job. */
 #define CHECK_OUTPUT_MAX 65536
@@ -48,7 +60,16 @@ static char *opt_image;
 static char *opt_volume;
 static char *opt_module;
 
-enum { OPT_IMAGE, OPT_VOLUME, OPT_MODULE };
+enum { OPT_IMAGE, OPT_VOLUME, OPT_MODULE, OPT_COUNT };
+
+/*
+ * srun inside a job sees the job's options again: Slurm replays the ones given to sbatch or
+ * salloc from the environment (SLURM_SPANK__SLURM_SPANK_OPTION_shifter_<name>) before the
+ * command line's. Per option: whether the replayed value was seen, and whether srun's own
+ * command line gave one.
+ */
+static int replayed_seen[OPT_COUNT];
+static int on_command_line[OPT_COUNT];
 
 /* The variables the job check may set; anything else in its output is refused. */
 static const char *const exported_names[] = { "SHIFTER_IMAGE", "SHIFTER_IMAGETYPE", "SHIFTER_IMAGEREQUEST",
@@ -84,11 +105,38 @@ static int append_volume(const char *value)
 	return 0;
 }
 
+static const char *option_name(int val);
+
+/* The job's value of an option as Slurm replays it to a step, or NULL. */
+static const char *replayed_value(int val)
+{
+	char name[128];
+	int n = snprintf(name, sizeof(name), "SLURM_SPANK__SLURM_SPANK_OPTION_shifter_%s", option_name(val));
+	if (n < 0 || (size_t)n >= sizeof(name))
+		return NULL;
+	for (char *c = name + strlen("SLURM_SPANK__SLURM_SPANK_OPTION_shifter_"); *c; c++)
+		if (!(*c >= 'a' && *c <= 'z') && !(*c >= 'A' && *c <= 'Z') && !(*c >= '0' && *c <= '9'))
+			*c = '_';
+	return getenv(name);
+}
+
+static void note_origin(int val, const char *optarg)
+{
+	if (spank_context() != S_CTX_LOCAL || val < 0 || val >= OPT_COUNT)
+		return;
+	const char *replayed = replayed_value(val);
+	if (!replayed_seen[val] && replayed != NULL && strcmp(replayed, optarg) == 0)
+		replayed_seen[val] = 1;
+	else
+		on_command_line[val] = 1;
+}
+
 static int option_cb(int val, const char *optarg, int remote)
 {
 	(void)remote;
 	if (optarg == NULL)
 		optarg = "";
+	note_origin(val, optarg);
 	switch (val) {
 	case OPT_IMAGE:
 		return replace_string(&opt_image, optarg);
@@ -117,6 +165,11 @@ static struct spank_option options_long[] = {
 	{ "shifter.module", "m1,m2|none", "site shifter modules to load instead of the defaults", 1, OPT_MODULE,
 	  option_cb },
 };
+
+static const char *option_name(int val)
+{
+	return (long_options ? options_long : options_short)[val].name;
+}
 
 static int parse_plugin_args(int ac, char **av)
 {
@@ -284,15 +337,19 @@ static int export_checked(spank_t sp, char *output)
 	return 0;
 }
 
-int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
+/* What the job check exported at submit: inherited as is, or only as SLURM_SPANK_<name>. */
+static const char *job_value(const char *name)
 {
-	(void)ac;
-	(void)av;
-	spank_context_t ctx = spank_context();
-	if (ctx != S_CTX_ALLOCATOR && ctx != S_CTX_LOCAL)
-		return 0;
-	if (opt_image == NULL && opt_volume == NULL && opt_module == NULL)
-		return 0;
+	const char *value = getenv(name);
+	if (value != NULL)
+		return value;
+	char spank_name[64];
+	snprintf(spank_name, sizeof(spank_name), "SLURM_SPANK_%s", name);
+	return getenv(spank_name);
+}
+
+static int check_and_export(spank_t sp)
+{
 	char *output = malloc(CHECK_OUTPUT_MAX);
 	if (output == NULL) {
 		slurm_error("shifter: out of memory");
@@ -303,6 +360,200 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 		rc = export_checked(sp, output);
 	free(output);
 	return rc;
+}
+
+/*
+ * srun. Options only replayed from the job were checked and pinned at submit: the job's
+ * SHIFTER_* are already in this environment, and checking again would pin a tag anew. The
+ * job's own image named again (`srun --image=<what the job asked for>`) keeps the job's pin.
+ * Anything else given to srun is checked like a submit. --image on srun's command line makes
+ * the step's tasks enter the container.
+ */
+static int step_options(spank_t sp)
+{
+	int own = on_command_line[OPT_IMAGE] || on_command_line[OPT_VOLUME] || on_command_line[OPT_MODULE];
+	const char *pinned = job_value("SHIFTER_IMAGE");
+	const char *request = job_value("SHIFTER_IMAGEREQUEST");
+	int same_image = on_command_line[OPT_IMAGE] && opt_image != NULL && pinned != NULL && request != NULL &&
+	                 strcmp(opt_image, request) == 0;
+	if (own && !(same_image && !on_command_line[OPT_VOLUME] && !on_command_line[OPT_MODULE])) {
+		if (check_and_export(sp) != 0)
+			return -1;
+	} else if (!own && pinned == NULL) {
+		return check_and_export(sp);
+	}
+	if (on_command_line[OPT_IMAGE] && setenv(ENTER_VARIABLE, "1", 1) != 0) {
+		slurm_error("shifter: cannot set %s: %s", ENTER_VARIABLE, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
+{
+	(void)ac;
+	(void)av;
+	spank_context_t ctx = spank_context();
+	if (ctx != S_CTX_ALLOCATOR && ctx != S_CTX_LOCAL)
+		return 0;
+	if (opt_image == NULL && opt_volume == NULL && opt_module == NULL)
+		return 0;
+	if (ctx == S_CTX_LOCAL)
+		return step_options(sp);
+	return check_and_export(sp);
+}
+
+/* The launch socket, from the plugin's udiRoot.conf (not from the task's environment). */
+static const char *launch_socket(char *buf, size_t len)
+{
+	int found = udiroot_shifterd_socket(config_path, buf, len);
+	if (found < 0) {
+		fprintf(stderr, "shifter: cannot read shifterdSocket from %s: %s\n", config_path, strerror(errno));
+		return NULL;
+	}
+	return found ? buf : DEFAULT_SOCKET;
+}
+
+/* Whether cmd names a file in the container (searched in the container's PATH without a '/'). */
+static int command_exists(const char *cmd, const char *path)
+{
+	if (strchr(cmd, '/'))
+		return access(cmd, F_OK) == 0;
+	if (*cmd == '\0')
+		return 0;
+	char full[PATH_MAX];
+	for (const char *p = path;; p++) {
+		const char *colon = strchrnul(p, ':');
+		int n = colon == p ? snprintf(full, sizeof(full), "%s", cmd)
+		                   : snprintf(full, sizeof(full), "%.*s/%s", (int)(colon - p), p, cmd);
+		if (n > 0 && (size_t)n < sizeof(full) && access(full, F_OK) == 0)
+			return 1;
+		if (*colon == '\0')
+			return 0;
+		p = colon;
+	}
+}
+
+static const char *env_value(char **env, const char *name, const char *fallback)
+{
+	size_t len = strlen(name);
+	for (char **e = env; *e; e++)
+		if (strncmp(*e, name, len) == 0 && (*e)[len] == '=')
+			return *e + len + 1;
+	return fallback;
+}
+
+/* Makes the task's environment the container's: what the reply lacks goes, the rest is set. */
+static int apply_environment(spank_t sp, char **task_env, char **container_env)
+{
+	size_t count = 0;
+	while (task_env[count])
+		count++;
+	char **names = calloc(count + 1, sizeof(char *));
+	if (names == NULL)
+		return -1;
+	for (size_t i = 0; i < count; i++)
+		names[i] = strndup(task_env[i], strcspn(task_env[i], "="));
+	int rc = 0;
+	for (size_t i = 0; i < count; i++) {
+		if (names[i] == NULL)
+			rc = -1;
+		else if (env_value(container_env, names[i], NULL) == NULL &&
+		         spank_unsetenv(sp, names[i]) != ESPANK_SUCCESS)
+			rc = -1;
+		free(names[i]);
+	}
+	free(names);
+	for (char **e = container_env; rc == 0 && *e; e++) {
+		char *eq = strchr(*e, '=');
+		if (eq == NULL || eq == *e)
+			continue;
+		*eq = '\0';
+		if (spank_setenv(sp, *e, eq + 1, 1) != ESPANK_SUCCESS)
+			rc = -1;
+		*eq = '=';
+	}
+	return rc;
+}
+
+/* The task exits here, as `shifter` would, with the message on the task's stderr. */
+static NORETURN void task_fail(int code, const char *text, int err)
+{
+	if (err)
+		fprintf(stderr, "shifter: %s: %s\n", text, strerror(err));
+	else
+		fprintf(stderr, "shifter: %s\n", text);
+	fflush(stderr);
+	_exit(code);
+}
+
+/*
+ * `srun --image=X CMD` (remote context, in each task's process after Slurm made it the user's,
+ * before Slurm execs CMD): the same launch request `shifter CMD` would make, from this process,
+ * so shifterd knows the user from SO_PEERCRED and attaches the job's environment (SLURM_JOB_ID
+ * and the pinned SHIFTER_IMAGE are in the task's environment). Then the same entry as the
+ * launcher's, and the container's environment for Slurm's exec. A step running the launcher
+ * itself (`srun --image=X shifter CMD`) is left to it.
+ */
+int slurm_spank_task_init(spank_t sp, int ac, char **av)
+{
+	(void)ac;
+	(void)av;
+	char marker[8];
+	if (spank_getenv(sp, ENTER_VARIABLE, marker, sizeof(marker)) != ESPANK_SUCCESS)
+		return 0;
+	spank_unsetenv(sp, ENTER_VARIABLE);
+	int argc = 0;
+	char **argv = NULL;
+	char **env = NULL;
+	if (spank_get_item(sp, S_JOB_ARGV, &argc, &argv) != ESPANK_SUCCESS ||
+	    spank_get_item(sp, S_JOB_ENV, &env) != ESPANK_SUCCESS || argc < 1)
+		task_fail(1, "srun --image: the step's command or environment is not available", 0);
+	const char *base = strrchr(argv[0], '/');
+	if (strcmp(base ? base + 1 : argv[0], "shifter") == 0)
+		return 0;
+	if (geteuid() != getuid() || getuid() == 0)
+		task_fail(1, "srun --image: the task does not run as the job's user", EPERM);
+	char **request = calloc((size_t)argc + 3, sizeof(char *));
+	if (request == NULL)
+		task_fail(1, "srun --image: out of memory", ENOMEM);
+	request[0] = "shifter";
+	request[1] = "--";
+	for (int i = 0; i < argc; i++)
+		request[i + 2] = argv[i];
+	char socket_path[PATH_MAX];
+	const char *path = launch_socket(socket_path, sizeof(socket_path));
+	if (path == NULL)
+		task_fail(1, "srun --image: no launch socket", 0);
+	char cwd[PATH_MAX];
+	if (!getcwd(cwd, sizeof(cwd)))
+		cwd[0] = '\0';
+	struct launch_reply reply;
+	struct launch_error e;
+	if (launch_request(path, request, env, cwd, &reply, &e) < 0)
+		task_fail(1, e.text, e.err);
+	free(request);
+	if (reply.kind == LAUNCH_REPLY_ERROR) {
+		fwrite(reply.message, 1, reply.message_len, stderr);
+		fflush(stderr);
+		_exit(reply.exit_code == 0 ? 1 : reply.exit_code);
+	}
+	char warning[PATH_MAX + 256];
+	if (launch_enter(&reply, warning, sizeof(warning), &e) < 0)
+		task_fail(1, e.text, e.err);
+	if (*warning)
+		fprintf(stderr, "shifter: %s\n", warning);
+	if (!command_exists(argv[0], env_value(reply.env, "PATH", "/usr/local/bin:/usr/bin:/bin"))) {
+		char text[PATH_MAX + 64];
+		snprintf(text, sizeof(text), "%s: command not found in the image", argv[0]);
+		task_fail(127, text, 0);
+	}
+	if (apply_environment(sp, env, reply.env) != 0)
+		task_fail(1, "srun --image: cannot set the container's environment", 0);
+	if (*reply.notice)
+		fputs(reply.notice, stderr);
+	launch_reply_free(&reply);
+	return 0;
 }
 
 /*

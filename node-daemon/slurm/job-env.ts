@@ -96,8 +96,8 @@ export async function prepareJobEnvironment(
 export type ReleaseOutcome = { kind: 'released'; killed: number; left: number } | { kind: 'kept' } | { kind: 'none' };
 
 /**
- * Ends the job's hold: 'none' when shifterd holds nothing for it (no image, or shifterd restarted
- * since the prolog), 'kept' when another job of the same user with the same image, volumes and
+ * Ends the job's hold: 'none' when shifterd holds nothing for it (no image, or the prolog failed),
+ * 'kept' when another job of the same user with the same image, volumes and
  * modules still holds the environment. When the environment goes, the job's processes still
  * inside it are killed, so that its mounts and loop device go too.
  */

@@ -293,3 +293,53 @@ test.serial('shifterd killed during a job and restarted: the job goes on, the no
     await rm(gateDir, { recursive: true, force: true });
   }
 });
+
+test.serial(
+  'shifterd restarted during a job: the hold comes back with the hostsfile; the epilog ends the old one',
+  async (t) => {
+    const gateDir = await mkdtemp(join(tmpdir(), 'slurm-gate-'));
+    await chmod(gateDir, 0o755);
+    const gate = join(gateDir, 'open');
+    const marker = `${1600 + Math.floor(Math.random() * 1000)}`;
+    try {
+      const script = [
+        '#!/bin/sh',
+        `${LAUNCHER} sh -c 'setsid sleep ${marker} </dev/null >/dev/null 2>&1 &'`,
+        `while [ ! -e ${gate} ]; do sleep 0.2; done`,
+        `${LAUNCHER} -v cat /var/hostsfile`,
+        '',
+      ].join('\n');
+      const r = await stack.sbatch(['--image=team/app:1', '-o', join(stack.work, 'restored-%j.out')], script);
+      t.is(r.code, 0, r.stderr);
+      const jobId = r.stdout.trim();
+      await waitFor(
+        'the job did not start its stray process',
+        async () => (await processesWith(`sleep ${marker}`)).length === 1,
+      );
+      await stack.fx.stop('SIGKILL');
+      await stack.fx.start();
+      await waitFor('shifterd did not rebuild the held environment', async () =>
+        (await listEnvironments()).some((e) => e.holders.includes(`slurm-job-${jobId}`)),
+      );
+      await writeFile(gate, '');
+      const job = await stack.slurm!.waitForJob(jobId);
+      const out = await readFile(join(stack.work, `restored-${jobId}.out`), 'utf8');
+      t.is(job.state, 'COMPLETED', out);
+      t.regex(out, /environment reused;/);
+      t.regex(out, new RegExp(`^${SLURM_NODE}$`, 'm'), 'the job environment, with its hostsfile');
+      await waitFor('the epilog did not release the environment', async () =>
+        (await stack.slurm!.slurmdLog()).includes(`shifter: job ${jobId}: environment released`),
+      );
+      t.regex(
+        await stack.slurm!.slurmdLog(),
+        new RegExp(`shifter: job ${jobId}: environment released, [1-9]\\d* process`),
+      );
+      await waitFor(
+        'the stray process in the old environment is still running',
+        async () => (await processesWith(`sleep ${marker}`)).length === 0,
+      );
+    } finally {
+      await rm(gateDir, { recursive: true, force: true });
+    }
+  },
+);

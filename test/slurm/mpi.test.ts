@@ -98,3 +98,21 @@ test('sbatch -n 4 --image with srun --mpi=pmi2 shifter: 4 ranks, one world, a co
     out,
   );
 });
+
+test('srun --mpi=pmi2 -n 4 --image without shifter: 4 ranks in the image, one world', async (t) => {
+  const r = await stack.slurm!.run('srun', ['--mpi=pmi2', '-n', '4', '-O', '--image=team/mpi:1', 'mpi-hello'], {
+    user: stack.user,
+    cwd: stack.work,
+    env: stack.jobEnv(),
+    timeoutMs: 180_000,
+  });
+  t.is(r.code, 0, r.stderr);
+  t.deepEqual(
+    r.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('rank '))
+      .sort(),
+    [0, 1, 2, 3].map((i) => `rank ${i} of 4: allreduce 6`),
+    r.stdout + r.stderr,
+  );
+});

@@ -89,7 +89,15 @@ test.serial('a bad volume fails sbatch with the message shifter prints for it, a
 
 test.serial('a tag moved to another image after submit: the job still runs the id pinned at submit', async (t) => {
   const pinned = await stack.pullApp();
-  const script = `#!/bin/sh\n${LAUNCHER} cat /etc/os-release\necho "$SHIFTER_IMAGE"\n`;
+  // Also through srun: steps see the job's options again and must not pin the tag anew.
+  const script = [
+    '#!/bin/sh',
+    `${LAUNCHER} cat /etc/os-release`,
+    `srun -n 1 ${LAUNCHER} cat /etc/os-release`,
+    'srun -n 1 --image=team/app:1 cat /etc/os-release',
+    'echo "$SHIFTER_IMAGE"',
+    '',
+  ].join('\n');
   const r = await stack.sbatch(['--hold', '--image=team/app:1', '-o', join(stack.work, 'pinned-%j.out')], script);
   t.is(r.code, 0, r.stderr);
   const jobId = r.stdout.trim();
@@ -101,13 +109,13 @@ test.serial('a tag moved to another image after submit: the job still runs the i
   const job = await stack.slurm!.waitForJob(jobId);
   const out = await readFile(join(stack.work, `pinned-${jobId}.out`), 'utf8');
   t.is(job.state, 'COMPLETED', out);
-  t.is(out, `PRETTY_NAME="app v1"\n${pinned}\n`);
+  t.is(out, `${'PRETTY_NAME="app v1"\n'.repeat(3)}${pinned}\n`);
   const fresh = await stack.sbatch(['--image=team/app:1', '-o', join(stack.work, 'fresh-%j.out')], script);
   t.is(fresh.code, 0, fresh.stderr);
   await stack.slurm!.waitForJob(fresh.stdout.trim());
   t.is(
     await readFile(join(stack.work, `fresh-${fresh.stdout.trim()}.out`), 'utf8'),
-    `PRETTY_NAME="app v2"\n${moved}\n`,
+    `${'PRETTY_NAME="app v2"\n'.repeat(3)}${moved}\n`,
   );
 });
 
