@@ -191,7 +191,10 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       await hooks.status('TRANSFER', `Copying image ${id.slice(0, 12)} to ${req.system}`);
       await target.putImage(converted, id);
       hooks.written(bytes);
-      if (index) await target.putChunkIndex(index, id);
+      if (index) {
+        await target.putChunkIndex(index, id);
+        hooks.written(index.bytes.length);
+      }
     }
     const grant = pullGrant(req.tag, req.requesterUid, asked);
     const imageAccess = accessAfterPull(await ctx.readyRecord(id), grant).access;

@@ -59,7 +59,7 @@ test('after one good and one failed pull the counters say so, and bytes match th
   const images = join(dir, 'images');
   let onDisk = 0;
   for (const f of await readdir(images)) onDisk += (await stat(join(images, f))).size;
-  t.is(sample(text, 'shifter_gateway_written_bytes_total'), onDisk, 'the .squashfs and the .meta');
+  t.is(sample(text, 'shifter_gateway_written_bytes_total'), onDisk, 'the .squashfs, .chunks and .meta');
   t.is(sample(text, 'shifter_gateway_pull_phase_seconds_count{phase="pulling"}'), 2);
   t.is(sample(text, 'shifter_gateway_pull_phase_seconds_count{phase="pending"}'), 2);
   t.is(sample(text, 'shifter_gateway_pull_phase_seconds_count{phase="conversion"}'), 1);
