@@ -17,6 +17,7 @@ import type { ImageFacts } from './preflight.js';
 const MAX_LINKS = 40;
 /** A real libc.so.6 is 2-3 MiB; anything this big is not one worth parsing. */
 const MAX_LIBC_BYTES = 64 * 1024 * 1024;
+const MAX_CONF_BYTES = 1024 * 1024;
 const MPI_SONAME = /^lib(mpi|mpich)\.so\.\d+$/;
 const DEFAULT_DIRS = [
   '/lib/x86_64-linux-gnu',
@@ -68,7 +69,10 @@ export async function resolveInImage(root: string, path: string): Promise<string
 async function ldSoConfDirs(root: string): Promise<string[]> {
   const read = async (p: string): Promise<string> => {
     const host = await resolveInImage(root, p);
-    return host === undefined ? '' : readFile(host, 'utf8').catch(() => '');
+    // Only a small regular file: a FIFO or device in the image must not block or feed shifterd.
+    const st = host === undefined ? undefined : await lstat(host).catch(() => undefined);
+    if (host === undefined || st === undefined || !st.isFile() || st.size > MAX_CONF_BYTES) return '';
+    return readFile(host, 'utf8').catch(() => '');
   };
   const dirs: string[] = [];
   const lines = async (text: string, depth: number): Promise<void> => {

@@ -119,6 +119,11 @@ test('image facts: libc and MPI found in the image only, absolute symlinks resol
     unreadable: [],
   });
 
+  // A FIFO where a config file should be must not block the daemon.
+  rmSync(join(root, 'etc/ld.so.conf.d/mpi.conf'));
+  execFileSync('mkfifo', [join(root, 'etc/ld.so.conf.d/mpi.conf')]);
+  t.deepEqual((await readImageFacts(root)).mpi, [], 'the MPI directory was named only by the file now a FIFO');
+
   writeFileSync(join(libdir, 'libc.so.6.real'), Buffer.alloc(100));
   const broken = await readImageFacts(root);
   t.is(broken.libc, undefined);
