@@ -37,6 +37,7 @@ import { buildEnvironmentSpec, type CompiledModule, type LaunchDevices, type Sit
 import type { LaunchRequest } from './launch-codec.js';
 import { readFileAsUser } from './user-file.js';
 import { probeImage } from './image-probe.js';
+import { ModulePreflight, formatVerdicts, type WithImageRoot } from './modules/module-preflight.js';
 
 export interface DaemonState {
   config: UdiRootConfig;
@@ -136,9 +137,19 @@ function gpusOfLaunch(callerEnv: Record<string, string>): Pick<PrepareParams, 'g
   return gpus === undefined ? {} : { gpus };
 }
 
+function refuseRoot(caller: Caller): void {
+  if (caller.uid === 0 || caller.gid === 0) {
+    throw new ShifterError(
+      'PERMISSION_DENIED',
+      'shifter does not run containers as root (uid or gid 0); run it as a regular user',
+    );
+  }
+}
+
 export class LaunchService {
   readonly cache: EnvironmentCache<Environment>;
   readonly pool: ImageMountPool<ImageMount>;
+  readonly preflight = new ModulePreflight();
 
   constructor(
     private readonly state: () => DaemonState,
@@ -187,15 +198,22 @@ export class LaunchService {
     }
   }
 
+  /** The image root for the module pre-flight: the image's pooled mount, held only while reading. */
+  private imageRoot(image: ResolvedImage): WithImageRoot {
+    return async (fn) => {
+      const mount = await this.pool.acquire(image.id, () => this.native.attachImage(image.squashfsPath));
+      try {
+        return await fn(`/proc/self/fd/${mount.fd}`);
+      } finally {
+        this.pool.release(image.id);
+      }
+    };
+  }
+
   /** Resolves the image and gets or builds the environment; shared by launches and gRPC. */
   async prepare(p: PrepareParams, state: DaemonState = this.state()): Promise<Prepared> {
     const { site, config, generation, resolver } = state;
-    if (p.caller.uid === 0 || p.caller.gid === 0) {
-      throw new ShifterError(
-        'PERMISSION_DENIED',
-        'shifter does not run containers as root (uid or gid 0); run it as a regular user',
-      );
-    }
+    refuseRoot(p.caller);
     const userVolumes: VolumeSpec[] = parseVolumeTexts(p.volumes, 'user');
     const modules = selectModules(p.modules, config.defaultModules, config.modules).map((m) =>
       site.modules.get(m.name)!,
@@ -203,6 +221,11 @@ export class LaunchService {
     const devices = launchDevices(modules, site, p.gpus);
     const image = await resolver.resolve(p.image, p.caller);
     p.beforeBuild?.(image);
+    await this.preflight.require(
+      image.id,
+      modules.map((m) => m.config),
+      this.imageRoot(image),
+    );
     const parts = {
       uid: p.caller.uid,
       gid: p.caller.gid,
@@ -283,6 +306,14 @@ export class LaunchService {
     // One config for the whole launch, even if a SIGHUP reload lands in the middle.
     const state = this.state();
     const { config } = state;
+    if (o.check) {
+      refuseRoot(caller);
+      const image = await state.resolver.resolve(o.image, caller);
+      const modules = selectModules(o.modules, config.defaultModules, config.modules);
+      const verdicts = await this.preflight.verdicts(image.id, modules, this.imageRoot(image));
+      const message = formatVerdicts(formatImageDescriptor(image.descriptor), verdicts);
+      return { kind: 'error', exitCode: verdicts.every((v) => v.verdict.fits) ? 0 : 1, message };
+    }
     const started = process.hrtime.bigint();
     let argv: string[] = [];
     let cwd = '/';

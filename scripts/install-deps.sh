@@ -25,6 +25,7 @@ APT_PACKAGES=(
   libfuse2             # libfuse.so.2 for fuse-native: the node's lazy image cache
   nginx-light          # proxy_cache in front of the gateway in the lazy-cache tests
   patchelf             # tools/prep-mpi and prep-gpu set the rpath of module libraries
+  pkgconf              # pkg-config: prep-mpi finds the MPI by its package name (--from mpich, the default)
   openssh-server openssh-client # remote imageDir transfer (accesstype remote) and its tests
 )
 

@@ -39,6 +39,8 @@ export interface ShifterOptions {
   envFile: string | undefined;
   clearEnv: boolean;
   verbose: boolean;
+  /** --check: print whether the selected modules fit the image (pre-flight), run nothing. */
+  check: boolean;
   command: string[];
 }
 
@@ -87,6 +89,7 @@ function buildProgram(): Command {
     .option('--env-file <path>', 'read NAME=VALUE lines from a file')
     .option('-E, --clearenv', 'start from an empty environment instead of yours')
     .option('-v, --verbose', 'print what is being looked up')
+    .option('--check', 'check that the modules fit the image (glibc, MPI ABI, GPU driver), run nothing')
     .option('-h, --help', 'show this help')
     .addOption(new Option('-n').hideHelp())
     .addOption(new Option('--x-workdir-value <dir>').hideHelp())
@@ -301,6 +304,7 @@ export function parseShifterCommandLine(argv: readonly string[], env: EnvMap): P
       envFile,
       clearEnv: o.clearenv === true,
       verbose: o.verbose === true,
+      check: o.check === true,
       command: program.args.slice(),
     },
   };
