@@ -2,8 +2,9 @@
  * Modules end to end, as a user sees them: the real shifterd and launcher, modules built by
  * bin/prep-mpi (Debian MPICH) and bin/prep-gpu (a fake driver), enabled with the very lines the
  * tools print, and images carrying their own MPICH, a CUDA-style program, an old glibc, or Open
- * MPI. `mpiexec -n 2` (hydra) starts `shifter` per rank. The GPU module's `_devices` line is left
- * out: that key belongs to the module runtime, which is not on this branch.
+ * MPI. `mpiexec -n 2` (hydra) starts `shifter` per rank. The GPU module's `_devices` line names
+ * character devices made with mknod (an unused major) in a directory shifterd takes for the host's
+ * /dev (SHIFTERD_TEST_DEVICE_ROOT, honoured only for a root-owned directory nobody else can write).
  */
 import { rootTest as test } from '../../helpers/privileges.js';
 import { execFileSync, spawn } from 'node:child_process';
@@ -76,6 +77,8 @@ const images: Record<'mpi' | 'cuda' | 'oldGlibc' | 'openmpi', string> = {
 let mpiModule = '';
 let gpuModule = '';
 const versionFile = join(fx.dir, 'nvidia-version');
+/** Not a real driver's major: the fake /dev/nvidia* nodes must never reach a real device. */
+const FAKE_GPU_MAJOR = 242;
 
 /** A rootfs with busybox, the loader and, under /usr/lib/x86_64-linux-gnu, the libraries `programs` load (ldd). */
 function rootfs(name: string, programs: Record<string, string>, skip: readonly string[] = [], env = {}): string {
@@ -159,8 +162,21 @@ test.before(async () => {
   gpuModule = join(fx.dir, 'modules', 'gpu');
   const gpuLines = tool('prep-gpu', [gpuModule, '--from', driver.libDir, '--tools-from', driver.binDir])
     .trim()
-    .split('\n')
-    .filter((l) => !l.startsWith('module_gpu_devices='));
+    .split('\n');
+  const devRoot = join(fx.dir, 'host-dev');
+  mkdirSync(devRoot, { mode: 0o755 });
+  const gpuNodes: Array<[string, number]> = [
+    ['nvidia0', 0],
+    ['nvidia1', 1],
+    ['nvidiactl', 255],
+    ['nvidia-uvm', 254],
+    ['nvidia-uvm-tools', 253],
+    ['nvidia-modeset', 252],
+  ];
+  for (const [name, minor] of gpuNodes) {
+    execFileSync('mknod', ['-m', '0666', join(devRoot, name), 'c', String(FAKE_GPU_MAJOR), String(minor)]);
+  }
+  process.env.SHIFTERD_TEST_DEVICE_ROOT = devRoot;
   chmodSync(join(fx.dir, 'modules'), 0o755);
   writeFileSync(versionFile, `${DRIVER}\n`, { mode: 0o644 });
   process.env[TEST_VERSION_FILE_ENV] = versionFile;
@@ -263,6 +279,17 @@ test.serial('gpu: the program calls the injected cuDriverGetVersion; nvidia-smi 
   t.is(smi.stdout, `NVIDIA-SMI fake, driver ${DRIVER} (helper)\n`);
   const without = await fx.run([`--image=${images.cuda}`, '--module=none', '/app/cuda-version']);
   t.not(without.code, 0, 'without the module the image has no libcuda');
+});
+
+test.serial('gpu: the printed _devices line gives the container the control nodes and only the visible GPU', async (t) => {
+  const r = await fx.run([`--image=${images.cuda}`, '--module=gpu', 'sh', '-c', 'echo /dev/nvidia*'], {
+    env: { CUDA_VISIBLE_DEVICES: '1' },
+  });
+  t.is(r.code, 0, r.stderr);
+  t.deepEqual(
+    r.stdout.trim().split(' ').sort(),
+    ['/dev/nvidia-modeset', '/dev/nvidia-uvm', '/dev/nvidia-uvm-tools', '/dev/nvidia1', '/dev/nvidiactl'].sort(),
+  );
 });
 
 test.serial('gpu: a node running another driver version refuses the module', async (t) => {
