@@ -75,7 +75,8 @@ async function main(): Promise<void> {
   const manager = new PullManager(store, config, log.child({ component: 'pull' }));
   await manager.recover();
   const app = createHttpServer(config.http, log.child({ component: 'api' }));
-  await app.register(gatewayApi, { config, store, manager, auth: createAuthenticator(config.authentication) });
+  const auth = createAuthenticator(config.authentication);
+  await app.register(gatewayApi, { config, store, manager, auth, log: log.child({ component: 'api' }) });
 
   let stopping = false;
   const shutdown = async (signal: string) => {

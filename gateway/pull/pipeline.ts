@@ -34,6 +34,7 @@ import {
   type RegistryEndpoint,
 } from '../registry/index.js';
 import { registryAccess } from './registry-access.js';
+import { expiryAfter } from '../expire/rules.js';
 import type { GatewayConfig, PlatformConfig } from '../config/imagemanager.js';
 import type { RegistryLogin } from '../auth/session.js';
 import { accessAfterPull, pullGrant, type CompletedPull, type ImageRecord } from '../store/record.js';
@@ -240,6 +241,7 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       );
     });
     log.info({ id, tag: req.tag, system: req.system, metaOnly }, 'image transferred');
+    const now = Date.now() / 1000;
     await hooks.completed({
       id,
       format: 'squashfs',
@@ -250,7 +252,8 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       LABELS: cfg.labels,
       USER: cfg.user,
       ...asked,
-      now: Date.now() / 1000,
+      now,
+      expiration: expiryAfter(config, now),
       status_message: metaOnly ? 'Image ready (already on the system; metadata updated)' : 'Image ready',
     });
   });

@@ -56,7 +56,8 @@ export async function startApi(extraConfig: Record<string, unknown> = {}): Promi
   const manager = new PullManager(store, config, log);
   await manager.recover();
   const app = createHttpServer(config.http, log);
-  await app.register(gatewayApi, { config, store, manager, auth: createAuthenticator(config.authentication) });
+  const auth = createAuthenticator(config.authentication);
+  await app.register(gatewayApi, { config, store, manager, auth, log });
   await app.ready();
   return {
     app,

@@ -73,6 +73,7 @@ const done = (id: string, over: Partial<CompletedPull> = {}): CompletedPull => (
   groupACL: [],
   private: false,
   now: 2000,
+  expiration: null,
   status_message: 'Image ready',
   ...over,
 });
@@ -80,6 +81,41 @@ const ID1 = 'a'.repeat(64);
 const ID2 = 'b'.repeat(64);
 
 for (const [name, make] of factories) {
+  test(`${name}: autoexpire's walk finds READY images past their expiration, in batches`, async (t) => {
+    const s = await make();
+    const ids = ['1', '2', '3', '4', '5'].map((c) => c.repeat(64));
+    for (const [i, id] of ids.entries()) {
+      const p = await s.createPull(pull({ pulltag: `img:${i}` }));
+      await s.completePull(p.key, done(id, { expiration: i < 4 ? 5000 + i : 9000 }));
+    }
+    const other = await s.createPull(pull({ system: 'other', pulltag: 'img:0' }));
+    await s.completePull(other.key, done('6'.repeat(64), { expiration: 10 }));
+    const first = await s.listExpiredBefore('sys', 8000, null, 3);
+    t.is(first.length, 3);
+    const rest = await s.listExpiredBefore('sys', 8000, first[2].key, 3);
+    t.deepEqual([...first, ...rest].map((r) => r.id).sort(), ids.slice(0, 4));
+    await s.update(first[0].key, { status: 'EXPIRED' });
+    t.is((await s.listExpiredBefore('sys', 8000, null, 10)).length, 3, 'an EXPIRED record is not listed again');
+    await s.update(first[1].key, { expiration: 8500 });
+    t.is((await s.listExpiredBefore('sys', 8000, null, 10)).length, 2, 'a lookup pushes the expiration back');
+  });
+
+  test(`${name}: removing one tag of an image keeps the record, its other tags and their grants`, async (t) => {
+    const s = await make();
+    const a = await s.createPull(pull({ pulltag: 'team/x:1', requesterUid: 1000, userACL: [1000] }));
+    await s.completePull(a.key, done(ID1, { userACL: [1000], private: true }));
+    const b = await s.createPull(pull({ pulltag: 'team/x:2' }));
+    await s.completePull(b.key, done(ID1));
+    const rec = await s.removeTag(a.key, 'team/x:1');
+    t.deepEqual(rec.tag, ['team/x:2']);
+    t.deepEqual(
+      rec.grants.map((g) => g.tag),
+      ['team/x:2'],
+    );
+    t.is(await s.findReadyByTag('sys', 'docker', 'team/x:1'), null);
+    t.is((await s.findReadyByTag('sys', 'docker', 'team/x:2'))?.id, ID1);
+  });
+
   test(`${name}: a new pull is PENDING and replaces an older non-READY pull of the same tag`, async (t) => {
     const s = await make();
     const first = await s.createPull(pull());
