@@ -9,6 +9,7 @@ import { mungeEncode } from '../../common/munge.js';
 import { readUdiRootConf, resolveUdiRootConfPath } from '../../common/config/udiroot-file.js';
 import { requireUdiRootKeys } from '../../common/config/udiroot-conf.js';
 import type { CommandContext, Output } from './command-context.js';
+import { runAutoexpire, runExpire } from './commands/expire.js';
 import { runImages } from './commands/images.js';
 import { runLookup } from './commands/lookup.js';
 import { runPull } from './commands/pull.js';
@@ -135,6 +136,20 @@ ${EXIT_CODES_HELP}`,
     .description('list the pulls the gateway is working on')
     .action(async () => {
       result = await runQueue(await ctx());
+    });
+
+  program
+    .command('expire')
+    .description('remove an image from this system (admins; users: a private image only they pulled)')
+    .argument('<image>', 'image, e.g. docker:ubuntu:22.04')
+    .action(async (image: string) => {
+      result = await runExpire(await ctx(), image);
+    });
+  program
+    .command('autoexpire')
+    .description("admins: remove the images not used for the gateway's ImageExpirationTimeout")
+    .action(async () => {
+      result = await runAutoexpire(await ctx());
     });
 
   try {
