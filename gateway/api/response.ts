@@ -76,6 +76,7 @@ export function httpStatusFor(code: ErrorCode): number {
     case 'NOT_FOUND':
       return 404;
     case 'BAD_ARGUMENT':
+    case 'LIMIT_EXCEEDED':
       return 400;
     case 'AUTH_FAILED':
       return 401;

@@ -14,6 +14,7 @@ import type { PullManager } from '../pull/manager.js';
 import type { ImageStore } from '../store/image-store.js';
 import { lookupTarget, pullTarget } from './image-target.js';
 import { expireRoutes } from './expire-routes.js';
+import { importRoutes } from './import-routes.js';
 import { platformOf, sessionOf } from './request-context.js';
 import { apiError, toApiRecord } from './response.js';
 import {
@@ -177,7 +178,7 @@ export const gatewayApi: FastifyPluginAsync<ApiContext> = async (app, ctx) => {
     return reply.code(501).send(apiError(501, `${what} is not supported yet by this gateway`, req.url));
   };
   app.get('/api/metrics/:system/', { schema: { params: systemParams, querystring: metricsQuery } }, notYet('metrics'));
-  app.post('/api/doimport/:system/:imgtype/*', { schema: { params: imageParams } }, notYet('doimport'));
 
   await app.register(expireRoutes, ctx);
+  await app.register(importRoutes, ctx);
 };

@@ -325,7 +325,7 @@ export class PullManager {
         });
       if (!this.config.platforms[rec.system]) {
         await fail(`the gateway restarted and system "${rec.system}" is no longer configured`);
-      } else if (rec.status === 'HASHING') {
+      } else if (rec.status === 'HASHING' || rec.itype !== 'docker') {
         await fail('the gateway restarted during an import; import the image again');
       } else if (rec.credentialed) {
         await fail(
