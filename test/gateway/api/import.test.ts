@@ -92,6 +92,24 @@ test.serial(
   },
 );
 
+test.serial('LABELS are "MISSING" in records unless the gateway runs with ENABLE_LABELS, as upstream', async (t) => {
+  const file = await squashfs('labels', { l: 'l\n' });
+  const body = { filepath: file, format: 'squashfs', LABELS: { 'org.example.team': 'hpc' } };
+  t.is((await doimport('labels:1', body)).status, 200);
+  t.is((await untilSettled('labels:1')).status, 'READY');
+  const saved = process.env.ENABLE_LABELS;
+  t.teardown(() => {
+    if (saved === undefined) delete process.env.ENABLE_LABELS;
+    else process.env.ENABLE_LABELS = saved;
+  });
+  delete process.env.ENABLE_LABELS;
+  t.is((await api.call('GET', '/api/lookup/sys/custom/labels:1/', ALICE)).json.LABELS, 'MISSING');
+  process.env.ENABLE_LABELS = '';
+  t.deepEqual((await api.call('GET', '/api/lookup/sys/custom/labels:1/', ALICE)).json.LABELS, {
+    'org.example.team': 'hpc',
+  });
+});
+
 test.serial('a custom tag without a version is imported as :latest, as lookups name it', async (t) => {
   const file = await squashfs('plain', { a: 'a\n' });
   t.is((await doimport('plain', { filepath: file, format: 'squashfs' })).status, 200);
