@@ -28,8 +28,8 @@ const idOf = (i: number) => i.toString(16).padStart(64, '0');
 const keyOf = (i: number) => `k${i.toString().padStart(9, '0')}`;
 
 /** Writes `count` READY records straight into the store's tables (the schema the store creates). */
-function fill(path: string, count: number, expiredUpTo: number, now: number): void {
-  new SqliteImageStore(path).close();
+async function fill(path: string, count: number, expiredUpTo: number, now: number): Promise<void> {
+  await new SqliteImageStore(path).close();
   const db = new Database(path);
   const image = db.prepare(
     `INSERT INTO images (key, system, itype, pulltag, status, id, last_pull, expiration, doc)
@@ -97,7 +97,7 @@ async function main(): Promise<void> {
     const now = Date.now() / 1000;
     let t0 = performance.now();
     // 1,000 more than EXPIRED have files: those are the ones the timed `expire` requests remove.
-    fill(join(dir, 'gateway.sqlite'), records, expired, now);
+    await fill(join(dir, 'gateway.sqlite'), records, expired, now);
     for (let i = 0; i < expired + 1000; i++) {
       await writeFile(join(imageDir, `${idOf(i)}.squashfs`), 'image');
       await writeFile(join(imageDir, `${idOf(i)}.meta`), 'FORMAT: squashfs\n');
