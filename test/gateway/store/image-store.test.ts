@@ -312,6 +312,26 @@ test("sqlite: a record stored before tags had their own access: each tag has the
   t.is((await b.findReadyById('sys', ID1))?.private, false);
 });
 
+test('sqlite: a store written before expiry existed gets the expiration column, filled from the records', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'store-'));
+  dirs.push(dir);
+  const file = join(dir, 'g.sqlite');
+  const a = new SqliteImageStore(file);
+  const p = await a.createPull(pull({ pulltag: 'old:1' }));
+  await a.completePull(p.key, done(ID1, { expiration: 500 }));
+  await a.close();
+  const db = new Database(file);
+  db.exec('DROP INDEX images_expiry; ALTER TABLE images DROP COLUMN expiration;');
+  db.close();
+  const b = new SqliteImageStore(file);
+  stores.push(b);
+  t.deepEqual(
+    (await b.listExpiredBefore('sys', 1000, null, 10)).map((r) => r.id),
+    [ID1],
+  );
+  t.deepEqual(await b.listExpiredBefore('sys', 400, null, 10), []);
+});
+
 test('sqlite: records survive reopening the file (WAL, synchronous=FULL)', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'store-'));
   dirs.push(dir);
