@@ -11,6 +11,7 @@ import { readUdiRootConf, resolveUdiRootConfPath } from '../../common/config/udi
 import { requireUdiRootKeys } from '../../common/config/udiroot-conf.js';
 import type { CommandContext, LoginContext, Output } from './command-context.js';
 import { readCredentialFile } from './credential-file.js';
+import { runAutoexpire, runExpire } from './commands/expire.js';
 import { runImages } from './commands/images.js';
 import { runLogin, runLogout } from './commands/login.js';
 import { runLookup } from './commands/lookup.js';
@@ -189,6 +190,20 @@ ${EXIT_CODES_HELP}`,
     .description('list the pulls the gateway is working on')
     .action(async () => {
       result = await runQueue(await ctx());
+    });
+
+  program
+    .command('expire')
+    .description('remove an image from this system (admins; users: a private image only they pulled)')
+    .argument('<image>', 'image, e.g. docker:ubuntu:22.04')
+    .action(async (image: string) => {
+      result = await runExpire(await ctx(), image);
+    });
+  program
+    .command('autoexpire')
+    .description("admins: remove the images not used for the gateway's ImageExpirationTimeout")
+    .action(async () => {
+      result = await runAutoexpire(await ctx());
     });
 
   try {

@@ -159,6 +159,15 @@ export class GatewayClient {
     return this.request('POST', `${routePath(route)}?progress=1`, this.opts.credential, JSON.stringify(body));
   }
 
+  /** GET, as upstream's gateway serves it (this one takes POST too). */
+  expire(image: ImageDescriptor): Promise<unknown> {
+    return this.request('GET', routePath({ verb: 'expire', system: this.opts.system, image }), this.opts.credential);
+  }
+
+  autoexpire(): Promise<unknown> {
+    return this.request('GET', routePath({ verb: 'autoexpire', system: this.opts.system }), this.opts.credential);
+  }
+
   /** Lets go of the connection pool; requests after this fail. */
   close(): Promise<void> {
     return this.agent.close();

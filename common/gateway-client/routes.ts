@@ -10,8 +10,8 @@ import { ShifterError } from '../errors.js';
 import type { ImageDescriptor } from '../image-descriptor.js';
 
 export type GatewayRoute =
-  | { readonly verb: 'list' | 'queue'; readonly system: string }
-  | { readonly verb: 'lookup' | 'pull'; readonly system: string; readonly image: ImageDescriptor };
+  | { readonly verb: 'list' | 'queue' | 'autoexpire'; readonly system: string }
+  | { readonly verb: 'lookup' | 'pull' | 'expire'; readonly system: string; readonly image: ImageDescriptor };
 
 const isDotOrEmpty = (s: string): boolean => s === '' || s === '.' || s === '..';
 
@@ -26,7 +26,7 @@ function refuse(what: string): ShifterError {
 export function routePath(route: GatewayRoute): string {
   if (isDotOrEmpty(route.system)) throw refuse(`system name '${route.system}'`);
   const parts = ['api', route.verb, encodeURIComponent(route.system)];
-  if (route.verb === 'lookup' || route.verb === 'pull') {
+  if (route.verb === 'lookup' || route.verb === 'pull' || route.verb === 'expire') {
     const { type, tag } = route.image;
     if (type === 'local') {
       throw new ShifterError(

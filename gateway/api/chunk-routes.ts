@@ -29,7 +29,7 @@ import type { GatewayConfig, PlatformConfig } from '../config/imagemanager.js';
 import { imageFiles, imageFilesComplete } from '../transfer/local.js';
 import type { ImageStore } from '../store/image-store.js';
 import { apiError } from './response.js';
-import { platformOf } from './routes.js';
+import { platformOf } from './request-context.js';
 
 export interface ChunkApiContext {
   config: GatewayConfig;

@@ -14,7 +14,7 @@ import type { Authenticator } from '../auth/session.js';
 import type { GatewayConfig, MetricsAllow } from '../config/imagemanager.js';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
 import type { ImageStore } from '../store/image-store.js';
-import { platformOf } from './routes.js';
+import { platformOf } from './request-context.js';
 import { metricsQuery, systemParams, type SystemParams } from './schemas.js';
 
 export interface MetricsContext {

@@ -1,6 +1,7 @@
 /**
  * What clients see: upstream's `create_response` record and error body, byte-compatible.
- * The record has exactly 13 keys; an absent value is the string "MISSING". Pull progress goes
+ * The record has exactly 13 keys; an absent value is the string "MISSING" (LABELS too, unless the
+ * gateway runs with ENABLE_LABELS, as upstream). Pull progress goes
  * under an extra `progress` key only when the client asks for it (`?progress=1`), so upstream
  * clients that compare keys never see it.
  */
@@ -26,11 +27,21 @@ export const RECORD_KEYS = [
 
 export type ApiRecord = Record<(typeof RECORD_KEYS)[number], unknown> & { progress?: unknown };
 
+/**
+ * Upstream keeps an image's labels only when the gateway runs with `ENABLE_LABELS` in its
+ * environment (any value); otherwise LABELS is "MISSING", as clients that compare records expect.
+ * They are always kept in the store and in `.meta`, so setting it later shows them.
+ */
+export function labelsEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.ENABLE_LABELS !== undefined;
+}
+
 export function toApiRecord(rec: ImageRecord, withProgress = false): ApiRecord {
   const src = rec as unknown as Record<string, unknown>;
   const out = {} as ApiRecord;
+  const labels = labelsEnabled();
   for (const k of RECORD_KEYS) {
-    const v = src[k];
+    const v = k === 'LABELS' && !labels ? null : src[k];
     out[k] = v === null || v === undefined ? 'MISSING' : v;
   }
   if (withProgress) out.progress = rec.progress ?? 'MISSING';
@@ -76,6 +87,7 @@ export function httpStatusFor(code: ErrorCode): number {
     case 'NOT_FOUND':
       return 404;
     case 'BAD_ARGUMENT':
+    case 'LIMIT_EXCEEDED':
       return 400;
     case 'AUTH_FAILED':
       return 401;

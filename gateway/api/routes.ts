@@ -4,15 +4,19 @@
  * ShifterError values and shaped by the server's error handler (server.ts). Every request may carry
  * an `authentication` header (auth/session.ts); `/api/queue` requires one.
  */
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { ShifterError } from '../../common/errors.js';
 import { canRead, listedRecord, parseIdList, withReadableTags, withRequester } from '../auth/acl.js';
+import type { Logger } from '../../common/logger.js';
 import type { Authenticator, Session } from '../auth/session.js';
 import type { GatewayConfig, PlatformConfig } from '../config/imagemanager.js';
 import type { PullManager } from '../pull/manager.js';
 import type { ImageStore } from '../store/image-store.js';
 import { lookupTarget, pullTarget } from './image-target.js';
-import { apiError, toApiRecord } from './response.js';
+import { expireRoutes } from './expire-routes.js';
+import { importRoutes } from './import-routes.js';
+import { platformOf, sessionOf } from './request-context.js';
+import { toApiRecord } from './response.js';
 import {
   imageParams,
   progressQuery,
@@ -29,6 +33,7 @@ export interface ApiContext {
   store: ImageStore;
   manager: PullManager;
   auth: Authenticator;
+  log: Logger;
 }
 
 const HELP =
@@ -37,19 +42,6 @@ const HELP =
   'GET /api/autoexpire/<system>/, GET /api/metrics/<system>/, POST /api/doimport/<system>/<type>/<tag>/\n';
 
 const BAD_JSON = 'the request body is not valid JSON; send {"allowed_uids": "1001", "allowed_gids": "100"} or nothing';
-
-export function platformOf(config: GatewayConfig, system: string): PlatformConfig {
-  // Own keys only: "constructor" or "toString" in the URL must not find Object.prototype's members.
-  const p = Object.hasOwn(config.platforms, system) ? config.platforms[system] : undefined;
-  if (!p) {
-    const known = Object.keys(config.platforms).join(', ');
-    throw new ShifterError(
-      'NOT_FOUND',
-      `Bad session or system: system "${system}" is not configured on this gateway (known: ${known})`,
-    );
-  }
-  return p;
-}
 
 export const gatewayApi: FastifyPluginAsync<ApiContext> = async (app, ctx) => {
   const { config, store, manager, auth } = ctx;
@@ -66,10 +58,8 @@ export const gatewayApi: FastifyPluginAsync<ApiContext> = async (app, ctx) => {
     }
   });
 
-  const sessionFor = async (req: FastifyRequest, platform: PlatformConfig): Promise<Session> => {
-    const header = req.headers.authentication;
-    return auth.authenticate(Array.isArray(header) ? header[0] : header, platform);
-  };
+  const sessionFor = (req: FastifyRequest, platform: PlatformConfig): Promise<Session> =>
+    sessionOf(auth, req, platform);
 
   app.get('/', async (_req, reply) => reply.type('text/plain; charset=utf-8').send(HELP));
 
@@ -182,11 +172,6 @@ export const gatewayApi: FastifyPluginAsync<ApiContext> = async (app, ctx) => {
     return { list: visible.map((r) => ({ status: r.status, image: r.pulltag })) };
   });
 
-  const notYet = (what: string) => async (req: FastifyRequest<{ Params: SystemParams }>, reply: FastifyReply) => {
-    platformOf(config, req.params.system);
-    return reply.code(501).send(apiError(501, `${what} is not supported yet by this gateway`, req.url));
-  };
-  app.get('/api/expire/:system/:imgtype/*', { schema: { params: imageParams } }, notYet('expire'));
-  app.get('/api/autoexpire/:system/', { schema: { params: systemParams } }, notYet('autoexpire'));
-  app.post('/api/doimport/:system/:imgtype/*', { schema: { params: imageParams } }, notYet('doimport'));
+  await app.register(expireRoutes, ctx);
+  await app.register(importRoutes, ctx);
 };

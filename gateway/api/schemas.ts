@@ -73,7 +73,12 @@ const PART: Record<SchemaErrorDataVar, { what: string; fix: string }> = {
     what: 'the query string',
     fix: 'the query parameters are progress=0|1 (list, lookup, pull) and limit=N (metrics)',
   },
-  body: { what: 'the request body', fix: 'send {"allowed_uids": "1001,1002", "allowed_gids": "100"} or nothing' },
+  body: {
+    what: 'the request body',
+    fix:
+      'send {"allowed_uids": "1001,1002", "allowed_gids": "100"} or nothing ' +
+      '(doimport: {"filepath": "/path/to/image.squashfs", "format": "squashfs"})',
+  },
   headers: { what: 'the headers', fix: 'send only an authentication header with a munge credential' },
 };
 
@@ -88,4 +93,34 @@ export function schemaError(errors: FastifySchemaValidationError[], dataVar: Sch
   const allowed = (first.params as { allowedValues?: unknown }).allowedValues;
   const detail = Array.isArray(allowed) ? `must be one of ${allowed.join(', ')}` : (first.message ?? 'is not valid');
   return new ShifterError('BAD_ARGUMENT', `${part.what}${field ? ` field ${field}` : ''} ${detail}; ${part.fix}`);
+}
+
+const stringList = { type: 'array', maxItems: 10_000, items: { type: 'string', maxLength: 65_536 } } as const;
+
+export const importBody = {
+  type: 'object',
+  required: ['filepath', 'format'],
+  properties: {
+    filepath: { type: 'string', minLength: 1, maxLength: 4096 },
+    format: { type: 'string', enum: ['squashfs'] },
+    allowed_uids: idList,
+    allowed_gids: idList,
+    ENV: stringList,
+    ENTRY: stringList,
+    CMD: stringList,
+    WORKDIR: { type: 'string', maxLength: 4096 },
+    LABELS: { type: 'object', additionalProperties: { type: 'string', maxLength: 65_536 } },
+  },
+} as const;
+
+export interface ImportBody {
+  filepath: string;
+  format: 'squashfs';
+  allowed_uids?: unknown;
+  allowed_gids?: unknown;
+  ENV?: string[];
+  ENTRY?: string[];
+  CMD?: string[];
+  WORKDIR?: string;
+  LABELS?: Record<string, string>;
 }

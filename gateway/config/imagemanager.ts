@@ -105,7 +105,7 @@ export interface GatewayConfig {
   expandDirectory: string;
   metrics: boolean;
   authentication: AuthenticationMode;
-  importUsers: 'all' | 'none' | string[];
+  importUsers: ImportUsers;
   converterOptions: Record<string, string[]>;
   examiner: string | null;
   layerConcurrency: number;
@@ -154,6 +154,12 @@ function parseMetricsAllow(raw: Json): MetricsAllow {
     return block;
   });
 }
+
+/**
+ * `ImportUsers`: who may import image files (doimport) besides the admins. Upstream took "all",
+ * "none"/"None" or user names; names and uids (numbers) may be mixed here (upstream #311).
+ */
+export type ImportUsers = 'all' | 'none' | { names: string[]; uids: number[] };
 
 export interface LoadedConfig {
   config: GatewayConfig;
@@ -527,14 +533,7 @@ export function parseGatewayConfig(raw: unknown, source = ''): LoadedConfig {
   if (auth !== 'munge' && auth !== 'mock')
     throw bad('Authentication', `is "${auth}"`, 'use "munge" ("mock" is for tests only)');
 
-  let importUsers: GatewayConfig['importUsers'] = 'none';
-  const iu = raw.ImportUsers;
-  if (iu !== undefined && iu !== null) {
-    if (iu === 'all') importUsers = 'all';
-    else if (iu === 'none' || iu === 'None') importUsers = 'none';
-    else if (Array.isArray(iu) && iu.every((u) => typeof u === 'string')) importUsers = iu;
-    else throw bad('ImportUsers', `is ${JSON.stringify(iu)}`, 'use "all", "none" or a list of user names');
-  }
+  const importUsers = parseImportUsers(raw.ImportUsers);
 
   const converterOptions: Record<string, string[]> = {};
   if (raw.ConverterOptions !== undefined && raw.ConverterOptions !== null) {
@@ -608,6 +607,22 @@ export function parseGatewayConfig(raw: unknown, source = ''): LoadedConfig {
     metricsAllow: parseMetricsAllow(raw),
   };
   return { config, warnings };
+}
+
+function parseImportUsers(iu: unknown): ImportUsers {
+  if (iu === undefined || iu === null || iu === 'none' || iu === 'None') return 'none';
+  if (iu === 'all') return 'all';
+  const fix = 'use "all", "none" or a list of user names and uids, e.g. ["alice", 1001]';
+  if (!Array.isArray(iu)) throw bad('ImportUsers', `is ${JSON.stringify(iu)}`, fix);
+  const names: string[] = [];
+  const uids: number[] = [];
+  for (const u of iu) {
+    if (typeof u === 'number' && Number.isSafeInteger(u) && u >= 0) uids.push(u);
+    else if (typeof u === 'string' && /^\d+$/.test(u)) uids.push(Number(u));
+    else if (typeof u === 'string' && u !== '') names.push(u);
+    else throw bad('ImportUsers', `has the entry ${JSON.stringify(u)}`, fix);
+  }
+  return { names, uids };
 }
 
 // ---- Pull policy: registry allow-list, pull deadline, per-registry concurrency ----

@@ -103,6 +103,16 @@ export class PullManager {
     }
   }
 
+  /** Runs `fn` while no pull writes the files of image `id` on `system` (expiry and import take it too). */
+  withImageLock<T>(system: string, id: string, fn: () => Promise<T>): Promise<T> {
+    return this.serialized(this.imageLocks, `${system}\0${id}`, fn);
+  }
+
+  /** Whether this process is pulling (or about to pull) record `key`. */
+  isActive(key: RecordKey): boolean {
+    return this.running.has(key) || this.queue.some((j) => j.key === key);
+  }
+
   /** Handles POST /api/pull: returns the record to show, starting a pull when the rules say so. */
   async pull(req: PullRequest, session: Session): Promise<ImageRecord> {
     if (this.stopping) throw new ShifterError('UNREACHABLE', 'the gateway is shutting down; retry in a moment');
@@ -201,7 +211,7 @@ export class PullManager {
           config: this.config,
           log,
           credentials: (location) => credentialsFor(job.tokens, location),
-          withImageLock: (id, fn) => this.serialized(this.imageLocks, `${req.system}\0${id}`, fn),
+          withImageLock: (id, fn) => this.withImageLock(req.system, id, fn),
           readyRecord: (id) => this.store.findReadyById(req.system, id),
           signal: AbortSignal.any([signal, deadline]),
           workDir,
@@ -334,7 +344,7 @@ export class PullManager {
         });
       if (!this.config.platforms[rec.system]) {
         await fail(`the gateway restarted and system "${rec.system}" is no longer configured`);
-      } else if (rec.status === 'HASHING') {
+      } else if (rec.status === 'HASHING' || rec.itype !== 'docker') {
         await fail('the gateway restarted during an import; import the image again');
       } else if (rec.credentialed) {
         await fail(

@@ -39,6 +39,7 @@ import {
 } from '../registry/index.js';
 import { registryAccess } from './registry-access.js';
 import { imageTarget } from '../transfer/image-target.js';
+import { expiryAfter } from '../expire/rules.js';
 import type { GatewayConfig, PlatformConfig } from '../config/imagemanager.js';
 import type { RegistryLogin } from '../auth/session.js';
 import { accessAfterPull, pullGrant, type CompletedPull, type ImageRecord } from '../store/record.js';
@@ -214,6 +215,7 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
     await target.putMeta(meta, id);
     hooks.written(Buffer.byteLength(meta));
     log.info({ id, tag: req.tag, system: req.system, metaOnly }, 'image transferred');
+    const now = Date.now() / 1000;
     await hooks.completed({
       id,
       format: 'squashfs',
@@ -225,7 +227,8 @@ export async function runPullPipeline(req: PullRequest, ctx: PipelineContext, ho
       USER: cfg.user,
       chunkIndex,
       ...asked,
-      now: Date.now() / 1000,
+      now,
+      expiration: expiryAfter(config, now),
       status_message: metaOnly ? 'Image ready (already on the system; metadata updated)' : 'Image ready',
     });
   });

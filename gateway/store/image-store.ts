@@ -27,6 +27,13 @@ export interface ImageStore {
    * READY. The tag moves off every other record of the system+type. Returns the READY record.
    */
   completePull(key: RecordKey, result: CompletedPull): Promise<ImageRecord>;
+  /**
+   * READY records of `system` whose `expiration` is before `now` (epoch s), in key order after
+   * `afterKey` (null: from the start), at most `limit`: autoexpire walks them in batches.
+   */
+  listExpiredBefore(system: string, now: number, afterKey: RecordKey | null, limit: number): Promise<ImageRecord[]>;
+  /** Takes `tag` and its grants off record `key` (the record's other tags stay); returns the record. */
+  removeTag(key: RecordKey, tag: string): Promise<ImageRecord>;
   /** Deletes FAILURE records whose last_pull is older than `cutoff` (epoch s); returns the count. */
   deleteFailuresBefore(cutoff: number): Promise<number>;
   delete(key: RecordKey): Promise<void>;

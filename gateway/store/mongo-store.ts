@@ -55,6 +55,7 @@ export class MongoImageStore implements ImageStore {
       await images.createIndex({ system: 1, itype: 1, pulltag: 1, status: 1 });
       await images.createIndex({ system: 1, itype: 1, tag: 1 });
       await images.createIndex({ system: 1, id: 1 });
+      await images.createIndex({ system: 1, status: 1, expiration: 1 });
       return new MongoImageStore(client, images, db.collection('metrics'));
     } catch (e) {
       await client.close().catch(() => undefined);
@@ -140,6 +141,27 @@ export class MongoImageStore implements ImageStore {
     );
     if (existing) await this.images.deleteOne({ _id: oid(key) });
     return (await this.get(target.key))!;
+  }
+
+  async listExpiredBefore(
+    system: string,
+    now: number,
+    afterKey: RecordKey | null,
+    limit: number,
+  ): Promise<ImageRecord[]> {
+    const after = afterKey === null ? {} : { _id: { $gt: oid(afterKey) } };
+    const docs = await this.images
+      .find({ system, status: 'READY', expiration: { $lt: now }, ...after })
+      .sort({ _id: 1 })
+      .limit(limit)
+      .toArray();
+    return docs.map((d) => toRecord(d)!);
+  }
+
+  async removeTag(key: RecordKey, tag: string): Promise<ImageRecord> {
+    const r = await this.images.updateOne({ _id: oid(key) }, { $pull: { tag, grants: { tag } } });
+    if (r.matchedCount === 0) throw new ShifterError('NOT_FOUND', `image record ${key} no longer exists`);
+    return (await this.get(key))!;
   }
 
   async deleteFailuresBefore(cutoff: number): Promise<number> {

@@ -113,6 +113,8 @@ export interface CompletedPull {
   groupACL: number[];
   private: boolean;
   now: number;
+  /** When the image expires unless looked up before (null: ImageExpirationTimeout is not set). */
+  expiration: number | null;
   status_message: string;
   /** sha256 hex of the image's chunk index. */
   chunkIndex?: string;
@@ -225,6 +227,7 @@ export function completedFields(r: CompletedPull, pull: ImageRecord, holder: Ima
     status_message: r.status_message,
     last_pull: r.now,
     last_heartbeat: r.now,
+    expiration: r.expiration,
     progress: null,
   };
 }

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS images (
   status TEXT NOT NULL,
   id TEXT,
   last_pull REAL,
+  expiration REAL,
   doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS images_pull ON images(system, itype, pulltag, status);
@@ -74,6 +75,7 @@ export class SqliteImageStore implements ImageStore {
       this.db.pragma('foreign_keys = ON');
       this.db.pragma('busy_timeout = 5000');
       this.db.exec(SCHEMA);
+      this.addExpirationColumn();
     } catch (e) {
       throw asShifterError(
         e,
@@ -83,6 +85,19 @@ export class SqliteImageStore implements ImageStore {
     }
     const max = this.db.prepare('SELECT MAX(seq) AS m FROM tags').get() as { m: number | null };
     this.tagSeq = max.m ?? 0;
+  }
+
+  /**
+   * Stores written before expiry existed have no `expiration` column: it is added and filled from
+   * the documents, so autoexpire finds their images through the index.
+   */
+  private addExpirationColumn(): void {
+    const columns = this.db.prepare('PRAGMA table_info(images)').all() as { name: string }[];
+    if (!columns.some((c) => c.name === 'expiration')) {
+      this.db.exec(`ALTER TABLE images ADD COLUMN expiration REAL;
+        UPDATE images SET expiration = json_extract(doc, '$.expiration');`);
+    }
+    this.db.exec('CREATE INDEX IF NOT EXISTS images_expiry ON images(system, status, expiration)');
   }
 
   /** Runs a write; SQLITE_FULL becomes DISK_FULL naming the store's directory (REST answers 503). */
@@ -108,10 +123,10 @@ export class SqliteImageStore implements ImageStore {
     const { tag: _tag, ...doc } = rec;
     this.db
       .prepare(
-        `INSERT INTO images (key, system, itype, pulltag, status, id, last_pull, doc)
-      VALUES (@key, @system, @itype, @pulltag, @status, @id, @last_pull, @doc)
+        `INSERT INTO images (key, system, itype, pulltag, status, id, last_pull, expiration, doc)
+      VALUES (@key, @system, @itype, @pulltag, @status, @id, @last_pull, @expiration, @doc)
       ON CONFLICT(key) DO UPDATE SET status = excluded.status, id = excluded.id,
-        last_pull = excluded.last_pull, doc = excluded.doc`,
+        last_pull = excluded.last_pull, expiration = excluded.expiration, doc = excluded.doc`,
       )
       .run({
         key: rec.key,
@@ -121,6 +136,7 @@ export class SqliteImageStore implements ImageStore {
         status: rec.status,
         id: rec.id,
         last_pull: rec.last_pull,
+        expiration: rec.expiration ?? null,
         doc: JSON.stringify(doc),
       });
   }
@@ -246,6 +262,34 @@ export class SqliteImageStore implements ImageStore {
         if (existing) this.db.prepare('DELETE FROM images WHERE key = ?').run(key);
         this.addTag(done, pull.pulltag);
         return this.getSync(done.key)!;
+      })(),
+    );
+  }
+
+  async listExpiredBefore(
+    system: string,
+    now: number,
+    afterKey: RecordKey | null,
+    limit: number,
+  ): Promise<ImageRecord[]> {
+    return (
+      this.db
+        .prepare(
+          `SELECT key, doc FROM images WHERE system = ? AND status = 'READY' AND expiration < ? AND key > ?
+      ORDER BY key LIMIT ?`,
+        )
+        .all(system, now, afterKey ?? '', limit) as Row[]
+    ).map((r) => this.hydrate(r)!);
+  }
+
+  async removeTag(key: RecordKey, tag: string): Promise<ImageRecord> {
+    return this.writing(() =>
+      this.db.transaction(() => {
+        const rec = this.getSync(key);
+        if (!rec) throw new ShifterError('NOT_FOUND', `image record ${key} no longer exists`);
+        this.db.prepare('DELETE FROM tags WHERE key = ? AND tag = ?').run(key, tag);
+        this.write({ ...rec, grants: rec.grants.filter((g) => g.tag !== tag) });
+        return this.getSync(key)!;
       })(),
     );
   }

@@ -9,10 +9,12 @@ import { writeFileAtomic } from '../../common/atomic-write.js';
 import { asShifterError } from '../../common/errors.js';
 import { diskFullError } from '../../common/disk-full.js';
 import type { ImageId } from '../../common/image-descriptor.js';
+import { rm } from 'node:fs/promises';
+import { profilePath } from '../chunks/profile-file.js';
 import { ensureChunkIndex, writeChunkIndex, type StoredChunkIndex } from '../chunks/index-file.js';
 import type { PlatformConfig } from '../config/imagemanager.js';
 import { imageFiles, imageFilesComplete, transferFile } from './local.js';
-import { putRemoteFile, putRemoteText, remoteImageComplete } from './remote.js';
+import { putRemoteFile, putRemoteText, remoteImageComplete, removeRemote } from './remote.js';
 
 export interface ImageTarget {
   /** `<id>.squashfs` and `<id>.meta` are both there. */
@@ -27,6 +29,8 @@ export interface ImageTarget {
   putChunkIndex(index: StoredChunkIndex, id: ImageId): Promise<void>;
   /** The digest of a complete image's chunk index, made now if it predates indexes; none when not served. */
   existingChunkIndex(id: ImageId): Promise<string | undefined>;
+  /** Expiry: the meta first (so nothing passes for ready), then the image and what describes it. */
+  remove(id: string): Promise<void>;
 }
 
 export function imageTarget(platform: PlatformConfig, signal?: AbortSignal): ImageTarget {
@@ -38,6 +42,7 @@ export function imageTarget(platform: PlatformConfig, signal?: AbortSignal): Ima
       servesChunks: false,
       putChunkIndex: () => Promise.resolve(),
       existingChunkIndex: () => Promise.resolve(undefined),
+      remove: (id) => removeRemote(platform, id, signal),
     };
   }
   const imageDirKey = `Platforms.${platform.name}.local.imageDir`;
@@ -58,5 +63,11 @@ export function imageTarget(platform: PlatformConfig, signal?: AbortSignal): Ima
       });
     },
     existingChunkIndex: async (id) => (await ensureChunkIndex(platform.imageDir, id)).digest,
+    remove: async (id) => {
+      const files = imageFiles(platform, id);
+      for (const path of [files.meta, files.image, files.chunks, profilePath(platform.imageDir, id)]) {
+        await rm(path, { force: true });
+      }
+    },
   };
 }

@@ -67,7 +67,7 @@ export async function startApi(
   await manager.recover();
   const app = createHttpServer(config.http, log);
   const auth = createAuthenticator(config.authentication);
-  await app.register(gatewayApi, { config, store, manager, auth });
+  await app.register(gatewayApi, { config, store, manager, auth, log });
   await app.register(chunkApi, { config, store, auth, ...options });
   await app.register(metricsRoutes, { config, store, auth, metrics });
   await app.ready();

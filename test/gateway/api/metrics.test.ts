@@ -34,6 +34,7 @@ test.before(async () => {
     groupACL: [],
     private: false,
     now: 1000,
+    expiration: null,
     status_message: 'Image ready',
   });
 });

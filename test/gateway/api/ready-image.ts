@@ -38,6 +38,7 @@ export async function placeReadyImage(api: ApiUnderTest, id: string, bytes: Buff
     groupACL: [],
     private: false,
     now: 1000,
+    expiration: null,
     status_message: 'Image ready',
   });
 }

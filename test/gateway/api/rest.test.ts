@@ -121,15 +121,3 @@ test('bad requests: invalid reference, bad ids, bad JSON, wrong type, unknown ro
   t.regex(String(mock.json.error), /mock authentication failed/);
 });
 
-test('expire, autoexpire and doimport answer 501 "not supported yet"', async (t) => {
-  for (const [m, p] of [
-    ['GET', '/api/expire/sys/docker/a/'],
-    ['GET', '/api/autoexpire/sys/'],
-    ['POST', '/api/doimport/sys/custom/a/'],
-  ] as const) {
-    const r = await call(m, p, MOCK);
-    t.is(r.status, 501, p);
-    t.regex(String(r.json.error), /not supported yet/, p);
-    t.regex(String(r.json.message), /^Not Implemented: /, p);
-  }
-});

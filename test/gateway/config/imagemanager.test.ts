@@ -56,7 +56,7 @@ test('upstream example keys are all accepted, with defaults filled in', (t) => {
   t.is(config.imageExpirationTimeoutSec, 90 * 86400);
   t.deepEqual(config.mongo, { uri: 'mongodb://localhost/', db: 'Shifter' });
   t.deepEqual(config.converterOptions, { squashfs: ['-comp', 'zstd'] });
-  t.deepEqual(config.importUsers, ['alice']);
+  t.deepEqual(config.importUsers, { names: ['alice'], uids: [] });
   t.is(config.locations['registry-1.docker.io'].baseUrl, 'https://registry-1.docker.io');
   t.deepEqual(config.locations['site.example.org'], {
     name: 'site.example.org',
@@ -196,6 +196,18 @@ test('unknown keys and ignored upstream features produce warnings, not errors', 
   t.true(warnings.some((w) => /Platforms\.c\.use_external is ignored/.test(w)));
   t.true(warnings.some((w) => /Platforms\.c\.policy_file is ignored/.test(w)));
   t.true(warnings.some((w) => /unknown key Platforms\.c\.ssh_thing/.test(w)));
+});
+
+test('ImportUsers takes "all", "none"/"None", and user names mixed with uids (upstream #311)', (t) => {
+  const parse = (ImportUsers: unknown) => parseGatewayConfig({ ...base(), ImportUsers }).config.importUsers;
+  t.is(parse(undefined), 'none');
+  t.is(parse('None'), 'none');
+  t.is(parse('all'), 'all');
+  t.deepEqual(parse(['alice', 1001, '1002']), { names: ['alice'], uids: [1001, 1002] });
+  t.throws(() => parse([-1]), {
+    message: /ImportUsers has the entry -1; use "all", "none" or a list of user names and uids/,
+  });
+  t.throws(() => parse('some'), { message: /ImportUsers is "some"/ });
 });
 
 test('D:H:M:S expiration parsing', (t) => {

@@ -33,6 +33,7 @@ test.before(async () => {
   imageDir = join(dir, 'images');
   gw = await startGateway({
     dir,
+    env: { ENABLE_LABELS: '1' },
     config: {
       CacheDirectory: join(dir, 'cache'),
       ExpandDirectory: join(dir, 'expand'),

@@ -78,6 +78,7 @@ const done = (id: string, over: Partial<CompletedPull> = {}): CompletedPull => (
   groupACL: [],
   private: false,
   now: 2000,
+  expiration: null,
   status_message: 'Image ready',
   ...over,
 });
@@ -85,6 +86,41 @@ const ID1 = 'a'.repeat(64);
 const ID2 = 'b'.repeat(64);
 
 for (const [name, make, contractTest] of factories) {
+  contractTest(`${name}: autoexpire's walk finds READY images past their expiration, in batches`, async (t) => {
+    const s = await make();
+    const ids = ['1', '2', '3', '4', '5'].map((c) => c.repeat(64));
+    for (const [i, id] of ids.entries()) {
+      const p = await s.createPull(pull({ pulltag: `img:${i}` }));
+      await s.completePull(p.key, done(id, { expiration: i < 4 ? 5000 + i : 9000 }));
+    }
+    const other = await s.createPull(pull({ system: 'other', pulltag: 'img:0' }));
+    await s.completePull(other.key, done('6'.repeat(64), { expiration: 10 }));
+    const first = await s.listExpiredBefore('sys', 8000, null, 3);
+    t.is(first.length, 3);
+    const rest = await s.listExpiredBefore('sys', 8000, first[2].key, 3);
+    t.deepEqual([...first, ...rest].map((r) => r.id).sort(), ids.slice(0, 4));
+    await s.update(first[0].key, { status: 'EXPIRED' });
+    t.is((await s.listExpiredBefore('sys', 8000, null, 10)).length, 3, 'an EXPIRED record is not listed again');
+    await s.update(first[1].key, { expiration: 8500 });
+    t.is((await s.listExpiredBefore('sys', 8000, null, 10)).length, 2, 'a lookup pushes the expiration back');
+  });
+
+  contractTest(`${name}: removing one tag of an image keeps the record, its other tags and their grants`, async (t) => {
+    const s = await make();
+    const a = await s.createPull(pull({ pulltag: 'team/x:1', requesterUid: 1000, userACL: [1000] }));
+    await s.completePull(a.key, done(ID1, { userACL: [1000], private: true }));
+    const b = await s.createPull(pull({ pulltag: 'team/x:2' }));
+    await s.completePull(b.key, done(ID1));
+    const rec = await s.removeTag(a.key, 'team/x:1');
+    t.deepEqual(rec.tag, ['team/x:2']);
+    t.deepEqual(
+      rec.grants.map((g) => g.tag),
+      ['team/x:2'],
+    );
+    t.is(await s.findReadyByTag('sys', 'docker', 'team/x:1'), null);
+    t.is((await s.findReadyByTag('sys', 'docker', 'team/x:2'))?.id, ID1);
+  });
+
   contractTest(`${name}: a new pull is PENDING and replaces an older non-READY pull of the same tag`, async (t) => {
     const s = await make();
     const first = await s.createPull(pull());
@@ -291,6 +327,26 @@ test("sqlite: a record stored before tags had their own access: each tag has the
   await b.completePull(q.key, done(ID1));
   t.deepEqual((await b.findReadyByTag('sys', 'docker', 'old:1'))?.userACL, [9], 'the old tag keeps its list');
   t.is((await b.findReadyById('sys', ID1))?.private, false);
+});
+
+test('sqlite: a store written before expiry existed gets the expiration column, filled from the records', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'store-'));
+  dirs.push(dir);
+  const file = join(dir, 'g.sqlite');
+  const a = new SqliteImageStore(file);
+  const p = await a.createPull(pull({ pulltag: 'old:1' }));
+  await a.completePull(p.key, done(ID1, { expiration: 500 }));
+  await a.close();
+  const db = new Database(file);
+  db.exec('DROP INDEX images_expiry; ALTER TABLE images DROP COLUMN expiration;');
+  db.close();
+  const b = new SqliteImageStore(file);
+  stores.push(b);
+  t.deepEqual(
+    (await b.listExpiredBefore('sys', 1000, null, 10)).map((r) => r.id),
+    [ID1],
+  );
+  t.deepEqual(await b.listExpiredBefore('sys', 400, null, 10), []);
 });
 
 test('sqlite: records survive reopening the file (WAL, synchronous=FULL)', async (t) => {
