@@ -29,8 +29,6 @@ type Request = ServerRequest extends infer R ? (R extends ServerRequest ? Omit<R
 export interface LazySupervisorOptions {
   config: FuseServerConfig;
   log: Logger;
-  /** Called after a server died and its mount was aborted: mounts over its files are dead. */
-  onServerLost?: (openedImages: readonly ImageId[]) => void;
   /** Where the server's log lines go (default: shifterd's stdout, next to its own). */
   serverLog?: NodeJS.WritableStream;
 }
@@ -45,8 +43,14 @@ export class LazySupervisor {
   private restartTimer: NodeJS.Timeout | undefined;
   private opened = new Set<ImageId>();
   private restarts = 0;
+  /** Called after a server died and its mount was aborted: mounts over its files are dead. */
+  onServerLost: (openedImages: readonly ImageId[]) => void = () => undefined;
 
   constructor(private readonly opts: LazySupervisorOptions) {}
+
+  get cacheDir(): string {
+    return this.opts.config.cacheDir;
+  }
 
   get mountpoint(): string {
     return this.opts.config.mountpoint;
@@ -132,7 +136,7 @@ export class LazySupervisor {
     const opened = [...this.opened];
     this.opened = new Set();
     this.ready = abortAndDetach(this.mountpoint)
-      .then(() => this.opts.onServerLost?.(opened))
+      .then(() => this.onServerLost(opened))
       .catch((e: unknown) => {
         log.error({ err: describeError(e) }, 'cannot take down the dead lazy image mount');
       })

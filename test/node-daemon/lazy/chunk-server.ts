@@ -1,6 +1,7 @@
 /**
  * A real HTTP server speaking the gateway's chunk routes (common/chunk-index.ts) for a real
  * squashfs image: the index, chunks by sha256, a prefetch profile (GET/PUT). Faults on demand:
+ * The lookup route answers for `lookupTag` (docker:, public, PATH=/bin) as the gateway would.
  * `down` closes every connection unanswered, `corrupt` serves wrong bytes for the listed chunks
  * (`corruptTimes` times each), `delayMs` holds every answer.
  */
@@ -43,7 +44,7 @@ export function indexImage(image: Buffer, chunkSize: number): ChunkIndex {
 
 export async function startChunkServer(
   imageFile: string,
-  opts: { chunkSize: number; system?: string },
+  opts: { chunkSize: number; system?: string; lookupTag?: string },
 ): Promise<ChunkServer> {
   const image = readFileSync(imageFile);
   const index = indexImage(image, opts.chunkSize);
@@ -65,6 +66,14 @@ export async function startChunkServer(
   const immutable = { 'cache-control': 'public, max-age=31536000, immutable' };
   const answer = (req: IncomingMessage, res: ServerResponse, body: Buffer): void => {
     const path = req.url ?? '';
+    const route = decodeURIComponent(path.split('?')[0]);
+    if (opts.lookupTag !== undefined && route === `/api/lookup/${system}/docker/${opts.lookupTag}/`) {
+      const record = { id: index.imageId, system, itype: 'docker', tag: [opts.lookupTag], status: 'READY' };
+      const fields = { ENV: ['PATH=/bin'], ENTRY: 'MISSING', WORKDIR: 'MISSING', userACL: [], groupACL: [] };
+      return void res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ ...record, ...fields }));
+    }
     if (!path.startsWith(prefix)) return void res.writeHead(404).end();
     const tail = path.slice(prefix.length);
     if (tail === 'index' && req.method === 'GET') {
