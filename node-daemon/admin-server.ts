@@ -16,6 +16,8 @@ import type { ModuleChoice } from './command/options.js';
 import type { DaemonState, LaunchService, Prepared } from './launch-service.js';
 import { readHolds, writeHolds, type HoldRecord } from './hold-store.js';
 import { prepareSocketPath } from './launch-server.js';
+import type { LazySupervisor } from './lazy/lazy-supervisor.js';
+import type { ImageStatus } from './lazy/lazy-images.js';
 
 export const PROTO_PATH = fileURLToPath(new URL('../../proto/shifterd.proto', import.meta.url));
 
@@ -107,6 +109,8 @@ export async function startAdminServer(opts: {
   launchSocket?: string;
   /** Default: shifterd-holds.json next to the admin socket. */
   holdsFile?: string;
+  /** The lazy image server, when udiRoot.conf sets lazyImageCache. */
+  lazy?: () => LazySupervisor | undefined;
 }): Promise<{ close(): Promise<void> }> {
   const { service, log } = opts;
   const started = Date.now();
@@ -168,6 +172,23 @@ export async function startAdminServer(opts: {
         (e: unknown) => callback(toGrpcError(e, log)),
       );
     };
+
+  const lazyServer = (): LazySupervisor => {
+    const lazy = opts.lazy?.();
+    if (lazy === undefined) {
+      throw new ShifterError('BAD_CONFIG', 'no lazy image cache on this node: udiRoot.conf sets no lazyImageCache');
+    }
+    return lazy;
+  };
+  const cachedImage = (i: ImageStatus) => ({
+    imageId: i.id,
+    imageBytes: i.imageBytes,
+    cachedBytes: i.cachedBytes,
+    chunks: i.chunks,
+    cachedChunks: i.cachedChunks,
+    hits: i.hits,
+    misses: i.misses,
+  });
 
   server.addService(shifterdServiceClient(loadShifterdProto()).service, {
     PrepareEnvironment: wrap(async (req: PrepareRequest) => {
@@ -242,6 +263,24 @@ export async function startAdminServer(opts: {
       // Also the namespaces an earlier shifterd built for these holds: processes may still be in them.
       const mountNamespaces = [...new Set([...live, ...namespacesOfReleased(released, holds)])];
       return { released: dropped + kept + released.length > 0, kept, mountNamespaces };
+    }),
+    CacheStatus: wrap(async () => {
+      const lazy = lazyServer();
+      const { store, images } = await lazy.status();
+      return {
+        cacheDir: lazy.cacheDir,
+        storeBytes: store.bytes,
+        storeLimitBytes: store.limitBytes,
+        storeChunks: store.chunks,
+        images: images.map(cachedImage),
+        serverRestarts: lazy.restartCount,
+      };
+    }),
+    StageImage: wrap(async (req: { image: string }) => {
+      if (req.image === '') throw new ShifterError('BAD_ARGUMENT', 'image is required');
+      const lazy = lazyServer();
+      const { id } = await opts.state().resolver.resolveId(req.image, { uid: 0, gid: 0, groups: [] });
+      return cachedImage(await lazy.stage(id));
     }),
     Status: wrap(async () => {
       const s = opts.state();

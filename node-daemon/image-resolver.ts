@@ -4,7 +4,9 @@
  * gateway (through the shared client in common/gateway-client, as shifterimg does), which
  * answers with the id. Lookups are cached briefly so a 1000-rank job start asks the gateway
  * once, not 1000 times. The image's .meta (entrypoint, env, ACLs) is read from
- * imagePath and its ACL enforced against the kernel-given identity of the caller.
+ * imagePath and its ACL enforced against the kernel-given identity of the caller. With a lazy
+ * image cache configured, an image that is not in imagePath is read lazily instead: its file is
+ * the FUSE server's (node-daemon/lazy/) and its metadata the gateway's lookup record.
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -23,6 +25,7 @@ import {
 import type { ImageRunConfig } from './command/command.js';
 import { parseImageMeta } from '../common/image-meta.js';
 import { accessFromLists, mayUse } from '../common/image-access.js';
+import { metaFromRecord } from './lazy/record-meta.js';
 
 /** What shifterd needs from `<id>.meta`. */
 export interface ImageMetaInfo {
@@ -60,13 +63,20 @@ export interface Caller {
 export interface ResolvedImage {
   id: ImageId;
   descriptor: ImageDescriptor;
-  /** `<imagePath>/<id>.squashfs` */
+  /** `<imagePath>/<id>.squashfs`, or the lazy image's file on the FUSE mount */
   squashfsPath: string;
   meta: ImageMetaInfo;
 }
 
+/** Makes a lazy image readable and returns its file (node-daemon/lazy/lazy-supervisor.ts). */
+export interface LazyImageOpener {
+  open(id: ImageId): Promise<string>;
+}
+
 export interface ResolverOptions {
+  /** Empty: no shared image directory, every image is lazy (needs `lazy`). */
   imagePath: string;
+  lazy?: LazyImageOpener;
   gateways: readonly string[];
   system: string | undefined;
   defaultImageType: ImageType;
@@ -97,7 +107,7 @@ interface LookupRecord {
 }
 
 type LookupAnswer =
-  | { kind: 'found'; id: ImageId }
+  | { kind: 'found'; id: ImageId; record: unknown }
   | { kind: 'missing' }
   | { kind: 'not-ready'; status: string }
   | { kind: 'unreachable'; failures: readonly AttemptFailure[] }
@@ -117,12 +127,18 @@ function lookupAnswer(record: unknown): LookupAnswer {
   if (typeof r.id !== 'string' || !isImageId(r.id)) {
     return { kind: 'failed', error: new GatewayAnswerError("the image gateway's answer has no valid image id") };
   }
-  return { kind: 'found', id: r.id };
+  return { kind: 'found', id: r.id, record };
+}
+
+/** A lookup's image id and the record it came in (undefined for `id:` images, never looked up). */
+interface Found {
+  id: ImageId;
+  record?: unknown;
 }
 
 export class ImageResolver {
   private readonly opts: ResolverOptions;
-  private readonly lookups: LRUCache<string, ImageId>;
+  private readonly lookups: LRUCache<string, Found>;
   /** Undefined when udiRoot.conf names no gateway or system: only id: images resolve then. */
   private readonly client: GatewayClient | undefined;
   /** Parsed meta files by image id, with the (inode, size, mtime) they were parsed at. */
@@ -130,7 +146,7 @@ export class ImageResolver {
 
   constructor(opts: ResolverOptions) {
     this.opts = opts;
-    this.lookups = new LRUCache<string, ImageId>({ max: 1000, ttl: opts.cacheTtlMs ?? 30_000 });
+    this.lookups = new LRUCache<string, Found>({ max: 1000, ttl: opts.cacheTtlMs ?? 30_000 });
     this.client =
       opts.gateways.length > 0 && opts.system !== undefined
         ? new GatewayClient({
@@ -144,15 +160,22 @@ export class ImageResolver {
 
   /** Parses and resolves `request`, reads the meta and checks the ACL for `caller`. */
   async resolve(request: string, caller: Caller): Promise<ResolvedImage> {
-    const { id, descriptor } = await this.resolveId(request, caller);
+    const { id, descriptor, record } = await this.resolveId(request, caller);
     const name = formatImageDescriptor(descriptor);
+    const { lazy } = this.opts;
+    if (lazy !== undefined && !(await this.inImagePath(id))) {
+      // The access check comes first: a user must not make the node fetch an image they may not use.
+      const meta = metaFromRecord(record, name);
+      checkImageAcl(meta, caller, name);
+      return { id, descriptor, squashfsPath: await lazy.open(id), meta };
+    }
     const meta = await this.readMeta(id, name);
     checkImageAcl(meta, caller, name);
     return { id, descriptor, squashfsPath: join(this.opts.imagePath, `${id}.squashfs`), meta };
   }
 
   /** Parses `request` and finds its id (through the gateway unless it is `id:`), without the image files. */
-  async resolveId(request: string, caller: Caller): Promise<{ id: ImageId; descriptor: ImageDescriptor }> {
+  async resolveId(request: string, caller: Caller): Promise<{ id: ImageId; descriptor: ImageDescriptor } & Found> {
     const descriptor = parseImageDescriptor(request, this.opts.defaultImageType);
     switch (descriptor.type) {
       case 'id':
@@ -164,7 +187,17 @@ export class ImageResolver {
           `local: images (${descriptor.tag}) are not supported by shifterd; use a gateway image (shifterimg pull ...)`,
         );
       default:
-        return { id: await this.lookup(descriptor, caller), descriptor };
+        return { ...(await this.lookup(descriptor, caller)), descriptor };
+    }
+  }
+
+  private async inImagePath(id: ImageId): Promise<boolean> {
+    if (this.opts.imagePath === '') return false;
+    try {
+      await stat(join(this.opts.imagePath, `${id}.meta`));
+      return true;
+    } catch {
+      return false;
     }
   }
 
@@ -207,7 +240,7 @@ export class ImageResolver {
     return meta;
   }
 
-  private async lookup(d: ImageDescriptor, caller: Caller): Promise<ImageId> {
+  private async lookup(d: ImageDescriptor, caller: Caller): Promise<Found> {
     const name = formatImageDescriptor(d);
     const { client } = this;
     if (client === undefined) {
@@ -241,9 +274,11 @@ export class ImageResolver {
       }
     }
     switch (answer.kind) {
-      case 'found':
-        this.lookups.set(key, answer.id);
-        return answer.id;
+      case 'found': {
+        const found = { id: answer.id, record: answer.record };
+        this.lookups.set(key, found);
+        return found;
+      }
       case 'missing':
         throw new ShifterError(
           'NOT_FOUND',

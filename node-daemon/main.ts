@@ -9,6 +9,7 @@
 import { Command, CommanderError } from 'commander';
 import { join, dirname } from 'node:path';
 import { ShifterError, describeError, isShifterError } from '../common/errors.js';
+import type { ImageId } from '../common/image-descriptor.js';
 import { createLogger } from '../common/logger.js';
 import { readUdiRootConf, checkConfigFileTrust } from '../common/config/udiroot-file.js';
 import { requireUdiRootKeys } from '../common/config/udiroot-conf.js';
@@ -19,9 +20,15 @@ import { mungeCredentialAs } from './user-credential.js';
 import { LaunchService, type DaemonState } from './launch-service.js';
 import { startLaunchServer } from './launch-server.js';
 import { startAdminServer } from './admin-server.js';
+import { LazySupervisor } from './lazy/lazy-supervisor.js';
+import type { UdiRootConfig } from '../common/config/udiroot-conf.js';
+import type { Logger } from '../common/logger.js';
 
 export const DEFAULT_SOCKET = '/run/shifter/shifterd.sock';
 const ADMIN_SOCKET_NAME = 'shifterd-admin.sock';
+/** How long the first cold start of a lazy image is recorded as its prefetch profile. */
+const PROFILE_WINDOW_MS = 10_000;
+const PREFETCH_PARALLEL = 8;
 
 interface Args {
   config: string;
@@ -60,16 +67,54 @@ function positiveInt(v: string, name: string): number {
   return n;
 }
 
-async function loadState(path: string, generation: number, log: ReturnType<typeof createLogger>): Promise<DaemonState> {
+/** The FUSE server of lazy images, when udiRoot.conf sets lazyImageCache (read at start only). */
+function lazySupervisor(config: UdiRootConfig, log: Logger): LazySupervisor | undefined {
+  const lazy = config.lazyImageCache;
+  if (lazy === undefined) return undefined;
+  requireUdiRootKeys(config, ['imageGateway', 'system']);
+  return new LazySupervisor({
+    config: {
+      cacheDir: lazy.dir,
+      mountpoint: join(lazy.dir, 'mnt'),
+      sizeBytes: lazy.sizeBytes,
+      chunkTimeoutMs: lazy.chunkTimeoutSeconds * 1000,
+      profileWindowMs: PROFILE_WINDOW_MS,
+      prefetchParallel: PREFETCH_PARALLEL,
+      bases: [...config.imageGateway],
+      system: config.system!,
+      mungeSocket: config.mungeSocketPath,
+    },
+    log,
+  });
+}
+
+async function loadState(
+  path: string,
+  generation: number,
+  log: Logger,
+  lazy: () => LazySupervisor | undefined,
+): Promise<DaemonState> {
   const trust = await checkConfigFileTrust(path);
   if (trust) throw trust;
   const { config, warnings } = await readUdiRootConf(path);
   for (const w of warnings) log.warn({ key: w.key }, w.message);
-  requireUdiRootKeys(config, ['imagePath']);
+  if (config.lazyImageCache === undefined) requireUdiRootKeys(config, ['imagePath']);
   if (!config.populateEtcDynamically) requireUdiRootKeys(config, ['etcPath']);
   const site = compileSite(config);
   const resolver = new ImageResolver({
-    imagePath: config.imagePath!,
+    imagePath: config.imagePath ?? '',
+    lazy:
+      config.lazyImageCache === undefined
+        ? undefined
+        : {
+            open: (id) => {
+              const server = lazy();
+              if (server === undefined) {
+                throw new ShifterError('BAD_CONFIG', 'lazyImageCache was set after shifterd started; restart shifterd');
+              }
+              return server.open(id);
+            },
+          },
     gateways: config.imageGateway,
     system: config.system,
     defaultImageType: config.defaultImageType,
@@ -87,12 +132,23 @@ async function main(): Promise<void> {
   process.umask(0o022);
   if (process.geteuid?.() !== 0)
     throw new ShifterError('PERMISSION_DENIED', 'shifterd must run as root (it builds mount namespaces)');
-  let state = await loadState(args.config, 1, log);
+  // The lazy image server is made from the first configuration; reloads reach it through this.
+  const lazyRef: { server?: LazySupervisor } = {};
+  let state = await loadState(args.config, 1, log, () => lazyRef.server);
   const addon = loadAddon();
   const service = new LaunchService(() => state, { attachImage, createEnvironment, runUserHook }, log, {
     max: args.cacheMax,
     idleTtlMs: args.cacheIdleSeconds * 1000,
   });
+  const lazy = lazySupervisor(state.config, log);
+  lazyRef.server = lazy;
+  if (lazy !== undefined) {
+    // Mounts over a dead server's files read nothing: environments on them are dropped.
+    lazy.onServerLost = (images) => {
+      for (const e of service.cache.list()) if (images.includes(e.imageId as ImageId)) service.cache.remove(e.key);
+    };
+    await lazy.start();
+  }
   const socketPath = args.socket ?? state.config.shifterdSocket ?? DEFAULT_SOCKET;
   const launch = await startLaunchServer({ socketPath, service, addon, log });
   const adminPath = args.adminSocket ?? join(dirname(socketPath), ADMIN_SOCKET_NAME);
@@ -102,13 +158,14 @@ async function main(): Promise<void> {
     state: () => state,
     log,
     launchSocket: socketPath,
+    lazy: () => lazy,
   });
 
   let reloading = false;
   process.on('SIGHUP', () => {
     if (reloading) return;
     reloading = true;
-    loadState(args.config, state.generation + 1, log)
+    loadState(args.config, state.generation + 1, log, () => lazyRef.server)
       .then(
         (next) => {
           state = next;
@@ -128,10 +185,13 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping');
-    void Promise.all([launch.close(), admin.close()]).finally(() => {
-      service.cache.closeAll();
-      process.exit(0);
-    });
+    void Promise.all([launch.close(), admin.close()])
+      .then(() => {
+        service.cache.closeAll();
+        return lazy?.stop();
+      })
+      .catch((e: unknown) => log.error({ err: describeError(e) }, 'lazy image server did not stop cleanly'))
+      .finally(() => process.exit(0));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

@@ -35,6 +35,10 @@
  *     file or key means the default, an unreadable file is a one-line error. `$SHIFTERD_SOCKET`
  *     overrides both (shifterd authenticates callers by SO_PEERCRED, so a user pointing their own
  *     launcher elsewhere fools only themselves).
+ *   - `lazyImageCache` (a local directory), `lazyImageCacheSize` (bytes, with an optional k/m/g/t
+ *     suffix, powers of 1024) and `lazyChunkTimeout` (seconds a read waits for a missing chunk
+ *     before it gets EIO, default 30): with the first two set, an image that is not in
+ *     imagePath is read lazily, chunk by chunk, from imageGateway (node-daemon/lazy/).
  *
  * This module is pure; reading the file, finding it and checking its owner live in
  * udiroot-file.ts.
@@ -146,6 +150,30 @@ export interface UdiRootConfig {
 
   readonly mungeSocketPath: string;
   readonly shifterdSocket?: string;
+
+  /** Set only with both lazyImageCache and lazyImageCacheSize (one without the other is an error). */
+  readonly lazyImageCache?: LazyImageCacheConfig;
+}
+
+export interface LazyImageCacheConfig {
+  /** The chunk store and the FUSE mount point live under it. */
+  readonly dir: string;
+  /** Bytes of chunks kept; least recently used chunks beyond it are evicted. */
+  readonly sizeBytes: number;
+  /** Seconds a read waits for a missing chunk before it gets EIO. */
+  readonly chunkTimeoutSeconds: number;
+}
+
+export const DEFAULT_LAZY_CHUNK_TIMEOUT_SECONDS = 30;
+
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** `512m`, `10G`, `1048576`: bytes, the suffix a power of 1024; undefined when it is not a size. */
+export function parseByteSize(text: string): number | undefined {
+  const m = /^(\d+)\s*([kmgt]?)b?$/i.exec(text.trim());
+  if (!m) return undefined;
+  const n = Number(m[1]) * SIZE_UNITS[m[2].toLowerCase()];
+  return Number.isSafeInteger(n) ? n : undefined;
 }
 
 export interface ConfigWarning {
@@ -160,7 +188,14 @@ export interface ParsedUdiRootConf {
   readonly warnings: readonly ConfigWarning[];
 }
 
-export const documentedNewKeys = ['mungeSocketPath', 'shifterdSocket', 'moduleHookTimeout'] as const;
+export const documentedNewKeys = [
+  'mungeSocketPath',
+  'shifterdSocket',
+  'moduleHookTimeout',
+  'lazyImageCache',
+  'lazyImageCacheSize',
+  'lazyChunkTimeout',
+] as const;
 
 export const DEFAULT_MODULE_HOOK_TIMEOUT_SECONDS = 30;
 
@@ -187,6 +222,8 @@ const STRING_KEYS = [
   'perNodeCacheSizeLimit',
   'mungeSocketPath',
   'shifterdSocket',
+  'lazyImageCache',
+  'lazyImageCacheSize',
 ] as const;
 const BOOLEAN_KEYS = [
   'allowLocalChroot',
@@ -227,6 +264,7 @@ export const KNOWN_KEYS: readonly string[] = [
   ...LIST_KEYS,
   'maxGroupCount',
   'gatewayTimeout',
+  'lazyChunkTimeout',
   'siteFs',
   'defaultImageType',
   'mountPropagationStyle',
@@ -357,6 +395,7 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
   const modules = new Map<string, MutableModule>();
   let maxGroupCount = 0;
   let gatewayTimeout: number | undefined;
+  let lazyChunkTimeout: number | undefined;
   let defaultImageType: ImageType = 'docker';
   let mountPropagationStyle: MountPropagationStyle = 'private';
   let defaultModules: string[] = [];
@@ -389,6 +428,10 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
     } else if (key === 'gatewayTimeout') {
       noteScalar(e);
       gatewayTimeout = parseSeconds(fileName, e);
+    } else if (key === 'lazyChunkTimeout') {
+      noteScalar(e);
+      lazyChunkTimeout = parseSeconds(fileName, e);
+      if (lazyChunkTimeout <= 0) throw badValue(fileName, e, 'a number of seconds above 0, e.g. 30');
     } else if (key === 'defaultImageType') {
       noteScalar(e);
       if (!isImageType(e.value)) throw badValue(fileName, e, `one of ${IMAGE_TYPES.join(', ')}`);
@@ -456,8 +499,37 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
     modules: frozenModules,
     moduleHookTimeout,
     mungeSocketPath: strings.mungeSocketPath ?? DEFAULT_MUNGE_SOCKET,
+    lazyImageCache: lazyCacheConfig(fileName, strings, lazyChunkTimeout),
   };
   return { config, warnings };
+}
+
+function lazyCacheConfig(
+  fileName: string,
+  strings: Partial<Record<StringKey, string>>,
+  chunkTimeout: number | undefined,
+): LazyImageCacheConfig | undefined {
+  const dir = strings.lazyImageCache;
+  const size = strings.lazyImageCacheSize;
+  if (dir === undefined && size === undefined) return undefined;
+  if (dir === undefined || size === undefined) {
+    throw new ShifterError(
+      'BAD_CONFIG',
+      `${fileName}: lazyImageCache and lazyImageCacheSize go together; set both (e.g. lazyImageCache=/var/cache/shifter ` +
+        'and lazyImageCacheSize=50g) or neither',
+    );
+  }
+  if (!dir.startsWith('/')) {
+    throw new ShifterError('BAD_CONFIG', `${fileName}: lazyImageCache=${dir} is not valid: expected an absolute path`);
+  }
+  const sizeBytes = parseByteSize(size);
+  if (sizeBytes === undefined || sizeBytes <= 0) {
+    throw new ShifterError(
+      'BAD_CONFIG',
+      `${fileName}: lazyImageCacheSize=${size} is not valid: expected bytes above 0 with an optional k/m/g/t suffix, e.g. 50g`,
+    );
+  }
+  return { dir, sizeBytes, chunkTimeoutSeconds: chunkTimeout ?? DEFAULT_LAZY_CHUNK_TIMEOUT_SECONDS };
 }
 
 /** `module_<name>_<subkey>`: the name cannot contain `_` because upstream splits on it. */

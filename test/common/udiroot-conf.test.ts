@@ -319,3 +319,33 @@ rootTest(
     t.is(missing?.code, 'BAD_CONFIG');
   },
 );
+
+test('lazyImageCache, lazyImageCacheSize and lazyChunkTimeout make the lazy cache config', (t) => {
+  const { config, warnings } = parseUdiRootConf(
+    'lazyImageCache=/var/cache/shifter\nlazyImageCacheSize=50g\nlazyChunkTimeout=12.5\n',
+    'u.conf',
+  );
+  t.deepEqual(warnings, []);
+  t.deepEqual(config.lazyImageCache, {
+    dir: '/var/cache/shifter',
+    sizeBytes: 50 * 1024 ** 3,
+    chunkTimeoutSeconds: 12.5,
+  });
+  const plain = parseUdiRootConf('lazyImageCache=/c\nlazyImageCacheSize=1048576\n', 'u.conf').config;
+  t.deepEqual(plain.lazyImageCache, { dir: '/c', sizeBytes: 1048576, chunkTimeoutSeconds: 30 });
+  t.is(parseUdiRootConf('imagePath=/i\n', 'u.conf').config.lazyImageCache, undefined);
+});
+
+test('a lazy cache setting that cannot work is an error saying what to write', (t) => {
+  const message = (text: string): string => t.throws(() => parseUdiRootConf(text, 'u.conf')).message;
+  t.regex(message('lazyImageCache=/c\n'), /u\.conf: lazyImageCache and lazyImageCacheSize go together; set both/);
+  t.regex(
+    message('lazyImageCache=/c\nlazyImageCacheSize=lots\n'),
+    /lazyImageCacheSize=lots is not valid: .*e\.g\. 50g/,
+  );
+  t.regex(
+    message('lazyImageCache=c\nlazyImageCacheSize=1g\n'),
+    /lazyImageCache=c is not valid: expected an absolute path/,
+  );
+  t.regex(message('lazyChunkTimeout=0\n'), /u\.conf:1: lazyChunkTimeout=0 is not valid/);
+});

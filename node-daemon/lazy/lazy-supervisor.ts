@@ -1,0 +1,226 @@
+/**
+ * shifterd's side of lazy images: it spawns the FUSE server (fuse-server-main.ts) as its own
+ * process, restarts it when it dies, and asks it to open images; the loop device and squashfs
+ * mount over `<mountpoint>/<id>.squashfs` are made by the native helper as for any image file.
+ * A dead or hung server's mount is aborted through fusectl and detached before a new server
+ * mounts, so readers of the old one get EIO instead of hanging; stopping leaves no mount and no
+ * process behind.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ShifterError, describeError } from '../../common/errors.js';
+import type { ImageId } from '../../common/image-descriptor.js';
+import type { Logger } from '../../common/logger.js';
+import { abortAndDetach } from './fusectl.js';
+import { imageFileName } from './fuse-server.js';
+import type { CacheStatus, FuseServerConfig, ServerEvent, ServerReply, ServerRequest } from './server-protocol.js';
+import type { ImageStatus } from './lazy-images.js';
+
+const SERVER_MAIN = fileURLToPath(new URL('./fuse-server-main.js', import.meta.url));
+const START_TIMEOUT_MS = 30_000;
+const MAX_BACKOFF_MS = 30_000;
+
+type Pending = { resolve: (r: ServerReply & { ok: true }) => void; reject: (e: ShifterError) => void };
+
+/** Omits `req` from each member of the request union. */
+type Request = ServerRequest extends infer R ? (R extends ServerRequest ? Omit<R, 'req'> : never) : never;
+
+export interface LazySupervisorOptions {
+  config: FuseServerConfig;
+  log: Logger;
+  /** Where the server's log lines go (default: shifterd's stdout, next to its own). */
+  serverLog?: NodeJS.WritableStream;
+}
+
+export class LazySupervisor {
+  private child: ChildProcess | undefined;
+  private ready: Promise<void> | undefined;
+  private readonly pending = new Map<number, Pending>();
+  private nextReq = 1;
+  private stopping = false;
+  private backoffMs = 1000;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private opened = new Set<ImageId>();
+  private restarts = 0;
+  /** Called after a server died and its mount was aborted: mounts over its files are dead. */
+  onServerLost: (openedImages: readonly ImageId[]) => void = () => undefined;
+
+  constructor(private readonly opts: LazySupervisorOptions) {}
+
+  get cacheDir(): string {
+    return this.opts.config.cacheDir;
+  }
+
+  get mountpoint(): string {
+    return this.opts.config.mountpoint;
+  }
+
+  /** The server's pid while it runs (tests kill it). */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get restartCount(): number {
+    return this.restarts;
+  }
+
+  /** Starts the server and waits until its mount is up. */
+  async start(): Promise<void> {
+    await this.spawn();
+  }
+
+  private spawn(): Promise<void> {
+    const ready = this.launch();
+    this.ready = ready;
+    ready.catch(() => undefined);
+    return ready;
+  }
+
+  private async launch(): Promise<void> {
+    const { config, log } = this.opts;
+    // A server from an earlier shifterd (killed -9) may have left its mount behind.
+    await abortAndDetach(config.mountpoint);
+    const child = fork(SERVER_MAIN, [JSON.stringify(config)], {
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      // The chunk store's file I/O uses the pool; FUSE requests never do (fetches are sockets).
+      env: { ...process.env, UV_THREADPOOL_SIZE: '16' },
+      serialization: 'json',
+    });
+    this.child = child;
+    const out = this.opts.serverLog ?? process.stdout;
+    child.stdout?.pipe(out, { end: false });
+    child.stderr?.pipe(out, { end: false });
+    child.on('message', (m: ServerReply | ServerEvent) => {
+      if ('req' in m) this.settle(m);
+    });
+    child.once('exit', (code, signal) => this.lost(child, code, signal));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new ShifterError('IO_ERROR', `the lazy image server did not mount ${config.mountpoint} in time`));
+        child.kill('SIGKILL');
+      }, START_TIMEOUT_MS);
+      const onMessage = (m: ServerReply | ServerEvent): void => {
+        if ('req' in m) return;
+        clearTimeout(timer);
+        child.off('message', onMessage);
+        if (m.ready) resolve();
+        else reject(new ShifterError(m.code, `the lazy image server did not start: ${m.message}`));
+      };
+      child.on('message', onMessage);
+      child.once('exit', () => {
+        clearTimeout(timer);
+        reject(new ShifterError('IO_ERROR', 'the lazy image server exited while starting (see its log)'));
+      });
+    });
+    this.backoffMs = 1000;
+    log.info({ pid: child.pid, mountpoint: config.mountpoint }, 'lazy image server running');
+  }
+
+  private settle(m: ServerReply): void {
+    const p = this.pending.get(m.req);
+    if (p === undefined) return;
+    this.pending.delete(m.req);
+    if (m.ok) p.resolve(m);
+    else p.reject(new ShifterError(m.code, m.message));
+  }
+
+  private lost(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.child !== child) return;
+    this.child = undefined;
+    for (const [, p] of this.pending) p.reject(new ShifterError('IO_ERROR', 'the lazy image server exited'));
+    this.pending.clear();
+    if (this.stopping) return;
+    const { log } = this.opts;
+    log.error({ code, signal }, 'lazy image server died; aborting its mount and restarting it');
+    const opened = [...this.opened];
+    this.opened = new Set();
+    this.ready = abortAndDetach(this.mountpoint)
+      .then(() => this.onServerLost(opened))
+      .catch((e: unknown) => {
+        log.error({ err: describeError(e) }, 'cannot take down the dead lazy image mount');
+      })
+      .then(() => this.scheduleRestart());
+  }
+
+  private scheduleRestart(): Promise<void> {
+    const delay = this.backoffMs;
+    this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
+    return new Promise<void>((resolve, reject) => {
+      this.restartTimer = setTimeout(() => {
+        this.restartTimer = undefined;
+        if (this.stopping) return reject(new ShifterError('IO_ERROR', 'shifterd is stopping'));
+        this.restarts++;
+        this.spawn().then(resolve, (e: unknown) => {
+          this.opts.log.error({ err: describeError(e) }, 'lazy image server restart failed');
+          reject(e instanceof ShifterError ? e : new ShifterError('IO_ERROR', describeError(e)));
+        });
+      }, delay);
+    });
+  }
+
+  private async ask(request: Request, timeoutMs: number): Promise<ServerReply & { ok: true }> {
+    // A start or restart under way is waited for; one that failed leaves no child, answered below.
+    await this.ready?.catch(() => undefined);
+    const child = this.child;
+    if (child === undefined || this.stopping) {
+      throw new ShifterError('UNREACHABLE', 'the lazy image server is not running; shifterd restarts it, try again');
+    }
+    const req = this.nextReq++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(req);
+        reject(new ShifterError('UNREACHABLE', `the lazy image server did not answer ${request.op} in time`));
+      }, timeoutMs);
+      this.pending.set(req, {
+        resolve: (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+      child.send({ ...request, req });
+    });
+  }
+
+  private get requestTimeoutMs(): number {
+    // open: the index, then the superblock, then the tables, each bounded by the chunk timeout.
+    return this.opts.config.chunkTimeoutMs * 4;
+  }
+
+  /** Opens image `id` and returns the path of its file on the FUSE mount. */
+  async open(id: ImageId, indexDigest?: string): Promise<string> {
+    await this.ask({ op: 'open', id, indexDigest }, this.requestTimeoutMs);
+    this.opened.add(id);
+    return join(this.mountpoint, imageFileName(id));
+  }
+
+  async stage(id: ImageId, indexDigest?: string, timeoutMs = 3_600_000): Promise<ImageStatus> {
+    const r = await this.ask({ op: 'stage', id, indexDigest }, timeoutMs);
+    this.opened.add(id);
+    return r.image!;
+  }
+
+  async status(): Promise<CacheStatus> {
+    const r = await this.ask({ op: 'status' }, 10_000);
+    return r.status!;
+  }
+
+  /** Stops the server and takes its mount down (loop devices over it go with their last mount). */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.restartTimer !== undefined) clearTimeout(this.restartTimer);
+    const child = this.child;
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    }
+    await abortAndDetach(this.mountpoint);
+  }
+}

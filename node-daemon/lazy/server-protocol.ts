@@ -1,0 +1,39 @@
+/**
+ * Messages between shifterd and the FUSE server process over the Node IPC channel of the child.
+ * shifterd asks, the server answers with the same `req` number; the server announces `ready`
+ * once its mount is up.
+ */
+import type { ErrorCode } from '../../common/errors.js';
+import type { ImageId } from '../../common/image-descriptor.js';
+import type { StoreUsage } from './chunk-store.js';
+import type { ImageStatus } from './lazy-images.js';
+
+/** What shifterd passes to the server on its command line (JSON). */
+export interface FuseServerConfig {
+  cacheDir: string;
+  mountpoint: string;
+  sizeBytes: number;
+  chunkTimeoutMs: number;
+  profileWindowMs: number;
+  prefetchParallel: number;
+  bases: string[];
+  system: string;
+  /** Requests carry a munge credential made as root when set and the socket exists. */
+  mungeSocket?: string;
+}
+
+export type ServerRequest =
+  | { req: number; op: 'open'; id: ImageId; indexDigest?: string }
+  | { req: number; op: 'stage'; id: ImageId; indexDigest?: string }
+  | { req: number; op: 'status' };
+
+export interface CacheStatus {
+  store: StoreUsage;
+  images: ImageStatus[];
+}
+
+export type ServerReply =
+  | { req: number; ok: true; status?: CacheStatus; image?: ImageStatus }
+  | { req: number; ok: false; code: ErrorCode; message: string };
+
+export type ServerEvent = { ready: true } | { ready: false; code: ErrorCode; message: string };

@@ -1,0 +1,50 @@
+/**
+ * A lazy image end to end on this node: a real chunk server (HTTP, the gateway's routes), the
+ * FUSE server process, a real read-only loop device and squashfs mount from the native helper.
+ */
+import { rootTest as test } from '../../helpers/privileges.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { attachImage } from '../../../node-daemon/adapters/index.js';
+import { startChunkServer } from './chunk-server.js';
+import { buildLazyImage, lazyConfig, loopsOver, mountsUnder, processAlive, startLazyServer } from './lazy-fixture.js';
+
+test('a lazy image mounts and reads as the file does, fetching only what is read; stop leaves nothing', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'shifter-lazy-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const { image, files } = buildLazyImage(dir);
+  const chunks = await startChunkServer(image, { chunkSize: 64 * 1024 });
+  t.teardown(() => chunks.close());
+  const { supervisor, config, logText } = await startLazyServer(lazyConfig(dir, [chunks.url]));
+  t.teardown(() => {
+    if (!t.passed) t.log(logText());
+  });
+  const pid = supervisor.pid;
+  try {
+    const file = await supervisor.open(chunks.index.imageId);
+    t.is(file, join(config.mountpoint, `${chunks.index.imageId}.squashfs`));
+    const mount = await attachImage(file);
+    try {
+      // Asynchronous reads: the chunk server answers from this same process.
+      t.is(await readFile(`/proc/self/fd/${mount.fd}/hello`, 'utf8'), 'hello from a lazy image\n');
+      t.deepEqual(await readFile(`/proc/self/fd/${mount.fd}/data/f3`), files[3]);
+      t.true(loopsOver(config.mountpoint).length === 1, 'one loop device over the FUSE file');
+    } finally {
+      mount.release();
+    }
+    const total = chunks.index.chunks.length;
+    const fetched = new Set(chunks.chunkRequests).size;
+    t.true(fetched < total / 2, `fetched ${fetched} of ${total} chunks`);
+    t.is(chunks.chunkRequests.length, fetched, 'no chunk fetched twice');
+    const status = await supervisor.status();
+    t.is(status.images.length, 1);
+    t.is(status.images[0].cachedChunks, fetched);
+  } finally {
+    await supervisor.stop();
+  }
+  t.deepEqual(mountsUnder(config.mountpoint), []);
+  t.deepEqual(loopsOver(config.mountpoint), []);
+  t.false(processAlive(pid));
+});
