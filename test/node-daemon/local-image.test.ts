@@ -5,7 +5,16 @@
  */
 import { rootTest as test } from '../helpers/privileges.js';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { REPO, ShifterdFixture, ensureTestUser } from './runtime-fixture.js';
 import { ensureUser } from '../native/environment-run.js';
@@ -56,6 +65,18 @@ test.serial('the tree is mounted nosuid and nodev: a setuid-root program in it d
   t.is(mounts.code, 0, mounts.stderr);
   const options = mounts.stdout.split(' ')[5].split(',');
   t.true(options.includes('nosuid') && options.includes('nodev'), mounts.stdout);
+});
+
+test.serial("the tree is mounted with the user's own rights: their files writable, root's not", async (t) => {
+  const r = await fx.run([
+    `--image=local:${tree}`,
+    'sh',
+    '-c',
+    'echo written > /usr/bin/note && cat /usr/bin/note; echo x >> /usr/bin/showid || echo refused',
+  ]);
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout, 'written\nrefused\n');
+  t.is(readFileSync(join(tree, 'usr/bin/note'), 'utf8'), 'written\n');
 });
 
 test.serial('a directory swapped in under the same path is used, not the cached environment', async (t) => {
