@@ -4,7 +4,7 @@
  * lstat only: an image symlink (`var -> /somewhere`) counts as absent and is never followed.
  */
 import { lstat } from 'node:fs/promises';
-import type { ImageMount } from './adapters/image-mount.js';
+import type { RootMount } from './adapters/image-mount.js';
 
 export interface ImageLayout {
   /** Real directories in the image, by container path. */
@@ -22,9 +22,9 @@ async function isDir(path: string): Promise<boolean> {
 }
 
 /** An image never changes while it is attached: probe each attached mount once. */
-const layouts = new WeakMap<ImageMount, Promise<ImageLayout>>();
+const layouts = new WeakMap<RootMount, Promise<ImageLayout>>();
 
-export function probeImage(mount: ImageMount): Promise<ImageLayout> {
+export function probeImage(mount: RootMount): Promise<ImageLayout> {
   let layout = layouts.get(mount);
   if (layout === undefined) {
     layout = probe(mount);
@@ -33,7 +33,7 @@ export function probeImage(mount: ImageMount): Promise<ImageLayout> {
   return layout;
 }
 
-async function probe(mount: ImageMount): Promise<ImageLayout> {
+async function probe(mount: RootMount): Promise<ImageLayout> {
   const root = `/proc/self/fd/${mount.fd}`;
   const found = await Promise.all(PROBED_DIRS.map((d) => isDir(root + d)));
   const dirs = new Set<string>();

@@ -9,7 +9,7 @@
  * the FUSE server's (node-daemon/lazy/) and its metadata the gateway's lookup record.
  */
 import { readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { ShifterError, describeError, isShifterError } from '../common/errors.js';
 import { ANONYMOUS, GatewayClient, type CredentialSource } from '../common/gateway-client/client.js';
@@ -60,13 +60,34 @@ export interface Caller {
   groups: readonly number[];
 }
 
-export interface ResolvedImage {
+export interface SquashfsImage {
+  kind: 'squashfs';
   id: ImageId;
   descriptor: ImageDescriptor;
   /** `<imagePath>/<id>.squashfs`, or the lazy image's file on the FUSE mount */
   squashfsPath: string;
   meta: ImageMetaInfo;
 }
+
+/**
+ * Upstream's `local:/path`: a directory tree on the node as the root (allowLocalChroot). Only the
+ * path is checked here; the native helper opens it as the user, who must be able to read it.
+ */
+export interface LocalImage {
+  kind: 'local';
+  descriptor: ImageDescriptor;
+  path: string;
+  /** No .meta: no entrypoint, no image environment, no ACL beyond the directory's own modes. */
+  meta: ImageMetaInfo;
+}
+
+export type ResolvedImage = SquashfsImage | LocalImage;
+
+const LOCAL_META: ImageMetaInfo = {
+  run: { entrypoint: undefined, cmd: undefined, workdir: undefined, env: [] },
+  userAcl: [],
+  groupAcl: [],
+};
 
 /** Makes a lazy image readable and returns its file (node-daemon/lazy/lazy-supervisor.ts). */
 export interface LazyImageOpener {
@@ -86,6 +107,8 @@ export interface ResolverOptions {
   cacheTtlMs?: number;
   /** A munge credential made as the caller, for the retry of a lookup that found nothing (private images). */
   credentialFor?: (caller: Caller) => Promise<string | undefined>;
+  /** udiRoot.conf allowLocalChroot: `local:` images are refused unless set. */
+  allowLocalChroot?: boolean;
 }
 
 /**
@@ -160,6 +183,8 @@ export class ImageResolver {
 
   /** Parses and resolves `request`, reads the meta and checks the ACL for `caller`. */
   async resolve(request: string, caller: Caller): Promise<ResolvedImage> {
+    const asked = parseImageDescriptor(request, this.opts.defaultImageType);
+    if (asked.type === 'local') return this.localImage(asked);
     const { id, descriptor, record } = await this.resolveId(request, caller);
     const name = formatImageDescriptor(descriptor);
     const { lazy } = this.opts;
@@ -167,11 +192,29 @@ export class ImageResolver {
       // The access check comes first: a user must not make the node fetch an image they may not use.
       const meta = metaFromRecord(record, name);
       checkImageAcl(meta, caller, name);
-      return { id, descriptor, squashfsPath: await lazy.open(id), meta };
+      return { kind: 'squashfs', id, descriptor, squashfsPath: await lazy.open(id), meta };
     }
     const meta = await this.readMeta(id, name);
     checkImageAcl(meta, caller, name);
-    return { id, descriptor, squashfsPath: join(this.opts.imagePath, `${id}.squashfs`), meta };
+    return { kind: 'squashfs', id, descriptor, squashfsPath: join(this.opts.imagePath, `${id}.squashfs`), meta };
+  }
+
+  private localImage(descriptor: ImageDescriptor): LocalImage {
+    const path = descriptor.tag;
+    if (this.opts.allowLocalChroot !== true) {
+      throw new ShifterError(
+        'PERMISSION_DENIED',
+        `local: images are disabled on this system (udiRoot.conf allowLocalChroot=0): cannot use local:${path}; ` +
+          'use a gateway image (shifterimg pull ...) or ask the site to set allowLocalChroot=1',
+      );
+    }
+    if (!isAbsolute(path)) {
+      throw new ShifterError(
+        'BAD_ARGUMENT',
+        `local:${path} is not an absolute directory path; give one like --image=local:/scratch/me/rootfs`,
+      );
+    }
+    return { kind: 'local', descriptor, path, meta: LOCAL_META };
   }
 
   /** Parses `request` and finds its id (through the gateway unless it is `id:`), without the image files. */
@@ -184,7 +227,7 @@ export class ImageResolver {
       case 'local':
         throw new ShifterError(
           'BAD_ARGUMENT',
-          `local: images (${descriptor.tag}) are not supported by shifterd; use a gateway image (shifterimg pull ...)`,
+          `local:${descriptor.tag} is a directory on the node, not an image with an id; launch it with shifter`,
         );
       default:
         return { ...(await this.lookup(descriptor, caller)), descriptor };

@@ -28,11 +28,11 @@ import { HookFailure } from './adapters/helper-failure.js';
 import { listDeviceDir } from './adapters/host-devices.js';
 import type { UserHookRun } from './adapters/run-userhook.js';
 import { launchGpus, selectDevices, type ModuleDevices } from './command/devices.js';
-import type { ImageMount } from './adapters/image-mount.js';
+import type { ImageMount, LocalRootMount, RootMount } from './adapters/image-mount.js';
 import { jobHolder } from './slurm/job-holder.js';
 import { EnvironmentCache, ImageMountPool, environmentKey, type Lease } from './environment-cache.js';
 import { etcEntriesFor } from './etc-files.js';
-import type { Caller, ImageResolver, ResolvedImage } from './image-resolver.js';
+import type { Caller, ImageResolver, LocalImage, ResolvedImage, SquashfsImage } from './image-resolver.js';
 import { buildEnvironmentSpec, type CompiledModule, type LaunchDevices, type SiteSetup } from './spec-builder.js';
 import type { LaunchRequest } from './launch-codec.js';
 import { readFileAsUser } from './user-file.js';
@@ -49,6 +49,7 @@ export interface DaemonState {
 
 export interface NativeOps {
   attachImage(path: string): Promise<ImageMount>;
+  attachLocal(path: string, user: Caller): Promise<LocalRootMount>;
   createEnvironment(spec: EnvironmentSpec): Promise<Environment>;
   runUserHook(run: UserHookRun): Promise<string[]>;
 }
@@ -80,9 +81,12 @@ export interface PrepareParams {
   job?: { kind: 'prepare'; holder: string; hostsfile: string } | { kind: 'attach'; holder: string };
 }
 
+/** A resolved image with the id its mounts and environments are keyed by. */
+export type RuntimeImage = SquashfsImage | (LocalImage & { id: string });
+
 export interface Prepared {
   lease: Lease<Environment>;
-  image: ResolvedImage;
+  image: RuntimeImage;
   key: string;
   modules: CompiledModule[];
   setupMs: number;
@@ -148,7 +152,7 @@ function refuseRoot(caller: Caller): void {
 
 export class LaunchService {
   readonly cache: EnvironmentCache<Environment>;
-  readonly pool: ImageMountPool<ImageMount>;
+  readonly pool: ImageMountPool<RootMount>;
   readonly preflight = new ModulePreflight();
 
   constructor(
@@ -157,7 +161,7 @@ export class LaunchService {
     private readonly log: Logger,
     cacheOptions: { max: number; idleTtlMs: number },
   ) {
-    this.pool = new ImageMountPool<ImageMount>();
+    this.pool = new ImageMountPool<RootMount>();
     this.cache = new EnvironmentCache<Environment>(cacheOptions, (imageId) => this.pool.release(imageId));
   }
 
@@ -198,10 +202,42 @@ export class LaunchService {
     }
   }
 
+  /**
+   * Runs fn with the image's runtime id, its root mount held in the pool meanwhile. A local: tree
+   * is opened as the caller on every use (that is its access check) and keyed by its path,
+   * device and inode, so a directory swapped under the same path is not taken for the cached one.
+   */
+  private async holdImage<T>(
+    image: ResolvedImage,
+    caller: Caller,
+    fn: (image: RuntimeImage) => Promise<T>,
+  ): Promise<T> {
+    if (image.kind === 'squashfs') return fn(image);
+    const mount = await this.native.attachLocal(image.path, caller);
+    const id = `local:${image.path}@${mount.device}:${mount.inode}`;
+    let pooled = false;
+    await this.pool.acquire(id, () => {
+      pooled = true;
+      return Promise.resolve(mount);
+    });
+    if (!pooled) mount.release();
+    try {
+      return await fn({ ...image, id });
+    } finally {
+      this.pool.release(id);
+    }
+  }
+
+  private attachRoot(image: RuntimeImage, caller: Caller): Promise<RootMount> {
+    return image.kind === 'squashfs'
+      ? this.native.attachImage(image.squashfsPath)
+      : this.native.attachLocal(image.path, caller);
+  }
+
   /** The image root for the module pre-flight: the image's pooled mount, held only while reading. */
-  private imageRoot(image: ResolvedImage): WithImageRoot {
+  private imageRoot(image: RuntimeImage, caller: Caller): WithImageRoot {
     return async (fn) => {
-      const mount = await this.pool.acquire(image.id, () => this.native.attachImage(image.squashfsPath));
+      const mount = await this.pool.acquire(image.id, () => this.attachRoot(image, caller));
       try {
         return await fn(`/proc/self/fd/${mount.fd}`);
       } finally {
@@ -212,19 +248,29 @@ export class LaunchService {
 
   /** Resolves the image and gets or builds the environment; shared by launches and gRPC. */
   async prepare(p: PrepareParams, state: DaemonState = this.state()): Promise<Prepared> {
-    const { site, config, generation, resolver } = state;
+    const { site, config, resolver } = state;
     refuseRoot(p.caller);
     const userVolumes: VolumeSpec[] = parseVolumeTexts(p.volumes, 'user');
     const modules = selectModules(p.modules, config.defaultModules, config.modules).map((m) =>
       site.modules.get(m.name)!,
     );
+    const resolved = await resolver.resolve(p.image, p.caller);
+    p.beforeBuild?.(resolved);
+    return this.holdImage(resolved, p.caller, (image) => this.prepareImage(p, state, image, modules, userVolumes));
+  }
+
+  private async prepareImage(
+    p: PrepareParams,
+    { site, config, generation }: DaemonState,
+    image: RuntimeImage,
+    modules: CompiledModule[],
+    userVolumes: VolumeSpec[],
+  ): Promise<Prepared> {
     const devices = launchDevices(modules, site, p.gpus);
-    const image = await resolver.resolve(p.image, p.caller);
-    p.beforeBuild?.(image);
     await this.preflight.require(
       image.id,
       modules.map((m) => m.config),
-      this.imageRoot(image),
+      this.imageRoot(image, p.caller),
     );
     const parts = {
       uid: p.caller.uid,
@@ -245,7 +291,7 @@ export class LaunchService {
     const key = environmentKey(p.job?.kind === 'prepare' ? { ...parts, job: p.job.holder } : parts);
     let setupMs = 0;
     const lease = await this.cache.acquire(key, image.id, async () => {
-      const mount = await this.pool.acquire(image.id, () => this.native.attachImage(image.squashfsPath));
+      const mount = await this.pool.acquire(image.id, () => this.attachRoot(image, p.caller));
       try {
         const etc = await etcEntriesFor(
           {
@@ -308,9 +354,12 @@ export class LaunchService {
     const { config } = state;
     if (o.check) {
       refuseRoot(caller);
-      const image = await state.resolver.resolve(o.image, caller);
+      const resolved = await state.resolver.resolve(o.image, caller);
       const modules = selectModules(o.modules, config.defaultModules, config.modules);
-      const verdicts = await this.preflight.verdicts(image.id, modules, this.imageRoot(image));
+      const verdicts = await this.holdImage(resolved, caller, (image) =>
+        this.preflight.verdicts(image.id, modules, this.imageRoot(image, caller)),
+      );
+      const image = resolved;
       const message = formatVerdicts(formatImageDescriptor(image.descriptor), verdicts);
       return { kind: 'error', exitCode: verdicts.every((v) => v.verdict.fits) ? 0 : 1, message };
     }

@@ -13,7 +13,7 @@ import type { ImageId } from '../common/image-descriptor.js';
 import { createLogger } from '../common/logger.js';
 import { readUdiRootConf, checkConfigFileTrust } from '../common/config/udiroot-file.js';
 import { requireUdiRootKeys } from '../common/config/udiroot-conf.js';
-import { attachImage, createEnvironment, loadAddon, runUserHook } from './adapters/index.js';
+import { attachImage, attachLocal, createEnvironment, loadAddon, runUserHook } from './adapters/index.js';
 import { ImageResolver } from './image-resolver.js';
 import { compileSite } from './spec-builder.js';
 import { mungeCredentialAs } from './user-credential.js';
@@ -115,6 +115,7 @@ async function loadState(
               return server.open(id);
             },
           },
+    allowLocalChroot: config.allowLocalChroot,
     gateways: config.imageGateway,
     system: config.system,
     defaultImageType: config.defaultImageType,
@@ -136,7 +137,7 @@ async function main(): Promise<void> {
   const lazyRef: { server?: LazySupervisor } = {};
   let state = await loadState(args.config, 1, log, () => lazyRef.server);
   const addon = loadAddon();
-  const service = new LaunchService(() => state, { attachImage, createEnvironment, runUserHook }, log, {
+  const service = new LaunchService(() => state, { attachImage, attachLocal, createEnvironment, runUserHook }, log, {
     max: args.cacheMax,
     idleTtlMs: args.cacheIdleSeconds * 1000,
   });

@@ -42,7 +42,7 @@ import type {
   SiteHooks,
   SymlinkEntry,
 } from './adapters/environment-spec.js';
-import type { ImageMount } from './adapters/image-mount.js';
+import type { RootMount } from './adapters/image-mount.js';
 import type { ImageLayout } from './image-probe.js';
 
 export interface CompiledModule {
@@ -241,7 +241,7 @@ function volumeBind(v: VolumeSpec, defaultPropagation: MountPropagationStyle, ph
 
 export interface SpecInput {
   site: SiteSetup;
-  image: ImageMount;
+  image: RootMount;
   layout: ImageLayout;
   uid: number;
   gid: number;

@@ -108,7 +108,8 @@ void cmd_create_env(int spec_fd, int image_fd)
 	int procfd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (procfd < 0)
 		die(errno, "open: /proc");
-	int image = open_tree(image_fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+	/* Recursive: a local image tree (attach-local) keeps the mounts that cover parts of it. */
+	int image = open_tree(image_fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
 	if (image < 0)
 		die(errno, "open_tree image mount: the image fd");
 	for (int i = 0; i < s->nops; i++) {

@@ -47,7 +47,7 @@ static void copy_file(int imgdir, int scdir, const char *name, const struct stat
 
 static void bind_image_entry(int imgdir, int scdir, const char *name, const char *path)
 {
-	int tree = open_tree(imgdir, name, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW);
+	int tree = open_tree(imgdir, name, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW | AT_RECURSIVE);
 	if (tree < 0)
 		die(errno, "open_tree image: %s", path);
 	if (move_mount(tree, "", scdir, name, MOVE_MOUNT_F_EMPTY_PATH) < 0)

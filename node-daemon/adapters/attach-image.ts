@@ -11,6 +11,7 @@ export async function attachImage(path: string): Promise<ImageMount> {
   const addon = loadAddon();
   let fd = fds[0];
   return {
+    kind: 'squashfs',
     path,
     loopDevice: text.replace(/^loop=/, ''),
     get fd() {

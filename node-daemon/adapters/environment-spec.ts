@@ -19,7 +19,7 @@
  * directory it must exist in the image (or list that directory in `scaffoldDirs`).
  */
 import type { MountPropagationStyle, PerNodeCacheFsType } from '../../common/config/udiroot-conf.js';
-import type { ImageMount } from './image-mount.js';
+import type { RootMount } from './image-mount.js';
 
 export type { MountPropagationStyle, PerNodeCacheFsType };
 
@@ -152,7 +152,8 @@ export type MountSpec =
   BindMount | FileEntry | SymlinkEntry | DirectoryEntry | TmpfsMount | ProcMount | PerNodeCacheMount;
 
 export interface EnvironmentSpec {
-  image: ImageMount;
+  /** The root's contents: a squashfs image, or a local: directory tree. */
+  image: RootMount;
   uid: number;
   /** Primary gid. */
   gid: number;

@@ -74,3 +74,21 @@ test('a gateway status that is not a string is shown as JSON, not as [object Obj
     gateway.close();
   }
 });
+
+test('local: images need allowLocalChroot and are never looked up in a gateway', async (t) => {
+  const caller = { uid: 1000, gid: 1000, groups: [] };
+  const options = {
+    imagePath: '',
+    gateways: ['http://127.0.0.1:9'],
+    system: 'sys',
+    defaultImageType: 'docker' as const,
+  };
+  await t.throwsAsync(new ImageResolver(options).resolve('local:/scratch/rootfs', caller), {
+    code: 'PERMISSION_DENIED',
+    message: /^local: images are disabled on this system \(udiRoot.conf allowLocalChroot=0\)/,
+  } as never);
+  const allowed = new ImageResolver({ ...options, allowLocalChroot: true });
+  const image = await allowed.resolve('local:/scratch/rootfs', caller);
+  t.like(image, { kind: 'local', path: '/scratch/rootfs', meta: { userAcl: [], groupAcl: [], run: { env: [] } } });
+  await t.throwsAsync(allowed.resolve('local:scratch/rootfs', caller), { message: /absolute/ });
+});

@@ -9,7 +9,13 @@ import { buildEnvironmentSpec, compileSite } from '../../node-daemon/spec-builde
 import type { ImageMount } from '../../node-daemon/adapters/image-mount.js';
 import type { BindMount } from '../../node-daemon/adapters/environment-spec.js';
 
-const image: ImageMount = { path: '/images/x.squashfs', fd: 99, loopDevice: '/dev/loop9', release() {} };
+const image: ImageMount = {
+  kind: 'squashfs',
+  path: '/images/x.squashfs',
+  fd: 99,
+  loopDevice: '/dev/loop9',
+  release() {},
+};
 
 function site(text: string) {
   return compileSite(parseUdiRootConf(`imagePath=/images\n${text}`, 'udiRoot.conf').config);

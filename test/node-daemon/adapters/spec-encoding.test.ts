@@ -2,7 +2,7 @@ import test from 'ava';
 import type { EnvironmentSpec, ImageMount } from '../../../node-daemon/adapters/index.js';
 import { encodeSpec } from '../../../node-daemon/adapters/spec-encoding.js';
 
-const image: ImageMount = { path: '/images/x.sqfs', fd: 9, loopDevice: '/dev/loop9', release() {} };
+const image: ImageMount = { kind: 'squashfs', path: '/images/x.sqfs', fd: 9, loopDevice: '/dev/loop9', release() {} };
 const base: EnvironmentSpec = {
   image,
   uid: 1001,
