@@ -122,6 +122,18 @@ function hookLog(module: string): LogEntry[] {
     .filter((e) => e.module === module);
 }
 
+/**
+ * shifterd's log reaches the test through a pipe, after the launch has answered: wait (up to 20 s)
+ * until `count` hook lines of `module` are there, then read them all.
+ */
+async function hookLogOf(module: string, count: number): Promise<LogEntry[]> {
+  for (const until = Date.now() + 20_000; Date.now() < until;) {
+    if (hookLog(module).length >= count) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return hookLog(module);
+}
+
 const image = () => `--image=${fx.images.bare.name}`;
 
 test('defaultModules apply; copyPath is at /opt/udiImage/modules/<name>; every env key in module order', async (t) => {
@@ -166,7 +178,7 @@ test('a roothook runs as root in the container being built, before user volumes,
   t.is(second.stdout, first.stdout);
   t.is(readFileSync(join(fx.dir, 'roothook-runs'), 'utf8'), 'run\n', 'the second launch reused the environment');
   t.deepEqual(
-    hookLog('rootok').map((e) => [e.hook, e.stream, e.msg]),
+    (await hookLogOf('rootok', 1)).map((e) => [e.hook, e.stream, e.msg]),
     [['roothook', 'stdout', 'hello from the roothook']],
   );
 });
@@ -188,7 +200,7 @@ test('a userhook runs per launch as the user inside the container, caps dropped,
     t.is(r.code, 0, r.stderr);
     t.is(r.stdout, 'command ran\n');
   }
-  const lines = hookLog('uh').map((e) => `${e.hook} ${e.stream}: ${e.msg}`);
+  const lines = (await hookLogOf('uh', 10)).map((e) => `${e.hook} ${e.stream}: ${e.msg}`);
   const once = [
     `userhook stdout: uid=${user.uid} cwd=/tmp req=${fx.images.bare.name}`,
     'userhook stdout: CapEff: 0000000000000000',
