@@ -1,0 +1,138 @@
+/**
+ * The lazy image cache end to end with the real parts: an image pushed to a real registry and
+ * pulled by the real gateway (munge authentication, a munged of its own) into the gateway's
+ * image directory only; shifterd with lazyImageCache and an empty imagePath launches it as an
+ * ordinary user through the FUSE server, which fetches the index and the chunks it reads from
+ * the gateway's chunk routes with munge credentials made as root.
+ */
+import { rootTest as test } from '../../helpers/privileges.js';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { mungeEncode } from '../../../common/munge.js';
+import { startGateway, type RunningGateway } from '../../helpers/gateway.js';
+import { startMunged, type Munged } from '../../helpers/munge.js';
+import { imageConfig, pushImage, startRegistry, tarLayer, type RunningRegistry } from '../../helpers/registry.js';
+import { ShifterdFixture, ensureTestUser } from '../runtime-fixture.js';
+
+ensureTestUser();
+const OS_RELEASE = 'NAME="Lazy Linux"\nVERSION_ID="7"\n';
+const gwImages = new ShifterdFixture();
+let reg: RunningRegistry | undefined;
+let munged: Munged | undefined;
+let gw: RunningGateway | undefined;
+let imageId = '';
+
+/** The chunk digests the store under `cacheDir` holds (chunk-store.ts keeps one file per chunk). */
+function storedChunks(cacheDir: string): string[] {
+  const found: string[] = [];
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      if (e.isDirectory() && e.name !== 'mnt') walk(join(dir, e.name));
+      else if (e.isFile() && /^[0-9a-f]{64}$/.test(e.name)) found.push(e.name);
+    }
+  };
+  walk(cacheDir);
+  return found;
+}
+
+test.before(async () => {
+  reg = await startRegistry();
+  munged = await startMunged();
+  const layer = gzipSync(
+    await tarLayer([
+      { name: 'bin', type: 'directory' },
+      { name: 'bin/busybox', content: readFileSync('/bin/busybox'), mode: 0o755 },
+      { name: 'bin/sh', type: 'symlink', linkname: 'busybox' },
+      { name: 'bin/cat', type: 'symlink', linkname: 'busybox' },
+      { name: 'etc/os-release', content: OS_RELEASE, mode: 0o644 },
+      // Incompressible and never read by the job: the chunks a lazy start must not fetch.
+      { name: 'data/blob', content: randomBytes(12 * 1024 * 1024), mode: 0o644 },
+    ]),
+  );
+  await pushImage(reg.url, 'team/lazy', '1.0', {
+    layers: [layer],
+    config: imageConfig({ Env: ['PATH=/bin'], Cmd: ['cat', '/etc/os-release'] }),
+  });
+  const gwImageDir = join(gwImages.dir, 'gw-images');
+  mkdirSync(gwImageDir, { mode: 0o755 });
+  gw = await startGateway({
+    dir: gwImages.dir,
+    config: {
+      CacheDirectory: join(gwImages.dir, 'gw-cache'),
+      ExpandDirectory: join(gwImages.dir, 'gw-expand'),
+      Authentication: 'munge',
+      WorkerThreads: 1,
+      DefaultImageLocation: 'site',
+      Locations: { site: { url: reg.url } },
+      Platforms: {
+        testsys: {
+          accesstype: 'local',
+          local: { imageDir: gwImageDir },
+          mungeSocketPath: munged.socket,
+          admins: ['root'],
+        },
+      },
+    },
+  });
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const res = await fetch(`${gw.url}/api/pull/testsys/docker/team/lazy:1.0/`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authentication: await mungeEncode('', { socket: munged.socket }) },
+      body: '{}',
+    });
+    const rec = (await res.json()) as { status?: string; id?: string };
+    if (rec.status === 'READY' && typeof rec.id === 'string') {
+      imageId = rec.id;
+      break;
+    }
+    if (rec.status === 'FAILURE' || Date.now() > deadline) throw new Error(`pull failed: ${JSON.stringify(rec)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+});
+
+test.after.always(async () => {
+  await gw?.stop();
+  await munged?.stop();
+  await reg?.stop();
+  await gwImages.cleanup();
+});
+
+/** A shifterd whose imagePath is empty and whose images all come lazily from `gateway`. */
+async function lazyShifterd(t: { teardown: (f: () => Promise<void>) => void }, gateway: string) {
+  const fx = new ShifterdFixture();
+  t.teardown(() => fx.cleanup());
+  const cacheDir = join(fx.dir, 'lazycache');
+  fx.writeConfig([
+    `imageGateway=${gateway}`,
+    'system=testsys',
+    `mungeSocketPath=${munged!.socket}`,
+    `lazyImageCache=${cacheDir}`,
+    'lazyImageCacheSize=1g',
+    'lazyChunkTimeout=20',
+  ]);
+  await fx.start();
+  return { fx, cacheDir };
+}
+
+test.serial('a pulled image runs lazily from the gateway: only the chunks it reads are fetched', async (t) => {
+  const { fx, cacheDir } = await lazyShifterd(t, gw!.url);
+  t.deepEqual(
+    readdirSync(fx.imagePath).filter((f) => f.startsWith(imageId)),
+    [],
+  );
+  const r = await fx.run(['--image=team/lazy:1.0', 'cat', '/etc/os-release']);
+  t.is(r.code, 0, `${r.stderr}\n${fx.log}`);
+  t.is(r.stdout, OS_RELEASE);
+  const facts = (await (
+    await fetch(`${gw!.url}/api/chunks/testsys/${imageId}`, {
+      headers: { authentication: await mungeEncode('', { socket: munged!.socket }) },
+    })
+  ).json()) as { chunkCount: number };
+  const stored = storedChunks(cacheDir).length;
+  t.log(`${stored} of ${facts.chunkCount} chunks fetched`);
+  t.true(stored > 0, 'the chunks read are kept in the chunk store');
+  t.true(stored < facts.chunkCount, `${stored} of ${facts.chunkCount} chunks fetched`);
+});
