@@ -19,6 +19,14 @@ export interface ChunkSourceOptions {
 
 export type ProfileAnswer = { kind: 'found'; bytes: Buffer } | { kind: 'none' };
 
+/** What the gateway recorded for an image: the digest its index must hash to, and its `.meta` text. */
+export interface ImageFacts {
+  readonly indexDigest: string;
+  readonly meta: string;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
 export class ChunkSource {
   private readonly opts: ChunkSourceOptions;
 
@@ -31,8 +39,26 @@ export class ChunkSource {
     return this.opts.bases.join(', ');
   }
 
-  private path(id: ImageId, tail: string): string {
-    return `/api/chunks/${encodeURIComponent(this.opts.system)}/${id}/${tail}`;
+  private path(id: ImageId, tail?: string): string {
+    const image = `/api/chunks/${encodeURIComponent(this.opts.system)}/${id}`;
+    return tail === undefined ? image : `${image}/${tail}`;
+  }
+
+  /** The gateway's facts about image `id` (never cached by HTTP caches: `no-store`). */
+  async facts(id: ImageId, deadline: AbortSignal): Promise<ImageFacts> {
+    const what = `what the gateway recorded for image ${id}`;
+    const { bytes } = await this.request('GET', this.path(id), deadline, what);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(bytes.toString('utf8'));
+    } catch {
+      throw new ShifterError('UNREACHABLE', `cannot fetch ${what}: the answer is not JSON`);
+    }
+    const r = (typeof raw === 'object' && raw !== null ? raw : {}) as Record<string, unknown>;
+    if (r.id !== id || typeof r.indexDigest !== 'string' || !HEX64.test(r.indexDigest) || typeof r.meta !== 'string') {
+      throw new ShifterError('UNREACHABLE', `cannot fetch ${what}: the answer is not the image facts of ${id}`);
+    }
+    return { indexDigest: r.indexDigest, meta: r.meta };
   }
 
   index(id: ImageId, deadline: AbortSignal): Promise<Buffer> {
@@ -52,19 +78,28 @@ export class ChunkSource {
     }
   }
 
-  async putProfile(id: ImageId, body: Buffer, deadline: AbortSignal): Promise<void> {
-    await this.request('PUT', this.path(id, 'profile'), deadline, `the profile of ${id}`, body);
+  /** 'exists' when another node recorded the image's profile first (the gateway keeps the first). */
+  async putProfile(id: ImageId, body: Buffer, deadline: AbortSignal): Promise<'stored' | 'exists'> {
+    const { status } = await this.request('PUT', this.path(id, 'profile'), deadline, `the profile of ${id}`, body);
+    return status === 409 ? 'exists' : 'stored';
   }
 
-  private get(path: string, deadline: AbortSignal, what: string): Promise<Buffer> {
-    return this.request('GET', path, deadline, what);
+  private async get(path: string, deadline: AbortSignal, what: string): Promise<Buffer> {
+    return (await this.request('GET', path, deadline, what)).bytes;
   }
 
   /**
-   * The first base that answers 2xx wins; a 404 from any base is NOT_FOUND (the image has no
-   * such thing), anything else moves on to the next base and, when all failed, is UNREACHABLE.
+   * The first base that answers 2xx (or 409 to a PUT: the thing is there already) wins; a 404 from
+   * any base is NOT_FOUND (the image has no such thing), anything else moves on to the next base
+   * and, when all failed, is UNREACHABLE.
    */
-  private async request(method: string, path: string, deadline: AbortSignal, what: string, body?: Buffer) {
+  private async request(
+    method: 'GET' | 'PUT',
+    path: string,
+    deadline: AbortSignal,
+    what: string,
+    body?: Buffer,
+  ): Promise<{ status: number; bytes: Buffer }> {
     const failures: string[] = [];
     for (const base of this.opts.bases) {
       if (deadline.aborted) break;
@@ -75,7 +110,7 @@ export class ChunkSource {
       try {
         const res = await fetch(new URL(path, base), { method, headers, body, signal: deadline });
         const bytes = Buffer.from(await res.arrayBuffer());
-        if (res.ok) return bytes;
+        if (res.ok || (method === 'PUT' && res.status === 409)) return { status: res.status, bytes };
         if (res.status === 404) throw new ShifterError('NOT_FOUND', `${what} is not at ${base} (404)`);
         failures.push(`${base} (HTTP ${res.status})`);
       } catch (e) {

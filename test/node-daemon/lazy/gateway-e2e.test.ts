@@ -8,6 +8,8 @@
 import { rootTest as test } from '../../helpers/privileges.js';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { mungeEncode } from '../../../common/munge.js';
@@ -135,4 +137,62 @@ test.serial('a pulled image runs lazily from the gateway: only the chunks it rea
   t.log(`${stored} of ${facts.chunkCount} chunks fetched`);
   t.true(stored > 0, 'the chunks read are kept in the chunk store');
   t.true(stored < facts.chunkCount, `${stored} of ${facts.chunkCount} chunks fetched`);
+});
+
+test.serial('an id: image runs lazily with the CMD of the .meta the gateway recorded', async (t) => {
+  const { fx } = await lazyShifterd(t, gw!.url);
+  const r = await fx.run([`--image=id:${imageId}`]);
+  t.is(r.code, 0, `${r.stderr}\n${fx.log}`);
+  t.is(r.stdout, OS_RELEASE);
+});
+
+/**
+ * Passes everything to the gateway but re-serializes chunk indexes with whitespace: the same
+ * chunks, still a valid index, but not the bytes whose digest the gateway recorded.
+ */
+async function indexRewritingProxy(t: { teardown: (f: () => Promise<void>) => void }, upstream: string) {
+  const server = createServer((req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (d: Buffer) => parts.push(d));
+    req.on('end', () => {
+      const headers = Object.fromEntries(
+        Object.entries(req.headers).filter(([k, v]) => k !== 'host' && typeof v === 'string'),
+      ) as Record<string, string>;
+      const body = parts.length > 0 ? Buffer.concat(parts) : undefined;
+      fetch(new URL(req.url ?? '/', upstream), { method: req.method, headers, body }).then(
+        async (up) => {
+          let bytes = Buffer.from(await up.arrayBuffer());
+          if (up.ok && /\/index$/.test(req.url ?? '')) {
+            bytes = Buffer.from(JSON.stringify(JSON.parse(bytes.toString('utf8')), null, 1));
+          }
+          res.writeHead(up.status, { 'content-type': up.headers.get('content-type') ?? 'application/octet-stream' });
+          res.end(bytes);
+        },
+        () => res.writeHead(502).end(),
+      );
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+test.serial('an index whose bytes are not the ones the gateway recorded is refused, naming the digest', async (t) => {
+  const proxy = await indexRewritingProxy(t, gw!.url);
+  const { fx, cacheDir } = await lazyShifterd(t, proxy);
+  const r = await fx.run(['--image=team/lazy:1.0', 'cat', '/etc/os-release']);
+  t.is(r.code, 1, fx.log);
+  t.is(r.stdout, '');
+  t.regex(
+    r.stderr,
+    /^shifter: .*image [0-9a-f]{64} cannot be started lazily: chunk index refused: its sha256 is not the [0-9a-f]{64} recorded/,
+  );
+  t.is(r.stderr.trim().split('\n').length, 1, r.stderr);
+  t.deepEqual(storedChunks(cacheDir), [], 'no chunk is fetched for a refused index');
 });
