@@ -15,8 +15,10 @@ import { gzipSync } from 'node:zlib';
 import { mungeEncode } from '../../../common/munge.js';
 import { startGateway, type RunningGateway } from '../../helpers/gateway.js';
 import { startMunged, type Munged } from '../../helpers/munge.js';
+import { startNginxCache } from '../../helpers/nginx-cache.js';
 import { imageConfig, pushImage, startRegistry, tarLayer, type RunningRegistry } from '../../helpers/registry.js';
 import { ShifterdFixture, ensureTestUser } from '../runtime-fixture.js';
+import { waitFor } from './lazy-fixture.js';
 
 ensureTestUser();
 const OS_RELEASE = 'NAME="Lazy Linux"\nVERSION_ID="7"\n';
@@ -196,3 +198,53 @@ test.serial('an index whose bytes are not the ones the gateway recorded is refus
   t.is(r.stderr.trim().split('\n').length, 1, r.stderr);
   t.deepEqual(storedChunks(cacheDir), [], 'no chunk is fetched for a refused index');
 });
+
+/** Chunk GETs in nginx's access log (`GET <uri> <status> <cache status>`): uri and cache status. */
+function chunkRequests(log: string): { uri: string; cache: string }[] {
+  return log
+    .split('\n')
+    .map((l) => /^GET (\S+\/chunk\/[0-9a-f]{64}) \d+ (\S+)$/.exec(l))
+    .flatMap((m) => (m ? [{ uri: m[1], cache: m[2] }] : []));
+}
+
+test.serial(
+  'through nginx: a second node cold-starts from the cache, no chunk reaches the gateway twice',
+  async (t) => {
+    const nginx = await startNginxCache(gw!.url);
+    t.teardown(() => nginx.stop());
+    const first = await lazyShifterd(t, nginx.url);
+    const r1 = await first.fx.run(['--image=team/lazy:1.0', 'cat', '/etc/os-release']);
+    t.is(r1.code, 0, `${r1.stderr}\n${first.fx.log}`);
+    t.is(r1.stdout, OS_RELEASE);
+    const afterFirst = chunkRequests(await nginx.accessLog());
+    t.true(afterFirst.length > 0);
+
+    const second = await lazyShifterd(t, nginx.url);
+    const r2 = await second.fx.run(['--image=team/lazy:1.0', 'cat', '/etc/os-release']);
+    t.is(r2.code, 0, `${r2.stderr}\n${second.fx.log}`);
+    t.is(r2.stdout, OS_RELEASE);
+    const all = chunkRequests(await nginx.accessLog());
+    const secondNode = all.slice(afterFirst.length);
+    t.true(secondNode.length > 0, 'the second node fetched its chunks through nginx');
+    t.deepEqual(
+      secondNode.filter((r) => r.cache !== 'HIT'),
+      [],
+      "every chunk of the second node's cold start came from nginx's cache",
+    );
+    const fromGateway = all.filter((r) => r.cache !== 'HIT').map((r) => r.uri);
+    t.is(new Set(fromGateway).size, fromGateway.length, 'no chunk was fetched from the gateway twice');
+    t.log(`chunk GETs: first node ${afterFirst.length}, second ${secondNode.length}; gateway ${fromGateway.length}`);
+    t.is(storedChunks(second.cacheDir).length, new Set(secondNode.map((r) => r.uri)).size);
+
+    // Both were first cold starts (no profile yet, unless this machine is slow enough for the first
+    // profile to arrive before the second start): one profile is kept, a second one is answered 409.
+    const logs = () => first.fx.log + second.fx.log;
+    const stored = () => logs().split('prefetch profile recorded').length - 1;
+    const refused = () => logs().split('prefetch profile already recorded').length - 1;
+    await waitFor(() => stored() + refused() === 2, 30_000);
+    t.is(stored(), 1, logs());
+    t.true(refused() <= 1);
+    t.log(`profile PUTs answered 409: ${refused()}`);
+    t.false(logs().includes('prefetch profile not sent'), logs());
+  },
+);
