@@ -3,7 +3,7 @@
  * pulled by the real gateway (munge authentication, a munged of its own) into the gateway's
  * image directory only; shifterd with lazyImageCache and an empty imagePath launches it as an
  * ordinary user through the FUSE server, which fetches the index and the chunks it reads from
- * the gateway's chunk routes with munge credentials made as root.
+ * the gateway's chunk routes with a node token (one exchange of a munge credential made as root).
  */
 import { rootTest as test } from '../../helpers/privileges.js';
 import { randomBytes } from 'node:crypto';
@@ -230,6 +230,14 @@ test.serial(
       secondNode.filter((r) => r.cache !== 'HIT'),
       [],
       "every chunk of the second node's cold start came from nginx's cache",
+    );
+    const sessions = (await nginx.accessLog())
+      .split('\n')
+      .filter((l) => l.startsWith('POST /api/chunks/testsys/session '));
+    t.deepEqual(
+      sessions.map((l) => l.split(' ')[2]),
+      ['200', '200'],
+      'one munge exchange for a node token per node, not a munge credential per request',
     );
     const fromGateway = all.filter((r) => r.cache !== 'HIT').map((r) => r.uri);
     t.is(new Set(fromGateway).size, fromGateway.length, 'no chunk was fetched from the gateway twice');
