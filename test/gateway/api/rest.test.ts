@@ -120,4 +120,3 @@ test('bad requests: invalid reference, bad ids, bad JSON, wrong type, unknown ro
   t.is(mock.status, 401);
   t.regex(String(mock.json.error), /mock authentication failed/);
 });
-

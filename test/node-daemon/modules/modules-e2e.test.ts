@@ -281,16 +281,19 @@ test.serial('gpu: the program calls the injected cuDriverGetVersion; nvidia-smi 
   t.not(without.code, 0, 'without the module the image has no libcuda');
 });
 
-test.serial('gpu: the printed _devices line gives the container the control nodes and only the visible GPU', async (t) => {
-  const r = await fx.run([`--image=${images.cuda}`, '--module=gpu', 'sh', '-c', 'echo /dev/nvidia*'], {
-    env: { CUDA_VISIBLE_DEVICES: '1' },
-  });
-  t.is(r.code, 0, r.stderr);
-  t.deepEqual(
-    r.stdout.trim().split(' ').sort(),
-    ['/dev/nvidia-modeset', '/dev/nvidia-uvm', '/dev/nvidia-uvm-tools', '/dev/nvidia1', '/dev/nvidiactl'].sort(),
-  );
-});
+test.serial(
+  'gpu: the printed _devices line gives the container the control nodes and only the visible GPU',
+  async (t) => {
+    const r = await fx.run([`--image=${images.cuda}`, '--module=gpu', 'sh', '-c', 'echo /dev/nvidia*'], {
+      env: { CUDA_VISIBLE_DEVICES: '1' },
+    });
+    t.is(r.code, 0, r.stderr);
+    t.deepEqual(
+      r.stdout.trim().split(' ').sort(),
+      ['/dev/nvidia-modeset', '/dev/nvidia-uvm', '/dev/nvidia-uvm-tools', '/dev/nvidia1', '/dev/nvidiactl'].sort(),
+    );
+  },
+);
 
 test.serial('gpu: a node running another driver version refuses the module', async (t) => {
   writeFileSync(versionFile, '535.104.05\n');
