@@ -6,7 +6,8 @@
  * once, not 1000 times. The image's .meta (entrypoint, env, ACLs) is read from
  * imagePath and its ACL enforced against the kernel-given identity of the caller. With a lazy
  * image cache configured, an image that is not in imagePath is read lazily instead: its file is
- * the FUSE server's (node-daemon/lazy/) and its metadata the gateway's lookup record.
+ * the FUSE server's (node-daemon/lazy/), its metadata the `.meta` text the gateway recorded
+ * (with the digest the image's chunk index must hash to), so `id:` images can be lazy too.
  */
 import { readFile, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
@@ -25,7 +26,7 @@ import {
 import type { ImageRunConfig } from './command/command.js';
 import { parseImageMeta } from '../common/image-meta.js';
 import { accessFromLists, mayUse } from '../common/image-access.js';
-import { metaFromRecord } from './lazy/record-meta.js';
+import type { ImageFacts } from './lazy/chunk-source.js';
 
 /** What shifterd needs from `<id>.meta`. */
 export interface ImageMetaInfo {
@@ -89,9 +90,12 @@ const LOCAL_META: ImageMetaInfo = {
   groupAcl: [],
 };
 
-/** Makes a lazy image readable and returns its file (node-daemon/lazy/lazy-supervisor.ts). */
+/** Lazy images through the FUSE server (node-daemon/lazy/lazy-supervisor.ts). */
 export interface LazyImageOpener {
-  open(id: ImageId): Promise<string>;
+  /** What the gateway recorded for the image: its index digest and `.meta` text. */
+  facts(id: ImageId): Promise<ImageFacts>;
+  /** Makes the image readable, its index checked against `indexDigest`; returns its file. */
+  open(id: ImageId, indexDigest: string): Promise<string>;
 }
 
 export interface ResolverOptions {
@@ -130,7 +134,7 @@ interface LookupRecord {
 }
 
 type LookupAnswer =
-  | { kind: 'found'; id: ImageId; record: unknown }
+  | { kind: 'found'; id: ImageId }
   | { kind: 'missing' }
   | { kind: 'not-ready'; status: string }
   | { kind: 'unreachable'; failures: readonly AttemptFailure[] }
@@ -150,13 +154,12 @@ function lookupAnswer(record: unknown): LookupAnswer {
   if (typeof r.id !== 'string' || !isImageId(r.id)) {
     return { kind: 'failed', error: new GatewayAnswerError("the image gateway's answer has no valid image id") };
   }
-  return { kind: 'found', id: r.id, record };
+  return { kind: 'found', id: r.id };
 }
 
-/** A lookup's image id and the record it came in (undefined for `id:` images, never looked up). */
+/** A lookup's image id. */
 interface Found {
   id: ImageId;
-  record?: unknown;
 }
 
 export class ImageResolver {
@@ -185,14 +188,15 @@ export class ImageResolver {
   async resolve(request: string, caller: Caller): Promise<ResolvedImage> {
     const asked = parseImageDescriptor(request, this.opts.defaultImageType);
     if (asked.type === 'local') return this.localImage(asked);
-    const { id, descriptor, record } = await this.resolveId(request, caller);
+    const { id, descriptor } = await this.resolveId(request, caller);
     const name = formatImageDescriptor(descriptor);
     const { lazy } = this.opts;
     if (lazy !== undefined && !(await this.inImagePath(id))) {
       // The access check comes first: a user must not make the node fetch an image they may not use.
-      const meta = metaFromRecord(record, name);
+      const facts = await lazy.facts(id);
+      const meta = metaInfoFromText(facts.meta, `the gateway's metadata of image ${name}`);
       checkImageAcl(meta, caller, name);
-      return { kind: 'squashfs', id, descriptor, squashfsPath: await lazy.open(id), meta };
+      return { kind: 'squashfs', id, descriptor, squashfsPath: await lazy.open(id, facts.indexDigest), meta };
     }
     const meta = await this.readMeta(id, name);
     checkImageAcl(meta, caller, name);
@@ -318,7 +322,7 @@ export class ImageResolver {
     }
     switch (answer.kind) {
       case 'found': {
-        const found = { id: answer.id, record: answer.record };
+        const found = { id: answer.id };
         this.lookups.set(key, found);
         return found;
       }

@@ -88,6 +88,14 @@ function lazySupervisor(config: UdiRootConfig, log: Logger): LazySupervisor | un
   });
 }
 
+function lazyServer(lazy: () => LazySupervisor | undefined): LazySupervisor {
+  const server = lazy();
+  if (server === undefined) {
+    throw new ShifterError('BAD_CONFIG', 'lazyImageCache was set after shifterd started; restart shifterd');
+  }
+  return server;
+}
+
 async function loadState(
   path: string,
   generation: number,
@@ -107,13 +115,8 @@ async function loadState(
       config.lazyImageCache === undefined
         ? undefined
         : {
-            open: (id) => {
-              const server = lazy();
-              if (server === undefined) {
-                throw new ShifterError('BAD_CONFIG', 'lazyImageCache was set after shifterd started; restart shifterd');
-              }
-              return server.open(id);
-            },
+            facts: (id) => lazyServer(lazy).facts(id),
+            open: (id, indexDigest) => lazyServer(lazy).open(id, indexDigest),
           },
     allowLocalChroot: config.allowLocalChroot,
     gateways: config.imageGateway,

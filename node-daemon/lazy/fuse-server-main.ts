@@ -26,6 +26,8 @@ async function answer(images: LazyImages, store: ChunkStore, r: ServerRequest): 
       return { req: r.req, ok: true };
     case 'stage':
       return { req: r.req, ok: true, image: await images.stage(r.id, r.indexDigest) };
+    case 'facts':
+      return { req: r.req, ok: true, facts: await images.facts(r.id) };
     case 'status':
       return {
         req: r.req,

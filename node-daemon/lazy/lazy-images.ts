@@ -18,7 +18,7 @@ import {
 import { ShifterError, asShifterError, describeError } from '../../common/errors.js';
 import type { ImageId } from '../../common/image-descriptor.js';
 import type { Logger } from '../../common/logger.js';
-import type { ChunkSource } from './chunk-source.js';
+import type { ChunkSource, ImageFacts } from './chunk-source.js';
 import type { ChunkStore } from './chunk-store.js';
 import { ProfileRecorder, parseProfile, serializeProfile } from './prefetch-profile.js';
 import { SQUASHFS_SUPERBLOCK_BYTES, squashfsTables } from './squashfs-tables.js';
@@ -57,6 +57,23 @@ async function bounded<T>(items: readonly T[], parallel: number, work: (item: T)
   await Promise.all(Array.from({ length: Math.min(parallel, items.length) }, worker));
 }
 
+function parseIndex(id: ImageId, bytes: Buffer, digest: string): ChunkIndex {
+  let index: ChunkIndex;
+  try {
+    index = parseChunkIndex(bytes, digest);
+  } catch (e) {
+    throw new ShifterError(
+      'DIGEST_MISMATCH',
+      `image ${id} cannot be started lazily: ${describeError(e)} by the gateway; ` +
+        'something between this node and the gateway alters what it serves (check imageGateway and HTTP caches)',
+      e,
+    );
+  }
+  if (index.imageId !== id)
+    throw new ShifterError('DIGEST_MISMATCH', `the chunk index served for ${id} is another image's`);
+  return index;
+}
+
 export class LazyImages {
   private readonly images = new Map<ImageId, OpenImage>();
   private readonly opening = new Map<ImageId, Promise<OpenImage>>();
@@ -77,9 +94,15 @@ export class LazyImages {
     return this.images.get(id)?.index.imageSize;
   }
 
+  /** What the gateway recorded for `id`: the digest its index must hash to and its `.meta` text. */
+  facts(id: ImageId): Promise<ImageFacts> {
+    return this.source.facts(id, AbortSignal.timeout(this.opts.chunkTimeoutMs));
+  }
+
   /**
-   * Makes `id` readable: its index (checked against `indexDigest` when the caller knows it), the
-   * superblock and metadata tables fetched; the profile's chunks keep arriving in the background.
+   * Makes `id` readable: its index (checked against `indexDigest`, the gateway's when the caller
+   * has none), the superblock and metadata tables fetched; the profile's chunks keep arriving in
+   * the background.
    */
   async open(id: ImageId, indexDigest?: string): Promise<void> {
     if (this.images.has(id)) return;
@@ -94,9 +117,9 @@ export class LazyImages {
 
   private async load(id: ImageId, indexDigest: string | undefined): Promise<OpenImage> {
     const deadline = AbortSignal.timeout(this.opts.chunkTimeoutMs);
-    const index = parseChunkIndex(await this.source.index(id, deadline), indexDigest);
-    if (index.imageId !== id)
-      throw new ShifterError('DIGEST_MISMATCH', `the chunk index served for ${id} is another image's`);
+    // An index that is only self-consistent could be any image's bytes: trust the recorded digest alone.
+    const digest = indexDigest ?? (await this.source.facts(id, deadline)).indexDigest;
+    const index = parseIndex(id, await this.source.index(id, deadline), digest);
     const image: OpenImage = { index, hits: 0, misses: 0 };
     const superblock = await this.chunk(image, 0);
     const { tablesStart, end } = squashfsTables(superblock.subarray(0, SQUASHFS_SUPERBLOCK_BYTES));
@@ -134,7 +157,13 @@ export class LazyImages {
       image.recorder = undefined;
       const body = serializeProfile(image.index, chunks);
       this.source.putProfile(image.index.imageId, body, AbortSignal.timeout(this.opts.chunkTimeoutMs)).then(
-        () => this.log.info({ image: image.index.imageId, chunks: chunks.length }, 'prefetch profile recorded'),
+        (outcome) =>
+          this.log.info(
+            { image: image.index.imageId, chunks: chunks.length },
+            outcome === 'stored'
+              ? 'prefetch profile recorded'
+              : 'prefetch profile already recorded by another cold start; the first one is kept',
+          ),
         (e: unknown) =>
           this.log.warn({ image: image.index.imageId, err: describeError(e) }, 'prefetch profile not sent'),
       );

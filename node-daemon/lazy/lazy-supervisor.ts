@@ -16,6 +16,7 @@ import { abortAndDetach } from './fusectl.js';
 import { imageFileName } from './fuse-server.js';
 import type { CacheStatus, FuseServerConfig, ServerEvent, ServerReply, ServerRequest } from './server-protocol.js';
 import type { ImageStatus } from './lazy-images.js';
+import type { ImageFacts } from './chunk-source.js';
 
 const SERVER_MAIN = fileURLToPath(new URL('./fuse-server-main.js', import.meta.url));
 const START_TIMEOUT_MS = 30_000;
@@ -189,6 +190,12 @@ export class LazySupervisor {
   private get requestTimeoutMs(): number {
     // open: the index, then the superblock, then the tables, each bounded by the chunk timeout.
     return this.opts.config.chunkTimeoutMs * 4;
+  }
+
+  /** What the gateway recorded for image `id` (its index digest and `.meta` text), fetched by the server. */
+  async facts(id: ImageId): Promise<ImageFacts> {
+    const r = await this.ask({ op: 'facts', id }, this.opts.config.chunkTimeoutMs * 2);
+    return r.facts!;
   }
 
   /** Opens image `id` and returns the path of its file on the FUSE mount. */

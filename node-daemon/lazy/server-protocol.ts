@@ -4,6 +4,7 @@
  * once its mount is up.
  */
 import type { ErrorCode } from '../../common/errors.js';
+import type { ImageFacts } from './chunk-source.js';
 import type { ImageId } from '../../common/image-descriptor.js';
 import type { StoreUsage } from './chunk-store.js';
 import type { ImageStatus } from './lazy-images.js';
@@ -25,6 +26,7 @@ export interface FuseServerConfig {
 export type ServerRequest =
   | { req: number; op: 'open'; id: ImageId; indexDigest?: string }
   | { req: number; op: 'stage'; id: ImageId; indexDigest?: string }
+  | { req: number; op: 'facts'; id: ImageId }
   | { req: number; op: 'status' };
 
 export interface CacheStatus {
@@ -33,7 +35,7 @@ export interface CacheStatus {
 }
 
 export type ServerReply =
-  | { req: number; ok: true; status?: CacheStatus; image?: ImageStatus }
+  | { req: number; ok: true; status?: CacheStatus; image?: ImageStatus; facts?: ImageFacts }
   | { req: number; ok: false; code: ErrorCode; message: string };
 
 export type ServerEvent = { ready: true } | { ready: false; code: ErrorCode; message: string };

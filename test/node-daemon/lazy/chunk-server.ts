@@ -1,7 +1,8 @@
 /**
  * A real HTTP server speaking the gateway's chunk routes (common/chunk-index.ts) for a real
- * squashfs image: the index, chunks by sha256, a prefetch profile (GET/PUT). Faults on demand:
- * The lookup route answers for `lookupTag` (docker:, public, PATH=/bin) as the gateway would.
+ * squashfs image: the image facts (index digest and `.meta`), the index, chunks by sha256, a
+ * prefetch profile (GET/PUT). The lookup route answers for `lookupTag` (docker:, public,
+ * PATH=/bin) as the gateway would. Faults on demand:
  * `down` closes every connection unanswered, `corrupt` serves wrong bytes for the listed chunks
  * (`corruptTimes` times each), `delayMs` holds every answer.
  */
@@ -51,6 +52,7 @@ export async function startChunkServer(
   const system = opts.system ?? 'test';
   const byDigest = new Map(index.chunks.map((d, n) => [d as string, n]));
   const prefix = `/api/chunks/${system}/${index.imageId}/`;
+  const meta = 'FORMAT: squashfs\nENV: PATH=/bin\n';
   const state: ChunkServer = {
     url: '',
     index,
@@ -73,6 +75,17 @@ export async function startChunkServer(
       return void res
         .writeHead(200, { 'content-type': 'application/json' })
         .end(JSON.stringify({ ...record, ...fields }));
+    }
+    if (path === prefix.slice(0, -1) && req.method === 'GET') {
+      const facts = {
+        id: index.imageId,
+        indexDigest: sha256Hex(state.indexBytes),
+        imageSize: index.imageSize,
+        chunkSize: index.chunkSize,
+        chunkCount: index.chunks.length,
+        meta,
+      };
+      return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(facts));
     }
     if (!path.startsWith(prefix)) return void res.writeHead(404).end();
     const tail = path.slice(prefix.length);
