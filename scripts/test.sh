@@ -21,6 +21,8 @@ rc=${PIPESTATUS[0]}
 
 count() { grep -Eo "^ *[0-9]+ $1" "$log" | tail -n 1 | grep -Eo '[0-9]+' || echo 0; }
 passed=$(count 'tests? passed')
+# With failures ava's summary has no "passed" line: count the passing tests it listed instead.
+[ "$passed" = 0 ] && passed=$(grep -c '^ *✔' "$log" || true)
 failed=$(count 'tests? failed')
 skipped=$(count 'tests? skipped')
 todo=$(count 'tests? todo')

@@ -253,8 +253,12 @@ async function authedCall(
   repo: string,
   auth: Credentials | undefined,
 ): Promise<Answer> {
-  const first = await call(url, init);
-  if (first.status !== 401 || auth === undefined) return first;
+  // A body is never sent unauthenticated to learn the challenge: a registry answering 401 before it
+  // has read the body resets the connection mid-upload (write ECONNRESET on a loaded machine).
+  // `GET /v2/` asks for the same credentials and has no body.
+  const uploads = init.body !== undefined && auth !== undefined;
+  const first = uploads ? await call(new URL('/v2/', url).href, { method: 'GET' }) : await call(url, init);
+  if (first.status !== 401 || auth === undefined) return uploads ? call(url, init) : first;
   const challenge = String(first.headers['www-authenticate'] ?? '');
   const basic = `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}`;
   let authorization = basic;
