@@ -3,6 +3,7 @@
  * lookup records as upstream returns them) and who may scrape the Prometheus `/metrics`.
  */
 import test from 'ava';
+import { readyPull } from './ready-image.js';
 import { ALICE, ROOT, startApi, type ApiUnderTest } from './api-under-test.js';
 
 const ID = 'c'.repeat(64);
@@ -21,22 +22,7 @@ test.before(async () => {
     credentialed: false,
     now: 1000,
   });
-  await api.store.completePull(rec.key, {
-    id: ID,
-    format: 'squashfs',
-    ENV: [],
-    ENTRY: null,
-    CMD: null,
-    WORKDIR: null,
-    LABELS: {},
-    USER: null,
-    userACL: [],
-    groupACL: [],
-    private: false,
-    now: 1000,
-    expiration: null,
-    status_message: 'Image ready',
-  });
+  await api.store.completePull(rec.key, readyPull(ID));
 });
 
 test.after.always(async () => {

@@ -5,9 +5,30 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { CompletedPull } from '../../../gateway/store/record.js';
 import type { ApiUnderTest } from './api-under-test.js';
 
 export const READY_META = 'FORMAT: squashfs\nENV: PATH=/bin\n';
+
+/** What a finished public pull of `id` records, with no metadata of its own. */
+export function readyPull(id: string): CompletedPull {
+  return {
+    id,
+    format: 'squashfs',
+    ENV: [],
+    ENTRY: null,
+    CMD: null,
+    WORKDIR: null,
+    LABELS: {},
+    USER: null,
+    userACL: [],
+    groupACL: [],
+    private: false,
+    now: 1000,
+    expiration: null,
+    status_message: 'Image ready',
+  };
+}
 
 export async function placeReadyImage(api: ApiUnderTest, id: string, bytes: Buffer): Promise<void> {
   const imageDir = api.config.platforms.sys.imageDir;
@@ -25,20 +46,5 @@ export async function placeReadyImage(api: ApiUnderTest, id: string, bytes: Buff
     credentialed: false,
     now: 1000,
   });
-  await api.store.completePull(p.key, {
-    id,
-    format: 'squashfs',
-    ENV: [],
-    ENTRY: null,
-    CMD: null,
-    WORKDIR: null,
-    LABELS: {},
-    USER: null,
-    userACL: [],
-    groupACL: [],
-    private: false,
-    now: 1000,
-    expiration: null,
-    status_message: 'Image ready',
-  });
+  await api.store.completePull(p.key, readyPull(id));
 }
