@@ -82,7 +82,7 @@ async function main(): Promise<void> {
   const app = createHttpServer(config.http, log.child({ component: 'api' }));
   const auth = createAuthenticator(config.authentication);
   await app.register(gatewayApi, { config, store, manager, auth, log: log.child({ component: 'api' }) });
-  await app.register(chunkApi, { config, store, auth });
+  await app.register(chunkApi, { config, store, auth, metrics });
   await app.register(metricsRoutes, { config, store, auth, metrics });
 
   let stopping = false;

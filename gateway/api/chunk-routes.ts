@@ -26,6 +26,7 @@ import { byteRange, IMMUTABLE, notModified, REVALIDATE, strongEtag } from '../ch
 import { createNodeTokens, type NodeTokens } from '../chunks/node-token.js';
 import { profilePath, readProfile, removeProfile, storeFirstProfile } from '../chunks/profile-file.js';
 import type { GatewayConfig, PlatformConfig } from '../config/imagemanager.js';
+import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
 import { imageFiles, imageFilesComplete } from '../transfer/local.js';
 import type { ImageStore } from '../store/image-store.js';
 import { apiError } from './response.js';
@@ -37,6 +38,8 @@ export interface ChunkApiContext {
   auth: Authenticator;
   /** Tests pass their own to control expiry; the gateway draws a fresh secret. */
   tokens?: NodeTokens;
+  /** Counts what reached the gateway (a cache in front answers the rest). */
+  metrics?: GatewayMetrics;
 }
 
 interface SystemParams {
@@ -67,7 +70,7 @@ function header(req: FastifyRequest, name: string): string | undefined {
 }
 
 export const chunkApi: FastifyPluginAsync<ChunkApiContext> = async (app, ctx) => {
-  const { config, store, auth } = ctx;
+  const { config, store, auth, metrics } = ctx;
   const tokens = ctx.tokens ?? createNodeTokens();
   const indexes = new ChunkIndexFiles();
 
@@ -158,6 +161,7 @@ export const chunkApi: FastifyPluginAsync<ChunkApiContext> = async (app, ctx) =>
       await requireNode(req, platform);
       const { id, index } = await readyImage(platform, req.params.id);
       const meta = await readFile(imageFiles(platform, id).meta, 'utf8');
+      metrics?.chunkAnswer('facts');
       return reply.header('cache-control', 'no-store').send({
         id,
         indexDigest: index.digest,
@@ -177,6 +181,7 @@ export const chunkApi: FastifyPluginAsync<ChunkApiContext> = async (app, ctx) =>
       await requireNode(req, platform);
       const { index } = await readyImage(platform, req.params.id);
       if (cached(req, reply, index.digest, IMMUTABLE)) return reply;
+      metrics?.chunkAnswer('index');
       return reply.type('application/json').send(index.bytes);
     },
   );
@@ -210,6 +215,7 @@ export const chunkApi: FastifyPluginAsync<ChunkApiContext> = async (app, ctx) =>
     if (req.method === 'HEAD') return reply.send();
     // Streamed with positioned reads: a chunk is never held whole, the image never read past it.
     const image = imageFiles(platform, id).image;
+    metrics?.chunkAnswer('chunk', to - from + 1);
     return reply.send(createReadStream(image, { start: span.offset + from, end: span.offset + to }));
   };
   // HEAD is its own route: fastify's automatic one would read the chunk to throw it away and
@@ -233,6 +239,7 @@ export const chunkApi: FastifyPluginAsync<ChunkApiContext> = async (app, ctx) =>
         );
       }
       if (cached(req, reply, sha256Hex(bytes), REVALIDATE)) return reply;
+      metrics?.chunkAnswer('profile');
       return reply.type('application/json').send(bytes);
     },
   );

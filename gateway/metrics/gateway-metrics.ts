@@ -8,6 +8,9 @@ import type { ImageStatus } from '../store/status.js';
 
 export type PullOutcome = 'ready' | 'failure';
 
+/** The lazy cache's routes whose answers carry image bytes or what a node needs to read them. */
+export type ChunkRoute = 'facts' | 'index' | 'chunk' | 'profile';
+
 /** The pull phases timed: each is the time a pull spends in that status. */
 const TIMED_PHASES = new Set<ImageStatus>(['PENDING', 'PULLING', 'CONVERSION', 'EXAMINATION', 'TRANSFER']);
 
@@ -30,6 +33,8 @@ export class GatewayMetrics {
   private readonly written: Counter;
   private readonly converting: Gauge;
   private readonly storeLatency: Histogram<'operation'>;
+  private readonly chunkAnswers: Counter<'route'>;
+  private readonly chunkBytes: Counter;
   private queue: () => QueueView = () => ({ queued: 0, running: 0 });
 
   constructor() {
@@ -88,6 +93,18 @@ export class GatewayMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     });
+    this.chunkAnswers = new Counter({
+      name: 'shifter_gateway_chunk_answers_total',
+      help: 'Lazy-cache answers with a body (304s and HEADs not counted), by route: what reached the gateway',
+      labelNames: ['route'],
+      registers,
+    });
+    for (const route of ['facts', 'index', 'chunk', 'profile'] as const) this.chunkAnswers.inc({ route }, 0);
+    this.chunkBytes = new Counter({
+      name: 'shifter_gateway_chunk_bytes_sent_total',
+      help: 'Image bytes sent by the chunk route (whole chunks and ranges of them)',
+      registers,
+    });
   }
 
   /** The pull manager tells where its queue stands. */
@@ -132,6 +149,12 @@ export class GatewayMetrics {
 
   bytesWritten(n: number): void {
     this.written.inc(n);
+  }
+
+  /** One answer with a body from the lazy cache's routes; `imageBytes` for the chunk route. */
+  chunkAnswer(route: ChunkRoute, imageBytes = 0): void {
+    this.chunkAnswers.inc({ route });
+    if (imageBytes > 0) this.chunkBytes.inc(imageBytes);
   }
 
   storeOperation(operation: string, seconds: number): void {

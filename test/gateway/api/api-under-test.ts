@@ -68,7 +68,7 @@ export async function startApi(
   const app = createHttpServer(config.http, log);
   const auth = createAuthenticator(config.authentication);
   await app.register(gatewayApi, { config, store, manager, auth, log });
-  await app.register(chunkApi, { config, store, auth, ...options });
+  await app.register(chunkApi, { config, store, auth, metrics, ...options });
   await app.register(metricsRoutes, { config, store, auth, metrics });
   await app.ready();
   return {

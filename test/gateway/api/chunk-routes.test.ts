@@ -144,6 +144,24 @@ test('each chunk is the file bytes at its place; HEAD gives the length; a Range 
   t.is(outside.statusCode, 416);
 });
 
+test.serial('/metrics counts the answers that reached the gateway and the image bytes sent, not 304s', async (t) => {
+  const scrape = async () => (await api.call('GET', '/metrics', {}, undefined, '127.0.0.1')).text;
+  const value = (text: string, name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+  const before = await scrape();
+  const { index } = await indexOf(ID);
+  const [first, last] = [index.chunks[0], index.chunks[2]];
+  await inject('GET', `/api/chunks/sys/${ID}/chunk/${first}`, bearer);
+  await inject('GET', `/api/chunks/sys/${ID}/chunk/${last}`, { ...bearer, range: 'bytes=0-99' });
+  await inject('GET', `/api/chunks/sys/${ID}/chunk/${first}`, { ...bearer, 'if-none-match': `"${first}"` });
+  await inject('HEAD', `/api/chunks/sys/${ID}/chunk/${first}`, bearer);
+  const after = await scrape();
+  const delta = (name: string) => value(after, name) - value(before, name);
+  t.is(delta('shifter_gateway_chunk_answers_total\\{route="chunk"\\}'), 2);
+  t.is(delta('shifter_gateway_chunk_answers_total\\{route="index"\\}'), 1);
+  t.is(delta('shifter_gateway_chunk_answers_total\\{route="facts"\\}'), 1);
+  t.is(delta('shifter_gateway_chunk_bytes_sent_total'), DEFAULT_CHUNK_SIZE + 100);
+});
+
 test('a chunk digest that is not in the image index is 404, as is an image that is not on the system', async (t) => {
   const stranger = sha256Hex(Buffer.from('not in this image'));
   const res = await api.call('GET', `/api/chunks/sys/${ID}/chunk/${stranger}`, bearer);
