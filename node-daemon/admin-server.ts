@@ -22,7 +22,7 @@ import type { ImageStatus } from './lazy/lazy-images.js';
 export const PROTO_PATH = fileURLToPath(new URL('../../proto/shifterd.proto', import.meta.url));
 
 export function loadShifterdProto(): grpc.GrpcObject {
-  const def = protoLoader.loadSync(PROTO_PATH, { keepCase: false, longs: Number, defaults: true });
+  const def = protoLoader.loadSync(PROTO_PATH, { keepCase: false, longs: Number, enums: String, defaults: true });
   return grpc.loadPackageDefinition(def);
 }
 
@@ -276,11 +276,31 @@ export async function startAdminServer(opts: {
         serverRestarts: lazy.restartCount,
       };
     }),
-    StageImage: wrap(async (req: { image: string }) => {
+    StageImage: wrap(async (req: { image: string; what: 'STAGE_ALL' | 'STAGE_PROFILE' }) => {
       if (req.image === '') throw new ShifterError('BAD_ARGUMENT', 'image is required');
       const lazy = lazyServer();
       const { id } = await opts.state().resolver.resolveId(req.image, { uid: 0, gid: 0, groups: [] });
-      return cachedImage(await lazy.stage(id));
+      const what = req.what === 'STAGE_PROFILE' ? 'profile' : 'all';
+      const report = await lazy.stage(id, what);
+      log.info(
+        {
+          image: id,
+          what,
+          fetchedChunks: report.fetchedChunks,
+          fetchedBytes: report.fetchedBytes,
+          seconds: Number(report.seconds.toFixed(3)),
+          ...(what === 'profile' ? { profileChunks: report.profileChunks ?? null } : {}),
+        },
+        'image staged',
+      );
+      return {
+        ...cachedImage(report.image),
+        fetchedChunks: report.fetchedChunks,
+        fetchedBytes: report.fetchedBytes,
+        stageSeconds: report.seconds,
+        profileRecorded: report.profileChunks !== undefined,
+        profileChunks: report.profileChunks ?? 0,
+      };
     }),
     Status: wrap(async () => {
       const s = opts.state();

@@ -39,6 +39,9 @@
  *     suffix, powers of 1024) and `lazyChunkTimeout` (seconds a read waits for a missing chunk
  *     before it gets EIO, default 30): with the first two set, an image that is not in
  *     imagePath is read lazily, chunk by chunk, from imageGateway (node-daemon/lazy/).
+ *     `lazyPrologStageTimeout` (seconds, default 60, 0: off): how long the Slurm prolog waits for
+ *     a lazy image's superblock, tables and recorded profile to arrive before it lets the job
+ *     start (the rest keeps arriving in the background).
  *
  * This module is pure; reading the file, finding it and checking its owner live in
  * udiroot-file.ts.
@@ -162,9 +165,12 @@ export interface LazyImageCacheConfig {
   readonly sizeBytes: number;
   /** Seconds a read waits for a missing chunk before it gets EIO. */
   readonly chunkTimeoutSeconds: number;
+  /** Seconds the Slurm prolog waits for the job's image's profile to be staged; 0: it does not stage. */
+  readonly prologStageTimeoutSeconds: number;
 }
 
 export const DEFAULT_LAZY_CHUNK_TIMEOUT_SECONDS = 30;
+export const DEFAULT_LAZY_PROLOG_STAGE_TIMEOUT_SECONDS = 60;
 
 const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
 
@@ -195,6 +201,7 @@ export const documentedNewKeys = [
   'lazyImageCache',
   'lazyImageCacheSize',
   'lazyChunkTimeout',
+  'lazyPrologStageTimeout',
 ] as const;
 
 export const DEFAULT_MODULE_HOOK_TIMEOUT_SECONDS = 30;
@@ -265,6 +272,7 @@ export const KNOWN_KEYS: readonly string[] = [
   'maxGroupCount',
   'gatewayTimeout',
   'lazyChunkTimeout',
+  'lazyPrologStageTimeout',
   'siteFs',
   'defaultImageType',
   'mountPropagationStyle',
@@ -396,6 +404,7 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
   let maxGroupCount = 0;
   let gatewayTimeout: number | undefined;
   let lazyChunkTimeout: number | undefined;
+  let lazyPrologStageTimeout: number | undefined;
   let defaultImageType: ImageType = 'docker';
   let mountPropagationStyle: MountPropagationStyle = 'private';
   let defaultModules: string[] = [];
@@ -432,6 +441,9 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
       noteScalar(e);
       lazyChunkTimeout = parseSeconds(fileName, e);
       if (lazyChunkTimeout <= 0) throw badValue(fileName, e, 'a number of seconds above 0, e.g. 30');
+    } else if (key === 'lazyPrologStageTimeout') {
+      noteScalar(e);
+      lazyPrologStageTimeout = parseSeconds(fileName, e);
     } else if (key === 'defaultImageType') {
       noteScalar(e);
       if (!isImageType(e.value)) throw badValue(fileName, e, `one of ${IMAGE_TYPES.join(', ')}`);
@@ -499,7 +511,7 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
     modules: frozenModules,
     moduleHookTimeout,
     mungeSocketPath: strings.mungeSocketPath ?? DEFAULT_MUNGE_SOCKET,
-    lazyImageCache: lazyCacheConfig(fileName, strings, lazyChunkTimeout),
+    lazyImageCache: lazyCacheConfig(fileName, strings, lazyChunkTimeout, lazyPrologStageTimeout),
   };
   return { config, warnings };
 }
@@ -508,6 +520,7 @@ function lazyCacheConfig(
   fileName: string,
   strings: Partial<Record<StringKey, string>>,
   chunkTimeout: number | undefined,
+  prologStageTimeout: number | undefined,
 ): LazyImageCacheConfig | undefined {
   const dir = strings.lazyImageCache;
   const size = strings.lazyImageCacheSize;
@@ -529,7 +542,12 @@ function lazyCacheConfig(
       `${fileName}: lazyImageCacheSize=${size} is not valid: expected bytes above 0 with an optional k/m/g/t suffix, e.g. 50g`,
     );
   }
-  return { dir, sizeBytes, chunkTimeoutSeconds: chunkTimeout ?? DEFAULT_LAZY_CHUNK_TIMEOUT_SECONDS };
+  return {
+    dir,
+    sizeBytes,
+    chunkTimeoutSeconds: chunkTimeout ?? DEFAULT_LAZY_CHUNK_TIMEOUT_SECONDS,
+    prologStageTimeoutSeconds: prologStageTimeout ?? DEFAULT_LAZY_PROLOG_STAGE_TIMEOUT_SECONDS,
+  };
 }
 
 /** `module_<name>_<subkey>`: the name cannot contain `_` because upstream splits on it. */

@@ -2,6 +2,11 @@
  * shifterd-cache: the node's lazy image cache, for admins (root: it talks to shifterd's admin socket).
  *   shifterd-cache [--admin-socket PATH] status        images, bytes cached vs total, hits/misses
  *   shifterd-cache [--admin-socket PATH] stage IMAGE   fetch every chunk of IMAGE now (before a job)
+ *   shifterd-cache [--admin-socket PATH] stage --profile IMAGE
+ *                                  fetch what a start of IMAGE reads first: superblock, metadata tables
+ *                                  and the chunks of its recorded prefetch profile (job-start fan-out:
+ *                                  run it on every node of an allocation before the job's ranks start)
+ * IMAGE is a tag or id:<id>, resolved as shifter resolves --image.
  * Exit codes: 0 ok, 1 the request failed, 2 bad arguments.
  */
 import * as grpc from '@grpc/grpc-js';
@@ -18,6 +23,14 @@ interface CachedImage {
   cachedChunks: number;
   hits: number;
   misses: number;
+}
+
+interface StagedImage extends CachedImage {
+  fetchedChunks: number;
+  fetchedBytes: number;
+  stageSeconds: number;
+  profileRecorded: boolean;
+  profileChunks: number;
 }
 
 interface CacheStatus {
@@ -49,6 +62,18 @@ export function formatStatus(s: CacheStatus): string {
   ];
   if (s.images.length === 0) lines.push('no image opened since the lazy image server started');
   return lines.join('\n');
+}
+
+/** What a stage fetched, then the image's cache line. */
+export function formatStage(s: StagedImage, profile: boolean): string {
+  const fetched = `fetched ${s.fetchedChunks} chunks (${mib(s.fetchedBytes)}) in ${s.stageSeconds.toFixed(2)} s`;
+  const what = !profile
+    ? `every chunk of image ${s.imageId} staged`
+    : s.profileRecorded
+      ? `image ${s.imageId}: its prefetch profile (${s.profileChunks} chunks), superblock and metadata tables staged`
+      : `image ${s.imageId} has no recorded prefetch profile yet: staged its superblock and metadata tables only ` +
+        '(its next cold start records one)';
+  return `${what}: ${fetched}\n${formatImage(s)}`;
 }
 
 function call<T>(socket: string, method: string, request: object): Promise<T> {
@@ -85,10 +110,14 @@ async function main(): Promise<void> {
     });
   program
     .command('stage <image>')
-    .description('fetch every chunk of an image into the cache now')
-    .action(async (image: string) => {
-      const i = await call<CachedImage>(program.opts<{ adminSocket: string }>().adminSocket, 'StageImage', { image });
-      process.stdout.write(formatImage(i) + '\n');
+    .description('fetch every chunk of an image (tag or id:<id>) into the cache now')
+    .option('--profile', "only what a start reads first: superblock, metadata tables, the recorded profile's chunks")
+    .action(async (image: string, o: { profile?: boolean }) => {
+      const profile = o.profile === true;
+      const what = profile ? 'STAGE_PROFILE' : 'STAGE_ALL';
+      const socket = program.opts<{ adminSocket: string }>().adminSocket;
+      const s = await call<StagedImage>(socket, 'StageImage', { image, what });
+      process.stdout.write(formatStage(s, profile) + '\n');
     });
   await program.parseAsync(process.argv);
 }

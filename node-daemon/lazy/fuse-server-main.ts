@@ -24,8 +24,13 @@ async function answer(images: LazyImages, store: ChunkStore, r: ServerRequest): 
     case 'open':
       await images.open(r.id, r.indexDigest);
       return { req: r.req, ok: true };
-    case 'stage':
-      return { req: r.req, ok: true, image: await images.stage(r.id, r.indexDigest) };
+    case 'stage': {
+      const stage =
+        r.what === 'profile'
+          ? await images.stageProfile(r.id, r.indexDigest)
+          : await images.stageAll(r.id, r.indexDigest);
+      return { req: r.req, ok: true, stage };
+    }
     case 'facts':
       return { req: r.req, ok: true, facts: await images.facts(r.id) };
     case 'status':

@@ -41,6 +41,16 @@ export interface ImageStatus {
   misses: number;
 }
 
+/** What staging an image fetched: the node's fetches while it ran (other readers' too, if any). */
+export interface StageReport {
+  image: ImageStatus;
+  fetchedChunks: number;
+  fetchedBytes: number;
+  seconds: number;
+  /** Profile staging: the chunks the recorded profile names; undefined: the gateway has no profile. */
+  profileChunks?: number;
+}
+
 interface OpenImage {
   index: ChunkIndex;
   hits: number;
@@ -78,6 +88,7 @@ export class LazyImages {
   private readonly images = new Map<ImageId, OpenImage>();
   private readonly opening = new Map<ImageId, Promise<OpenImage>>();
   private readonly fetching = new Map<ChunkDigest, Promise<Buffer>>();
+  private readonly fetched = { chunks: 0, bytes: 0 };
 
   constructor(
     private readonly store: ChunkStore,
@@ -155,6 +166,8 @@ export class LazyImages {
     setTimeout(() => {
       const chunks = recorder.stop();
       image.recorder = undefined;
+      // An open nobody read from (an admin's stage before any job) is no profile of a start.
+      if (chunks.length === 0) return;
       const body = serializeProfile(image.index, chunks);
       this.source.putProfile(image.index.imageId, body, AbortSignal.timeout(this.opts.chunkTimeoutMs)).then(
         (outcome) =>
@@ -217,6 +230,50 @@ export class LazyImages {
     return this.status(id)!;
   }
 
+  /**
+   * The job-start stage: the superblock, the metadata tables and the chunks the image's recorded
+   * profile names, fetched in parallel (joined with the open's own prefetch of them), nothing else.
+   * Without a profile, the tables only; the open then records one from the reads that follow.
+   */
+  stageProfile(id: ImageId, indexDigest?: string): Promise<StageReport> {
+    return this.measured(async () => {
+      await this.open(id, indexDigest);
+      const image = this.images.get(id)!;
+      const answer = await this.source.profile(id, AbortSignal.timeout(this.opts.chunkTimeoutMs));
+      if (answer.kind === 'none') return { image: this.status(id)! };
+      const chunks = parseProfile(answer.bytes, image.index);
+      let failed: ShifterError | undefined;
+      const missing = chunks.filter((n) => !this.store.has(image.index.chunks[n]));
+      await bounded(missing, this.opts.prefetchParallel, (n) =>
+        this.chunk(image, n).then(
+          () => undefined,
+          (e: unknown) => {
+            failed ??= asShifterError(e, 'IO_ERROR', `staging the profile of image ${id}`);
+          },
+        ),
+      );
+      if (failed !== undefined) throw failed;
+      return { image: this.status(id)!, profileChunks: chunks.length };
+    });
+  }
+
+  /** stage(), with what it fetched. */
+  stageAll(id: ImageId, indexDigest?: string): Promise<StageReport> {
+    return this.measured(async () => ({ image: await this.stage(id, indexDigest) }));
+  }
+
+  private async measured(work: () => Promise<Pick<StageReport, 'image' | 'profileChunks'>>): Promise<StageReport> {
+    const started = performance.now();
+    const before = { ...this.fetched };
+    const done = await work();
+    return {
+      ...done,
+      fetchedChunks: this.fetched.chunks - before.chunks,
+      fetchedBytes: this.fetched.bytes - before.bytes,
+      seconds: (performance.now() - started) / 1000,
+    };
+  }
+
   status(id: ImageId): ImageStatus | undefined {
     const image = this.images.get(id);
     if (image === undefined) return undefined;
@@ -275,6 +332,8 @@ export class LazyImages {
       this.log.error({ image: id, chunk: n, digest }, 'chunk refused twice (bytes do not match the index); EIO');
       throw new ShifterError('DIGEST_MISMATCH', `chunk ${n} (${digest}) of image ${id} does not match its index`);
     }
+    this.fetched.chunks++;
+    this.fetched.bytes += bytes.length;
     try {
       await this.store.put(digest, bytes);
     } catch (e) {

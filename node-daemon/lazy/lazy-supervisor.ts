@@ -14,8 +14,15 @@ import type { ImageId } from '../../common/image-descriptor.js';
 import type { Logger } from '../../common/logger.js';
 import { abortAndDetach } from './fusectl.js';
 import { imageFileName } from './fuse-server.js';
-import type { CacheStatus, FuseServerConfig, ServerEvent, ServerReply, ServerRequest } from './server-protocol.js';
-import type { ImageStatus } from './lazy-images.js';
+import type {
+  CacheStatus,
+  FuseServerConfig,
+  ServerEvent,
+  ServerReply,
+  ServerRequest,
+  StageWhat,
+} from './server-protocol.js';
+import type { StageReport } from './lazy-images.js';
 import type { ImageFacts } from './chunk-source.js';
 
 const SERVER_MAIN = fileURLToPath(new URL('./fuse-server-main.js', import.meta.url));
@@ -205,10 +212,10 @@ export class LazySupervisor {
     return join(this.mountpoint, imageFileName(id));
   }
 
-  async stage(id: ImageId, indexDigest?: string, timeoutMs = 3_600_000): Promise<ImageStatus> {
-    const r = await this.ask({ op: 'stage', id, indexDigest }, timeoutMs);
+  async stage(id: ImageId, what: StageWhat = 'all', timeoutMs = 3_600_000): Promise<StageReport> {
+    const r = await this.ask({ op: 'stage', id, what }, timeoutMs);
     this.opened.add(id);
-    return r.image!;
+    return r.stage!;
   }
 
   async status(): Promise<CacheStatus> {

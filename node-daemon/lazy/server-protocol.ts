@@ -7,7 +7,7 @@ import type { ErrorCode } from '../../common/errors.js';
 import type { ImageFacts } from './chunk-source.js';
 import type { ImageId } from '../../common/image-descriptor.js';
 import type { StoreUsage } from './chunk-store.js';
-import type { ImageStatus } from './lazy-images.js';
+import type { ImageStatus, StageReport } from './lazy-images.js';
 
 /** What shifterd passes to the server on its command line (JSON). */
 export interface FuseServerConfig {
@@ -25,9 +25,12 @@ export interface FuseServerConfig {
 
 export type ServerRequest =
   | { req: number; op: 'open'; id: ImageId; indexDigest?: string }
-  | { req: number; op: 'stage'; id: ImageId; indexDigest?: string }
+  | { req: number; op: 'stage'; id: ImageId; indexDigest?: string; what: StageWhat }
   | { req: number; op: 'facts'; id: ImageId }
   | { req: number; op: 'status' };
+
+/** Every chunk of the image, or only what a start reads first (superblock, tables, recorded profile). */
+export type StageWhat = 'all' | 'profile';
 
 export interface CacheStatus {
   store: StoreUsage;
@@ -35,7 +38,7 @@ export interface CacheStatus {
 }
 
 export type ServerReply =
-  | { req: number; ok: true; status?: CacheStatus; image?: ImageStatus; facts?: ImageFacts }
+  | { req: number; ok: true; status?: CacheStatus; stage?: StageReport; facts?: ImageFacts }
   | { req: number; ok: false; code: ErrorCode; message: string };
 
 export type ServerEvent = { ready: true } | { ready: false; code: ErrorCode; message: string };

@@ -320,9 +320,9 @@ rootTest(
   },
 );
 
-test('lazyImageCache, lazyImageCacheSize and lazyChunkTimeout make the lazy cache config', (t) => {
+test('lazyImageCache, lazyImageCacheSize, lazyChunkTimeout, lazyPrologStageTimeout make the lazy cache config', (t) => {
   const { config, warnings } = parseUdiRootConf(
-    'lazyImageCache=/var/cache/shifter\nlazyImageCacheSize=50g\nlazyChunkTimeout=12.5\n',
+    'lazyImageCache=/var/cache/shifter\nlazyImageCacheSize=50g\nlazyChunkTimeout=12.5\nlazyPrologStageTimeout=0\n',
     'u.conf',
   );
   t.deepEqual(warnings, []);
@@ -330,9 +330,15 @@ test('lazyImageCache, lazyImageCacheSize and lazyChunkTimeout make the lazy cach
     dir: '/var/cache/shifter',
     sizeBytes: 50 * 1024 ** 3,
     chunkTimeoutSeconds: 12.5,
+    prologStageTimeoutSeconds: 0,
   });
   const plain = parseUdiRootConf('lazyImageCache=/c\nlazyImageCacheSize=1048576\n', 'u.conf').config;
-  t.deepEqual(plain.lazyImageCache, { dir: '/c', sizeBytes: 1048576, chunkTimeoutSeconds: 30 });
+  t.deepEqual(plain.lazyImageCache, {
+    dir: '/c',
+    sizeBytes: 1048576,
+    chunkTimeoutSeconds: 30,
+    prologStageTimeoutSeconds: 60,
+  });
   t.is(parseUdiRootConf('imagePath=/i\n', 'u.conf').config.lazyImageCache, undefined);
 });
 
