@@ -7,7 +7,15 @@
 import { parseArgs } from 'node:util';
 import { ShifterError, describeError } from '../../common/errors.js';
 import { readUdiRootConf, resolveUdiRootConfPath } from '../../common/config/udiroot-file.js';
-import { adminSocketPath, jobRequestFromEnv, prepareJobEnvironment, releaseJobEnvironment } from './job-env.js';
+import {
+  adminSocketPath,
+  describeStage,
+  isLazyOnNode,
+  jobRequestFromEnv,
+  prepareJobEnvironment,
+  releaseJobEnvironment,
+  stageJobImage,
+} from './job-env.js';
 
 function wholeNumber(text: string | undefined, name: string): number {
   if (text === undefined || !/^\d+$/.test(text)) throw new ShifterError('BAD_ARGUMENT', `--${name} needs a number`);
@@ -32,9 +40,12 @@ async function main(): Promise<void> {
         { jobId, uid: wholeNumber(values.uid, 'uid'), gid: wholeNumber(values.gid, 'gid') },
         req,
       );
-      process.stdout.write(
-        `shifter: job ${jobId}: environment for ${req.image} ${info.reused ? 'reused' : 'prepared'}\n`,
-      );
+      let line = `shifter: job ${jobId}: environment for ${req.image} ${info.reused ? 'reused' : 'prepared'}`;
+      const limit = config.lazyImageCache?.prologStageTimeoutSeconds ?? 0;
+      if (limit > 0 && isLazyOnNode(config, info.imageId)) {
+        line += `; ${describeStage(info.imageId, await stageJobImage(adminSocket, info.imageId, limit))}`;
+      }
+      process.stdout.write(`${line}\n`);
       return;
     }
     case 'release': {

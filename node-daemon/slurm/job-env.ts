@@ -4,7 +4,12 @@
  * (same uid, groups, pinned image, volumes and modules as their launches, so they find it in
  * shifterd's cache and do no namespace work) and hold it for the job, past shifterd's idle limit;
  * the epilog ends the job's hold, and kills what the job left running inside the environment.
+ * When the job's image is lazy on the node, the prolog then waits, up to lazyPrologStageTimeout,
+ * for what the image's starts read first (its recorded prefetch profile) to be in the node's
+ * cache, so that the job's ranks do not wait for the gateway; what has not arrived by then keeps
+ * arriving in the background while the job runs.
  */
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ShifterError, describeError } from '../../common/errors.js';
@@ -56,13 +61,13 @@ export function adminSocketPath(launchSocket: string): string {
 
 type Unary = (req: unknown, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
 
-async function call<T>(adminSocket: string, method: string, req: unknown): Promise<T> {
+async function call<T>(adminSocket: string, method: string, req: unknown, timeoutMs = 120_000): Promise<T> {
   const Ctor = shifterdServiceClient(loadShifterdProto());
   const client = new Ctor(`unix://${adminSocket}`, grpc.credentials.createInsecure()) as grpc.Client &
     Record<string, Unary>;
   try {
     return await new Promise<T>((resolve, reject) =>
-      client[method](req, { deadline: Date.now() + 120_000 }, (err, res) => (err ? reject(err) : resolve(res as T))),
+      client[method](req, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res as T))),
     );
   } catch (e) {
     const code = (e as grpc.ServiceError).code;
@@ -91,6 +96,70 @@ export async function prepareJobEnvironment(
     hold: jobHolder(job.jobId),
     hostsfile: req.hostsfile,
   });
+}
+
+/**
+ * Whether shifterd reads image `id` lazily, by the rule of image-resolver.ts: a lazy cache is
+ * configured and imagePath (when set) has no `<id>.meta`.
+ */
+export function isLazyOnNode(config: { imagePath?: string; lazyImageCache?: object }, id: string): boolean {
+  if (config.lazyImageCache === undefined) return false;
+  const imagePath = config.imagePath ?? '';
+  return imagePath === '' || !existsSync(join(imagePath, `${id}.meta`));
+}
+
+export type StageOutcome =
+  | { kind: 'staged'; fetchedChunks: number; fetchedBytes: number; seconds: number; profileChunks?: number }
+  /** The limit passed first: shifterd goes on fetching in the background. */
+  | { kind: 'late'; limitSeconds: number }
+  | { kind: 'failed'; reason: string };
+
+/**
+ * Stages image `id`'s superblock, metadata tables and recorded profile on this node, waiting at
+ * most `limitSeconds`. Never throws: a slow or failing gateway must not fail the prolog.
+ */
+export async function stageJobImage(adminSocket: string, id: string, limitSeconds: number): Promise<StageOutcome> {
+  try {
+    const r = await call<{
+      fetchedChunks: number;
+      fetchedBytes: number;
+      stageSeconds: number;
+      profileRecorded: boolean;
+      profileChunks: number;
+    }>(adminSocket, 'StageImage', { image: `id:${id}`, what: 'STAGE_PROFILE' }, limitSeconds * 1000);
+    return {
+      kind: 'staged',
+      fetchedChunks: r.fetchedChunks,
+      fetchedBytes: r.fetchedBytes,
+      seconds: r.stageSeconds,
+      ...(r.profileRecorded ? { profileChunks: r.profileChunks } : {}),
+    };
+  } catch (e) {
+    const code = ((e as ShifterError).cause as grpc.ServiceError | undefined)?.code;
+    if (code === grpc.status.DEADLINE_EXCEEDED) return { kind: 'late', limitSeconds };
+    return { kind: 'failed', reason: describeError(e) };
+  }
+}
+
+/** The prolog's log line about staging. */
+export function describeStage(id: string, s: StageOutcome): string {
+  switch (s.kind) {
+    case 'staged': {
+      const fetched =
+        `fetched ${s.fetchedChunks} chunks (${(s.fetchedBytes / 1024 / 1024).toFixed(1)} MiB) ` +
+        `in ${s.seconds.toFixed(2)} s`;
+      return s.profileChunks === undefined
+        ? `lazy image ${id} has no recorded profile: its tables staged, ${fetched}`
+        : `lazy image ${id} staged with its profile of ${s.profileChunks} chunks, ${fetched}`;
+    }
+    case 'late':
+      return (
+        `lazy image ${id} not staged within lazyPrologStageTimeout=${s.limitSeconds} s: ` +
+        'the job starts and the rest arrives in the background'
+      );
+    case 'failed':
+      return `lazy image ${id} not staged (the job starts; its reads fetch what they need): ${s.reason}`;
+  }
 }
 
 export type ReleaseOutcome = { kind: 'released'; killed: number; left: number } | { kind: 'kept' } | { kind: 'none' };

@@ -109,7 +109,7 @@ test.serial('stage --profile of an image with no profile says so in one line and
   t.deepEqual(storedChunks(node.cacheDir).sort(), [...tables].map((n) => fresh.index.chunks[n]).sort());
 });
 
-test('a profile stage nobody reads after records no profile: the next cold start still records the real one', async (t) => {
+test('a profile stage nobody reads after sends no empty profile; a profile recorded later is staged', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'shifter-stagep-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const { image } = buildLazyImage(dir);
