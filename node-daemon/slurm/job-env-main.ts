@@ -12,6 +12,7 @@ import {
   describeStage,
   isLazyOnNode,
   jobRequestFromEnv,
+  pinnedImageId,
   prepareJobEnvironment,
   releaseJobEnvironment,
   stageJobImage,
@@ -35,17 +36,18 @@ async function main(): Promise<void> {
     case 'prepare': {
       const req = jobRequestFromEnv(process.env);
       if (req === undefined) return;
-      const info = await prepareJobEnvironment(
-        adminSocket,
-        { jobId, uid: wholeNumber(values.uid, 'uid'), gid: wholeNumber(values.gid, 'gid') },
-        req,
-      );
-      let line = `shifter: job ${jobId}: environment for ${req.image} ${info.reused ? 'reused' : 'prepared'}`;
+      const job = { jobId, uid: wholeNumber(values.uid, 'uid'), gid: wholeNumber(values.gid, 'gid') };
+      // The stage comes first: the environment's mount then reads the staged chunks from the cache.
+      const id = pinnedImageId(req.image);
       const limit = config.lazyImageCache?.prologStageTimeoutSeconds ?? 0;
-      if (limit > 0 && isLazyOnNode(config, info.imageId)) {
-        line += `; ${describeStage(info.imageId, await stageJobImage(adminSocket, info.imageId, limit))}`;
-      }
-      process.stdout.write(`${line}\n`);
+      const staged =
+        id !== undefined && limit > 0 && isLazyOnNode(config, id)
+          ? `; ${describeStage(id, await stageJobImage(adminSocket, id, limit))}`
+          : '';
+      const info = await prepareJobEnvironment(adminSocket, job, req);
+      process.stdout.write(
+        `shifter: job ${jobId}: environment for ${req.image} ${info.reused ? 'reused' : 'prepared'}${staged}\n`,
+      );
       return;
     }
     case 'release': {

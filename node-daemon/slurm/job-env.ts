@@ -4,7 +4,7 @@
  * (same uid, groups, pinned image, volumes and modules as their launches, so they find it in
  * shifterd's cache and do no namespace work) and hold it for the job, past shifterd's idle limit;
  * the epilog ends the job's hold, and kills what the job left running inside the environment.
- * When the job's image is lazy on the node, the prolog then waits, up to lazyPrologStageTimeout,
+ * When the job's image is lazy on the node, the prolog first waits, up to lazyPrologStageTimeout,
  * for what the image's starts read first (its recorded prefetch profile) to be in the node's
  * cache, so that the job's ranks do not wait for the gateway; what has not arrived by then keeps
  * arriving in the background while the job runs.
@@ -13,6 +13,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ShifterError, describeError } from '../../common/errors.js';
+import { isImageId, type ImageId } from '../../common/image-descriptor.js';
 import { loadShifterdProto, shifterdServiceClient } from '../admin-server.js';
 import { renderHostsfile } from './hostlist.js';
 import { jobHolder } from './job-holder.js';
@@ -96,6 +97,12 @@ export async function prepareJobEnvironment(
     hold: jobHolder(job.jobId),
     hostsfile: req.hostsfile,
   });
+}
+
+/** The image id of `id:<id>`, as the submit-time check pins every job's image; else undefined. */
+export function pinnedImageId(image: string): ImageId | undefined {
+  const m = /^id:(.*)$/.exec(image);
+  return m !== null && isImageId(m[1]) ? m[1] : undefined;
 }
 
 /**

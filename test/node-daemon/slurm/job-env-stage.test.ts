@@ -6,9 +6,10 @@ import test from 'ava';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeStage, isLazyOnNode } from '../../../node-daemon/slurm/job-env.js';
+import type { ImageId } from '../../../common/image-descriptor.js';
+import { describeStage, isLazyOnNode, pinnedImageId } from '../../../node-daemon/slurm/job-env.js';
 
-const ID = 'a'.repeat(64);
+const ID = 'a'.repeat(64) as ImageId;
 const lazy = { dir: '/var/cache/shifter' };
 
 test('an image is lazy on the node when a lazy cache is set and imagePath has no .meta of it', (t) => {
@@ -20,6 +21,12 @@ test('an image is lazy on the node when a lazy cache is set and imagePath has no
   t.true(isLazyOnNode({ imagePath, lazyImageCache: lazy }, ID));
   writeFileSync(join(imagePath, `${ID}.meta`), 'FORMAT: squashfs\n');
   t.false(isLazyOnNode({ imagePath, lazyImageCache: lazy }, ID), 'in imagePath: read from there');
+});
+
+test("the prolog stages the job's pinned image id only", (t) => {
+  t.is(pinnedImageId(`id:${ID}`), ID);
+  t.is(pinnedImageId('docker:team/app:1'), undefined);
+  t.is(pinnedImageId('id:abc'), undefined);
 });
 
 test('the prolog says what it staged, that there was no profile, that the limit passed, or why it failed', (t) => {
