@@ -62,6 +62,7 @@ test.serial(
     const staged = await cacheCli(node.fx, ['stage', '--profile', 'team/lazy:1.0']);
     t.is(staged.code, 0, `${staged.stderr}\n${node.fx.log}`);
     const fetchedByStage = (await stack.chunkAnswers()) - before;
+    t.log(staged.stdout.trim());
     const lines = staged.stdout.trim().split('\n');
     t.regex(
       lines[0],
