@@ -154,7 +154,7 @@ done
 [ -n "$IMAGE_ID" ] || { echo "lazy.sh: the gateway did not import $IMAGE_FILE in 5 minutes" >&2; exit 1; }
 echo "imported as $TAG, id:$IMAGE_ID"
 # gateway_bytes: image bytes the chunk route has sent so far; gateway_chunks: chunk answers.
-metric() { curl -sf "$GATEWAY/metrics" | awk -v m="$1" '$1 == m { printf "%d\n", $2 }'; }
+metric() { curl -sf "$GATEWAY/metrics" | awk -v m="$1" '$1 == m { printf "%.0f\n", $2 }'; }
 gateway_bytes() { metric shifter_gateway_chunk_bytes_sent_total; }
 gateway_chunks() { metric 'shifter_gateway_chunk_answers_total{route="chunk"}'; }
 gw_chunk_api() { curl -s -o "$WORK/answer" -w '%{http_code}' -X "$1" -H "authentication: $(cred)" \
