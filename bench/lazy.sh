@@ -305,13 +305,15 @@ echo "== nginx in front of the gateway: node 1 cold, then node 2 cold (profile o
 NGINX_RESULTS=$WORK/nginx.tsv
 : > "$NGINX_RESULTS"
 for r in $(seq 1 "$ROUNDS"); do
-  TMPDIR=$WORK/tmp node "$REPO/dist/bench/lazy-nginx.js" "$GATEWAY" > "$WORK/nginx.json" 2> "$WORK/nginx.log" &
+  # A file of its own each round: the shell truncates a reused one only once the helper has forked.
+  NGINX_JSON=$WORK/nginx-$r.json
+  TMPDIR=$WORK/tmp node "$REPO/dist/bench/lazy-nginx.js" "$GATEWAY" > "$NGINX_JSON" 2> "$WORK/nginx.log" &
   NGINX_HELPER=$!
   SERVICE_PIDS+=("$NGINX_HELPER")
-  wait_for nginx test -s "$WORK/nginx.json"
-  NGINX_URL=$(node -p "JSON.parse(require('fs').readFileSync('$WORK/nginx.json', 'utf8')).url")
+  wait_for nginx test -s "$NGINX_JSON"
+  NGINX_URL=$(node -p "JSON.parse(require('fs').readFileSync('$NGINX_JSON', 'utf8')).url")
   # nginx itself too, should its helper die without stopping it.
-  SERVICE_PIDS+=("$(node -p "JSON.parse(require('fs').readFileSync('$WORK/nginx.json', 'utf8')).pid")")
+  SERVICE_PIDS+=("$(node -p "JSON.parse(require('fs').readFileSync('$NGINX_JSON', 'utf8')).pid")")
   for n in 1 2; do
     cold_node "nginx$n" "$NGINX_URL"
     b0=$(gateway_bytes); c0=$(gateway_chunks)
