@@ -2,8 +2,9 @@
 # The lazy image cache's figures (issue 10) against the real gateway, all sides in one run, on one
 # image: this machine's python3.11 (bench/make-python-image.sh) plus /usr/include, /usr/lib/gcc and
 # /usr/bin (the content of bench/make-big-image.sh) and a 200 MiB file of random bytes, about
-# 850 MiB unpacked, a ~390 MiB squashfs (mksquashfs, zstd level 3 as the gateway's conversion). The job is `python3 -c 'import json, email'`, run as the ordinary user
-# shifterbench through bin/shifter and a real shifterd.
+# 850 MiB unpacked, a ~420 MiB squashfs (mksquashfs, zstd level 3 as the gateway's conversion).
+# The job is `python3 -c 'import json, email'`, run as the ordinary user shifterbench through
+# bin/shifter and a real shifterd.
 # Image side: bin/shifter-gateway with an imagemanager.json of its own and a munged of its own;
 # the squashfs is imported with the gateway's doimport route (an admin's munge credential), the
 # chunk index made by the gateway on the first request. Nodes use the chunk routes with a node
@@ -161,7 +162,10 @@ gw_chunk_api() { curl -s -o "$WORK/answer" -w '%{http_code}' -X "$1" -H "authent
   "$GATEWAY/api/chunks/$SYSTEM/$IMAGE_ID/profile"; }
 reset_profile() {
   local code; code=$(gw_chunk_api DELETE)
-  case $code in 2??|404) ;; *) echo "lazy.sh: profile reset answered HTTP $code: $(cat "$WORK/answer")" >&2; exit 1 ;; esac
+  case $code in
+    2?? | 404) ;;
+    *) echo "lazy.sh: profile reset answered HTTP $code: $(cat "$WORK/answer")" >&2; exit 1 ;;
+  esac
 }
 profile_chunks() {
   [ "$(gw_chunk_api GET)" = 200 ] || { echo 0; return; }
@@ -233,7 +237,8 @@ RESULTS=$WORK/cold.tsv
 # record LINK SIDE MS BYTES
 record() {
   printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$RESULTS"
-  printf '  %-8s %-16s %6s ms  %7.1f MiB from the gateway\n' "$1" "$2" "$3" "$(awk -v b="$4" 'BEGIN { print b / 1048576 }')"
+  printf '  %-8s %-16s %6s ms  %7.1f MiB from the gateway\n' "$1" "$2" "$3" \
+    "$(awk -v b="$4" 'BEGIN { print b / 1048576 }')"
 }
 # lazy_launch NODE: one timed launch of the job; sets LAUNCH_MS, prints shifterd's own "ready in".
 lazy_launch() {
@@ -378,7 +383,8 @@ for (const [net, side, ms, bytes] of rows(tsv)) {
 }
 const mib = (b) => (b / 1048576).toFixed(1);
 const verdict = (ok) => (ok ? 'MET' : 'NOT MET');
-console.log(`cold start to command exit: ms, median [rounds]; MiB from the gateway (median, % of the ${mib(imageBytes)} MiB image)`);
+const image = `${mib(imageBytes)} MiB image`;
+console.log(`cold start to command exit: ms, median [rounds]; MiB from the gateway (median, % of the ${image})`);
 for (const [net, sides] of cold) {
   console.log(`  link ${net === 'loopback' ? net : `${net} ms RTT, 1 Gbit/s (relay)`}`);
   for (const [side, e] of Object.entries(sides)) {
@@ -395,7 +401,8 @@ for (const [net, sides] of cold) {
   if (net === 'loopback') {
     const fetched = Math.max(median(sides['lazy-no-profile'].bytes), median(sides['lazy-profile'].bytes)) / imageBytes;
     console.log(`    target cold under 1 s: ${verdict(best < 1000)} (${best} ms, the better lazy side)`);
-    console.log(`    target fetch under 25%: ${verdict(fetched < 0.25)} (${(fetched * 100).toFixed(1)}%, the larger lazy side)`);
+    const pct = `${(fetched * 100).toFixed(1)}%`;
+    console.log(`    target fetch under 25%: ${verdict(fetched < 0.25)} (${pct}, the larger lazy side)`);
   }
   if (net === '10') {
     console.log(`    target 5x faster than copy-first: ${verdict(cp / best >= 5)} (${(cp / best).toFixed(1)}x)`);
