@@ -39,6 +39,8 @@
  *     suffix, powers of 1024) and `lazyChunkTimeout` (seconds a read waits for a missing chunk
  *     before it gets EIO, default 30): with the first two set, an image that is not in
  *     imagePath is read lazily, chunk by chunk, from imageGateway (node-daemon/lazy/).
+ *     `lazyFactsTtl` (seconds, default 60, 0 allowed): how long shifterd reuses what the gateway
+ *     recorded for a lazy image (index digest, `.meta` with its ACLs) before asking again.
  *
  * This module is pure; reading the file, finding it and checking its owner live in
  * udiroot-file.ts.
@@ -162,9 +164,12 @@ export interface LazyImageCacheConfig {
   readonly sizeBytes: number;
   /** Seconds a read waits for a missing chunk before it gets EIO. */
   readonly chunkTimeoutSeconds: number;
+  /** Seconds an image's facts (index digest, `.meta`) are reused before the gateway is asked again. */
+  readonly factsTtlSeconds: number;
 }
 
 export const DEFAULT_LAZY_CHUNK_TIMEOUT_SECONDS = 30;
+export const DEFAULT_LAZY_FACTS_TTL_SECONDS = 60;
 
 const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
 
@@ -195,6 +200,7 @@ export const documentedNewKeys = [
   'lazyImageCache',
   'lazyImageCacheSize',
   'lazyChunkTimeout',
+  'lazyFactsTtl',
 ] as const;
 
 export const DEFAULT_MODULE_HOOK_TIMEOUT_SECONDS = 30;
@@ -265,6 +271,7 @@ export const KNOWN_KEYS: readonly string[] = [
   'maxGroupCount',
   'gatewayTimeout',
   'lazyChunkTimeout',
+  'lazyFactsTtl',
   'siteFs',
   'defaultImageType',
   'mountPropagationStyle',
@@ -396,6 +403,7 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
   let maxGroupCount = 0;
   let gatewayTimeout: number | undefined;
   let lazyChunkTimeout: number | undefined;
+  let lazyFactsTtl: number | undefined;
   let defaultImageType: ImageType = 'docker';
   let mountPropagationStyle: MountPropagationStyle = 'private';
   let defaultModules: string[] = [];
@@ -432,6 +440,9 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
       noteScalar(e);
       lazyChunkTimeout = parseSeconds(fileName, e);
       if (lazyChunkTimeout <= 0) throw badValue(fileName, e, 'a number of seconds above 0, e.g. 30');
+    } else if (key === 'lazyFactsTtl') {
+      noteScalar(e);
+      lazyFactsTtl = parseSeconds(fileName, e);
     } else if (key === 'defaultImageType') {
       noteScalar(e);
       if (!isImageType(e.value)) throw badValue(fileName, e, `one of ${IMAGE_TYPES.join(', ')}`);
@@ -499,7 +510,7 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
     modules: frozenModules,
     moduleHookTimeout,
     mungeSocketPath: strings.mungeSocketPath ?? DEFAULT_MUNGE_SOCKET,
-    lazyImageCache: lazyCacheConfig(fileName, strings, lazyChunkTimeout),
+    lazyImageCache: lazyCacheConfig(fileName, strings, lazyChunkTimeout, lazyFactsTtl),
   };
   return { config, warnings };
 }
@@ -508,6 +519,7 @@ function lazyCacheConfig(
   fileName: string,
   strings: Partial<Record<StringKey, string>>,
   chunkTimeout: number | undefined,
+  factsTtl: number | undefined,
 ): LazyImageCacheConfig | undefined {
   const dir = strings.lazyImageCache;
   const size = strings.lazyImageCacheSize;
@@ -529,7 +541,12 @@ function lazyCacheConfig(
       `${fileName}: lazyImageCacheSize=${size} is not valid: expected bytes above 0 with an optional k/m/g/t suffix, e.g. 50g`,
     );
   }
-  return { dir, sizeBytes, chunkTimeoutSeconds: chunkTimeout ?? DEFAULT_LAZY_CHUNK_TIMEOUT_SECONDS };
+  return {
+    dir,
+    sizeBytes,
+    chunkTimeoutSeconds: chunkTimeout ?? DEFAULT_LAZY_CHUNK_TIMEOUT_SECONDS,
+    factsTtlSeconds: factsTtl ?? DEFAULT_LAZY_FACTS_TTL_SECONDS,
+  };
 }
 
 /** `module_<name>_<subkey>`: the name cannot contain `_` because upstream splits on it. */

@@ -320,9 +320,9 @@ rootTest(
   },
 );
 
-test('lazyImageCache, lazyImageCacheSize and lazyChunkTimeout make the lazy cache config', (t) => {
+test('lazyImageCache, lazyImageCacheSize, lazyChunkTimeout and lazyFactsTtl make the lazy cache config', (t) => {
   const { config, warnings } = parseUdiRootConf(
-    'lazyImageCache=/var/cache/shifter\nlazyImageCacheSize=50g\nlazyChunkTimeout=12.5\n',
+    'lazyImageCache=/var/cache/shifter\nlazyImageCacheSize=50g\nlazyChunkTimeout=12.5\nlazyFactsTtl=0\n',
     'u.conf',
   );
   t.deepEqual(warnings, []);
@@ -330,9 +330,15 @@ test('lazyImageCache, lazyImageCacheSize and lazyChunkTimeout make the lazy cach
     dir: '/var/cache/shifter',
     sizeBytes: 50 * 1024 ** 3,
     chunkTimeoutSeconds: 12.5,
+    factsTtlSeconds: 0,
   });
   const plain = parseUdiRootConf('lazyImageCache=/c\nlazyImageCacheSize=1048576\n', 'u.conf').config;
-  t.deepEqual(plain.lazyImageCache, { dir: '/c', sizeBytes: 1048576, chunkTimeoutSeconds: 30 });
+  t.deepEqual(plain.lazyImageCache, {
+    dir: '/c',
+    sizeBytes: 1048576,
+    chunkTimeoutSeconds: 30,
+    factsTtlSeconds: 60,
+  });
   t.is(parseUdiRootConf('imagePath=/i\n', 'u.conf').config.lazyImageCache, undefined);
 });
 
@@ -348,4 +354,5 @@ test('a lazy cache setting that cannot work is an error saying what to write', (
     /lazyImageCache=c is not valid: expected an absolute path/,
   );
   t.regex(message('lazyChunkTimeout=0\n'), /u\.conf:1: lazyChunkTimeout=0 is not valid/);
+  t.regex(message('lazyFactsTtl=soon\n'), /u\.conf:1: lazyFactsTtl=soon is not valid: expected a number of seconds/);
 });
