@@ -141,6 +141,10 @@ function gpusOfLaunch(callerEnv: Record<string, string>): Pick<PrepareParams, 'g
   return gpus === undefined ? {} : { gpus };
 }
 
+function msSince(t0: number): number {
+  return Math.round((performance.now() - t0) * 10) / 10;
+}
+
 function refuseRoot(caller: Caller): void {
   if (caller.uid === 0 || caller.gid === 0) {
     throw new ShifterError(
@@ -228,10 +232,14 @@ export class LaunchService {
     }
   }
 
-  private attachRoot(image: RuntimeImage, caller: Caller): Promise<RootMount> {
-    return image.kind === 'squashfs'
-      ? this.native.attachImage(image.squashfsPath)
-      : this.native.attachLocal(image.path, caller);
+  private async attachRoot(image: RuntimeImage, caller: Caller): Promise<RootMount> {
+    const t0 = performance.now();
+    const mount =
+      image.kind === 'squashfs'
+        ? await this.native.attachImage(image.squashfsPath)
+        : await this.native.attachLocal(image.path, caller);
+    this.log.debug({ image: image.id, ms: msSince(t0) }, 'image attached (loop device and mount)');
+    return mount;
   }
 
   /** The image root for the module pre-flight: the image's pooled mount, held only while reading. */
@@ -254,7 +262,9 @@ export class LaunchService {
     const modules = selectModules(p.modules, config.defaultModules, config.modules).map((m) =>
       site.modules.get(m.name)!,
     );
+    const t0 = performance.now();
     const resolved = await resolver.resolve(p.image, p.caller);
+    this.log.debug({ image: p.image, ms: msSince(t0) }, 'image resolved');
     p.beforeBuild?.(resolved);
     return this.holdImage(resolved, p.caller, (image) => this.prepareImage(p, state, image, modules, userVolumes));
   }

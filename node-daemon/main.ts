@@ -84,6 +84,7 @@ function lazySupervisor(config: UdiRootConfig, log: Logger): LazySupervisor | un
       system: config.system!,
       mungeSocket: config.mungeSocketPath,
     },
+    factsTtlMs: lazy.factsTtlSeconds * 1000,
     log,
   });
 }

@@ -42,6 +42,8 @@
  *     `lazyPrologStageTimeout` (seconds, default 60, 0: off): how long the Slurm prolog waits for
  *     a lazy image's superblock, tables and recorded profile to arrive before it lets the job
  *     start (the rest keeps arriving in the background).
+ *     `lazyFactsTtl` (seconds, default 60, 0 allowed): how long shifterd reuses what the gateway
+ *     recorded for a lazy image (index digest, `.meta` with its ACLs) before asking again.
  *
  * This module is pure; reading the file, finding it and checking its owner live in
  * udiroot-file.ts.
@@ -167,10 +169,13 @@ export interface LazyImageCacheConfig {
   readonly chunkTimeoutSeconds: number;
   /** Seconds the Slurm prolog waits for the job's image's profile to be staged; 0: it does not stage. */
   readonly prologStageTimeoutSeconds: number;
+  /** Seconds an image's facts (index digest, `.meta`) are reused before the gateway is asked again. */
+  readonly factsTtlSeconds: number;
 }
 
 export const DEFAULT_LAZY_CHUNK_TIMEOUT_SECONDS = 30;
 export const DEFAULT_LAZY_PROLOG_STAGE_TIMEOUT_SECONDS = 60;
+export const DEFAULT_LAZY_FACTS_TTL_SECONDS = 60;
 
 const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
 
@@ -202,6 +207,7 @@ export const documentedNewKeys = [
   'lazyImageCacheSize',
   'lazyChunkTimeout',
   'lazyPrologStageTimeout',
+  'lazyFactsTtl',
 ] as const;
 
 export const DEFAULT_MODULE_HOOK_TIMEOUT_SECONDS = 30;
@@ -273,6 +279,7 @@ export const KNOWN_KEYS: readonly string[] = [
   'gatewayTimeout',
   'lazyChunkTimeout',
   'lazyPrologStageTimeout',
+  'lazyFactsTtl',
   'siteFs',
   'defaultImageType',
   'mountPropagationStyle',
@@ -405,6 +412,7 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
   let gatewayTimeout: number | undefined;
   let lazyChunkTimeout: number | undefined;
   let lazyPrologStageTimeout: number | undefined;
+  let lazyFactsTtl: number | undefined;
   let defaultImageType: ImageType = 'docker';
   let mountPropagationStyle: MountPropagationStyle = 'private';
   let defaultModules: string[] = [];
@@ -444,6 +452,9 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
     } else if (key === 'lazyPrologStageTimeout') {
       noteScalar(e);
       lazyPrologStageTimeout = parseSeconds(fileName, e);
+    } else if (key === 'lazyFactsTtl') {
+      noteScalar(e);
+      lazyFactsTtl = parseSeconds(fileName, e);
     } else if (key === 'defaultImageType') {
       noteScalar(e);
       if (!isImageType(e.value)) throw badValue(fileName, e, `one of ${IMAGE_TYPES.join(', ')}`);
@@ -511,7 +522,7 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
     modules: frozenModules,
     moduleHookTimeout,
     mungeSocketPath: strings.mungeSocketPath ?? DEFAULT_MUNGE_SOCKET,
-    lazyImageCache: lazyCacheConfig(fileName, strings, lazyChunkTimeout, lazyPrologStageTimeout),
+    lazyImageCache: lazyCacheConfig(fileName, strings, lazyChunkTimeout, lazyPrologStageTimeout, lazyFactsTtl),
   };
   return { config, warnings };
 }
@@ -521,6 +532,7 @@ function lazyCacheConfig(
   strings: Partial<Record<StringKey, string>>,
   chunkTimeout: number | undefined,
   prologStageTimeout: number | undefined,
+  factsTtl: number | undefined,
 ): LazyImageCacheConfig | undefined {
   const dir = strings.lazyImageCache;
   const size = strings.lazyImageCacheSize;
@@ -547,6 +559,7 @@ function lazyCacheConfig(
     sizeBytes,
     chunkTimeoutSeconds: chunkTimeout ?? DEFAULT_LAZY_CHUNK_TIMEOUT_SECONDS,
     prologStageTimeoutSeconds: prologStageTimeout ?? DEFAULT_LAZY_PROLOG_STAGE_TIMEOUT_SECONDS,
+    factsTtlSeconds: factsTtl ?? DEFAULT_LAZY_FACTS_TTL_SECONDS,
   };
 }
 

@@ -11,20 +11,22 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "failure.h"
 #include "filesystem.h"
 #include "program.h"
 
-#define FUSE_SUPER_MAGIC 0x65735546
-
+/*
+ * Every loop device reads its file through the page cache, a lazy image's FUSE file too: images
+ * are immutable (named by their content digest), so pages the kernel keeps can never be stale,
+ * and a warm read then stays in the kernel instead of going through FUSE to the lazy image
+ * server (with LO_FLAGS_DIRECT_IO every read, warm or not, was a FUSE round trip through Node).
+ * The FUSE file's page cache holds compressed blocks, squashfs's own the decompressed files,
+ * both reclaimable.
+ */
 static int attach_loop(int backing, const char *image, int writable, char *dev, size_t devlen)
 {
-	struct statfs sfs;
-	if (fstatfs(backing, &sfs) < 0)
-		die(errno, "fstatfs: %s", image);
 	int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
 	if (ctl < 0)
 		die(errno, "open: /dev/loop-control");
@@ -32,9 +34,6 @@ static int attach_loop(int backing, const char *image, int writable, char *dev, 
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.fd = (uint32_t)backing;
 	cfg.info.lo_flags = (writable ? 0 : LO_FLAGS_READ_ONLY) | LO_FLAGS_AUTOCLEAR;
-	/* On FUSE the page cache would hold the image twice (FUSE file + loop device). */
-	if (sfs.f_type == FUSE_SUPER_MAGIC)
-		cfg.info.lo_flags |= LO_FLAGS_DIRECT_IO;
 	snprintf((char *)cfg.info.lo_file_name, LO_NAME_SIZE, "%s", image);
 	/* Concurrent attaches can be handed the same free device: retry on EBUSY. */
 	for (int attempt = 0; attempt < 64; attempt++) {

@@ -103,7 +103,7 @@ async function main(): Promise<void> {
     .configureOutput({ writeErr: (s) => process.stderr.write(s.replace(/^error:/, 'shifterd-cache:')) });
   program
     .command('status')
-    .description('images in the cache, bytes cached vs total, hits and misses')
+    .description('images in the cache, bytes cached vs total, hits and misses (reads that reached the FUSE server)')
     .action(async () => {
       const s = await call<CacheStatus>(program.opts<{ adminSocket: string }>().adminSocket, 'CacheStatus', {});
       process.stdout.write(formatStatus(s) + '\n');

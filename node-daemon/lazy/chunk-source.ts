@@ -55,6 +55,11 @@ export class ChunkSource {
     return this.opts.bases.join(', ');
   }
 
+  /** Has the first base's node token ready ahead of the requests that will need it. */
+  async warm(deadline: AbortSignal): Promise<void> {
+    await this.token(this.opts.bases[0], deadline);
+  }
+
   private path(id: ImageId, tail?: string): string {
     const image = `/api/chunks/${encodeURIComponent(this.opts.system)}/${id}`;
     return tail === undefined ? image : `${image}/${tail}`;

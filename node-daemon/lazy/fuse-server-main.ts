@@ -34,6 +34,7 @@ async function answer(images: LazyImages, store: ChunkStore, r: ServerRequest): 
     case 'facts':
       return { req: r.req, ok: true, facts: await images.facts(r.id) };
     case 'status':
+      await images.settled();
       return {
         req: r.req,
         ok: true,
@@ -68,6 +69,10 @@ async function main(): Promise<void> {
   const usage = store.usage();
   log.info({ mountpoint: config.mountpoint, chunks: usage.chunks, bytes: usage.bytes }, 'lazy image server ready');
   send({ ready: true });
+  // The first cold start then finds the node token there instead of waiting for a munge exchange.
+  source.warm(AbortSignal.timeout(config.chunkTimeoutMs)).catch((e: unknown) => {
+    log.warn({ err: describeError(e) }, 'no node token yet; the first image request asks again');
+  });
 }
 
 main().catch((e: unknown) => {

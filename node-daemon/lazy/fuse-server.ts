@@ -107,6 +107,11 @@ export function mountImages(mountpoint: string, images: LazyImages, log: Logger)
     mkdir: true,
     force: false,
     fsname: 'shifter-lazy',
+    // An image file's bytes and size never change (its name is its content digest): the kernel
+    // may keep its pages across opens and its attributes for as long as it likes.
+    kernelCache: true,
+    attrTimeout: 3600,
+    entryTimeout: 3600,
     // Our own fetch deadline answers first; this only guards against a bug leaving a read unanswered.
     timeout: false,
   });

@@ -6,6 +6,9 @@
  * lazyChunkTimeout fails the read (the FUSE layer answers EIO) instead of hanging it.
  * Opening an image prefetches what every start reads (superblock and the metadata tables at the
  * end) and the image's recorded profile; the first cold start of an image records one.
+ * Fetches go through a FetchQueue: what a reader or an attach is blocked on goes first, prefetch
+ * fills the link behind it. A verified chunk is handed to its reader at once; keeping it in the
+ * store (write, fsync, rename) happens behind the read, joined by any read of it meanwhile.
  */
 import {
   chunkSpan,
@@ -18,8 +21,9 @@ import {
 import { ShifterError, asShifterError, describeError } from '../../common/errors.js';
 import type { ImageId } from '../../common/image-descriptor.js';
 import type { Logger } from '../../common/logger.js';
-import type { ChunkSource, ImageFacts } from './chunk-source.js';
+import type { ChunkSource, ImageFacts, ProfileAnswer } from './chunk-source.js';
 import type { ChunkStore } from './chunk-store.js';
+import { FetchQueue, type FetchPriority, type QueuedFetch } from './fetch-queue.js';
 import { ProfileRecorder, parseProfile, serializeProfile } from './prefetch-profile.js';
 import { SQUASHFS_SUPERBLOCK_BYTES, squashfsTables } from './squashfs-tables.js';
 
@@ -27,7 +31,7 @@ export interface LazyImagesOptions {
   chunkTimeoutMs: number;
   /** How long after its first open an image's reads are recorded as its profile. */
   profileWindowMs: number;
-  /** Chunks fetched at once by prefetch and staging. */
+  /** Fetches in flight below which prefetch and staging start more (demand reads never wait for it). */
   prefetchParallel: number;
 }
 
@@ -37,7 +41,9 @@ export interface ImageStatus {
   chunks: number;
   cachedChunks: number;
   cachedBytes: number;
+  /** FUSE reads of a chunk the store had (reads the kernel's page cache answered never get here). */
   hits: number;
+  /** FUSE reads that waited for a fetch from the gateway (their own, or one already running). */
   misses: number;
 }
 
@@ -56,15 +62,6 @@ interface OpenImage {
   hits: number;
   misses: number;
   recorder?: ProfileRecorder;
-}
-
-/** Runs `work` over `items`, at most `parallel` at a time; resolves when all settled. */
-async function bounded<T>(items: readonly T[], parallel: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await work(items[next++]);
-  };
-  await Promise.all(Array.from({ length: Math.min(parallel, items.length) }, worker));
 }
 
 function parseIndex(id: ImageId, bytes: Buffer, digest: string): ChunkIndex {
@@ -87,7 +84,12 @@ function parseIndex(id: ImageId, bytes: Buffer, digest: string): ChunkIndex {
 export class LazyImages {
   private readonly images = new Map<ImageId, OpenImage>();
   private readonly opening = new Map<ImageId, Promise<OpenImage>>();
-  private readonly fetching = new Map<ChunkDigest, Promise<Buffer>>();
+  /** Fetches running or queued, until their chunk is in the store (or the fetch failed). */
+  private readonly fetching = new Map<ChunkDigest, QueuedFetch<Buffer>>();
+  /** Chunk store writes of fetched chunks under way: status() counts a chunk once it is kept. */
+  private readonly writes = new Set<Promise<void>>();
+  private readonly queue: FetchQueue;
+  /** Chunks fetched (verified) since start: a stage reports the difference. */
   private readonly fetched = { chunks: 0, bytes: 0 };
 
   constructor(
@@ -95,7 +97,9 @@ export class LazyImages {
     private readonly source: ChunkSource,
     private readonly log: Logger,
     private readonly opts: LazyImagesOptions,
-  ) {}
+  ) {
+    this.queue = new FetchQueue(opts.prefetchParallel);
+  }
 
   list(): ImageId[] {
     return [...this.images.keys()];
@@ -106,8 +110,11 @@ export class LazyImages {
   }
 
   /** What the gateway recorded for `id`: the digest its index must hash to and its `.meta` text. */
-  facts(id: ImageId): Promise<ImageFacts> {
-    return this.source.facts(id, AbortSignal.timeout(this.opts.chunkTimeoutMs));
+  async facts(id: ImageId): Promise<ImageFacts> {
+    const t0 = performance.now();
+    const facts = await this.source.facts(id, AbortSignal.timeout(this.opts.chunkTimeoutMs));
+    this.log.debug({ image: id, factsMs: elapsed(t0) }, 'lazy image facts fetched');
+    return facts;
   }
 
   /**
@@ -126,37 +133,65 @@ export class LazyImages {
     this.images.set(id, image);
   }
 
+  /**
+   * The index, then the superblock, then the tables, each step a round trip that the next one
+   * needs; the facts (when the caller has no digest), the node token and the profile go out
+   * alongside, and the profile's chunks start arriving as soon as it is here, behind the tables.
+   */
   private async load(id: ImageId, indexDigest: string | undefined): Promise<OpenImage> {
+    const t0 = performance.now();
+    const ms: Record<string, number> = {};
+    const timed = <T>(step: string, p: Promise<T>): Promise<T> =>
+      p.finally(() => {
+        ms[`${step}Ms`] = elapsed(t0);
+      });
     const deadline = AbortSignal.timeout(this.opts.chunkTimeoutMs);
+    // A failed exchange is retried, and reported with its base, by the requests that need the token.
+    await timed(
+      'token',
+      this.source.warm(deadline).catch(() => undefined),
+    );
     // An index that is only self-consistent could be any image's bytes: trust the recorded digest alone.
-    const digest = indexDigest ?? (await this.source.facts(id, deadline)).indexDigest;
-    const index = parseIndex(id, await this.source.index(id, deadline), digest);
+    const digest =
+      indexDigest === undefined
+        ? timed('facts', this.source.facts(id, deadline)).then((f) => f.indexDigest)
+        : Promise.resolve(indexDigest);
+    const indexBytes = timed('index', this.source.index(id, deadline));
+    const profile = timed('profile', this.source.profile(id, AbortSignal.timeout(this.opts.chunkTimeoutMs))).catch(
+      (e: unknown) => {
+        this.log.warn({ image: id, err: describeError(e) }, 'no prefetch profile; starting without one');
+        return undefined;
+      },
+    );
+    const index = parseIndex(id, await indexBytes, await digest);
     const image: OpenImage = { index, hits: 0, misses: 0 };
-    const superblock = await this.chunk(image, 0);
+    const profiled = profile.then((answer) => this.prefetchProfile(image, answer));
+    const superblock = await timed('superblock', this.chunk(image, 0, 'demand'));
     const { tablesStart, end } = squashfsTables(superblock.subarray(0, SQUASHFS_SUPERBLOCK_BYTES));
     const tables = chunksCovering(index, tablesStart, end - tablesStart);
-    const profile = this.source.profile(id, AbortSignal.timeout(this.opts.chunkTimeoutMs)).catch((e: unknown) => {
-      this.log.warn({ image: id, err: describeError(e) }, 'no prefetch profile; starting without one');
-      return undefined;
-    });
-    await bounded(tables, this.opts.prefetchParallel, (n) => this.chunk(image, n).then(() => undefined));
-    const answer = await profile;
-    if (answer?.kind === 'found') {
-      try {
-        const chunks = parseProfile(answer.bytes, index).filter((n) => !this.store.has(index.chunks[n]));
-        void bounded(chunks, this.opts.prefetchParallel, (n) =>
-          this.chunk(image, n).then(
-            () => undefined,
-            () => undefined,
-          ),
-        );
-      } catch (e) {
-        this.log.warn({ image: id, err: describeError(e) }, 'prefetch profile ignored');
-      }
-    } else if (answer?.kind === 'none') {
-      this.record(image);
-    }
+    await timed('tables', Promise.all(tables.map((n) => this.chunk(image, n, 'demand'))));
+    // The first reads are recorded only if this start records the profile: wait for the answer.
+    await profiled;
+    this.log.debug(
+      { image: id, ...ms, tableChunks: tables.length, openMs: elapsed(t0), fetches: this.queue.load },
+      'lazy image opened',
+    );
     return image;
+  }
+
+  private prefetchProfile(image: OpenImage, answer: ProfileAnswer | undefined): void {
+    const { index } = image;
+    if (answer?.kind === 'none') return this.record(image);
+    if (answer?.kind !== 'found') return;
+    let chunks: number[];
+    try {
+      chunks = parseProfile(answer.bytes, index).filter((n) => !this.store.has(index.chunks[n]));
+    } catch (e) {
+      this.log.warn({ image: index.imageId, err: describeError(e) }, 'prefetch profile ignored');
+      return;
+    }
+    for (const n of chunks) this.chunk(image, n, 'prefetch').catch(() => undefined);
+    this.log.debug({ image: index.imageId, chunks: chunks.length }, 'prefetching the recorded profile');
   }
 
   /** The first cold start of an image: its reads in the first seconds become the profile. */
@@ -205,7 +240,7 @@ export class LazyImages {
           return;
         }
         image.misses++;
-        const bytes = await this.chunk(image, n);
+        const bytes = await this.chunk(image, n, 'demand');
         bytes.copy(target, 0, from - span.offset, to - span.offset);
       }),
     );
@@ -218,14 +253,18 @@ export class LazyImages {
     const image = this.images.get(id)!;
     const missing = image.index.chunks.flatMap((d, n) => (this.store.has(d) ? [] : [n]));
     let failed: ShifterError | undefined;
-    await bounded(missing, this.opts.prefetchParallel, (n) =>
-      this.chunk(image, n).then(
-        () => undefined,
-        (e: unknown) => {
-          failed ??= asShifterError(e, 'IO_ERROR', `staging image ${id}`);
-        },
+    await Promise.all(
+      missing.map((n) =>
+        this.chunk(image, n, 'prefetch').then(
+          () => undefined,
+          (e: unknown) => {
+            failed ??= asShifterError(e, 'IO_ERROR', `staging image ${id}`);
+          },
+        ),
       ),
     );
+    // A staged image is whole in the store once its last chunk is kept, not when it was fetched.
+    await this.settled();
     if (failed !== undefined) throw failed;
     return this.status(id)!;
   }
@@ -244,14 +283,18 @@ export class LazyImages {
       const chunks = parseProfile(answer.bytes, image.index);
       let failed: ShifterError | undefined;
       const missing = chunks.filter((n) => !this.store.has(image.index.chunks[n]));
-      await bounded(missing, this.opts.prefetchParallel, (n) =>
-        this.chunk(image, n).then(
-          () => undefined,
-          (e: unknown) => {
-            failed ??= asShifterError(e, 'IO_ERROR', `staging the profile of image ${id}`);
-          },
+      // The fetch queue bounds how many run at once; demand reads of a starting job go first.
+      await Promise.all(
+        missing.map((n) =>
+          this.chunk(image, n, 'prefetch').then(
+            () => undefined,
+            (e: unknown) => {
+              failed ??= asShifterError(e, 'IO_ERROR', `staging the profile of image ${id}`);
+            },
+          ),
         ),
       );
+      await this.settled();
       if (failed !== undefined) throw failed;
       return { image: this.status(id)!, profileChunks: chunks.length };
     });
@@ -272,6 +315,11 @@ export class LazyImages {
       fetchedBytes: this.fetched.bytes - before.bytes,
       seconds: (performance.now() - started) / 1000,
     };
+  }
+
+  /** Waits for the chunk store writes of chunks already fetched, so status() counts what reads brought in. */
+  async settled(): Promise<void> {
+    await Promise.all(this.writes);
   }
 
   status(id: ImageId): ImageStatus | undefined {
@@ -296,22 +344,37 @@ export class LazyImages {
     };
   }
 
-  /** Chunk `n`'s verified bytes, from the store or fetched (joined with a fetch already running). */
-  private async chunk(image: OpenImage, n: number): Promise<Buffer> {
+  /** Chunk `n`'s verified bytes, from the store or fetched (joined with a fetch already running or queued). */
+  private async chunk(image: OpenImage, n: number, priority: FetchPriority): Promise<Buffer> {
     const digest = image.index.chunks[n];
     const span = chunkSpan(image.index, n);
+    const joined = this.fetching.get(digest);
+    if (joined !== undefined) return this.join(joined, priority);
     const stored = await this.store.withChunk(digest, async (handle) => {
       const buf = Buffer.alloc(span.length);
       const { bytesRead } = await handle.read(buf, 0, span.length, 0);
       return bytesRead === span.length ? buf : undefined;
     });
     if (stored !== undefined) return stored;
-    let pending = this.fetching.get(digest);
-    if (pending === undefined) {
-      pending = this.fetch(image.index, n, digest).finally(() => this.fetching.delete(digest));
-      this.fetching.set(digest, pending);
-    }
-    return pending;
+    const started = this.fetching.get(digest);
+    if (started !== undefined) return this.join(started, priority);
+    const fetch = this.queue.run(priority, () => this.fetch(image.index, n, digest));
+    const kept = fetch.result.then(
+      (bytes) => {
+        const write = this.keep(image.index.imageId, n, digest, bytes);
+        this.writes.add(write);
+        return write.finally(() => this.writes.delete(write));
+      },
+      () => undefined,
+    );
+    this.fetching.set(digest, fetch);
+    void kept.finally(() => this.fetching.delete(digest));
+    return fetch.result;
+  }
+
+  private join(running: QueuedFetch<Buffer>, priority: FetchPriority): Promise<Buffer> {
+    if (priority === 'demand') running.promote();
+    return running.result;
   }
 
   private async fetch(index: ChunkIndex, n: number, digest: ChunkDigest): Promise<Buffer> {
@@ -334,12 +397,20 @@ export class LazyImages {
     }
     this.fetched.chunks++;
     this.fetched.bytes += bytes.length;
+    return bytes;
+  }
+
+  /** Keeps verified bytes in the store; the read they were fetched for has them already. */
+  private async keep(id: ImageId, n: number, digest: ChunkDigest, bytes: Buffer): Promise<void> {
     try {
       await this.store.put(digest, bytes);
     } catch (e) {
-      // The bytes are verified, so this read is still served; only keeping them failed.
       this.log.error({ image: id, chunk: n, err: describeError(e) }, 'chunk not kept in the chunk store');
     }
-    return bytes;
   }
+}
+
+/** Milliseconds since `since` (performance.now()), to a tenth, for the debug log. */
+export function elapsed(since: number): number {
+  return Math.round((performance.now() - since) * 10) / 10;
 }

@@ -4,7 +4,8 @@
  * mount over `<mountpoint>/<id>.squashfs` are made by the native helper as for any image file.
  * A dead or hung server's mount is aborted through fusectl and detached before a new server
  * mounts, so readers of the old one get EIO instead of hanging; stopping leaves no mount and no
- * process behind.
+ * process behind. The gateway's facts about each image are kept here (facts-cache.ts), and an image
+ * the server has open is not asked for again, so a warm launch costs no request to the server.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
@@ -22,8 +23,9 @@ import type {
   ServerRequest,
   StageWhat,
 } from './server-protocol.js';
-import type { StageReport } from './lazy-images.js';
+import { elapsed, type StageReport } from './lazy-images.js';
 import type { ImageFacts } from './chunk-source.js';
+import { FactsCache } from './facts-cache.js';
 
 const SERVER_MAIN = fileURLToPath(new URL('./fuse-server-main.js', import.meta.url));
 const START_TIMEOUT_MS = 30_000;
@@ -37,6 +39,8 @@ type Request = ServerRequest extends infer R ? (R extends ServerRequest ? Omit<R
 export interface LazySupervisorOptions {
   config: FuseServerConfig;
   log: Logger;
+  /** How long an image's facts are reused before the gateway is asked again (udiRoot.conf lazyFactsTtl). */
+  factsTtlMs: number;
   /** Where the server's log lines go (default: shifterd's stdout, next to its own). */
   serverLog?: NodeJS.WritableStream;
 }
@@ -53,8 +57,15 @@ export class LazySupervisor {
   private restarts = 0;
   /** Called after a server died and its mount was aborted: mounts over its files are dead. */
   onServerLost: (openedImages: readonly ImageId[]) => void = () => undefined;
+  private readonly factsCache: FactsCache;
 
-  constructor(private readonly opts: LazySupervisorOptions) {}
+  constructor(private readonly opts: LazySupervisorOptions) {
+    this.factsCache = new FactsCache({
+      ttlMs: opts.factsTtlMs,
+      log: opts.log,
+      fetch: async (id) => (await this.ask({ op: 'facts', id }, this.opts.config.chunkTimeoutMs * 2)).facts!,
+    });
+  }
 
   get cacheDir(): string {
     return this.opts.config.cacheDir;
@@ -201,15 +212,21 @@ export class LazySupervisor {
 
   /** What the gateway recorded for image `id` (its index digest and `.meta` text), fetched by the server. */
   async facts(id: ImageId): Promise<ImageFacts> {
-    const r = await this.ask({ op: 'facts', id }, this.opts.config.chunkTimeoutMs * 2);
-    return r.facts!;
+    const t0 = performance.now();
+    const facts = await this.factsCache.get(id);
+    this.opts.log.debug({ image: id, ms: elapsed(t0) }, 'lazy image facts');
+    return facts;
   }
 
-  /** Opens image `id` and returns the path of its file on the FUSE mount. */
+  /** Opens image `id` (unless the server has it open already) and returns the path of its file on the FUSE mount. */
   async open(id: ImageId, indexDigest?: string): Promise<string> {
+    const file = join(this.mountpoint, imageFileName(id));
+    if (this.opened.has(id)) return file;
+    const t0 = performance.now();
     await this.ask({ op: 'open', id, indexDigest }, this.requestTimeoutMs);
     this.opened.add(id);
-    return join(this.mountpoint, imageFileName(id));
+    this.opts.log.debug({ image: id, ms: elapsed(t0) }, 'lazy image opened by the FUSE server');
+    return file;
   }
 
   async stage(id: ImageId, what: StageWhat = 'all', timeoutMs = 3_600_000): Promise<StageReport> {

@@ -319,10 +319,10 @@ rootTest(
     t.is(missing?.code, 'BAD_CONFIG');
   },
 );
-
-test('lazyImageCache, lazyImageCacheSize, lazyChunkTimeout, lazyPrologStageTimeout make the lazy cache config', (t) => {
+test('the lazy keys (lazyImageCache, -Size, lazyChunkTimeout, lazyPrologStageTimeout, lazyFactsTtl) make its config', (t) => {
   const { config, warnings } = parseUdiRootConf(
-    'lazyImageCache=/var/cache/shifter\nlazyImageCacheSize=50g\nlazyChunkTimeout=12.5\nlazyPrologStageTimeout=0\n',
+    'lazyImageCache=/var/cache/shifter\nlazyImageCacheSize=50g\nlazyChunkTimeout=12.5\nlazyPrologStageTimeout=0\n' +
+      'lazyFactsTtl=0\n',
     'u.conf',
   );
   t.deepEqual(warnings, []);
@@ -331,6 +331,7 @@ test('lazyImageCache, lazyImageCacheSize, lazyChunkTimeout, lazyPrologStageTimeo
     sizeBytes: 50 * 1024 ** 3,
     chunkTimeoutSeconds: 12.5,
     prologStageTimeoutSeconds: 0,
+    factsTtlSeconds: 0,
   });
   const plain = parseUdiRootConf('lazyImageCache=/c\nlazyImageCacheSize=1048576\n', 'u.conf').config;
   t.deepEqual(plain.lazyImageCache, {
@@ -338,6 +339,7 @@ test('lazyImageCache, lazyImageCacheSize, lazyChunkTimeout, lazyPrologStageTimeo
     sizeBytes: 1048576,
     chunkTimeoutSeconds: 30,
     prologStageTimeoutSeconds: 60,
+    factsTtlSeconds: 60,
   });
   t.is(parseUdiRootConf('imagePath=/i\n', 'u.conf').config.lazyImageCache, undefined);
 });
@@ -354,4 +356,5 @@ test('a lazy cache setting that cannot work is an error saying what to write', (
     /lazyImageCache=c is not valid: expected an absolute path/,
   );
   t.regex(message('lazyChunkTimeout=0\n'), /u\.conf:1: lazyChunkTimeout=0 is not valid/);
+  t.regex(message('lazyFactsTtl=soon\n'), /u\.conf:1: lazyFactsTtl=soon is not valid: expected a number of seconds/);
 });

@@ -60,13 +60,13 @@ export function lazyConfig(dir: string, bases: string[], over: Partial<FuseServe
   };
 }
 
-export async function startLazyServer(config: FuseServerConfig): Promise<ServerHandle> {
+export async function startLazyServer(config: FuseServerConfig, factsTtlMs = 60_000): Promise<ServerHandle> {
   let text = '';
   const serverLog = new PassThrough();
   serverLog.setEncoding('utf8').on('data', (d: string) => {
     text += d;
   });
-  const supervisor = new LazySupervisor({ config, log: createLogger('test', 'silent'), serverLog });
+  const supervisor = new LazySupervisor({ config, log: createLogger('test', 'silent'), serverLog, factsTtlMs });
   await supervisor.start();
   return { supervisor, logText: () => text, config };
 }

@@ -4,14 +4,16 @@
  * cache; stopping shifterd leaves no FUSE mount, loop device or process.
  */
 import { rootTest as test } from '../../helpers/privileges.js';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadShifterdProto, shifterdServiceClient } from '../../../node-daemon/admin-server.js';
-import { ShifterdFixture, ensureTestUser } from '../runtime-fixture.js';
+import { REPO, ShifterdFixture, ensureTestUser } from '../runtime-fixture.js';
 import { startChunkServer } from './chunk-server.js';
 import { loopsOver, mountsUnder, waitFor } from './lazy-fixture.js';
 
+const run = promisify(execFile);
 ensureTestUser();
 const fx = new ShifterdFixture();
 test.after.always(async () => {
@@ -83,3 +85,63 @@ test.serial('an image not in imagePath is launched lazily; admin status and stag
   t.true(await waitFor(() => loopsOver(cacheDir).length === 0, 10_000), 'no loop device over the FUSE file');
   t.deepEqual(lazyServerPids(cacheDir), []);
 });
+
+/** `shifterd-cache status` as an admin runs it: the hits and misses it prints for the one image. */
+async function cacheCounts(): Promise<{ hits: number; misses: number; text: string }> {
+  const { stdout } = await run(join(REPO, 'bin', 'shifterd-cache'), ['--admin-socket', fx.adminSocket, 'status']);
+  const m = /hits (\d+) {2}misses (\d+)/.exec(stdout);
+  if (m === null) throw new Error(`no hits/misses in shifterd-cache status:\n${stdout}`);
+  return { hits: Number(m[1]), misses: Number(m[2]), text: stdout };
+}
+
+test.serial(
+  'cold then warm: the cache counts what reached the FUSE server; facts survive the gateway going down',
+  async (t) => {
+    const chunks = await startChunkServer(join(fx.dir, 'image.squashfs'), {
+      chunkSize: 64 * 1024,
+      lookupTag: 'lazy:2',
+    });
+    t.teardown(() => chunks.close());
+    const cacheDir = join(fx.dir, 'lazycache-warm');
+    fx.writeConfig([
+      `imageGateway=${chunks.url}`,
+      'system=test',
+      `lazyImageCache=${cacheDir}`,
+      'lazyImageCacheSize=1g',
+      'lazyChunkTimeout=5',
+      'lazyFactsTtl=1',
+    ]);
+    const launch = async (): Promise<void> => {
+      const r = await fx.run(['--image=lazy:2', 'cat', '/etc/image-release']);
+      t.is(r.code, 0, `${r.stderr}\n${fx.log}`);
+      t.is(r.stdout, 'test image\n');
+    };
+    await fx.start();
+    await launch();
+    const cold = await cacheCounts();
+    t.true(cold.misses > 0, `a cold start waits for fetches:\n${cold.text}`);
+    const fetched = chunks.chunkRequests.length;
+
+    // Same environment, same mount: the kernel's page cache answers, the FUSE server sees nothing.
+    await launch();
+    t.like(await cacheCounts(), { hits: cold.hits, misses: cold.misses });
+
+    // shifterd restarted: a new mount reads every chunk from the store, none from the gateway.
+    t.is(await fx.stop('SIGTERM'), 0);
+    await fx.start();
+    await launch();
+    const warm = await cacheCounts();
+    t.is(warm.misses, 0, warm.text);
+    t.true(warm.hits > 0, warm.text);
+    t.is(chunks.chunkRequests.length, fetched, 'a warm start fetches no chunk');
+
+    // The gateway goes down and the facts outlive lazyFactsTtl: the facts last seen still start the image.
+    chunks.down = true;
+    await new Promise((r) => setTimeout(r, 1500));
+    await launch();
+    // shifterd's log reaches this process on its own pipe, maybe after the launcher's exit.
+    const warned = /image gateway unreachable: using the image facts \(ACLs\) last seen/;
+    t.true(await waitFor(() => warned.test(fx.log), 10_000), fx.log);
+    t.is(await fx.stop('SIGTERM'), 0);
+  },
+);
