@@ -38,7 +38,9 @@
  *   - `lazyImageCache` (a local directory), `lazyImageCacheSize` (bytes, with an optional k/m/g/t
  *     suffix, powers of 1024) and `lazyChunkTimeout` (seconds a read waits for a missing chunk
  *     before it gets EIO, default 30): with the first two set, an image that is not in
- *     imagePath is read lazily, chunk by chunk, from imageGateway (node-daemon/lazy/).
+ *     imagePath is read lazily, chunk by chunk, from imageGateway (node-daemon/lazy/);
+ *   - `lazyChunkCaches`: HTTP caches (base URLs separated by commas or spaces, e.g. a rack's then
+ *     the site's nginx) asked for index, chunk and profile GETs before imageGateway.
  *
  * This module is pure; reading the file, finding it and checking its owner live in
  * udiroot-file.ts.
@@ -133,6 +135,8 @@ export interface UdiRootConfig {
   readonly siteEnvPrepend: readonly string[];
   readonly siteEnvUnset: readonly string[];
   readonly imageGateway: readonly string[];
+  /** HTTP caches (base URLs) lazy images ask for index, chunk and profile GETs before the gateways. */
+  readonly lazyChunkCaches: readonly string[];
   readonly batchType?: string;
   readonly system?: string;
   readonly defaultImageType: ImageType;
@@ -195,6 +199,7 @@ export const documentedNewKeys = [
   'lazyImageCache',
   'lazyImageCacheSize',
   'lazyChunkTimeout',
+  'lazyChunkCaches',
 ] as const;
 
 export const DEFAULT_MODULE_HOOK_TIMEOUT_SECONDS = 30;
@@ -265,6 +270,7 @@ export const KNOWN_KEYS: readonly string[] = [
   'maxGroupCount',
   'gatewayTimeout',
   'lazyChunkTimeout',
+  'lazyChunkCaches',
   'siteFs',
   'defaultImageType',
   'mountPropagationStyle',
@@ -391,6 +397,7 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
     imageGateway: [],
     perNodeCacheAllowedFsType: [],
   };
+  const lazyChunkCaches: string[] = [];
   const siteFs: string[] = [];
   const modules = new Map<string, MutableModule>();
   let maxGroupCount = 0;
@@ -432,6 +439,13 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
       noteScalar(e);
       lazyChunkTimeout = parseSeconds(fileName, e);
       if (lazyChunkTimeout <= 0) throw badValue(fileName, e, 'a number of seconds above 0, e.g. 30');
+    } else if (key === 'lazyChunkCaches') {
+      for (const url of e.value.split(/[\s,]+/).filter((u) => u.length > 0)) {
+        if (!/^https?:\/\/[^/\s]+\/?$/.test(url)) {
+          throw badValue(fileName, e, 'base URLs of HTTP caches, e.g. http://rack-cache:8080,http://site-cache:8080');
+        }
+        lazyChunkCaches.push(url);
+      }
     } else if (key === 'defaultImageType') {
       noteScalar(e);
       if (!isImageType(e.value)) throw badValue(fileName, e, `one of ${IMAGE_TYPES.join(', ')}`);
@@ -492,6 +506,7 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
     siteEnvPrepend: lists.siteEnvPrepend,
     siteEnvUnset: lists.siteEnvUnset,
     imageGateway: lists.imageGateway,
+    lazyChunkCaches,
     defaultImageType,
     perNodeCacheAllowedFsType: lists.perNodeCacheAllowedFsType,
     mountPropagationStyle,
