@@ -81,6 +81,7 @@ function lazySupervisor(config: UdiRootConfig, log: Logger): LazySupervisor | un
       profileWindowMs: PROFILE_WINDOW_MS,
       prefetchParallel: PREFETCH_PARALLEL,
       bases: [...config.imageGateway],
+      caches: [...config.lazyChunkCaches],
       system: config.system!,
       mungeSocket: config.mungeSocketPath,
     },

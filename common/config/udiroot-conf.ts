@@ -44,6 +44,8 @@
  *     start (the rest keeps arriving in the background).
  *     `lazyFactsTtl` (seconds, default 60, 0 allowed): how long shifterd reuses what the gateway
  *     recorded for a lazy image (index digest, `.meta` with its ACLs) before asking again.
+ *   - `lazyChunkCaches`: HTTP caches (base URLs separated by commas or spaces, e.g. a rack's then
+ *     the site's nginx) asked for index, chunk and profile GETs before imageGateway.
  *
  * This module is pure; reading the file, finding it and checking its owner live in
  * udiroot-file.ts.
@@ -138,6 +140,8 @@ export interface UdiRootConfig {
   readonly siteEnvPrepend: readonly string[];
   readonly siteEnvUnset: readonly string[];
   readonly imageGateway: readonly string[];
+  /** HTTP caches (base URLs) lazy images ask for index, chunk and profile GETs before the gateways. */
+  readonly lazyChunkCaches: readonly string[];
   readonly batchType?: string;
   readonly system?: string;
   readonly defaultImageType: ImageType;
@@ -208,6 +212,7 @@ export const documentedNewKeys = [
   'lazyChunkTimeout',
   'lazyPrologStageTimeout',
   'lazyFactsTtl',
+  'lazyChunkCaches',
 ] as const;
 
 export const DEFAULT_MODULE_HOOK_TIMEOUT_SECONDS = 30;
@@ -280,6 +285,7 @@ export const KNOWN_KEYS: readonly string[] = [
   'lazyChunkTimeout',
   'lazyPrologStageTimeout',
   'lazyFactsTtl',
+  'lazyChunkCaches',
   'siteFs',
   'defaultImageType',
   'mountPropagationStyle',
@@ -406,6 +412,7 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
     imageGateway: [],
     perNodeCacheAllowedFsType: [],
   };
+  const lazyChunkCaches: string[] = [];
   const siteFs: string[] = [];
   const modules = new Map<string, MutableModule>();
   let maxGroupCount = 0;
@@ -455,6 +462,13 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
     } else if (key === 'lazyFactsTtl') {
       noteScalar(e);
       lazyFactsTtl = parseSeconds(fileName, e);
+    } else if (key === 'lazyChunkCaches') {
+      for (const url of e.value.split(/[\s,]+/).filter((u) => u.length > 0)) {
+        if (!/^https?:\/\/[^/\s]+\/?$/.test(url)) {
+          throw badValue(fileName, e, 'base URLs of HTTP caches, e.g. http://rack-cache:8080,http://site-cache:8080');
+        }
+        lazyChunkCaches.push(url);
+      }
     } else if (key === 'defaultImageType') {
       noteScalar(e);
       if (!isImageType(e.value)) throw badValue(fileName, e, `one of ${IMAGE_TYPES.join(', ')}`);
@@ -515,6 +529,7 @@ export function parseUdiRootConf(text: string, fileName: string): ParsedUdiRootC
     siteEnvPrepend: lists.siteEnvPrepend,
     siteEnvUnset: lists.siteEnvUnset,
     imageGateway: lists.imageGateway,
+    lazyChunkCaches,
     defaultImageType,
     perNodeCacheAllowedFsType: lists.perNodeCacheAllowedFsType,
     mountPropagationStyle,

@@ -12,6 +12,8 @@
  * a strong ETag (their sha256) and are immutable, so any HTTP cache between nodes and the gateway
  * can serve them. Only images READY on the system with `.meta` in place are served; an image
  * converted before indexes existed is indexed on its first request.
+ * Index and chunk answers go through admission control (chunks/admission.ts): a node is known by
+ * its token, else by its address; a request refused there is answered 503 with Retry-After.
  */
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -21,6 +23,7 @@ import { MAX_PROFILE_BYTES, parseChunkProfile } from '../../common/chunk-profile
 import { ShifterError } from '../../common/errors.js';
 import { isImageId, type ImageId } from '../../common/image-descriptor.js';
 import type { Authenticator } from '../auth/session.js';
+import { ChunkAdmission } from '../chunks/admission.js';
 import { ChunkIndexFiles, type StoredChunkIndex } from '../chunks/index-file.js';
 import { byteRange, IMMUTABLE, notModified, REVALIDATE, strongEtag } from '../chunks/http-caching.js';
 import { createNodeTokens, type NodeTokens } from '../chunks/node-token.js';
@@ -73,6 +76,8 @@ export const chunkApi: FastifyPluginAsync<ChunkApiContext> = async (app, ctx) =>
   const { config, store, auth, metrics } = ctx;
   const tokens = ctx.tokens ?? createNodeTokens();
   const indexes = new ChunkIndexFiles();
+  const admission = new ChunkAdmission(config.chunkAdmission);
+  metrics?.watchChunkQueue(() => ({ queued: admission.depth, running: admission.inFlight }));
 
   // Profiles are validated byte for byte (common/chunk-profile.ts): take every body as it came.
   app.removeAllContentTypeParsers();
@@ -137,6 +142,34 @@ export const chunkApi: FastifyPluginAsync<ChunkApiContext> = async (app, ctx) =>
     return true;
   };
 
+  /**
+   * Waits for an answer slot, held until the answer is sent or the client is gone; false when the
+   * request was answered 503 here (refused, or its client left while it waited).
+   */
+  const admitted = async (req: FastifyRequest, reply: FastifyReply): Promise<boolean> => {
+    const gone = new AbortController();
+    reply.raw.once('close', () => gone.abort());
+    const bearer = /^Bearer\s+(\S+)$/i.exec(header(req, 'authorization')?.trim() ?? '');
+    const ticket = await admission.admit(bearer ? `token ${bearer[1]}` : `address ${req.ip}`, gone.signal);
+    if (ticket.kind === 'admitted') {
+      if (gone.signal.aborted) ticket.release();
+      else reply.raw.once('close', ticket.release).once('finish', ticket.release);
+      return true;
+    }
+    // A client gone while it waited gets its answer too: fastify must see every request answered.
+    const why = ticket.kind === 'refused' ? ticket.why : 'the client closed the connection while it waited';
+    if (ticket.kind === 'refused') {
+      metrics?.chunkRefused(ticket.reason);
+      reply.header('retry-after', String(ticket.retryAfterSeconds));
+    }
+    void reply
+      .code(503)
+      .header('cache-control', 'no-store')
+      .type('application/json')
+      .send(apiError(503, why, req.url));
+    return false;
+  };
+
   app.post<{ Params: SystemParams }>(
     '/api/chunks/:system/session',
     { schema: schema(['system']) },
@@ -179,6 +212,7 @@ export const chunkApi: FastifyPluginAsync<ChunkApiContext> = async (app, ctx) =>
     async (req, reply) => {
       const platform = platformOf(config, req.params.system);
       await requireNode(req, platform);
+      if (!(await admitted(req, reply))) return reply;
       const { index } = await readyImage(platform, req.params.id);
       if (cached(req, reply, index.digest, IMMUTABLE)) return reply;
       metrics?.chunkAnswer('index');
@@ -189,6 +223,7 @@ export const chunkApi: FastifyPluginAsync<ChunkApiContext> = async (app, ctx) =>
   const chunk = async (req: FastifyRequest<{ Params: ChunkParams }>, reply: FastifyReply) => {
     const platform = platformOf(config, req.params.system);
     await requireNode(req, platform);
+    if (!(await admitted(req, reply))) return reply;
     const { id, index } = await readyImage(platform, req.params.id);
     const { sha } = req.params;
     const n = isChunkDigest(sha) ? index.index.chunks.indexOf(sha) : -1;

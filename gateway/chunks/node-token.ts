@@ -2,9 +2,10 @@
  * Short-lived bearer tokens for nodes. A munge credential is refused the second time it is seen,
  * and a node reading an image lazily makes hundreds of chunk requests: so a node exchanges one
  * munge credential made by root for a token (`POST /api/chunks/<system>/session`) and sends it as
- * `Authorization: Bearer <token>` until it expires. The token is an HMAC over the system and the
- * expiry under a secret this gateway process draws at start: a restarted gateway, or another one
- * of a failover list, answers 401 and the node exchanges a fresh credential.
+ * `Authorization: Bearer <token>` until it expires. The token is an HMAC over the system, the
+ * expiry and a random session id under a secret this gateway process draws at start: a restarted
+ * gateway, or another one of a failover list, answers 401 and the node exchanges a fresh
+ * credential. The session id tells nodes apart (chunk admission queues per node).
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
@@ -29,20 +30,22 @@ export function createNodeTokens(
   ttlSeconds = NODE_TOKEN_SECONDS,
   now: () => number = () => Date.now() / 1000,
 ): NodeTokens {
-  const mac = (system: string, expires: number) =>
-    createHmac('sha256', secret).update(`${system}\n${expires}`).digest('base64url');
+  const mac = (system: string, expires: number, session: string) =>
+    createHmac('sha256', secret).update(`${system}\n${expires}\n${session}`).digest('base64url');
   return {
     issue(system) {
       const expires = Math.floor(now()) + ttlSeconds;
-      return { token: `${Buffer.from(system).toString('base64url')}.${expires}.${mac(system, expires)}`, expires };
+      const session = randomBytes(12).toString('base64url');
+      const token = `${Buffer.from(system).toString('base64url')}.${expires}.${session}.${mac(system, expires, session)}`;
+      return { token, expires };
     },
     check(token, system) {
       const parts = token.split('.');
-      if (parts.length !== 3 || !/^\d{1,15}$/.test(parts[1])) return 'invalid';
+      if (parts.length !== 4 || !/^\d{1,15}$/.test(parts[1])) return 'invalid';
       if (Buffer.from(parts[0], 'base64url').toString() !== system) return 'invalid';
       const expires = Number(parts[1]);
-      const given = Buffer.from(parts[2]);
-      const want = Buffer.from(mac(system, expires));
+      const given = Buffer.from(parts[3]);
+      const want = Buffer.from(mac(system, expires, parts[2]));
       if (given.length !== want.length || !timingSafeEqual(given, want)) return 'invalid';
       return expires > now() ? 'valid' : 'expired';
     },

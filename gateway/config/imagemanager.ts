@@ -34,6 +34,8 @@
  *   the Limits block below.
  * - `MetricsAllow`: who may scrape the Prometheus endpoint `GET /metrics`: `"all"`, or a list of
  *   addresses and CIDR blocks (default: loopback only, `["127.0.0.0/8", "::1"]`).
+ * - `ChunkConcurrency`, `ChunkQueueLength`, `ChunkQueueWait`: admission control of the chunk
+ *   routes; the block "Chunk admission" below.
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -42,6 +44,7 @@ import { ShifterError } from '../../common/errors.js';
 import { DEFAULT_MUNGE_SOCKET } from '../../common/munge.js';
 import { DOCKER_HUB_LOCATION, isDockerHub } from '../reference/image-ref.js';
 import { defaultBaseUrl } from '../registry/endpoint.js';
+import type { AdmissionLimits } from '../chunks/admission.js';
 
 export type AuthenticationMode = 'munge' | 'mock';
 export type RegistryAuthMethod = 'token' | 'basic';
@@ -117,6 +120,8 @@ export interface GatewayConfig {
   limits: ImageLimits;
   /** Who may scrape GET /metrics. */
   metricsAllow: MetricsAllow;
+  /** Admission control of the chunk routes' index and chunk answers. */
+  chunkAdmission: AdmissionLimits;
 }
 
 /** `all`, or address blocks (a single address is a block of its full length). */
@@ -481,13 +486,38 @@ function parseHttpServerLimits(raw: Json): HttpServerLimits {
   return limits;
 }
 
+// ---- Chunk admission (issue 12): how many index/chunk answers at once, how many may wait, how long ----
+//
+// `ChunkConcurrency` (default 64): index and chunk answers in flight; more wait in a queue served
+// round-robin between nodes. `ChunkQueueLength` (default 1024): requests waiting, over all nodes.
+// `ChunkQueueWait` (seconds, default 10): how long one may wait. Past either bound: 503 with
+// Retry-After, and the node retries with jitter or asks its next source.
+
+const CHUNK_KEYS = new Set(['ChunkConcurrency', 'ChunkQueueLength', 'ChunkQueueWait']);
+
+export const DEFAULT_CHUNK_ADMISSION: AdmissionLimits = { concurrency: 64, queueLength: 1024, maxWaitMs: 10_000 };
+
+function parseChunkAdmission(raw: Json): AdmissionLimits {
+  const d = DEFAULT_CHUNK_ADMISSION;
+  return {
+    concurrency: positiveInt(raw, 'ChunkConcurrency', 'ChunkConcurrency', d.concurrency),
+    queueLength: positiveInt(raw, 'ChunkQueueLength', 'ChunkQueueLength', d.queueLength, 0),
+    maxWaitMs: positiveInt(raw, 'ChunkQueueWait', 'ChunkQueueWait', d.maxWaitMs / 1000) * 1000,
+  };
+}
+
 /** Validates an already-parsed JSON object. `source` is the file path (for relative paths). */
 export function parseGatewayConfig(raw: unknown, source = ''): LoadedConfig {
   const warnings: string[] = [];
   if (!isObject(raw)) throw bad('(top level)', 'must be a JSON object', 'see imagemanager.json.example');
   const baseDir = source ? dirname(resolve(source)) : process.cwd();
   for (const k of Object.keys(raw)) {
-    const known = TOP_KEYS.has(k) || UNUSED_TOP_KEYS.has(k) || HTTP_SERVER_KEYS.has(k) || PULL_POLICY_KEYS.has(k);
+    const known =
+      TOP_KEYS.has(k) ||
+      UNUSED_TOP_KEYS.has(k) ||
+      HTTP_SERVER_KEYS.has(k) ||
+      PULL_POLICY_KEYS.has(k) ||
+      CHUNK_KEYS.has(k);
     if (!known) warnings.push(`imagemanager.json: unknown key ${k} ignored`);
   }
 
@@ -605,6 +635,7 @@ export function parseGatewayConfig(raw: unknown, source = ''): LoadedConfig {
     pullPolicy: parsePullPolicy(raw, positiveInt(raw, 'WorkerThreads', 'WorkerThreads', 1)),
     limits: parseImageLimits(raw.Limits, warnings),
     metricsAllow: parseMetricsAllow(raw),
+    chunkAdmission: parseChunkAdmission(raw),
   };
   return { config, warnings };
 }

@@ -4,6 +4,7 @@
  * through the small methods below; GET /metrics (api/metrics-routes.ts) renders the registry.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { RefusalReason } from '../chunks/admission.js';
 import type { ImageStatus } from '../store/status.js';
 
 export type PullOutcome = 'ready' | 'failure';
@@ -35,6 +36,8 @@ export class GatewayMetrics {
   private readonly storeLatency: Histogram<'operation'>;
   private readonly chunkAnswers: Counter<'route'>;
   private readonly chunkBytes: Counter;
+  private readonly chunkRefusals: Counter<'reason'>;
+  private chunkQueue: () => QueueView = () => ({ queued: 0, running: 0 });
   private queue: () => QueueView = () => ({ queued: 0, running: 0 });
 
   constructor() {
@@ -105,6 +108,42 @@ export class GatewayMetrics {
       help: 'Image bytes sent by the chunk route (whole chunks and ranges of them)',
       registers,
     });
+    const chunkQueue = () => this.chunkQueue();
+    new Gauge({
+      name: 'shifter_gateway_chunk_queue_depth',
+      help: 'Index and chunk requests waiting for an answer slot (ChunkConcurrency)',
+      registers,
+      collect() {
+        this.set(chunkQueue().queued);
+      },
+    });
+    new Gauge({
+      name: 'shifter_gateway_chunk_answers_in_flight',
+      help: 'Index and chunk answers holding a slot now',
+      registers,
+      collect() {
+        this.set(chunkQueue().running);
+      },
+    });
+    this.chunkRefusals = new Counter({
+      name: 'shifter_gateway_chunk_rejected_total',
+      help:
+        'Index and chunk requests answered 503 + Retry-After, by reason ' +
+        '(queue_full: over ChunkQueueLength; wait_timeout: waited ChunkQueueWait)',
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const reason of ['queue_full', 'wait_timeout'] as const) this.chunkRefusals.inc({ reason }, 0);
+  }
+
+  /** The chunk routes' admission control tells where its queue stands. */
+  watchChunkQueue(view: () => QueueView): void {
+    this.chunkQueue = view;
+  }
+
+  /** An index or chunk request answered 503 by admission control. */
+  chunkRefused(reason: RefusalReason): void {
+    this.chunkRefusals.inc({ reason });
   }
 
   /** The pull manager tells where its queue stands. */

@@ -49,7 +49,9 @@ async function main(): Promise<void> {
   const socket = config.mungeSocket;
   const source = new ChunkSource({
     bases: config.bases,
+    caches: config.caches,
     system: config.system,
+    log,
     credential:
       socket !== undefined && existsSync(socket) ? () => mungeEncode('', { socket, timeoutMs: 5000 }) : undefined,
   });

@@ -18,6 +18,8 @@ export interface FuseServerConfig {
   profileWindowMs: number;
   prefetchParallel: number;
   bases: string[];
+  /** HTTP caches asked before the gateways for index, chunk and profile GETs (lazyChunkCaches). */
+  caches?: string[];
   system: string;
   /** Requests carry a munge credential made as root when set and the socket exists. */
   mungeSocket?: string;

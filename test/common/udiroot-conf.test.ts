@@ -358,3 +358,17 @@ test('a lazy cache setting that cannot work is an error saying what to write', (
   t.regex(message('lazyChunkTimeout=0\n'), /u\.conf:1: lazyChunkTimeout=0 is not valid/);
   t.regex(message('lazyFactsTtl=soon\n'), /u\.conf:1: lazyFactsTtl=soon is not valid: expected a number of seconds/);
 });
+
+test('lazyChunkCaches: base URLs separated by commas or spaces; anything else is an error saying what to write', (t) => {
+  const { config, warnings } = parseUdiRootConf(
+    'lazyChunkCaches=http://rack-cache:8080,http://site-cache:8080\nlazyChunkCaches=https://far.example.org/\n',
+    'u.conf',
+  );
+  t.deepEqual(warnings, []);
+  t.deepEqual(config.lazyChunkCaches, ['http://rack-cache:8080', 'http://site-cache:8080', 'https://far.example.org/']);
+  t.deepEqual(parseUdiRootConf('imagePath=/i\n', 'u.conf').config.lazyChunkCaches, []);
+  t.regex(
+    t.throws(() => parseUdiRootConf('lazyChunkCaches=rack-cache:8080\n', 'u.conf')).message,
+    /^u\.conf:1: lazyChunkCaches=rack-cache:8080 is not valid: expected base URLs of HTTP caches, e\.g\. http:\/\/rack/,
+  );
+});

@@ -3,7 +3,9 @@
  * prefix directory (config, cache, temp dirs, logs), a free loopback port, `proxy_cache` with
  * `proxy_cache_lock on` (concurrent misses for one URL make one upstream request), started in the
  * foreground and stopped by its pid, the directory removed afterwards. Answers carry
- * `X-Cache-Status` (HIT, MISS, ...) so a test can see which came from the cache.
+ * `X-Cache-Status` (HIT, MISS, ...) so a test can see which came from the cache. The upstream may
+ * be another of these (a per-rack cache in front of a site cache in front of the gateway): the
+ * configuration is the one README "Lazy images" gives sites.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
@@ -18,6 +20,8 @@ export const NGINX_BIN = '/usr/sbin/nginx';
 export interface RunningNginxCache {
   url: string;
   pid: number;
+  /** SIGKILL to the master and its worker (a cache host dying), the directory removed. */
+  kill(): Promise<void>;
   /** nginx's access log so far: one line per request it answered, with the cache status. */
   accessLog(): Promise<string>;
   stop(): Promise<void>;
@@ -50,9 +54,15 @@ http {
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_cache chunks;
+      # The URI names the bytes (chunks by sha256); the node's token is passed on, not part of the key.
+      proxy_cache_key $scheme$proxy_host$request_uri;
       proxy_cache_lock on;
       proxy_cache_lock_timeout 60s;
+      proxy_cache_lock_age 60s;
       proxy_cache_revalidate on;
+      proxy_cache_valid 200 206 1d;
+      # Overloaded or restarting upstreams: passed on as they are (Retry-After included), never cached.
+      proxy_next_upstream off;
       add_header X-Cache-Status $upstream_cache_status always;
     }
   }
@@ -86,8 +96,10 @@ export async function startNginxCache(upstream: string, timeoutMs = 20_000): Pro
   await mkdir(join(dir, 'tmp'));
   const port = await freePort();
   await writeFile(join(dir, 'nginx.conf'), config(dir, port, upstream));
+  // A process group of its own, so that kill() reaches the worker too.
   const child = spawn(NGINX_BIN, ['-p', dir, '-e', join(dir, 'error.log'), '-c', join(dir, 'nginx.conf')], {
     stdio: ['ignore', 'ignore', 'pipe'],
+    detached: true,
   });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => {
@@ -109,6 +121,11 @@ export async function startNginxCache(upstream: string, timeoutMs = 20_000): Pro
     url: `http://127.0.0.1:${port}`,
     pid: child.pid!,
     accessLog: () => readFile(join(dir, 'access.log'), 'utf8').catch(() => ''),
+    async kill() {
+      if (alive(child)) process.kill(-child.pid!, 'SIGKILL');
+      await exited;
+      await rm(dir, { recursive: true, force: true });
+    },
     async stop() {
       // SIGTERM is nginx's fast shutdown: the master stops its workers and exits.
       if (alive(child)) process.kill(child.pid!, 'SIGTERM');
