@@ -89,6 +89,7 @@ test('the gateway says READY=1 once it answers and STOPPING=1 when told to stop'
     config: siteGatewayConfig(join(dir, 'gateway'), 'http://127.0.0.1:9'),
     dir,
     env: { NOTIFY_SOCKET: receiver.path },
+    timeoutMs: 120_000,
   });
   t.teardown(() => gateway.kill9());
   t.deepEqual(await receiver.waitFor(1), ['READY=1']);

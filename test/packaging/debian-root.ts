@@ -106,7 +106,15 @@ export class DebianRoot {
   private readonly mounts: string[] = [];
   private readonly children = new Set<ChildProcess>();
 
-  private constructor(readonly dir: string) {}
+  /** If the worker exits without after.always (ava's timeout), the host's /dev must not stay bound in. */
+  private readonly onExit = (): void => {
+    for (const pid of this.processesInside()) killPid(pid);
+    for (const target of [...this.mounts].reverse()) execFileSync('umount', ['-l', target], { stdio: 'ignore' });
+  };
+
+  private constructor(readonly dir: string) {
+    process.once('exit', this.onExit);
+  }
 
   /** A copy of today's pristine root with /proc, /sys, /dev (loop devices too) and an apt cache mounted. */
   static async create(pristine: string): Promise<DebianRoot> {
@@ -201,11 +209,12 @@ export class DebianRoot {
 
   /** Kills what runs inside by pid, unmounts what create() mounted, and removes the copy. */
   async destroy(): Promise<void> {
+    process.off('exit', this.onExit);
     for (const child of this.children) if (child.pid !== undefined) killPid(child.pid);
     for (const pid of this.processesInside()) killPid(pid);
     const deadline = Date.now() + 10_000;
     while (this.processesInside().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    for (const target of this.mounts.reverse()) {
+    for (const target of this.mounts.splice(0).reverse()) {
       try {
         execFileSync('umount', [target], { stdio: 'pipe' });
       } catch {

@@ -206,6 +206,9 @@ test.serial('systemd-analyze verify accepts the units', async (t) => {
   const r = await sh('systemd-analyze', ['verify', '--man=no', ...units]);
   t.is(r.code, 0, r.stderr);
   t.is(r.stderr, '');
+  // systemd's exposure score of the gateway's sandbox (0 = locked down, 10 = none): 1.8 as shipped.
+  const security = await sh('systemd-analyze', ['security', '--offline=yes', '--threshold=25', units[1]]);
+  t.is(security.code, 0, `the gateway's unit lost its hardening:\n${security.stdout}`);
 });
 
 // The rest installs into one Debian root, in order.
