@@ -18,6 +18,7 @@ import { GatewayMetrics } from './metrics/gateway-metrics.js';
 import { timedStore } from './metrics/timed-store.js';
 import { PullManager } from './pull/manager.js';
 import { openImageStore } from './store/open-store.js';
+import { systemdNotifier } from '../common/systemd-notify.js';
 
 const USAGE = 'usage: shifter-gateway [--config FILE] [--listen HOST:PORT]';
 
@@ -70,6 +71,7 @@ async function main(): Promise<void> {
   const { config, warnings } = loaded;
   const log = createLogger('shifter-gateway', process.env.SHIFTER_LOG_LEVEL ?? config.logLevel);
   for (const w of warnings) log.warn(w);
+  const notify = await systemdNotifier(log);
   if (config.authentication === 'mock')
     log.warn(
       'mock authentication is enabled: it is insecure, any client can claim any user; never use it in production',
@@ -89,6 +91,7 @@ async function main(): Promise<void> {
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
+    notify('STOPPING=1');
     log.info({ signal }, 'shutting down: no new requests; running pulls resume at the next start');
     await app.close().catch((e: unknown) => log.error({ err: describeError(e) }, 'closing the HTTP server failed'));
     await manager.stop();
@@ -114,6 +117,7 @@ async function main(): Promise<void> {
     { host: args.listen.host, port, config: path, store: config.mongo ? 'mongodb' : config.metadataStore },
     `listening on http://${args.listen.host}:${port}`,
   );
+  notify('READY=1');
 }
 
 main().catch((e: unknown) => {

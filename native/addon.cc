@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <string>
 #include <unordered_map>
@@ -11,6 +12,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -294,6 +296,51 @@ Napi::Value CancelWait(const Napi::CallbackInfo &info)
 	return env.Undefined();
 }
 
+// notifyDatagram(path, message): one datagram to a unix socket, sd_notify(3)'s wire protocol
+// (Node has no unix datagram sockets). A path starting with '@' names an abstract socket.
+Napi::Value NotifyDatagram(const Napi::CallbackInfo &info)
+{
+	Napi::Env env = info.Env();
+	if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) {
+		Napi::TypeError::New(env, "notifyDatagram(path: string, message: string)").ThrowAsJavaScriptException();
+		return env.Undefined();
+	}
+	std::string path = info[0].As<Napi::String>().Utf8Value();
+	std::string message = info[1].As<Napi::String>().Utf8Value();
+	struct sockaddr_un addr = {};
+	addr.sun_family = AF_UNIX;
+	if (path.empty() || path.size() >= sizeof(addr.sun_path) || path.find('\0') != std::string::npos) {
+		Napi::RangeError::New(env, "notify socket path is empty, too long or has a NUL byte")
+			.ThrowAsJavaScriptException();
+		return env.Undefined();
+	}
+	memcpy(addr.sun_path, path.data(), path.size());
+	if (path[0] == '@')
+		addr.sun_path[0] = '\0';
+	else if (path[0] != '/') {
+		Napi::RangeError::New(env, "notify socket path must be absolute or start with '@'")
+			.ThrowAsJavaScriptException();
+		return env.Undefined();
+	}
+	socklen_t len = static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + path.size());
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return ThrowErrno(env, "socket", errno);
+	ssize_t n;
+	do {
+		n = sendto(fd, message.data(), message.size(), MSG_NOSIGNAL, reinterpret_cast<struct sockaddr *>(&addr),
+		           len);
+	} while (n < 0 && errno == EINTR);
+	int err = errno;
+	if (close(fd) < 0 && errno != EINTR && n >= 0)
+		return ThrowErrno(env, "close", errno);
+	if (n < 0)
+		return ThrowErrno(env, "sendto", err);
+	if (static_cast<size_t>(n) != message.size())
+		return ThrowErrno(env, "sendto (short datagram)", EMSGSIZE);
+	return env.Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports)
 {
 	exports.Set("memfdFromBuffer", Napi::Function::New(env, MemfdFromBuffer));
@@ -304,6 +351,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports)
 	exports.Set("recvWithFds", Napi::Function::New(env, RecvWithFds));
 	exports.Set("socketPair", Napi::Function::New(env, SocketPair));
 	exports.Set("closeFd", Napi::Function::New(env, CloseFd));
+	exports.Set("notifyDatagram", Napi::Function::New(env, NotifyDatagram));
 	return exports;
 }
 

@@ -2,10 +2,12 @@
 # Builds the native parts into native/build/ (run by scripts/build-native.mjs). No network.
 # SHIFTER_DEFAULT_UDIROOT_CONF: the udiRoot.conf the launcher reads shifterdSocket from when
 # $SHIFTER_UDIROOT_CONF is not set at run time (default /etc/shifter/udiRoot.conf, as the other
-# programs).
+# programs). For packages (scripts/package.mjs): SHIFTER_NATIVE_OUT, an absolute directory to build
+# into instead of native/build, and SHIFTER_BIN_DIR, where the SPANK plugin finds shifter-job-check
+# and shifter-job-env (default: bin/ of this checkout).
 set -euo pipefail
 cd "$(dirname "$0")"
-out=build
+out="${SHIFTER_NATIVE_OUT:-build}"
 mkdir -p "$out"
 
 udiroot_conf="${SHIFTER_DEFAULT_UDIROOT_CONF:-/etc/shifter/udiRoot.conf}"
@@ -37,7 +39,7 @@ g++ "${CFLAGS[@]}" -std=c++17 -fPIC -shared -fvisibility=hidden \
 # The SPANK plugin needs Slurm's spank.h (Debian: libslurm-dev); without it the rest still builds.
 spank_h=/usr/include/slurm/spank.h
 if [ -f "$spank_h" ]; then
-  bin_dir="$(cd .. && pwd)/bin"
+  bin_dir="${SHIFTER_BIN_DIR:-$(cd .. && pwd)/bin}"
   gcc "${CFLAGS[@]}" -std=gnu11 -fPIC -shared -fvisibility=default -Wl,-Bsymbolic \
     -DSHIFTER_UDIROOT_CONF="\"$udiroot_conf\"" -DSHIFTER_DEFAULT_UDIROOT_CONF="\"$udiroot_conf\"" \
     -DSHIFTER_JOB_CHECK="\"$bin_dir/shifter-job-check\"" -DSHIFTER_JOB_ENV="\"$bin_dir/shifter-job-env\"" \

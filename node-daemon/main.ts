@@ -21,6 +21,7 @@ import { LaunchService, type DaemonState } from './launch-service.js';
 import { startLaunchServer } from './launch-server.js';
 import { startAdminServer } from './admin-server.js';
 import { LazySupervisor } from './lazy/lazy-supervisor.js';
+import { systemdNotifier } from '../common/systemd-notify.js';
 import type { UdiRootConfig } from '../common/config/udiroot-conf.js';
 import type { Logger } from '../common/logger.js';
 
@@ -133,6 +134,7 @@ async function loadState(
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const log = createLogger('shifterd');
+  const notify = await systemdNotifier(log);
   // upstream's umask: the native helper and the site hooks inherit it. A socket created under
   // it (0755) is not connectable by others until chmod opens it (launch 0666; admin 0600).
   process.umask(0o022);
@@ -171,6 +173,7 @@ async function main(): Promise<void> {
   process.on('SIGHUP', () => {
     if (reloading) return;
     reloading = true;
+    notify('RELOADING=1');
     loadState(args.config, state.generation + 1, log, () => lazyRef.server)
       .then(
         (next) => {
@@ -184,12 +187,14 @@ async function main(): Promise<void> {
       )
       .finally(() => {
         reloading = false;
+        notify('READY=1');
       });
   });
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
+    notify('STOPPING=1');
     log.info({ signal }, 'stopping');
     void Promise.all([launch.close(), admin.close()])
       .then(() => {
@@ -202,6 +207,7 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   log.info({ socket: socketPath, admin: adminPath, generation: state.generation }, 'shifterd ready');
+  notify('READY=1');
 }
 
 main().catch((e: unknown) => {

@@ -27,6 +27,9 @@ APT_PACKAGES=(
   patchelf             # tools/prep-mpi and prep-gpu set the rpath of module libraries
   pkgconf              # pkg-config: prep-mpi finds the MPI by its package name (--from mpich, the default)
   openssh-server openssh-client # remote imageDir transfer (accesstype remote) and its tests
+  debootstrap          # the packaging tests install the .debs into a fresh Debian root
+  dpkg-repack          # ... with the host's nodejs rebuilt as a .deb (the mirror has no NodeSource nodejs)
+  systemd              # systemd-analyze verify checks the packages' units (no systemd runs as PID 1 here)
 )
 
 missing=()

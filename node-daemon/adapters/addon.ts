@@ -34,6 +34,8 @@ export interface NativeAddon {
   /** Calls callback once when fd is readable or hung up, on the event loop; returns an id for cancelWait. */
   waitReadable(fd: number, callback: () => void): number;
   cancelWait(id: number): void;
+  /** One datagram to a unix socket (absolute path, or '@name' for an abstract one): sd_notify's protocol. */
+  notifyDatagram(path: string, message: string): void;
 }
 
 /** Where the native binaries live: $SHIFTER_NATIVE_DIR, else native/build of this checkout. */
