@@ -81,6 +81,9 @@ function parseIndex(id: ImageId, bytes: Buffer, digest: string): ChunkIndex {
   return index;
 }
 
+/** How long a failed chunk fetch answers new reads of that chunk at once (see failedRecently). */
+const FAILED_FETCH_MEMORY_MS = 3000;
+
 export class LazyImages {
   private readonly images = new Map<ImageId, OpenImage>();
   private readonly opening = new Map<ImageId, Promise<OpenImage>>();
@@ -91,6 +94,12 @@ export class LazyImages {
   private readonly queue: FetchQueue;
   /** Chunks fetched (verified) since start: a stage reports the difference. */
   private readonly fetched = { chunks: 0, bytes: 0 };
+  /**
+   * Chunks no source served just now, until when a new read of them fails at once: after an EIO the
+   * kernel re-reads the same pages (readahead, then the page itself, at each layer: squashfs, loop,
+   * FUSE), and without this every retry would wait a whole lazyChunkTimeout again.
+   */
+  private readonly failedRecently = new Map<ChunkDigest, { until: number; error: unknown }>();
 
   constructor(
     private readonly store: ChunkStore,
@@ -358,6 +367,9 @@ export class LazyImages {
     if (stored !== undefined) return stored;
     const started = this.fetching.get(digest);
     if (started !== undefined) return this.join(started, priority);
+    const failed = this.failedRecently.get(digest);
+    if (failed !== undefined && failed.until > Date.now()) throw failed.error;
+    this.failedRecently.delete(digest);
     const fetch = this.queue.run(priority, () => this.fetch(image.index, n, digest));
     const kept = fetch.result.then(
       (bytes) => {
@@ -365,7 +377,12 @@ export class LazyImages {
         this.writes.add(write);
         return write.finally(() => this.writes.delete(write));
       },
-      () => undefined,
+      (error: unknown) => {
+        // Only "no source answered": bytes that did not match are worth asking for again at once.
+        if (error instanceof ShifterError && error.code === 'UNREACHABLE') {
+          this.failedRecently.set(digest, { until: Date.now() + FAILED_FETCH_MEMORY_MS, error });
+        }
+      },
     );
     this.fetching.set(digest, fetch);
     void kept.finally(() => this.fetching.delete(digest));
