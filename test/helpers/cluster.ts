@@ -360,7 +360,8 @@ export class Cluster {
     closeSync(log);
     this.daemons.set(node.index, child);
     const deadline = Date.now() + 120_000;
-    while (!readFileSync(logPath, 'utf8').includes('shifterd ready')) {
+    // The admin socket (staging, status) may come up just after the launch socket.
+    while (!readFileSync(logPath, 'utf8').includes('shifterd ready') || !existsSync(node.adminSocket)) {
       if (child.exitCode !== null || child.signalCode !== null || Date.now() > deadline) {
         throw new Error(`shifterd of node ${node.index} did not start:\n${this.log(node)}`);
       }
