@@ -106,7 +106,8 @@ async function ipBatch(lines: string[], netns?: string): Promise<void> {
   }
 }
 
-function netnsInode(netns: string): number | undefined {
+/** The inode of a named network namespace: what `/proc/<pid>/ns/net` of its processes points to. */
+export function netnsInode(netns: string): number | undefined {
   try {
     return statSync(`/run/netns/${netns}`).ino;
   } catch {
@@ -115,7 +116,7 @@ function netnsInode(netns: string): number | undefined {
 }
 
 /** Pids of processes whose network namespace is one of `inodes`. */
-function processesIn(inodes: Set<number>): number[] {
+export function processesIn(inodes: Set<number>): number[] {
   const found: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
@@ -177,16 +178,19 @@ async function linksNamed(prefix: string): Promise<string[]> {
     .filter((n): n is string => n !== undefined && n.startsWith(prefix));
 }
 
-/** Everything of run `state` still on the machine, one line each (empty: nothing left). */
-async function remains(state: RunState, inodes: Set<number>): Promise<string[]> {
+/**
+ * Everything of run `runName` (its files under `dir`, its namespaces of `inodes`) still on the
+ * machine, one line each: empty when nothing is left.
+ */
+export async function remains(runName: string, dir: string, inodes: Set<number>): Promise<string[]> {
   const left: string[] = [];
-  for (const n of await namespacesNamed(state.run)) left.push(`network namespace ${n}`);
-  for (const l of await linksNamed(state.run)) left.push(`link ${l}`);
-  for (const m of mountsUnder(state.dir)) left.push(`mount ${m}`);
-  for (const d of await loopsUnder(state.dir)) left.push(`loop device ${d}`);
+  for (const n of await namespacesNamed(runName)) left.push(`network namespace ${n}`);
+  for (const l of await linksNamed(runName)) left.push(`link ${l}`);
+  for (const m of mountsUnder(dir)) left.push(`mount ${m}`);
+  for (const d of await loopsUnder(dir)) left.push(`loop device ${d}`);
   for (const p of processesIn(inodes)) left.push(`process ${p} in a node's network namespace`);
-  if (existsSync(state.dir)) left.push(`directory ${state.dir}`);
-  if (existsSync(stateFile(state.run))) left.push(`state file ${stateFile(state.run)}`);
+  if (existsSync(dir)) left.push(`directory ${dir}`);
+  if (existsSync(stateFile(runName))) left.push(`state file ${stateFile(runName)}`);
   return left;
 }
 
@@ -270,6 +274,11 @@ export class Cluster {
     return this.state.dir;
   }
 
+  /** The run's name: the prefix of its namespaces and links. */
+  get name(): string {
+    return this.state.run;
+  }
+
   /** Makes the bridge and `count` namespaces with their veths (no daemons yet). */
   static async create(count: number, shape: LinkShape = {}): Promise<Cluster> {
     if (process.getuid?.() !== 0) throw new Error('the many-nodes cluster needs root (network namespaces)');
@@ -312,7 +321,13 @@ export class Cluster {
       ]);
       for (const n of nodes) {
         await ipBatch(
-          [`link set lo up`, `addr add ${n.address}/24 dev ${runName}n${n.index}`, `link set ${runName}n${n.index} up`],
+          [
+            `link set lo up`,
+            `addr add ${n.address}/24 dev ${runName}n${n.index}`,
+            `link set ${runName}n${n.index} up`,
+            // Any address of the root namespace (another run's bridge too) is reached through the bridge.
+            `route add default via ${net}.1`,
+          ],
           n.netns,
         );
         await shapeLink(`${runName}h${n.index}`, shape);
@@ -463,7 +478,7 @@ export class Cluster {
 
   /** What of this run is still on the machine (after destroy(): nothing). */
   leftovers(): Promise<string[]> {
-    return remains(this.state, this.inodes);
+    return remains(this.state.run, this.state.dir, this.inodes);
   }
 }
 

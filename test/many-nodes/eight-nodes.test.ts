@@ -5,10 +5,12 @@
  * image none of them has, at once; the gateway's /metrics tells what crossed it.
  */
 import { rootTest as test } from '../helpers/privileges.js';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Cluster } from '../helpers/cluster.js';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Cluster, reapLeftovers, remains } from '../helpers/cluster.js';
 import type { RunningGateway } from '../helpers/gateway.js';
 import { startMunged, type Munged } from '../helpers/munge.js';
 import { startNginxCache, type RunningNginxCache } from '../helpers/nginx-cache.js';
@@ -76,6 +78,40 @@ test.serial(
     t.true(bytes <= 1.1 * workingSet, `gateway sent ${bytes} bytes for a working set of ${workingSet}`);
   },
 );
+
+test.serial('a run killed with SIGKILL leaves its nodes running; reapLeftovers() removes all of it', async (t) => {
+  const script = join(dirname(fileURLToPath(import.meta.url)), 'crashing-run.js');
+  const child = spawn(process.execPath, [script, gw!.url, munged!.socket, `custom:${TAG}`], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    err += d;
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const line = await new Promise<string>((resolve, reject) => {
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      if (out.includes('\n')) resolve(out.split('\n')[0]);
+    });
+    child.once('exit', (code) => reject(new Error(`the crashing run exited ${code} first: ${err}`)));
+  });
+  const run = JSON.parse(line) as { run: string; dir: string; inodes: number[] };
+  const inodes = new Set(run.inodes);
+  child.kill('SIGKILL');
+  await exited;
+  const left = await remains(run.run, run.dir, inodes);
+  t.log(left.join('\n'));
+  for (const kind of ['network namespace', 'link', 'mount', 'loop device', 'process']) {
+    t.true(
+      left.some((l) => l.startsWith(kind)),
+      `the killed run left a ${kind} behind (what reapLeftovers must remove)`,
+    );
+  }
+  t.true((await reapLeftovers()).includes(run.run));
+  t.deepEqual(await remains(run.run, run.dir, inodes), []);
+});
 
 test.serial(
   'after the run nothing of it is left: no namespace, link, FUSE mount, loop device or process',
