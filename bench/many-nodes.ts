@@ -19,7 +19,7 @@
  * (measured per node in the first round) are skipped, saying so.
  * Usage: node dist/bench/many-nodes.js --image FILE --nodes 1,8,32,64 --out DIR [--modes m,m] -- COMMAND...
  */
-import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Cluster, type ClusterNode } from '../test/helpers/cluster.js';
 import type { RunningGateway } from '../test/helpers/gateway.js';
@@ -116,15 +116,6 @@ class Bench {
     ];
   }
 
-  private async coldNodes(nodes: ClusterNode[], source: (n: ClusterNode) => string): Promise<void> {
-    await Promise.all(nodes.map((n) => this.cluster.stopDaemon(n)));
-    for (const n of nodes) {
-      rmSync(n.cacheDir, { recursive: true, force: true });
-      mkdirSync(n.cacheDir, { mode: 0o755 });
-    }
-    await Promise.all(nodes.map((n) => this.cluster.startDaemon(n, this.config(n, source(n)))));
-  }
-
   private async launchAll(nodes: ClusterNode[], before?: (n: ClusterNode) => Promise<void>): Promise<number> {
     const t0 = performance.now();
     const results = await Promise.all(
@@ -146,7 +137,7 @@ class Bench {
   /** One node's cold start records the image's prefetch profile (sent 10 s after the first open). */
   async recordProfile(): Promise<void> {
     const node = this.cluster.nodes[0];
-    await this.coldNodes([node], () => this.gw.url);
+    await this.cluster.restartCold([node], (n) => this.config(n, this.gw.url));
     await this.launchAll([node]);
     const deadline = Date.now() + 120_000;
     while (!/prefetch profile (already )?recorded/.test(this.cluster.log(node))) {
@@ -182,7 +173,7 @@ class Bench {
           source = (node) => racks[Math.floor(node.index / RACK)].url;
         }
       }
-      await this.coldNodes(nodes, source);
+      await this.cluster.restartCold(nodes, (node) => this.config(node, source(node)));
       const before = await gatewayCounts(this.gw.url);
       let stageMs = 0;
       if (mode === 'lazy-prestaged') {

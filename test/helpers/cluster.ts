@@ -396,6 +396,19 @@ export class Cluster {
     clearTimeout(timer);
   }
 
+  /** Cold nodes: each shifterd stopped (it leaves no mount), its chunk store emptied, started with `config`. */
+  async restartCold(nodes: ClusterNode[], config: (node: ClusterNode) => string[]): Promise<void> {
+    await Promise.all(nodes.map((n) => this.stopDaemon(n)));
+    for (const n of nodes) {
+      const mounted = mountsUnder(n.cacheDir);
+      if (mounted.length > 0)
+        throw new Error(`node ${n.index}: ${mounted.join(', ')} still mounted after shifterd stopped`);
+      rmSync(n.cacheDir, { recursive: true, force: true });
+      mkdirSync(n.cacheDir, { mode: 0o755 });
+    }
+    await Promise.all(nodes.map((n) => this.startDaemon(n, config(n))));
+  }
+
   log(node: ClusterNode): string {
     try {
       return readFileSync(join(node.dir, 'shifterd.log'), 'utf8');
