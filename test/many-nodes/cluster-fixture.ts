@@ -30,25 +30,30 @@ export function makeImage(dir: string, osRelease: string, blobMiB: number): stri
   return out;
 }
 
-/** The real gateway on `cluster.hostAddress`, its images in `<dir>/gw-images`; /metrics open to the bridge. */
-export async function clusterGateway(cluster: Cluster, dir: string, mungeSocket: string): Promise<RunningGateway> {
+/** The gateway's imagemanager.json: images in `<dir>/gw-images`, munge, /metrics open to the bridge. */
+export function clusterGatewayConfig(cluster: Cluster, dir: string, mungeSocket: string): object {
   const imageDir = join(dir, 'gw-images');
   mkdirSync(imageDir, { mode: 0o755, recursive: true });
+  return {
+    CacheDirectory: join(dir, 'gw-cache'),
+    ExpandDirectory: join(dir, 'gw-expand'),
+    Authentication: 'munge',
+    WorkerThreads: 1,
+    DefaultImageLocation: 'site',
+    Locations: { site: { url: 'http://127.0.0.1:9' } },
+    MetricsAllow: [cluster.hostAddress, '127.0.0.1'],
+    Platforms: {
+      [SYSTEM]: { accesstype: 'local', local: { imageDir }, mungeSocketPath: mungeSocket, admins: ['root'] },
+    },
+  };
+}
+
+/** The real gateway on `cluster.hostAddress` (a free port), configured by clusterGatewayConfig. */
+export function clusterGateway(cluster: Cluster, dir: string, mungeSocket: string): Promise<RunningGateway> {
   return startGateway({
     dir,
     listen: `${cluster.hostAddress}:0`,
-    config: {
-      CacheDirectory: join(dir, 'gw-cache'),
-      ExpandDirectory: join(dir, 'gw-expand'),
-      Authentication: 'munge',
-      WorkerThreads: 1,
-      DefaultImageLocation: 'site',
-      Locations: { site: { url: 'http://127.0.0.1:9' } },
-      MetricsAllow: [cluster.hostAddress, '127.0.0.1'],
-      Platforms: {
-        [SYSTEM]: { accesstype: 'local', local: { imageDir }, mungeSocketPath: mungeSocket, admins: ['root'] },
-      },
-    },
+    config: clusterGatewayConfig(cluster, dir, mungeSocket),
   });
 }
 
