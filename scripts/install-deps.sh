@@ -30,6 +30,7 @@ APT_PACKAGES=(
   debootstrap          # the packaging tests install the .debs into a fresh Debian root
   dpkg-repack          # ... with the host's nodejs rebuilt as a .deb (the mirror has no NodeSource nodejs)
   systemd              # systemd-analyze verify checks the packages' units (no systemd runs as PID 1 here)
+  gnuplot-nox          # bench/many-nodes.sh plots time and gateway bytes against N (bench/many-nodes.png)
 )
 
 missing=()

@@ -1,6 +1,6 @@
 /**
  * Runs the real `bin/shifter-gateway` for a test: writes `config` to `<dir>/imagemanager.json`,
- * listens on 127.0.0.1 port 0 (the kernel picks a free port; the gateway logs it) and waits
+ * listens on 127.0.0.1 (or `listen`'s host) port 0 (the kernel picks a free port; the gateway logs it) and waits
  * until `GET /` answers. Stopped by pid only.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -39,11 +39,13 @@ export async function startGateway(opts: {
   dir: string;
   env?: NodeJS.ProcessEnv;
   timeoutMs?: number;
+  /** HOST:PORT to listen on (default 127.0.0.1:0), e.g. a bridge address other network namespaces reach. */
+  listen?: string;
 }): Promise<RunningGateway> {
   // A counter, not the clock: two gateways started in the same millisecond must not share a file.
   const configPath = join(opts.dir, `imagemanager-${process.pid}-${++started}.json`);
   await writeFile(configPath, JSON.stringify(opts.config, null, 2));
-  const child = spawn(GATEWAY_BIN, ['--config', configPath, '--listen', '127.0.0.1:0'], {
+  const child = spawn(GATEWAY_BIN, ['--config', configPath, '--listen', opts.listen ?? '127.0.0.1:0'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...opts.env },
   });
@@ -63,7 +65,7 @@ export async function startGateway(opts: {
       child.kill('SIGKILL');
       throw new Error(`shifter-gateway did not start listening in time:\n${out}`);
     }
-    const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+    const m = /listening on (http:\/\/[0-9.]+:\d+)/.exec(out);
     if (m) url = m[1]!;
     else await new Promise((r) => setTimeout(r, 50));
   }

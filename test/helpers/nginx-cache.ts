@@ -27,7 +27,7 @@ export interface RunningNginxCache {
   stop(): Promise<void>;
 }
 
-function config(dir: string, port: number, upstream: string): string {
+function config(dir: string, host: string, port: number, upstream: string): string {
   // Workers of a root master would run as nobody, who cannot write the test's cache directory.
   const user = process.getuid?.() === 0 ? 'user root root;' : '';
   return `
@@ -48,7 +48,7 @@ http {
   scgi_temp_path ${dir}/tmp/scgi;
   proxy_cache_path ${dir}/cache levels=1:2 keys_zone=chunks:8m max_size=1g inactive=1d use_temp_path=off;
   server {
-    listen 127.0.0.1:${port};
+    listen ${host}:${port};
     location / {
       proxy_pass ${upstream};
       proxy_http_version 1.1;
@@ -74,9 +74,9 @@ function alive(child: ChildProcess): boolean {
   return child.exitCode === null && child.signalCode === null;
 }
 
-function accepts(port: number): Promise<boolean> {
+function accepts(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
+    const s = connect(port, host);
     s.once('connect', () => {
       s.destroy();
       resolve(true);
@@ -85,8 +85,16 @@ function accepts(port: number): Promise<boolean> {
   });
 }
 
-/** Starts nginx caching `upstream` (an http:// origin). Fails saying what to install when nginx is missing. */
-export async function startNginxCache(upstream: string, timeoutMs = 20_000): Promise<RunningNginxCache> {
+/**
+ * Starts nginx caching `upstream` (an http:// origin, also another of these caches: a cache hierarchy is nothing but
+ * this configuration), listening on `host` (a bridge address lets other network namespaces reach it). Fails saying
+ * what to install when nginx is missing.
+ */
+export async function startNginxCache(
+  upstream: string,
+  timeoutMs = 20_000,
+  host = '127.0.0.1',
+): Promise<RunningNginxCache> {
   try {
     await access(NGINX_BIN, constants.X_OK);
   } catch {
@@ -95,7 +103,7 @@ export async function startNginxCache(upstream: string, timeoutMs = 20_000): Pro
   const dir = await mkdtemp(join(tmpdir(), 'nginx-cache-'));
   await mkdir(join(dir, 'tmp'));
   const port = await freePort();
-  await writeFile(join(dir, 'nginx.conf'), config(dir, port, upstream));
+  await writeFile(join(dir, 'nginx.conf'), config(dir, host, port, upstream));
   // A process group of its own, so that kill() reaches the worker too.
   const child = spawn(NGINX_BIN, ['-p', dir, '-e', join(dir, 'error.log'), '-c', join(dir, 'nginx.conf')], {
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -107,18 +115,18 @@ export async function startNginxCache(upstream: string, timeoutMs = 20_000): Pro
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const deadline = Date.now() + timeoutMs;
-  while (!(await accepts(port))) {
+  while (!(await accepts(host, port))) {
     const log = await readFile(join(dir, 'error.log'), 'utf8').catch(() => '');
     if (!alive(child) || Date.now() > deadline) {
       if (alive(child)) child.kill('SIGKILL');
       await exited;
       await rm(dir, { recursive: true, force: true });
-      throw new Error(`nginx did not start on 127.0.0.1:${port}: ${stderr}${log}`);
+      throw new Error(`nginx did not start on ${host}:${port}: ${stderr}${log}`);
     }
     await new Promise((r) => setTimeout(r, 50));
   }
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${host}:${port}`,
     pid: child.pid!,
     accessLog: () => readFile(join(dir, 'access.log'), 'utf8').catch(() => ''),
     async kill() {
