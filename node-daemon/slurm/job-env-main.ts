@@ -7,6 +7,7 @@
 import { parseArgs } from 'node:util';
 import { ShifterError, describeError } from '../../common/errors.js';
 import { readUdiRootConf, resolveUdiRootConfPath } from '../../common/config/udiroot-file.js';
+import { VERSION_LINE } from '../../common/version.js';
 import { adminSocketPath, jobRequestFromEnv, prepareJobEnvironment, releaseJobEnvironment } from './job-env.js';
 
 function wholeNumber(text: string | undefined, name: string): number {
@@ -17,9 +18,19 @@ function wholeNumber(text: string | undefined, name: string): number {
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
     args: process.argv.slice(2),
-    options: { config: { type: 'string' }, job: { type: 'string' }, uid: { type: 'string' }, gid: { type: 'string' } },
+    options: {
+      config: { type: 'string' },
+      job: { type: 'string' },
+      uid: { type: 'string' },
+      gid: { type: 'string' },
+      version: { type: 'boolean' },
+    },
     allowPositionals: true,
   });
+  if (values.version === true) {
+    process.stdout.write(`${VERSION_LINE}\n`);
+    return;
+  }
   const { config } = await readUdiRootConf(resolveUdiRootConfPath(values.config));
   const adminSocket = adminSocketPath(config.shifterdSocket ?? '/run/shifter/shifterd.sock');
   const jobId = String(wholeNumber(values.job, 'job'));
