@@ -349,3 +349,10 @@ test('a lazy cache setting that cannot work is an error saying what to write', (
   );
   t.regex(message('lazyChunkTimeout=0\n'), /u\.conf:1: lazyChunkTimeout=0 is not valid/);
 });
+
+test('siteContact is read as written; unset it is undefined', (t) => {
+  const set = parseUdiRootConf('siteContact = hpc-help@example.org (or call 555-0100)\n', 'u.conf');
+  t.is(set.config.siteContact, 'hpc-help@example.org (or call 555-0100)');
+  t.deepEqual(set.warnings, []);
+  t.is(parseUdiRootConf('imagePath=/images\n', 'u.conf').config.siteContact, undefined);
+});

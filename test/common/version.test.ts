@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { REPO } from '../node-daemon/runtime-fixture.js';
+import { REPO, LAUNCHER } from '../node-daemon/runtime-fixture.js';
 
 const run = promisify(execFile);
 const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { name: string; version: string };
@@ -32,3 +32,9 @@ for (const name of programs) {
     t.is(r.stderr, '');
   });
 }
+
+test('shifter --version prints the same line with no shifterd on the node', async (t) => {
+  const r = await run(LAUNCHER, ['--version'], { env: { ...bare, SHIFTERD_SOCKET: '/nonexistent/shifterd.sock' } });
+  t.is(r.stdout, `${pkg.name} ${pkg.version}\n`);
+  t.is(r.stderr, '');
+});
