@@ -27,6 +27,7 @@ APT_PACKAGES=(
   patchelf             # tools/prep-mpi and prep-gpu set the rpath of module libraries
   pkgconf              # pkg-config: prep-mpi finds the MPI by its package name (--from mpich, the default)
   openssh-server openssh-client # remote imageDir transfer (accesstype remote) and its tests
+  groff-base           # groff: the tests render the man pages (dist/man) and fail on any warning
 )
 
 missing=()

@@ -1,0 +1,34 @@
+/**
+ * Writes the man pages into a directory (scripts/build-man.mjs: dist/man), each file complete
+ * before it appears. The date is $SOURCE_DATE_EPOCH's when set (reproducible packages), else today.
+ *   node dist/tools/man/main.js OUTDIR
+ */
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { VERSION_LINE } from '../../common/version.js';
+import { allManPages, manPagePath } from './pages.js';
+import { renderManPage } from './roff.js';
+
+function writeAtomic(path: string, text: string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const temp = `${path}.tmp-${process.pid}`;
+  const fd = openSync(temp, 'w', 0o644);
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temp, path);
+}
+
+const out = process.argv[2];
+if (out === undefined) {
+  process.stderr.write('usage: node dist/tools/man/main.js OUTDIR\n');
+  process.exit(2);
+}
+const epoch = process.env.SOURCE_DATE_EPOCH;
+const date = (epoch === undefined ? new Date() : new Date(Number(epoch) * 1000)).toISOString().slice(0, 10);
+for (const page of allManPages()) writeAtomic(join(out, manPagePath(page)), renderManPage(page, VERSION_LINE, date));
+// The Commander programs hold stdin open through shifterimg's streams.
+process.exit(0);
