@@ -23,6 +23,7 @@ const programs = [
   'prep-mpi',
   'shifter-job-check',
   'shifter-job-env',
+  'shifter-node-check',
 ];
 
 for (const name of programs) {
