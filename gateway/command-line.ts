@@ -43,7 +43,6 @@ export function gatewayProgram(): Command {
       '-l, --listen <host:port>',
       'address and port to serve on (default 0.0.0.0:8000; match the imageGateway URL of udiRoot.conf)',
       listenOption,
-      DEFAULT_LISTEN,
     )
     .helpOption('-h, --help', 'show this help');
 }
@@ -56,5 +55,6 @@ export function parseGatewayArgs(argv: readonly string[]): GatewayArgs {
       outputError: (s, write) => write(`shifter-gateway: ${s.replace(/^error: /, '')}`),
     });
   program.parse([...argv], { from: 'user' });
-  return program.opts<GatewayArgs>();
+  const opts = program.opts<Partial<GatewayArgs>>();
+  return { config: opts.config, listen: opts.listen ?? DEFAULT_LISTEN };
 }

@@ -6,8 +6,7 @@
  * the daemon, and a daemon's command line that also runs one-shot checks is one mistake away
  * from a unit file that starts the wrong thing.
  */
-import { Command } from 'commander';
-import { ShifterError } from '../../common/errors.js';
+import { Command, InvalidArgumentError } from 'commander';
 import { VERSION_LINE } from '../../common/version.js';
 
 export interface NodeCheckArgs {
@@ -19,8 +18,7 @@ export interface NodeCheckArgs {
 
 function seconds(v: string): number {
   const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0)
-    throw new ShifterError('BAD_ARGUMENT', `--timeout ${v} is not a number of seconds`);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('not a number of seconds above 0');
   return n;
 }
 
