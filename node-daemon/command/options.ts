@@ -1,6 +1,8 @@
 /**
- * `shifter`'s command line, parsed by shifterd from the argv the launcher forwards (the launcher
- * itself understands nothing). Behaviour follows upstream's getopt string "hnvV:i:e:Ew::m:":
+ * `shifter`'s command line, parsed by shifterd from the argv the launcher forwards. The options
+ * are one table, SHIFTER_OPTIONS, from which the parser, the help text and shifter(1) are made;
+ * the launcher keeps a build-time copy of the help (scripts/build-native.mjs) for nodes where
+ * shifterd does not answer. Behaviour follows upstream's getopt string "hnvV:i:e:Ew::m:":
  * parsing stops at the first non-option, `-V` is repeatable and concatenated with `;`, the
  * first `-V` discards SHIFTER_VOLUME, `-m` last one wins, and `--workdir`/`--entrypoint` take an
  * optional value only when attached (`--workdir=/x`, `-w/x`): a bare `--workdir python3` leaves

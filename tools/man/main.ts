@@ -3,24 +3,12 @@
  * before it appears. The date is $SOURCE_DATE_EPOCH's when set (reproducible packages), else today.
  *   node dist/tools/man/main.js OUTDIR
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { writeFileAtomic } from '../../common/atomic-write.js';
 import { VERSION_LINE } from '../../common/version.js';
 import { allManPages, manPagePath } from './pages.js';
 import { renderManPage } from './roff.js';
-
-function writeAtomic(path: string, text: string): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const temp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(temp, 'w', 0o644);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temp, path);
-}
 
 const out = process.argv[2];
 if (out === undefined) {
@@ -29,6 +17,10 @@ if (out === undefined) {
 }
 const epoch = process.env.SOURCE_DATE_EPOCH;
 const date = (epoch === undefined ? new Date() : new Date(Number(epoch) * 1000)).toISOString().slice(0, 10);
-for (const page of allManPages()) writeAtomic(join(out, manPagePath(page)), renderManPage(page, VERSION_LINE, date));
+for (const page of allManPages()) {
+  const path = join(out, manPagePath(page));
+  mkdirSync(dirname(path), { recursive: true });
+  await writeFileAtomic(path, renderManPage(page, VERSION_LINE, date));
+}
 // The Commander programs hold stdin open through shifterimg's streams.
 process.exit(0);
