@@ -12,6 +12,7 @@ import { chunkApi } from './api/chunk-routes.js';
 import { metricsRoutes } from './api/metrics-routes.js';
 import { gatewayApi } from './api/routes.js';
 import { createHttpServer } from './api/server.js';
+import { parseGatewayArgs } from './command-line.js';
 import { createAuthenticator } from './auth/session.js';
 import { configPathFrom, loadGatewayConfig } from './config/imagemanager.js';
 import { GatewayMetrics } from './metrics/gateway-metrics.js';
@@ -20,46 +21,8 @@ import { PullManager } from './pull/manager.js';
 import { openImageStore } from './store/open-store.js';
 import { systemdNotifier } from '../common/systemd-notify.js';
 
-const USAGE = 'usage: shifter-gateway [--config FILE] [--listen HOST:PORT]';
-
-interface Args {
-  config?: string;
-  listen: { host: string; port: number };
-}
-
-function usageError(message: string): never {
-  process.stderr.write(`shifter-gateway: ${message}\n${USAGE}\n`);
-  process.exit(2);
-}
-
-export function parseListen(s: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) usageError(`--listen "${s}" is not HOST:PORT (e.g. 127.0.0.1:8000 or 0.0.0.0:8000)`);
-  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
-}
-
-function parseArgs(argv: string[]): Args {
-  const args: Args = { listen: { host: '0.0.0.0', port: 8000 } };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const [flag, inline] =
-      a.startsWith('--') && a.includes('=')
-        ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]
-        : [a, undefined];
-    const value = () => inline ?? argv[++i] ?? usageError(`${flag} needs a value`);
-    if (flag === '--config' || flag === '-c') args.config = value();
-    else if (flag === '--listen' || flag === '-l') args.listen = parseListen(value());
-    else if (flag === '--help' || flag === '-h') {
-      process.stdout.write(`${USAGE}\n`);
-      process.exit(0);
-    } else usageError(`unknown argument "${a}"`);
-  }
-  return args;
-}
-
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseGatewayArgs(process.argv.slice(2));
   const path = configPathFrom(args.config);
   let loaded;
   try {

@@ -19,11 +19,19 @@ case "$udiroot_conf" in
   *[\"\\]*) echo "native/build.sh: SHIFTER_DEFAULT_UDIROOT_CONF must not contain quotes or backslashes" >&2; exit 2 ;;
 esac
 
+# SHIFTER_VERSION (package.json's) and build/generated/shifter-help.h come from scripts/build-native.mjs.
+version="${SHIFTER_VERSION:-}"
+case "$version" in
+  '' | *[!0-9A-Za-z.+-]*) echo "native/build.sh: SHIFTER_VERSION is unset or not a version: run scripts/build-native.mjs" >&2; exit 2 ;;
+esac
+[ -f "$out/generated/shifter-help.h" ] || { echo "native/build.sh: $out/generated/shifter-help.h is missing: run scripts/build-native.mjs" >&2; exit 2; }
+
 CFLAGS=(-O2 -Wall -Wextra -Werror -D_FORTIFY_SOURCE=2 -fstack-protector-strong)
 
 # Static: one launcher per rank, and 16 ranks starting at once on 2 CPUs wait for each other's
 # dynamic linking (~1.5 ms of wall time per launch measured at load 15, BENCHMARKS.md). It uses no NSS.
-gcc "${CFLAGS[@]}" -std=gnu11 -static -DSHIFTER_DEFAULT_UDIROOT_CONF="\"$udiroot_conf\"" -o "$out/shifter" \
+gcc "${CFLAGS[@]}" -std=gnu11 -static -DSHIFTER_DEFAULT_UDIROOT_CONF="\"$udiroot_conf\"" \
+  -DSHIFTER_VERSION="\"$version\"" -I"$out/generated" -o "$out/shifter" \
   launcher/launcher.c launcher/udiroot.c common/launch-client.c common/fdio.c
 gcc "${CFLAGS[@]}" -std=gnu11 -o "$out/shifter-nshelper" nshelper/*.c common/fdio.c
 

@@ -6,7 +6,7 @@
  * Running containers never depend on this process: they hold their own namespaces, so a
  * restart or `kill -9` leaves them untouched (see environment-cache.ts).
  */
-import { Command, CommanderError } from 'commander';
+import { CommanderError } from 'commander';
 import { join, dirname } from 'node:path';
 import { ShifterError, describeError, isShifterError } from '../common/errors.js';
 import type { ImageId } from '../common/image-descriptor.js';
@@ -22,51 +22,13 @@ import { startLaunchServer } from './launch-server.js';
 import { startAdminServer } from './admin-server.js';
 import { LazySupervisor } from './lazy/lazy-supervisor.js';
 import { systemdNotifier } from '../common/systemd-notify.js';
+import { ADMIN_SOCKET_NAME, DEFAULT_SOCKET, parseDaemonArgs } from './daemon-command-line.js';
 import type { UdiRootConfig } from '../common/config/udiroot-conf.js';
 import type { Logger } from '../common/logger.js';
 
-export const DEFAULT_SOCKET = '/run/shifter/shifterd.sock';
-const ADMIN_SOCKET_NAME = 'shifterd-admin.sock';
 /** How long the first cold start of a lazy image is recorded as its prefetch profile. */
 const PROFILE_WINDOW_MS = 10_000;
 const PREFETCH_PARALLEL = 8;
-
-interface Args {
-  config: string;
-  socket?: string;
-  adminSocket?: string;
-  cacheMax: number;
-  cacheIdleSeconds: number;
-}
-
-function parseArgs(argv: string[]): Args {
-  const program = new Command('shifterd')
-    .description('Node daemon: builds container environments for `shifter` launches')
-    .requiredOption('--config <file>', 'udiRoot.conf')
-    .option('--socket <path>', `launch socket (default: shifterdSocket from the config, else ${DEFAULT_SOCKET})`)
-    .option(
-      '--admin-socket <path>',
-      `gRPC admin socket, root only (default: ${ADMIN_SOCKET_NAME} next to the launch socket)`,
-    )
-    .option('--cache-max <n>', 'environments kept for reuse', (v) => positiveInt(v, '--cache-max'), 256)
-    .option(
-      '--cache-idle-seconds <s>',
-      'close an environment unused this long',
-      (v) => positiveInt(v, '--cache-idle-seconds'),
-      600,
-    )
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `shifterd: ${s.slice(7)}` : s) });
-  program.parse(argv, { from: 'user' });
-  return program.opts<Args>();
-}
-
-function positiveInt(v: string, name: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0)
-    throw new ShifterError('BAD_ARGUMENT', `${name} ${v} is not a positive whole number`);
-  return n;
-}
 
 /** The FUSE server of lazy images, when udiRoot.conf sets lazyImageCache (read at start only). */
 function lazySupervisor(config: UdiRootConfig, log: Logger): LazySupervisor | undefined {
@@ -132,7 +94,7 @@ async function loadState(
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseDaemonArgs(process.argv.slice(2));
   const log = createLogger('shifterd');
   const notify = await systemdNotifier(log);
   // upstream's umask: the native helper and the site hooks inherit it. A socket created under

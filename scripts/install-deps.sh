@@ -31,6 +31,7 @@ APT_PACKAGES=(
   dpkg-repack          # ... with the host's nodejs rebuilt as a .deb (the mirror has no NodeSource nodejs)
   systemd              # systemd-analyze verify checks the packages' units (no systemd runs as PID 1 here)
   gnuplot-nox          # bench/many-nodes.sh plots time and gateway bytes against N (bench/many-nodes.png)
+  groff-base           # groff: the tests render the man pages (dist/man) and fail on any warning
 )
 
 missing=()

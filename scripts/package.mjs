@@ -54,11 +54,19 @@ function run(cmd, cmdArgs, opts = {}) {
   return execFileSync(cmd, cmdArgs, { stdio: ['ignore', 'pipe', 'inherit'], ...opts })?.toString() ?? '';
 }
 
-/** The native parts again, with the installed paths compiled in (SPANK plugin -> /usr/bin programs). */
-function buildNative(into) {
+/**
+ * The native parts again, with the installed paths compiled in (SPANK plugin -> /usr/bin programs) and the
+ * package's version; `shifter --help`'s text is the one `npm run build` generated from the option table.
+ */
+function buildNative(into, version) {
+  const help = join(ROOT, 'native', 'build', 'generated', 'shifter-help.h');
+  if (!existsSync(help)) fail(`${help} is missing: run npm run build first`);
+  mkdirSync(join(into, 'generated'), { recursive: true });
+  copyFileSync(help, join(into, 'generated', 'shifter-help.h'));
   run('bash', [join(ROOT, 'native', 'build.sh')], {
     env: {
       ...process.env,
+      SHIFTER_VERSION: version,
       SHIFTER_NATIVE_OUT: into,
       SHIFTER_BIN_DIR: '/usr/bin',
       SHIFTER_DEFAULT_UDIROOT_CONF: '/etc/shifter/udiRoot.conf',
@@ -203,7 +211,7 @@ function main() {
   const work = mkdtempSync(join(args.out, '.staging-'));
   try {
     const nativeDir = join(work, 'native');
-    buildNative(nativeDir);
+    buildNative(nativeDir, args.version);
     const allRoles = roles(args.version);
     const stages = Object.fromEntries(allRoles.map((r) => [r.name, join(work, r.name)]));
     const counts = {};

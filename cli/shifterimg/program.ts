@@ -17,6 +17,7 @@ import { runLogin, runLogout } from './commands/login.js';
 import { runLookup } from './commands/lookup.js';
 import { runPull } from './commands/pull.js';
 import { runQueue } from './commands/queue.js';
+import { VERSION_LINE } from '../../common/version.js';
 import { EXIT, EXIT_CODES_HELP, exitCodeFor, type ExitCode } from './exit-codes.js';
 import { getentLookup, resolveIds, splitIdLists } from './identity-lists.js';
 import { PromptInterrupted, type PromptInput } from './login-prompt.js';
@@ -102,13 +103,17 @@ async function pullAcl(opts: GlobalOptions): Promise<PullAcl> {
   };
 }
 
-export async function main(argv: readonly string[], streams: Streams): Promise<ExitCode> {
-  let result: ExitCode = EXIT.OK;
+/**
+ * The whole command line, defined once: main parses with it and the man page (tools/man/) lists its
+ * options and commands. Each command's action reports its exit code through `done`.
+ */
+export function shifterimgProgram(streams: Streams, done: (code: ExitCode) => void): Command {
   const program = new Command();
   program
     .name('shifterimg')
     .description('Pull, list and look up container images through the Shifter image gateway.')
     .usage('[options] <command> [image]')
+    .version(VERSION_LINE, '--version', 'print the version and exit')
     .option('--config <file>', 'udiRoot.conf to read (default: $SHIFTER_UDIROOT_CONF, else /etc/shifter/udiRoot.conf)')
     .option('-v, --verbose', 'also print the raw JSON answers of the gateway')
     .option(
@@ -144,14 +149,14 @@ ${EXIT_CODES_HELP}`,
     .command('images')
     .description('list the images available on this system')
     .action(async () => {
-      result = await runImages(await ctx());
+      done(await runImages(await ctx()));
     });
   program
     .command('lookup')
     .description('print the id of a pulled image (exit 1 if there is none)')
     .argument('<image>', 'image, e.g. docker:ubuntu:22.04')
     .action(async (image: string) => {
-      result = await runLookup(await ctx(), image);
+      done(await runLookup(await ctx(), image));
     });
   program
     .command('pull')
@@ -159,7 +164,7 @@ ${EXIT_CODES_HELP}`,
     .argument('<image>', 'image, e.g. docker:ubuntu:22.04')
     .action(async (image: string) => {
       const acl = await pullAcl(program.opts<GlobalOptions>());
-      result = await runPull(await ctx(), image, acl, true);
+      done(await runPull(await ctx(), image, acl, true));
     });
   program
     .command('pullnb')
@@ -167,7 +172,7 @@ ${EXIT_CODES_HELP}`,
     .argument('<image>', 'image, e.g. docker:ubuntu:22.04')
     .action(async (image: string) => {
       const acl = await pullAcl(program.opts<GlobalOptions>());
-      result = await runPull(await ctx(), image, acl, false);
+      done(await runPull(await ctx(), image, acl, false));
     });
   program
     .command('login')
@@ -176,20 +181,20 @@ ${EXIT_CODES_HELP}`,
     )
     .argument('[location]', "the gateway's registry location (a Locations key); default: used for every registry")
     .action(async (location: string | undefined) => {
-      result = await runLogin(await loadLoginContext(program.opts<GlobalOptions>(), streams), location, streams.stdin);
+      done(await runLogin(await loadLoginContext(program.opts<GlobalOptions>(), streams), location, streams.stdin));
     });
   program
     .command('logout')
     .description('remove the saved login of a registry location for this system (all of them without a location)')
     .argument('[location]', 'the registry location; without it every login for this system is removed')
     .action(async (location: string | undefined) => {
-      result = await runLogout(await loadLoginContext(program.opts<GlobalOptions>(), streams), location);
+      done(await runLogout(await loadLoginContext(program.opts<GlobalOptions>(), streams), location));
     });
   program
     .command('queue')
     .description('list the pulls the gateway is working on')
     .action(async () => {
-      result = await runQueue(await ctx());
+      done(await runQueue(await ctx()));
     });
 
   program
@@ -197,15 +202,23 @@ ${EXIT_CODES_HELP}`,
     .description('remove an image from this system (admins; users: a private image only they pulled)')
     .argument('<image>', 'image, e.g. docker:ubuntu:22.04')
     .action(async (image: string) => {
-      result = await runExpire(await ctx(), image);
+      done(await runExpire(await ctx(), image));
     });
   program
     .command('autoexpire')
     .description("admins: remove the images not used for the gateway's ImageExpirationTimeout")
     .action(async () => {
-      result = await runAutoexpire(await ctx());
+      done(await runAutoexpire(await ctx()));
     });
 
+  return program;
+}
+
+export async function main(argv: readonly string[], streams: Streams): Promise<ExitCode> {
+  let result: ExitCode = EXIT.OK;
+  const program = shifterimgProgram(streams, (code) => {
+    result = code;
+  });
   try {
     await program.parseAsync([...argv], { from: 'user' });
   } catch (e) {

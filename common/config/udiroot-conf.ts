@@ -35,6 +35,8 @@
  *     file or key means the default, an unreadable file is a one-line error. `$SHIFTERD_SOCKET`
  *     overrides both (shifterd authenticates callers by SO_PEERCRED, so a user pointing their own
  *     launcher elsewhere fools only themselves).
+ *   - `siteContact`: who users should ask for help (an address, a URL), named by the launcher when
+ *     shifterd cannot be reached on the node; read by the launcher the way it reads shifterdSocket;
  *   - `lazyImageCache` (a local directory), `lazyImageCacheSize` (bytes, with an optional k/m/g/t
  *     suffix, powers of 1024) and `lazyChunkTimeout` (seconds a read waits for a missing chunk
  *     before it gets EIO, default 30): with the first two set, an image that is not in
@@ -159,6 +161,8 @@ export interface UdiRootConfig {
 
   readonly mungeSocketPath: string;
   readonly shifterdSocket?: string;
+  /** Who users should ask for help; the launcher names it when shifterd is down. */
+  readonly siteContact?: string;
 
   /** Set only with both lazyImageCache and lazyImageCacheSize (one without the other is an error). */
   readonly lazyImageCache?: LazyImageCacheConfig;
@@ -206,6 +210,7 @@ export interface ParsedUdiRootConf {
 export const documentedNewKeys = [
   'mungeSocketPath',
   'shifterdSocket',
+  'siteContact',
   'moduleHookTimeout',
   'lazyImageCache',
   'lazyImageCacheSize',
@@ -240,6 +245,7 @@ const STRING_KEYS = [
   'perNodeCacheSizeLimit',
   'mungeSocketPath',
   'shifterdSocket',
+  'siteContact',
   'lazyImageCache',
   'lazyImageCacheSize',
 ] as const;
@@ -258,7 +264,7 @@ const LIST_KEYS = [
   'imageGateway',
   'perNodeCacheAllowedFsType',
 ] as const;
-const DEPRECATED_KEYS = [
+export const DEPRECATED_KEYS = [
   'autoLoadKernelModule',
   'kmodBasePath',
   'kmodCacheFile',
@@ -275,11 +281,7 @@ type StringKey = (typeof STRING_KEYS)[number];
 type BooleanKey = (typeof BOOLEAN_KEYS)[number];
 type ListKey = (typeof LIST_KEYS)[number];
 
-/** Every key the parser understands, for documentation and tests. */
-export const KNOWN_KEYS: readonly string[] = [
-  ...STRING_KEYS,
-  ...BOOLEAN_KEYS,
-  ...LIST_KEYS,
+const OTHER_KEYS = [
   'maxGroupCount',
   'gatewayTimeout',
   'lazyChunkTimeout',
@@ -291,7 +293,79 @@ export const KNOWN_KEYS: readonly string[] = [
   'mountPropagationStyle',
   'defaultModules',
   'moduleHookTimeout',
-];
+] as const;
+
+export type KnownKey = StringKey | BooleanKey | ListKey | (typeof OTHER_KEYS)[number];
+
+/** Every key the parser understands, for documentation and tests. */
+export const KNOWN_KEYS: readonly string[] = [...STRING_KEYS, ...BOOLEAN_KEYS, ...LIST_KEYS, ...OTHER_KEYS];
+
+/** One line per key for udiRoot.conf(5) (tools/man/); a key the parser knows cannot lack one. */
+export const KEY_DESCRIPTIONS: Readonly<Record<KnownKey, string>> = {
+  udiMount: 'where the container root is assembled on the node, e.g. /var/udiMount',
+  loopMount: 'where image files are loop-mounted, e.g. /var/udiLoopMount',
+  imagePath: 'the directory of the images (<id>.squashfs and <id>.meta), shared with the gateway',
+  udiRootPath: 'the installation prefix of Shifter, e.g. /opt/shifter',
+  sitePreMountHook: 'script run as root before the site mounts of an environment',
+  sitePostMountHook: 'script run as root after the site mounts of an environment',
+  optUdiImage: 'the directory shown at /opt/udiImage in every container',
+  etcPath: 'files copied into the container /etc (unless populateEtcDynamically is set)',
+  modprobePath: 'path of modprobe (an upstream key)',
+  insmodPath: 'path of insmod (an upstream key)',
+  cpPath: 'path of cp (an upstream key)',
+  mvPath: 'path of mv (an upstream key)',
+  chmodPath: 'path of chmod (an upstream key)',
+  ddPath: 'path of dd (an upstream key)',
+  mkfsXfsPath: 'mkfs.xfs, used to format perNodeCache files',
+  rootfsType: 'filesystem of the container root, e.g. tmpfs',
+  batchType: 'the batch system, e.g. slurm',
+  system: "this cluster's name at the gateway (the gateway's Platforms key)",
+  perNodeCachePath: 'where perNodeCache volume files are created on the node',
+  perNodeCacheSizeLimit: 'largest perNodeCache volume a user may ask for, e.g. 10G',
+  mungeSocketPath: "munged's socket for credentials (default /run/munge/munge.socket.2)",
+  shifterdSocket: "shifterd's launch socket (default /run/shifter/shifterd.sock); the launcher reads it too",
+  siteContact: 'who users should ask for help (address or URL); shifter names it when shifterd is down',
+  lazyImageCache: 'local directory of the lazy image cache (set with lazyImageCacheSize)',
+  lazyImageCacheSize: 'bytes the lazy image cache keeps, with an optional k/m/g/t suffix, e.g. 50g',
+  allowLocalChroot: '1: users may run a local directory as an image (local:/path)',
+  allowLibcPwdCalls: '1: the daemon may use getpwnam/getgrnam to build /etc/passwd and /etc/group',
+  populateEtcDynamically: "1: write the container's /etc/passwd and /etc/group from the host's",
+  mountUdiRootWritable: '1: leave the container root writable after setup (default: read-only)',
+  usersToImport: 'users copied into the container /etc/passwd (space-separated)',
+  siteEnv: 'NAME=VALUE pairs set in every container (space-separated)',
+  siteEnvAppend: 'NAME=VALUE pairs appended to a variable in every container',
+  siteEnvPrepend: 'NAME=VALUE pairs prepended to a variable in every container',
+  siteEnvUnset: 'variables removed in every container',
+  imageGateway: 'gateway URLs, tried in order (space-separated), e.g. http://imagegw:8000',
+  perNodeCacheAllowedFsType: 'filesystems a perNodeCache volume may have: xfs, ext4',
+  maxGroupCount: "how many of the user's groups are listed in the container /etc/group",
+  gatewayTimeout: 'seconds each gateway request may take (default and 0: 30)',
+  lazyChunkTimeout: 'seconds a read waits for a missing chunk before it fails with EIO (default 30)',
+  lazyPrologStageTimeout:
+    "seconds the Slurm prolog waits for a lazy image's profile to be staged (default 60; 0: no staging)",
+  lazyFactsTtl: "seconds shifterd reuses a lazy image's facts (index digest, .meta) before asking again (default 60)",
+  lazyChunkCaches: 'HTTP caches asked for chunks before imageGateway, in order (commas or spaces)',
+  siteFs: 'host paths bound into every container, from:to[:flags], several separated by ";"',
+  defaultImageType: 'image type when a name has none: docker, custom, id, local (default docker)',
+  mountPropagationStyle: 'propagation of site and user mounts: private or slave (default private)',
+  defaultModules: 'modules loaded when the user names none (comma-separated)',
+  moduleHookTimeout: 'seconds a module roothook or userhook may run before it is killed (default 30)',
+};
+
+/** The module_<name>_<setting> settings, one line each, for udiRoot.conf(5). */
+export const MODULE_SETTING_DESCRIPTIONS: Readonly<Record<string, string>> = {
+  siteEnv: 'NAME=VALUE pairs set when the module is loaded',
+  siteEnvPrepend: 'NAME=VALUE pairs prepended to a variable',
+  siteEnvAppend: 'NAME=VALUE pairs appended to a variable',
+  siteEnvUnset: 'variables removed',
+  conflict: 'modules that cannot be loaded together with this one',
+  userhook: 'script run as the user inside the container before the command',
+  roothook: 'script run as root while the environment is built',
+  copyPath: 'directory copied into the container at /opt/udiImage/modules/<name>',
+  siteFs: 'host paths bound into the container, as siteFs',
+  enabled: '0: the module cannot be loaded',
+  devices: 'host character devices shown in the container /dev, ";"-separated, globs allowed',
+};
 
 const MODULE_LIST_SUBKEYS = ['siteEnv', 'siteEnvPrepend', 'siteEnvAppend', 'siteEnvUnset', 'conflict'] as const;
 type ModuleListSubkey = (typeof MODULE_LIST_SUBKEYS)[number];

@@ -45,6 +45,17 @@ import { DEFAULT_MUNGE_SOCKET } from '../../common/munge.js';
 import { DOCKER_HUB_LOCATION, isDockerHub } from '../reference/image-ref.js';
 import { defaultBaseUrl } from '../registry/endpoint.js';
 import type { AdmissionLimits } from '../chunks/admission.js';
+import {
+  CHUNK_ADMISSION_KEY_DOCS,
+  HTTP_SERVER_KEY_DOCS,
+  type LIMIT_KEY_DOCS,
+  LOCATION_KEY_DOCS,
+  PLATFORM_KEY_DOCS,
+  PULL_POLICY_KEY_DOCS,
+  TOP_KEY_DOCS,
+  UNUSED_TOP_KEY_DOCS,
+  keySet,
+} from './imagemanager-keys.js';
 
 export type AuthenticationMode = 'munge' | 'mock';
 export type RegistryAuthMethod = 'token' | 'basic';
@@ -173,50 +184,10 @@ export interface LoadedConfig {
 
 export const DEFAULT_CONFIG_PATH = '/etc/shifter/imagemanager.json';
 
-const TOP_KEYS = new Set([
-  'WorkerThreads',
-  'LogLevel',
-  'DefaultImageLocation',
-  'DefaultImageFormat',
-  'PullUpdateTimeout',
-  'ImageExpirationTimeout',
-  'MongoDBURI',
-  'MongoDB',
-  'CacheDirectory',
-  'ExpandDirectory',
-  'Metrics',
-  'Authentication',
-  'ImportUsers',
-  'ConverterOptions',
-  'examiner',
-  'Locations',
-  'Platforms',
-  'MetadataStore',
-  'LayerConcurrency',
-  'HeartbeatTimeout',
-  'Limits',
-  'MetricsAllow',
-]);
-const UNUSED_TOP_KEYS = new Set([
-  'DefaultLustreReplication',
-  'DefaultOstCount',
-  'DefaultImageRemote',
-  'PullUpdateTime',
-]);
-const LOCATION_KEYS = new Set(['remotetype', 'url', 'sslcacert', 'authMethod', 'authentication']);
-const PLATFORM_KEYS = new Set([
-  'mungeSocketPath',
-  'accesstype',
-  'admins',
-  'use_external',
-  'policy_file',
-  'local',
-  'host',
-  'ssh',
-  'usergroupService',
-  'mountCommand',
-  'platform',
-]);
+const TOP_KEYS = keySet(TOP_KEY_DOCS);
+const UNUSED_TOP_KEYS = keySet(UNUSED_TOP_KEY_DOCS);
+const LOCATION_KEYS = keySet(LOCATION_KEY_DOCS);
+const PLATFORM_KEYS = keySet(PLATFORM_KEY_DOCS);
 const LOG_LEVELS = ['debug', 'info', 'warn', 'warning', 'error', 'critical'];
 
 type Json = Record<string, unknown>;
@@ -440,13 +411,7 @@ export interface HttpServerLimits {
   maxConnections: number;
 }
 
-const HTTP_SERVER_KEYS = new Set([
-  'RequestTimeout',
-  'HeadersTimeout',
-  'KeepAliveTimeout',
-  'MaxConnectionsPerAddress',
-  'MaxConnections',
-]);
+const HTTP_SERVER_KEYS = keySet(HTTP_SERVER_KEY_DOCS);
 
 export const DEFAULT_HTTP_SERVER_LIMITS: HttpServerLimits = {
   requestTimeoutMs: 30_000,
@@ -493,7 +458,7 @@ function parseHttpServerLimits(raw: Json): HttpServerLimits {
 // `ChunkQueueWait` (seconds, default 10): how long one may wait. Past either bound: 503 with
 // Retry-After, and the node retries with jitter or asks its next source.
 
-const CHUNK_KEYS = new Set(['ChunkConcurrency', 'ChunkQueueLength', 'ChunkQueueWait']);
+const CHUNK_KEYS = keySet(CHUNK_ADMISSION_KEY_DOCS);
 
 export const DEFAULT_CHUNK_ADMISSION: AdmissionLimits = { concurrency: 64, queueLength: 1024, maxWaitMs: 10_000 };
 
@@ -681,7 +646,7 @@ export interface PullPolicyConfig {
   registryConcurrency: number;
 }
 
-const PULL_POLICY_KEYS = new Set(['AllowedRegistries', 'PullDeadline', 'RegistryConcurrency']);
+const PULL_POLICY_KEYS = keySet(PULL_POLICY_KEY_DOCS);
 const DNS_LABEL = '[a-z0-9](?:[a-z0-9-]*[a-z0-9])?';
 const REGISTRY_PATTERN = new RegExp(`^(\\*\\.)?(${DNS_LABEL}(?:\\.${DNS_LABEL})*)(?::(\\d{1,5}|\\*))?$`);
 
@@ -746,7 +711,7 @@ const LIMIT_KEYS: Record<string, keyof ImageLimits> = {
   MaxExpansionRatio: 'maxExpansionRatio',
   MaxLayerBytes: 'maxLayerBytes',
   MaxImageBytes: 'maxImageBytes',
-};
+} satisfies Record<keyof typeof LIMIT_KEY_DOCS, keyof ImageLimits>;
 const BYTE_LIMITS = new Set(['MaxExpandedBytes', 'MaxLayerBytes', 'MaxImageBytes']);
 const SUFFIX: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: GiB, T: 1024 ** 4 };
 

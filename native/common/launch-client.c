@@ -31,6 +31,7 @@ static PRINTF_LIKE(3, 4) int fail(struct launch_error *e, int err, const char *f
 	vsnprintf(e->text, sizeof(e->text), fmt, ap);
 	va_end(ap);
 	e->err = err;
+	e->connect_err = 0;
 	return -1;
 }
 
@@ -112,7 +113,9 @@ static int connect_daemon(const char *path, struct launch_error *e)
 	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
 		int err = errno;
 		close(fd);
-		return fail(e, 0, "cannot connect to shifterd at %s: %s (is shifterd running?)", path, strerror(err));
+		fail(e, 0, "cannot connect to shifterd at %s: %s (is shifterd running?)", path, strerror(err));
+		e->connect_err = err;
+		return -1;
 	}
 	return fd;
 }

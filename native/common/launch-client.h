@@ -15,6 +15,7 @@
 struct launch_error {
 	int err;         /* errno, 0 when the text says it all */
 	char text[1024]; /* "<step>: <detail>", without the "shifter: " prefix */
+	int connect_err; /* connect(2)'s errno when nothing answered at the socket, else 0 */
 };
 
 enum launch_reply_kind { LAUNCH_REPLY_ERROR = 0, LAUNCH_REPLY_EXEC = 1 };

@@ -7,6 +7,10 @@
  * The daemon's socket: $SHIFTERD_SOCKET, else the shifterdSocket key of udiRoot.conf (at
  * $SHIFTER_UDIROOT_CONF, as shifterimg and shifterd read it, else the path compiled in, see
  * udiroot.h), else /run/shifter/shifterd.sock.
+ *
+ * shifterd parses the command line; the launcher keeps a copy of two answers so that they work
+ * where no shifterd runs (a login node): `shifter --help` (the text shifterd gives, generated at
+ * build time from node-daemon/command/options.ts into shifter-help.h) and `shifter --version`.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -18,7 +22,12 @@
 #include <unistd.h>
 
 #include "../common/launch-client.h"
+#include "shifter-help.h"
 #include "udiroot.h"
+
+#ifndef SHIFTER_VERSION
+#error "SHIFTER_VERSION is not defined: build with scripts/build-native.mjs"
+#endif
 
 #define DEFAULT_SOCKET "/run/shifter/shifterd.sock"
 
@@ -61,6 +70,38 @@ static const char *daemon_socket(char *buf, size_t len)
 	if (found < 0)
 		die(errno, "cannot read shifterdSocket from %s", conf);
 	return found ? buf : DEFAULT_SOCKET;
+}
+
+/* The first argument asks for text shifterd would print: --help, -h or --version. */
+static const char *builtin_answer(int argc, char **argv)
+{
+	if (argc < 2)
+		return NULL;
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+		return SHIFTER_HELP_TEXT;
+	if (strcmp(argv[1], "--version") == 0)
+		return "shifter-ts " SHIFTER_VERSION "\n";
+	return NULL;
+}
+
+/* Where users go for help when shifterd is down: siteContact in udiRoot.conf, if it says. */
+static const char *site_contact(char *buf, size_t len)
+{
+	const char *conf = getenv("SHIFTER_UDIROOT_CONF");
+	if (!conf || !*conf)
+		conf = SHIFTER_DEFAULT_UDIROOT_CONF;
+	return udiroot_value(conf, "siteContact", buf, len) == 1 ? buf : NULL;
+}
+
+/* Nothing answered at the socket: one line saying so, and who to tell. */
+static NORETURN void die_no_daemon(const char *path, int err)
+{
+	const char *state = err == ENOENT || err == ECONNREFUSED ? "is not running" : "cannot be reached";
+	char contact[512];
+	const char *who = site_contact(contact, sizeof(contact));
+	if (who)
+		die(0, "shifterd %s on this node (%s: %s); contact %s", state, path, strerror(err), who);
+	die(0, "shifterd %s on this node (%s: %s); tell your site's support", state, path, strerror(err));
 }
 
 static const char *env_path(char **env)
@@ -114,7 +155,6 @@ static NORETURN void exec_command(char **argv, char **env)
 
 int main(int argc, char **argv)
 {
-	(void)argc;
 	if (geteuid() != getuid() || getegid() != getgid())
 		die(EPERM, "refusing to run: shifter must not be installed setuid or setgid");
 	char configured[PATH_MAX];
@@ -124,8 +164,16 @@ int main(int argc, char **argv)
 		cwd[0] = '\0';
 	struct launch_reply reply;
 	struct launch_error e;
-	if (launch_request(path, argv, environ, cwd, &reply, &e) < 0)
+	if (launch_request(path, argv, environ, cwd, &reply, &e) < 0) {
+		const char *answer = e.connect_err ? builtin_answer(argc, argv) : NULL;
+		if (answer) {
+			fputs(answer, stdout);
+			exit(fflush(stdout) == 0 ? 0 : 1);
+		}
+		if (e.connect_err)
+			die_no_daemon(path, e.connect_err);
 		die_with(&e);
+	}
 	if (reply.kind == LAUNCH_REPLY_ERROR) {
 		/* Exit code 0 carries text the user asked for (--help): it belongs on stdout. */
 		FILE *out = reply.exit_code == 0 ? stdout : stderr;

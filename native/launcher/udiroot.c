@@ -28,7 +28,7 @@ static int continues(char *s)
 	return 1;
 }
 
-int udiroot_shifterd_socket(const char *path, char *out, size_t len)
+int udiroot_value(const char *path, const char *key, char *out, size_t len)
 {
 	FILE *f = fopen(path, "re");
 	if (!f)
@@ -57,7 +57,7 @@ int udiroot_shifterd_socket(const char *path, char *out, size_t len)
 		*eq = '\0';
 		char *value = trim(eq + 1);
 		pending = continues(value);
-		in_value = strcmp(trim(s), "shifterdSocket") == 0;
+		in_value = strcmp(trim(s), key) == 0;
 		if (in_value) {
 			found = 1;
 			out[0] = '\0';
@@ -79,4 +79,9 @@ int udiroot_shifterd_socket(const char *path, char *out, size_t len)
 	}
 	/* An empty value is no value: the default applies. */
 	return found && out[0];
+}
+
+int udiroot_shifterd_socket(const char *path, char *out, size_t len)
+{
+	return udiroot_value(path, "shifterdSocket", out, len);
 }

@@ -1,5 +1,6 @@
 /*
- * The one udiRoot.conf key the launcher reads: shifterdSocket. Same line rules as
+ * The udiRoot.conf keys the launcher reads: shifterdSocket, and siteContact when shifterd cannot
+ * be reached. Same line rules as
  * common/config/udiroot-conf.ts: `key=value`, key and value trimmed, `#` starts a comment
  * line, a value ending in `\` continues on the next line, the last occurrence of a key wins.
  */
@@ -15,7 +16,14 @@
 #endif
 
 /*
- * Copies the shifterdSocket value of the file at path into out. Returns 1 when the key is set,
+ * Copies the value of key in the file at path into out. Returns 1 when the key is set, 0 when the
+ * file or the key is absent, -1 with errno when the file cannot be read (ENAMETOOLONG: the value
+ * does not fit in out).
+ */
+int udiroot_value(const char *path, const char *key, char *out, size_t len);
+
+/*
+ * udiroot_value for shifterdSocket: copies its value of the file at path into out. Returns 1 when the key is set,
  * 0 when the file or the key is absent, -1 with errno when the file cannot be read (ENAMETOOLONG:
  * the value does not fit in out).
  */

@@ -1,6 +1,8 @@
 /**
- * `shifter`'s command line, parsed by shifterd from the argv the launcher forwards (the launcher
- * itself understands nothing). Behaviour follows upstream's getopt string "hnvV:i:e:Ew::m:":
+ * `shifter`'s command line, parsed by shifterd from the argv the launcher forwards. The options
+ * are one table, SHIFTER_OPTIONS, from which the parser, the help text and shifter(1) are made;
+ * the launcher keeps a build-time copy of the help (scripts/build-native.mjs) for nodes where
+ * shifterd does not answer. Behaviour follows upstream's getopt string "hnvV:i:e:Ew::m:":
  * parsing stops at the first non-option, `-V` is repeatable and concatenated with `;`, the
  * first `-V` discards SHIFTER_VOLUME, `-m` last one wins, and `--workdir`/`--entrypoint` take an
  * optional value only when attached (`--workdir=/x`, `-w/x`): a bare `--workdir python3` leaves
@@ -8,6 +10,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { ShifterError } from '../../common/errors.js';
+import { VERSION_LINE } from '../../common/version.js';
 
 export type EntrypointChoice =
   | { kind: 'none' } // run the command as given (or the image default)
@@ -44,58 +47,146 @@ export interface ShifterOptions {
   command: string[];
 }
 
+/** `help`: text the user asked for (--help, --version), printed on stdout with exit code 0. */
 export type ParsedCommandLine = { kind: 'help'; text: string } | { kind: 'run'; options: ShifterOptions };
 
 export type EnvMap = Readonly<Record<string, string | undefined>>;
 
-// Hidden options the bare (valueless) spellings are rewritten to before commander sees them.
-const BARE_WORKDIR = '--x-workdir-from-image';
-const BARE_ENTRYPOINT = '--x-entrypoint-from-image';
+/**
+ * How an option takes its value: `required` as the next token or attached (`-ifoo`, `--image=foo`);
+ * `attached` only when attached (`-w/dir`, `--workdir=/dir`), else the option stands alone.
+ */
+export type ShifterOptionValue =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'required'; readonly name: string }
+  | { readonly kind: 'attached'; readonly name: string };
 
-/** Short options that take a value (the rest of the token, or the next token). */
-const SHORT_WITH_VALUE = new Set(['i', 'V', 'e', 'm']);
-const SHORT_FLAGS = new Set(['h', 'n', 'v', 'E']);
-const LONG_WITH_VALUE = new Set(['--image', '--volume', '--env', '--env-file', '--module']);
+/** One option of `shifter`: the parser, `shifter --help` and shifter(1) are all made from SHIFTER_OPTIONS. */
+export interface ShifterOptionSpec {
+  /** One letter, without the dash. */
+  readonly short?: string;
+  /** Without the dashes. */
+  readonly long?: string;
+  /** Other long spellings, same meaning. */
+  readonly aliases?: readonly string[];
+  readonly value: ShifterOptionValue;
+  readonly repeatable?: boolean;
+  readonly description: string;
+  /** Accepted and ignored (upstream's -n): not shown in the help or the man page. */
+  readonly hidden?: boolean;
+}
+
+const NO_VALUE = { kind: 'none' } as const;
+
+export const SHIFTER_OPTIONS: readonly ShifterOptionSpec[] = [
+  {
+    short: 'i',
+    long: 'image',
+    value: { kind: 'required', name: 'type:tag' },
+    description: 'image to use, e.g. docker:ubuntu:22.04, ubuntu:22.04 or id:<hex>',
+  },
+  {
+    short: 'V',
+    long: 'volume',
+    value: { kind: 'required', name: 'from:to[:flags]' },
+    repeatable: true,
+    description: 'bind host dir <from> at <to>; repeatable; several separated by ";"; flags: ro, perNodeCache=size=..',
+  },
+  {
+    short: 'm',
+    long: 'module',
+    value: { kind: 'required', name: 'm1,m2|none' },
+    description: 'site modules to load instead of the defaults, or "none"',
+  },
+  {
+    long: 'entrypoint',
+    aliases: ['entry'],
+    value: { kind: 'attached', name: 'cmd' },
+    description: 'run the image ENTRYPOINT, or cmd (one program, not split by spaces)',
+  },
+  {
+    short: 'w',
+    long: 'workdir',
+    value: { kind: 'attached', name: 'dir' },
+    description: 'working directory: the image WORKDIR, or dir (default: the current directory)',
+  },
+  {
+    short: 'e',
+    long: 'env',
+    value: { kind: 'required', name: 'NAME=VALUE' },
+    repeatable: true,
+    description: 'set a variable in the container; repeatable',
+  },
+  { long: 'env-file', value: { kind: 'required', name: 'path' }, description: 'read NAME=VALUE lines from a file' },
+  { short: 'E', long: 'clearenv', value: NO_VALUE, description: 'start from an empty environment instead of yours' },
+  { short: 'v', long: 'verbose', value: NO_VALUE, description: 'print what is being looked up' },
+  {
+    long: 'check',
+    value: NO_VALUE,
+    description: 'check that the modules fit the image (glibc, MPI ABI, GPU driver), run nothing',
+  },
+  { short: 'h', long: 'help', value: NO_VALUE, description: 'show this help' },
+  { long: 'version', value: NO_VALUE, description: 'print the version and exit' },
+  { short: 'n', value: NO_VALUE, hidden: true, description: 'ignored, as upstream' },
+];
+
+/** How the option is written in the help and the man page, e.g. `-w, --workdir[=dir]`. */
+export function shifterOptionTerm(o: ShifterOptionSpec): string {
+  const attached = o.value.kind === 'attached' ? `[=${o.value.name}]` : '';
+  const separate = o.value.kind === 'required' ? ` <${o.value.name}>` : '';
+  const longs = [o.long, ...(o.aliases ?? [])].filter((l) => l !== undefined).map((l) => `--${l}${attached}`);
+  const spellings = [...(o.short === undefined ? [] : [`-${o.short}`]), ...longs];
+  return spellings.join(', ') + separate;
+}
+
+// Every spelling of an attached-value option is rewritten by normalizeArgv to one of two hidden
+// options, which commander can parse: --x-<long>-value <v> and --x-<long>-from-image.
+const valueOptionOf = (o: ShifterOptionSpec): string => `--x-${o.long}-value`;
+const bareOptionOf = (o: ShifterOptionSpec): string => `--x-${o.long}-from-image`;
+
+const ATTACHED = SHIFTER_OPTIONS.filter((o) => o.value.kind === 'attached');
+/** Short letters by what they take. */
+const SHORT_WITH_VALUE = new Set(SHIFTER_OPTIONS.filter((o) => o.value.kind === 'required').map((o) => o.short));
+const SHORT_FLAGS = new Set(SHIFTER_OPTIONS.filter((o) => o.value.kind === 'none').map((o) => o.short));
+const SHORT_ATTACHED = new Map(ATTACHED.filter((o) => o.short !== undefined).map((o) => [o.short, o]));
+const LONG_WITH_VALUE = new Set(
+  SHIFTER_OPTIONS.filter((o) => o.value.kind === 'required' && o.long !== undefined).map((o) => `--${o.long}`),
+);
+const LONG_ATTACHED = new Map(ATTACHED.flatMap((o) => [o.long, ...(o.aliases ?? [])].map((l) => [`--${l}`, o])));
+
+function commanderOption(o: ShifterOptionSpec): Option {
+  const names = [...(o.short === undefined ? [] : [`-${o.short}`]), ...(o.long === undefined ? [] : [`--${o.long}`])];
+  const value = o.value.kind === 'required' ? ` <${o.value.name}>` : '';
+  const option = new Option(names.join(', ') + value, o.description);
+  if (o.repeatable === true) option.argParser(collect);
+  return o.hidden === true ? option.hideHelp() : option;
+}
 
 function buildProgram(): Command {
+  const termOf = new Map<Option, string>();
   const program = new Command('shifter');
   program
     .usage('[options] [--] [command [args...]]')
     .description('Run a command inside a container image on this node.')
     .helpOption(false)
-    // getopt-style optional values must be attached; show them that way.
-    .configureHelp({
-      optionTerm: (opt) =>
-        opt.flags
-          .replace('--entrypoint [cmd]', '--entrypoint[=cmd], --entry[=cmd]')
-          .replace('--workdir [dir]', '--workdir[=dir]'),
-    })
+    // The same text whoever asks: shifterd (no terminal) and the launcher's copy made at build time.
+    .configureHelp({ helpWidth: 80, optionTerm: (opt) => termOf.get(opt) ?? opt.flags })
     .exitOverride()
     .configureOutput({ writeOut: () => undefined, writeErr: () => undefined })
     .passThroughOptions()
     .allowExcessArguments()
-    .argument('[command...]', 'the command to run inside the image (default: the image ENTRYPOINT/CMD, else /bin/sh)')
-    .option('-i, --image <type:tag>', 'image to use, e.g. docker:ubuntu:22.04, ubuntu:22.04 or id:<hex>')
-    .option(
-      '-V, --volume <from:to[:flags]>',
-      'bind host dir <from> at <to>; repeatable; several separated by ";"; flags: ro, perNodeCache=size=..',
-      collect,
-    )
-    .option('-m, --module <m1,m2|none>', 'site modules to load instead of the defaults, or "none"')
-    // Shown in the help only: normalizeArgv rewrites every spelling of these three to hidden options.
-    .option('--entrypoint [cmd]', 'run the image ENTRYPOINT, or cmd (one program, not split by spaces)')
-    .option('-w, --workdir [dir]', 'working directory: the image WORKDIR, or dir (default: the current directory)')
-    .option('-e, --env <NAME=VALUE>', 'set a variable in the container; repeatable', collect)
-    .option('--env-file <path>', 'read NAME=VALUE lines from a file')
-    .option('-E, --clearenv', 'start from an empty environment instead of yours')
-    .option('-v, --verbose', 'print what is being looked up')
-    .option('--check', 'check that the modules fit the image (glibc, MPI ABI, GPU driver), run nothing')
-    .option('-h, --help', 'show this help')
-    .addOption(new Option('-n').hideHelp())
-    .addOption(new Option('--x-workdir-value <dir>').hideHelp())
-    .addOption(new Option('--x-entrypoint-value <cmd>').hideHelp())
-    .addOption(new Option(BARE_WORKDIR).hideHelp())
-    .addOption(new Option(BARE_ENTRYPOINT).hideHelp());
+    .argument('[command...]', 'the command to run inside the image (default: the image ENTRYPOINT/CMD, else /bin/sh)');
+  for (const spec of SHIFTER_OPTIONS) {
+    // An attached-value option is shown as written; normalizeArgv rewrites it to two hidden ones.
+    const option =
+      spec.value.kind === 'attached' ? new Option(`--${spec.long}`, spec.description) : commanderOption(spec);
+    termOf.set(option, shifterOptionTerm(spec));
+    program.addOption(option);
+  }
+  for (const spec of ATTACHED) {
+    program.addOption(new Option(`${valueOptionOf(spec)} <value>`).hideHelp());
+    program.addOption(new Option(bareOptionOf(spec)).hideHelp());
+  }
   return program;
 }
 
@@ -121,10 +212,9 @@ function normalizeArgv(argv: readonly string[]): string[] {
       const eq = arg.indexOf('=');
       const name = eq < 0 ? arg : arg.slice(0, eq);
       const value = eq < 0 ? undefined : arg.slice(eq + 1);
-      if (name === '--workdir') {
-        out.push(...(value === undefined ? [BARE_WORKDIR] : ['--x-workdir-value', value]));
-      } else if (name === '--entrypoint' || name === '--entry') {
-        out.push(...(value === undefined ? [BARE_ENTRYPOINT] : ['--x-entrypoint-value', value]));
+      const attached = LONG_ATTACHED.get(name);
+      if (attached !== undefined) {
+        out.push(...(value === undefined ? [bareOptionOf(attached)] : [valueOptionOf(attached), value]));
       } else if (name.startsWith('--x-')) {
         throw new ShifterError('BAD_ARGUMENT', `unknown option '${name}'`);
       } else {
@@ -136,9 +226,10 @@ function normalizeArgv(argv: readonly string[]): string[] {
     // A cluster of short options, e.g. -Ev, -ifoo, -w/dir, -Ew.
     for (let c = 1; c < arg.length; c += 1) {
       const ch = arg[c];
-      if (ch === 'w') {
+      const attached = SHORT_ATTACHED.get(ch);
+      if (attached !== undefined) {
         const rest = arg.slice(c + 1);
-        out.push(...(rest === '' ? [BARE_WORKDIR] : ['--x-workdir-value', rest]));
+        out.push(...(rest === '' ? [bareOptionOf(attached)] : [valueOptionOf(attached), rest]));
         break;
       }
       if (SHORT_WITH_VALUE.has(ch)) {
@@ -230,6 +321,7 @@ export function parseShifterCommandLine(argv: readonly string[], env: EnvMap): P
   }
   const o = program.opts<Record<string, unknown>>();
   if (o.help === true) return { kind: 'help', text: shifterHelpText() };
+  if (o.version === true) return { kind: 'help', text: `${VERSION_LINE}\n` };
 
   // Environment defaults (SPANK exports the SLURM_SPANK_ forms into job steps).
   const envType = firstSet(env, 'SHIFTER_IMAGETYPE', 'SLURM_SPANK_SHIFTER_IMAGETYPE');

@@ -11,6 +11,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { Command, CommanderError } from 'commander';
+import { VERSION_LINE } from '../../common/version.js';
 import { loadShifterdProto, shifterdServiceClient } from '../admin-server.js';
 
 const DEFAULT_ADMIN_SOCKET = '/run/shifter/shifterd-admin.sock';
@@ -98,6 +99,7 @@ function call<T>(socket: string, method: string, request: object): Promise<T> {
 async function main(): Promise<void> {
   const program = new Command('shifterd-cache')
     .description("The node's lazy image cache (talks to shifterd's admin socket; root only)")
+    .version(VERSION_LINE, '--version', 'print the version and exit')
     .option('--admin-socket <path>', "shifterd's admin socket", DEFAULT_ADMIN_SOCKET)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s.replace(/^error:/, 'shifterd-cache:')) });

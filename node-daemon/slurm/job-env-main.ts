@@ -17,6 +17,7 @@ import {
   releaseJobEnvironment,
   stageJobImage,
 } from './job-env.js';
+import { VERSION_LINE } from '../../common/version.js';
 
 function wholeNumber(text: string | undefined, name: string): number {
   if (text === undefined || !/^\d+$/.test(text)) throw new ShifterError('BAD_ARGUMENT', `--${name} needs a number`);
@@ -26,9 +27,19 @@ function wholeNumber(text: string | undefined, name: string): number {
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
     args: process.argv.slice(2),
-    options: { config: { type: 'string' }, job: { type: 'string' }, uid: { type: 'string' }, gid: { type: 'string' } },
+    options: {
+      config: { type: 'string' },
+      job: { type: 'string' },
+      uid: { type: 'string' },
+      gid: { type: 'string' },
+      version: { type: 'boolean' },
+    },
     allowPositionals: true,
   });
+  if (values.version === true) {
+    process.stdout.write(`${VERSION_LINE}\n`);
+    return;
+  }
   const { config } = await readUdiRootConf(resolveUdiRootConfPath(values.config));
   const adminSocket = adminSocketPath(config.shifterdSocket ?? '/run/shifter/shifterd.sock');
   const jobId = String(wholeNumber(values.job, 'job'));

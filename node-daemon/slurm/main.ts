@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { ShifterError, describeError, isShifterError } from '../../common/errors.js';
 import { readUdiRootConf, resolveUdiRootConfPath } from '../../common/config/udiroot-file.js';
 import { mungeEncode } from '../../common/munge.js';
+import { VERSION_LINE } from '../../common/version.js';
 import { ImageResolver, type Caller } from '../image-resolver.js';
 import { checkJob, formatJobExports } from './job-check.js';
 
@@ -26,12 +27,17 @@ async function main(): Promise<void> {
         image: { type: 'string' },
         volume: { type: 'string', multiple: true },
         module: { type: 'string' },
+        version: { type: 'boolean' },
       },
       strict: true,
       allowPositionals: false,
     }));
   } catch (e) {
     throw new ShifterError('BAD_ARGUMENT', `shifter-job-check: ${describeError(e)}`);
+  }
+  if (values.version === true) {
+    process.stdout.write(`${VERSION_LINE}\n`);
+    return;
   }
   const { config } = await readUdiRootConf(resolveUdiRootConfPath(values.config));
   const caller: Caller = { uid: process.getuid!(), gid: process.getgid!(), groups: process.getgroups!() };

@@ -28,7 +28,15 @@ export function roles(version) {
     {
       name: 'shifter-runtime',
       app: 'runtime',
-      programs: ['shifterd', 'shifter-job-check', 'shifter-job-env', 'shifterd-cache', 'prep-mpi', 'prep-gpu'],
+      programs: [
+        'shifterd',
+        'shifter-job-check',
+        'shifter-job-env',
+        'shifterd-cache',
+        'shifter-node-check',
+        'prep-mpi',
+        'prep-gpu',
+      ],
       native: ['shifter-nshelper', 'shifter_native.node'],
       data: ['proto/shifterd.proto'],
       files: {
@@ -44,6 +52,7 @@ export function roles(version) {
         'shifter-job-check',
         'shifter-job-env',
         'shifterd-cache',
+        'shifter-node-check',
         'prep-mpi',
         'prep-gpu',
       ],

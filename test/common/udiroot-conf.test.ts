@@ -372,3 +372,10 @@ test('lazyChunkCaches: base URLs separated by commas or spaces; anything else is
     /^u\.conf:1: lazyChunkCaches=rack-cache:8080 is not valid: expected base URLs of HTTP caches, e\.g\. http:\/\/rack/,
   );
 });
+
+test('siteContact is read as written; unset it is undefined', (t) => {
+  const set = parseUdiRootConf('siteContact = hpc-help@example.org (or call 555-0100)\n', 'u.conf');
+  t.is(set.config.siteContact, 'hpc-help@example.org (or call 555-0100)');
+  t.deepEqual(set.warnings, []);
+  t.is(parseUdiRootConf('imagePath=/images\n', 'u.conf').config.siteContact, undefined);
+});

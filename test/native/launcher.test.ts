@@ -283,14 +283,14 @@ test('a daemon breaking the protocol gets one clear line and exit 1, nothing run
   t.is(await broken('swapped'), 'shifter: check namespace fd: expected a user namespace fd, got another kind\n');
 });
 
-test('cannot connect: one clear line and exit 1', async (t) => {
+test('shifterd not running: one clear line and exit 1', async (t) => {
   const r = await runAs(user1, [join(nativeDir(), 'shifter'), 'true'], {
     env: { SHIFTERD_SOCKET: join(dir, 'nothing.sock') },
   });
   t.is(r.code, 1);
   t.regex(
     r.stderr,
-    /^shifter: cannot connect to shifterd at .*nothing\.sock: No such file or directory \(is shifterd running\?\)\n$/,
+    /^shifter: shifterd is not running on this node \(.*nothing\.sock: No such file or directory\); tell your site's support\n$/,
   );
 });
 
@@ -326,7 +326,7 @@ test('$SHIFTERD_SOCKET is used before udiRoot.conf', async (t) => {
 
 test('no udiRoot.conf or no shifterdSocket in it: the default socket; an unreadable one: one line', async (t) => {
   const defaultSocket =
-    /^shifter: cannot connect to shifterd at \/run\/shifter\/shifterd\.sock: .* \(is shifterd running\?\)\n$/;
+    /^shifter: shifterd (is not running|cannot be reached) on this node \(\/run\/shifter\/shifterd\.sock: .*\); tell/;
   const noKey = writeConf('nokey.conf', ['imagePath=/images', '#shifterdSocket=/commented.sock', 'shifterdSocket=']);
   for (const conf of [join(dir, 'absent.conf'), noKey]) {
     const r = await runAs(user1, [join(nativeDir(), 'shifter'), 'true'], {

@@ -311,10 +311,15 @@ rootTest.serial('the packages install with their Depends from the mirror', async
   t.deepEqual(r.processesInside(), [], 'a maintainer script left a process running');
 });
 
-rootTest.serial('the installed shifterimg runs', async (t) => {
+rootTest.serial('the installed shifterimg runs; every installed program prints the package version', async (t) => {
   const help = await inRoot().run(['shifterimg', '--help']);
   t.is(help.code, 0, help.stderr);
   t.regex(help.stdout, /^Usage: shifterimg/);
+  for (const program of ['shifterimg', 'shifter', 'shifterd', 'shifter-gateway', 'shifter-node-check']) {
+    const version = await inRoot().run([program, '--version']);
+    t.is(version.code, 0, `${program}: ${version.stderr}`);
+    t.is(version.stdout, `shifter-ts ${OLD_VERSION}\n`, program);
+  }
 });
 
 rootTest.serial('the installed gateway answers /api/list/<system>/ as the shifter user', async (t) => {

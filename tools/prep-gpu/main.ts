@@ -7,6 +7,7 @@
 import { access, constants, readdir, realpath } from 'node:fs/promises';
 import { basename, delimiter, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
+import { VERSION_LINE } from '../../common/version.js';
 import { ShifterError } from '../../common/errors.js';
 import { readElfFile, readLdCache, type LdCacheEntry } from '../../common/elf/library-resolver.js';
 import { buildModuleTree } from '../module-tree/build-module.js';
@@ -167,6 +168,7 @@ function collect(v: string, prev: string[]): string[] {
 
 const program = new Command('prep-gpu')
   .description("Build a shifter module tree from the host's NVIDIA driver libraries and tools.")
+  .version(VERSION_LINE, '--version', 'print the version and exit')
   .argument('<dest>', 'directory to create or replace (the module tree)', absolute)
   .option('--name <name>', 'module name (module_<name>_* keys, /opt/udiImage/modules/<name>)', validModuleName, 'gpu')
   .option('--from <dir>', 'look for the driver libraries here before ldconfig -p (repeatable)', collect, [])

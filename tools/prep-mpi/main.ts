@@ -8,6 +8,7 @@ import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { Command, InvalidArgumentError } from 'commander';
+import { VERSION_LINE } from '../../common/version.js';
 import { ShifterError, asShifterError } from '../../common/errors.js';
 import { readElfFile, readLdCache } from '../../common/elf/library-resolver.js';
 import { describeMpiAbi, mpiAbiOfSoname, type MpiAbi } from '../../common/module-manifest.js';
@@ -98,6 +99,7 @@ function absolute(v: string): string {
 
 const program = new Command('prep-mpi')
   .description("Build a shifter module tree from the host's MPI libraries and print the udiRoot.conf lines for it.")
+  .version(VERSION_LINE, '--version', 'print the version and exit')
   .argument('<dest>', 'directory to create or replace (the module tree)', absolute)
   .option('--name <name>', 'module name (module_<name>_* keys, /opt/udiImage/modules/<name>)', validModuleName, 'mpich')
   .option('--from <dir|pkg>', "the MPI's library directory, or its pkg-config name", 'mpich')
