@@ -4,7 +4,7 @@
 # job `python3 -c 'import json, email'` at once from an image none of them has, as the ordinary user
 # shiftertest1. For N in NODES and each of: whole-file copy per node, lazy direct to the gateway,
 # lazy through one nginx cache, lazy through two cache levels (a per-rack nginx per 8 nodes in front
-# of a site nginx), lazy with the image pre-staged through the site cache (bench/many-nodes.ts says
+# of a site nginx), lazy with the profile pre-staged through the site cache (bench/many-nodes.ts says
 # what each does): the time from "all nodes start" to "all commands exited", and the bytes the
 # gateway sent (its /metrics). Writes the table to stdout and a PNG of both against N (gnuplot).
 # Image: this machine's python3.11 (bench/make-python-image.sh) plus /usr/include, /usr/lib/gcc,

@@ -452,10 +452,14 @@ export class Cluster {
     );
   }
 
-  /** `shifterd-cache stage IMAGE` on the node: every chunk of the image fetched before the job. */
-  async stage(node: ClusterNode, image: string): Promise<void> {
+  /**
+   * `shifterd-cache stage IMAGE` on the node: every chunk of the image fetched before the job; with
+   * `profile`, `stage --profile`: the superblock, tables and the chunks the recorded profile names.
+   */
+  async stage(node: ClusterNode, image: string, what: 'all' | 'profile' = 'all'): Promise<void> {
+    const args = ['--admin-socket', node.adminSocket, 'stage', ...(what === 'profile' ? ['--profile'] : []), image];
     try {
-      await run(process.execPath, [CACHE_CLI, '--admin-socket', node.adminSocket, 'stage', image]);
+      await run(process.execPath, [CACHE_CLI, ...args]);
     } catch (e) {
       const err = e as { stderr?: string; stdout?: string };
       throw new Error(`stage ${image} on node ${node.index} failed: ${err.stderr ?? ''}${err.stdout ?? String(e)}`);
