@@ -127,6 +127,10 @@ function stageApp(stage, role, nativeDir, manifest, version) {
   for (const n of role.native) copyInto(app, join('native', 'build', n), join(nativeDir, n));
   const appManifest = { name: manifest.name, version, type: 'module', private: true, license: manifest.license };
   writeFileSync(join(app, 'package.json'), `${JSON.stringify(appManifest, null, 2)}\n`);
+  // common/version.ts reads dist/package.json (tsc's copy of the checkout's): it must say the package's version.
+  if (files.includes(join('dist', 'package.json'))) {
+    writeFileSync(join(app, 'dist', 'package.json'), `${JSON.stringify(appManifest, null, 2)}\n`);
+  }
   for (const w of wrappers) {
     const script = ['#!/bin/sh', ...w.comments, `exec /usr/bin/node ${PREFIX}/${role.app}/${w.entry} "$@"`, ''];
     mkdirSync(join(stage, 'usr', 'bin'), { recursive: true });
