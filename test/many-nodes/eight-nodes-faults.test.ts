@@ -72,7 +72,8 @@ test.serial('8 nodes: the only cache is killed during the start, the nodes fall 
   await c.restartCold(c.nodes, lazyConfig(`${nginx.url} ${gw!.url}`));
   const runs = Promise.all(c.nodes.map((n) => c.launch(n, user, [`--image=custom:${TAG}`, ...JOB])));
   await until('a chunk request through nginx', async () => /\/chunk\/[0-9a-f]{64} /.test(await nginx.accessLog()));
-  process.kill(nginx.pid, 'SIGKILL');
+  // The whole cache host dies: master and workers (SIGKILL to the master alone orphans its workers).
+  await nginx.kill();
   for (const [i, r] of (await runs).entries()) {
     t.is(r.code, 0, `node ${i}: ${r.stderr}\n${c.log(c.nodes[i])}`);
     t.is(r.stdout, OS_RELEASE, `node ${i}`);
