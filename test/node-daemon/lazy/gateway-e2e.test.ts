@@ -18,6 +18,7 @@ import { startMunged, type Munged } from '../../helpers/munge.js';
 import { startNginxCache } from '../../helpers/nginx-cache.js';
 import { imageConfig, pushImage, startRegistry, tarLayer, type RunningRegistry } from '../../helpers/registry.js';
 import { ShifterdFixture, ensureTestUser } from '../runtime-fixture.js';
+import { storedChunks } from './lazy-gateway-fixture.js';
 import { waitFor } from './lazy-fixture.js';
 
 ensureTestUser();
@@ -27,19 +28,6 @@ let reg: RunningRegistry | undefined;
 let munged: Munged | undefined;
 let gw: RunningGateway | undefined;
 let imageId = '';
-
-/** The chunk digests the store under `cacheDir` holds (chunk-store.ts keeps one file per chunk). */
-function storedChunks(cacheDir: string): string[] {
-  const found: string[] = [];
-  const walk = (dir: string): void => {
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      if (e.isDirectory() && e.name !== 'mnt') walk(join(dir, e.name));
-      else if (e.isFile() && /^[0-9a-f]{64}$/.test(e.name)) found.push(e.name);
-    }
-  };
-  walk(cacheDir);
-  return found;
-}
 
 test.before(async () => {
   reg = await startRegistry();
