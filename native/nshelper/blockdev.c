@@ -87,6 +87,62 @@ void cmd_attach_image(const char *image)
 	send_result(text, &mnt, 1);
 }
 
+/* The file a bound loop device reads, as the kernel shows it; false when the device is not bound. */
+static int loop_backing_file(const char *dev, char *out, size_t outlen)
+{
+	const char *name = strrchr(dev, '/');
+	char path[128];
+	snprintf(path, sizeof(path), "/sys/block/%s/loop/backing_file", name ? name + 1 : dev);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		die(errno, "open: %s", path);
+	}
+	ssize_t n = read(fd, out, outlen - 1);
+	int err = errno;
+	if (close(fd) < 0)
+		die(errno, "close: %s", path);
+	if (n < 0)
+		die(err, "read: %s", path);
+	out[n] = '\0';
+	if (n > 0 && out[n - 1] == '\n')
+		out[n - 1] = '\0';
+	return 1;
+}
+
+/*
+ * LOOP_CHANGE_FD: a read-only loop device reads another file of the same size from now on (the
+ * kernel refuses anything else), mounts over it untouched. Used to move a lazy image's loop device
+ * from its FUSE file to the whole local copy. The device is held open before its backing file is
+ * checked, so it cannot be cleared and reused for another image between the check and the switch.
+ */
+void cmd_move_loop(const char *request)
+{
+	char dev[64], from[4096], to[4096];
+	if (sscanf(request, "%63[^\n]\n%4095[^\n]\n%4095[^\n]", dev, from, to) != 3 || strncmp(dev, "/dev/loop", 9))
+		fail(FAILURE_SPEC, EINVAL, "move-loop: expected \"/dev/loopN\\n<from>\\n<to>\"");
+	int file = open(to, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (file < 0)
+		die(errno, "open image: %s", to);
+	struct stat st;
+	if (fstat(file, &st) < 0)
+		die(errno, "fstat: %s", to);
+	if (!S_ISREG(st.st_mode))
+		die(EINVAL, "open image: %s", to);
+	int loop = open(dev, O_RDONLY | O_CLOEXEC);
+	if (loop < 0)
+		die(errno, "open: %s", dev);
+	char current[4096];
+	if (!loop_backing_file(dev, current, sizeof(current)) || strcmp(current, from))
+		fail(FAILURE_MISSING, ENXIO, "move-loop: %s no longer reads %s", dev, from);
+	if (ioctl(loop, LOOP_CHANGE_FD, file) < 0)
+		die(errno, "LOOP_CHANGE_FD: %s to %s", dev, to);
+	if (close(loop) < 0 || close(file) < 0)
+		die(errno, "close: %s", dev);
+	send_result("ok", NULL, 0);
+}
+
 static void run_mkfs(const struct op *op, const char *path)
 {
 	char bs[48] = "";

@@ -7,6 +7,9 @@
 /* "attach-image <file>": answers "loop=/dev/loopN" + [detached read-only squashfs mount]. */
 void cmd_attach_image(const char *image);
 
+/* "move-loop /dev/loopN\n<file it reads>\n<same-size file>": answers "ok"; see blockdev.c. */
+void cmd_move_loop(const char *request);
+
 /*
  * A perNodeCache (upstream's per-node scratch volume): a sparse file in the backing directory,
  * a fresh filesystem on it on a read-write autoclear loop device, mounted detached

@@ -8,6 +8,7 @@
  *       request is one message; the helper forks one child per request, which answers on the
  *       reply socket that came with the request and exits:
  *       "attach-image <squashfs file>" + [reply] -> "loop=/dev/loopN" + [detached mount fd]
+ *       "move-loop /dev/loopN\n<file it reads>\n<same-size file>" + [reply] -> "ok"
  *       "attach-local <uid> <gid> <groups|-> <dir>" + [reply] -> "dev=M:m ino=N" + [detached mount fd]
  *       "create-env" + [reply, spec memfd, image mount fd]
  *           -> "ok us=<microseconds it took>" + [user ns fd, mnt ns fd]
@@ -46,6 +47,8 @@ static NORETURN void serve_request(const char *text, const int *fds, int nfds)
 	failure_reply_to(fds[0]);
 	if (!strncmp(text, "attach-image ", 13) && nfds == 1)
 		cmd_attach_image(text + 13);
+	else if (!strncmp(text, "move-loop ", 10) && nfds == 1)
+		cmd_move_loop(text + 10);
 	else if (!strncmp(text, "attach-local ", 13) && nfds == 1)
 		cmd_attach_local(text + 13);
 	else if (!strcmp(text, "create-env") && nfds == 3)

@@ -7,3 +7,4 @@ export type { ImageMount, LocalRootMount, RootMount } from './image-mount.js';
 export { encodeSpec } from './spec-encoding.js';
 export { runUserHook, type UserHookRun } from './run-userhook.js';
 export { listDeviceDir, type HostDevEntry } from './host-devices.js';
+export { loopDevicesReading, moveLoopDevice } from './loop-devices.js';

@@ -1,12 +1,18 @@
 /**
  * Image attachment on real loop devices: read-only, autoclear, shared by environments, freed
- * when the daemon releases it and no environment uses it. Needs root.
+ * when the daemon releases it and no environment uses it; moved onto an identical file
+ * (LOOP_CHANGE_FD) under its mount. Needs root.
  */
 import { rootTest as test } from '../helpers/privileges.js';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { attachImage, createEnvironment } from '../../node-daemon/adapters/index.js';
+import {
+  attachImage,
+  createEnvironment,
+  loopDevicesReading,
+  moveLoopDevice,
+} from '../../node-daemon/adapters/index.js';
 import { buildTestImage } from './image-fixture.js';
 
 let dir: string;
@@ -80,5 +86,34 @@ test('a file that is not squashfs, or no file, gives one clear error', async (t)
   t.is((missing as Error & { code?: string }).code, 'NOT_FOUND');
   t.regex(missing.message, /^shifter-nshelper: open image: .*nothing\.sqfs: No such file or directory$/);
   const relative = await t.throwsAsync(attachImage('image.sqfs'));
+  t.regex(relative.message, /must be absolute/);
+});
+
+test.serial('a loop device moves onto an identical file under its mount; anything else is refused', async (t) => {
+  const copy = join(dir, 'copy.sqfs');
+  copyFileSync(imagePath, copy);
+  const image = await attachImage(imagePath);
+  t.teardown(() => image.release());
+  t.deepEqual(loopDevicesReading(imagePath), [image.loopDevice]);
+  const inImage = `/proc/self/fd/${image.fd}/etc/image-only`;
+  t.is(readFileSync(inImage, 'utf8'), 'from the image\n');
+
+  await moveLoopDevice(image.loopDevice, imagePath, copy);
+  t.is(backingFile(image.loopDevice), copy);
+  t.deepEqual(loopDevicesReading(imagePath), []);
+  t.deepEqual(loopDevicesReading(copy), [image.loopDevice]);
+  writeFileSync('/proc/sys/vm/drop_caches', '3');
+  t.is(readFileSync(inImage, 'utf8'), 'from the image\n', 'the mount reads on from the new file');
+
+  // The device reads the copy now: a request naming the old file is out of date and refused.
+  const stale = await t.throwsAsync(moveLoopDevice(image.loopDevice, imagePath, copy));
+  t.is((stale as Error & { code?: string }).code, 'NOT_FOUND');
+  t.regex(stale.message, new RegExp(`${image.loopDevice} no longer reads .*image\\.sqfs`));
+  const bigger = join(dir, 'bigger.sqfs');
+  writeFileSync(bigger, Buffer.concat([readFileSync(imagePath), Buffer.alloc(4096)]));
+  const sized = await t.throwsAsync(moveLoopDevice(image.loopDevice, copy, bigger));
+  t.regex(sized.message, /LOOP_CHANGE_FD: .* Invalid argument/);
+  t.is(backingFile(image.loopDevice), copy);
+  const relative = await t.throwsAsync(moveLoopDevice(image.loopDevice, copy, 'copy.sqfs'));
   t.regex(relative.message, /must be absolute/);
 });
