@@ -188,6 +188,7 @@ export async function startAdminServer(opts: {
     cachedChunks: i.cachedChunks,
     hits: i.hits,
     misses: i.misses,
+    whole: i.whole,
   });
 
   server.addService(shifterdServiceClient(loadShifterdProto()).service, {
@@ -272,6 +273,7 @@ export async function startAdminServer(opts: {
         storeBytes: store.bytes,
         storeLimitBytes: store.limitBytes,
         storeChunks: store.chunks,
+        storeWholeImages: store.wholeImages,
         images: images.map(cachedImage),
         serverRestarts: lazy.restartCount,
       };

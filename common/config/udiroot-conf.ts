@@ -326,7 +326,9 @@ export const KEY_DESCRIPTIONS: Readonly<Record<KnownKey, string>> = {
   shifterdSocket: "shifterd's launch socket (default /run/shifter/shifterd.sock); the launcher reads it too",
   siteContact: 'who users should ask for help (address or URL); shifter names it when shifterd is down',
   lazyImageCache: 'local directory of the lazy image cache (set with lazyImageCacheSize)',
-  lazyImageCacheSize: 'bytes the lazy image cache keeps, with an optional k/m/g/t suffix, e.g. 50g',
+  lazyImageCacheSize:
+    'bytes the lazy image cache keeps (chunks and whole images), with an optional k/m/g/t suffix, e.g. 50g; ' +
+    'images up to half of it are kept whole once every chunk is cached',
   allowLocalChroot: '1: users may run a local directory as an image (local:/path)',
   allowLibcPwdCalls: '1: the daemon may use getpwnam/getgrnam to build /etc/passwd and /etc/group',
   populateEtcDynamically: "1: write the container's /etc/passwd and /etc/group from the host's",

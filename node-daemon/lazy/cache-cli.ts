@@ -24,6 +24,7 @@ interface CachedImage {
   cachedChunks: number;
   hits: number;
   misses: number;
+  whole: boolean;
 }
 
 interface StagedImage extends CachedImage {
@@ -39,6 +40,7 @@ interface CacheStatus {
   storeBytes: number;
   storeLimitBytes: number;
   storeChunks: number;
+  storeWholeImages: number;
   images: CachedImage[];
   serverRestarts: number;
 }
@@ -51,13 +53,15 @@ export function formatImage(i: CachedImage): string {
   const pct = i.imageBytes === 0 ? 100 : (100 * i.cachedBytes) / i.imageBytes;
   return (
     `${i.imageId.slice(0, 12)}  ${mib(i.cachedBytes)} of ${mib(i.imageBytes)} cached (${pct.toFixed(0)}%, ` +
-    `${i.cachedChunks}/${i.chunks} chunks)  hits ${i.hits}  misses ${i.misses}`
+    `${i.cachedChunks}/${i.chunks} chunks)  hits ${i.hits}  misses ${i.misses}` +
+    (i.whole ? '  whole: one local file, read without FUSE' : '')
   );
 }
 
 export function formatStatus(s: CacheStatus): string {
   const lines = [
-    `chunk store ${s.cacheDir}: ${mib(s.storeBytes)} of ${mib(s.storeLimitBytes)} in ${s.storeChunks} chunks; ` +
+    `chunk store ${s.cacheDir}: ${mib(s.storeBytes)} of ${mib(s.storeLimitBytes)} in ${s.storeChunks} chunks` +
+      `${s.storeWholeImages > 0 ? ` and ${s.storeWholeImages} whole images` : ''}; ` +
       `server restarts ${s.serverRestarts}`,
     ...s.images.map(formatImage),
   ];

@@ -21,8 +21,20 @@ function send(message: ServerReply | ServerEvent): void {
 
 async function answer(images: LazyImages, store: ChunkStore, r: ServerRequest): Promise<ServerReply> {
   switch (r.op) {
-    case 'open':
-      await images.open(r.id, r.indexDigest);
+    case 'open': {
+      const wholeFile = images.wholeFile(r.id);
+      if (wholeFile === undefined) {
+        await images.open(r.id, r.indexDigest);
+        return { req: r.req, ok: true };
+      }
+      // The file serves the start; the index, fetched behind it, lets status count the image.
+      images.open(r.id, r.indexDigest).catch((e: unknown) => {
+        log.debug({ image: r.id, err: describeError(e) }, 'index of a whole image not fetched');
+      });
+      return { req: r.req, ok: true, wholeFile };
+    }
+    case 'touch':
+      images.wholeFile(r.id);
       return { req: r.req, ok: true };
     case 'stage': {
       const stage =
@@ -60,6 +72,7 @@ async function main(): Promise<void> {
     profileWindowMs: config.profileWindowMs,
     prefetchParallel: config.prefetchParallel,
   });
+  images.onWhole = (id, file) => send({ whole: id, file });
   process.on('message', (r: ServerRequest) => {
     answer(images, store, r).then(send, (e: unknown) => {
       const err = asShifterError(e, 'IO_ERROR', `lazy image ${'id' in r ? r.id : ''}`);

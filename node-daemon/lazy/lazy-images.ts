@@ -9,6 +9,12 @@
  * Fetches go through a FetchQueue: what a reader or an attach is blocked on goes first, prefetch
  * fills the link behind it. A verified chunk is handed to its reader at once; keeping it in the
  * store (write, fsync, rename) happens behind the read, joined by any read of it meanwhile.
+ *
+ * Once every chunk of an open image is in the store, the image is kept whole: its chunks, checked
+ * against the index once more, are copied into one local file (ChunkStore.putWhole) and
+ * `onWhole` tells shifterd, which moves the image's loop devices onto that file: from then on its
+ * reads are the kernel's alone, as for an image in imagePath, instead of each 128 KiB going
+ * through FUSE and this process. An image larger than the store's whole limit is never kept whole.
  */
 import {
   chunkSpan,
@@ -22,6 +28,7 @@ import { ShifterError, asShifterError, describeError } from '../../common/errors
 import type { ImageId } from '../../common/image-descriptor.js';
 import type { Logger } from '../../common/logger.js';
 import type { ChunkSource, ImageFacts, ProfileAnswer } from './chunk-source.js';
+import type { FileHandle } from 'node:fs/promises';
 import type { ChunkStore } from './chunk-store.js';
 import { FetchQueue, type FetchPriority, type QueuedFetch } from './fetch-queue.js';
 import { ProfileRecorder, parseProfile, serializeProfile } from './prefetch-profile.js';
@@ -45,6 +52,8 @@ export interface ImageStatus {
   hits: number;
   /** FUSE reads that waited for a fetch from the gateway (their own, or one already running). */
   misses: number;
+  /** The image is kept whole as one local file: loop devices read it without FUSE. */
+  whole: boolean;
 }
 
 /** What staging an image fetched: the node's fetches while it ran (other readers' too, if any). */
@@ -62,6 +71,10 @@ interface OpenImage {
   hits: number;
   misses: number;
   recorder?: ProfileRecorder;
+  /** Chunks of the image not yet in the store, counted down as they are kept. */
+  missing: Set<number>;
+  /** Copying the image into its whole file, until done (or failed). */
+  assembling?: Promise<void>;
 }
 
 function parseIndex(id: ImageId, bytes: Buffer, digest: string): ChunkIndex {
@@ -100,6 +113,8 @@ export class LazyImages {
    * FUSE), and without this every retry would wait a whole lazyChunkTimeout again.
    */
   private readonly failedRecently = new Map<ChunkDigest, { until: number; error: unknown }>();
+  /** Told when an image is kept whole (its file) and when that file was evicted (undefined). */
+  onWhole: (id: ImageId, file: string | undefined) => void = () => undefined;
 
   constructor(
     private readonly store: ChunkStore,
@@ -108,6 +123,25 @@ export class LazyImages {
     private readonly opts: LazyImagesOptions,
   ) {
     this.queue = new FetchQueue(opts.prefetchParallel);
+    store.onWholeEvicted = (id) => {
+      const image = this.images.get(id);
+      // Its chunks were dropped when it was kept whole: they are missing again.
+      if (image !== undefined) image.missing = this.missingChunks(image.index);
+      this.log.info({ image: id }, 'whole image file evicted from the cache; reads go back to chunks');
+      this.onWhole(id, undefined);
+    };
+  }
+
+  /** The file of image `id` kept whole on this node (marked as just used), or undefined. */
+  wholeFile(id: ImageId): string | undefined {
+    const file = this.store.wholePath(id);
+    if (file !== undefined) this.store.touchWhole(id);
+    return file;
+  }
+
+  private missingChunks(index: ChunkIndex): Set<number> {
+    if (this.store.wholePath(index.imageId) !== undefined) return new Set();
+    return new Set(index.chunks.flatMap((d, n) => (this.store.has(d) ? [] : [n])));
   }
 
   list(): ImageId[] {
@@ -173,7 +207,7 @@ export class LazyImages {
       },
     );
     const index = parseIndex(id, await indexBytes, await digest);
-    const image: OpenImage = { index, hits: 0, misses: 0 };
+    const image: OpenImage = { index, hits: 0, misses: 0, missing: this.missingChunks(index) };
     const profiled = profile.then((answer) => this.prefetchProfile(image, answer));
     const superblock = await timed('superblock', this.chunk(image, 0, 'demand'));
     const { tablesStart, end } = squashfsTables(superblock.subarray(0, SQUASHFS_SUPERBLOCK_BYTES));
@@ -194,7 +228,7 @@ export class LazyImages {
     if (answer?.kind !== 'found') return;
     let chunks: number[];
     try {
-      chunks = parseProfile(answer.bytes, index).filter((n) => !this.store.has(index.chunks[n]));
+      chunks = parseProfile(answer.bytes, index).filter((n) => image.missing.has(n));
     } catch (e) {
       this.log.warn({ image: index.imageId, err: describeError(e) }, 'prefetch profile ignored');
       return;
@@ -233,6 +267,14 @@ export class LazyImages {
     if (image === undefined) throw new ShifterError('NOT_FOUND', `image ${id} is not open`);
     const { index } = image;
     const length = Math.min(buf.length, Math.max(0, index.imageSize - offset));
+    const whole = await this.store.withWhole(id, async (handle) => {
+      const { bytesRead } = await handle.read(buf, 0, length, offset);
+      return bytesRead;
+    });
+    if (whole === length) {
+      image.hits++;
+      return length;
+    }
     await Promise.all(
       chunksCovering(index, offset, length).map(async (n) => {
         const span = chunkSpan(index, n);
@@ -260,7 +302,9 @@ export class LazyImages {
   async stage(id: ImageId, indexDigest?: string): Promise<ImageStatus> {
     await this.open(id, indexDigest);
     const image = this.images.get(id)!;
-    const missing = image.index.chunks.flatMap((d, n) => (this.store.has(d) ? [] : [n]));
+    // Counted afresh: another image's fetch may have brought a chunk this one shares.
+    image.missing = this.missingChunks(image.index);
+    const missing = [...image.missing];
     let failed: ShifterError | undefined;
     await Promise.all(
       missing.map((n) =>
@@ -275,6 +319,8 @@ export class LazyImages {
     // A staged image is whole in the store once its last chunk is kept, not when it was fetched.
     await this.settled();
     if (failed !== undefined) throw failed;
+    this.keepWhole(image);
+    await image.assembling;
     return this.status(id)!;
   }
 
@@ -291,7 +337,7 @@ export class LazyImages {
       if (answer.kind === 'none') return { image: this.status(id)! };
       const chunks = parseProfile(answer.bytes, image.index);
       let failed: ShifterError | undefined;
-      const missing = chunks.filter((n) => !this.store.has(image.index.chunks[n]));
+      const missing = chunks.filter((n) => image.missing.has(n));
       // The fetch queue bounds how many run at once; demand reads of a starting job go first.
       await Promise.all(
         missing.map((n) =>
@@ -329,16 +375,68 @@ export class LazyImages {
   /** Waits for the chunk store writes of chunks already fetched, so status() counts what reads brought in. */
   async settled(): Promise<void> {
     await Promise.all(this.writes);
+    // Opens under way too (a whole image's index is fetched behind its start): status lists them.
+    await Promise.allSettled(this.opening.values());
+  }
+
+  /** Every chunk is kept: copy them into the image's whole file (once), then drop them. */
+  private keepWhole(image: OpenImage): void {
+    const { index } = image;
+    const id = index.imageId;
+    if (image.missing.size > 0 || image.assembling !== undefined || this.store.wholePath(id) !== undefined) return;
+    if (index.imageSize > this.store.limitBytes / 2) {
+      this.log.info(
+        { image: id, imageBytes: index.imageSize, limitBytes: this.store.limitBytes },
+        'image not kept whole: larger than half of lazyImageCacheSize; its reads keep going through FUSE',
+      );
+      image.assembling = Promise.resolve();
+      return;
+    }
+    const t0 = performance.now();
+    image.assembling = this.store
+      .putWhole(id, index.imageSize, (handle) => this.copyChunks(index, handle), index.chunks)
+      .then(
+        (file) => {
+          this.log.info({ image: id, file, ms: elapsed(t0) }, 'every chunk cached: image kept whole');
+          this.onWhole(id, file);
+        },
+        (e: unknown) => {
+          this.log.warn({ image: id, err: describeError(e) }, 'image not kept whole; its chunks stay');
+          // A chunk evicted meanwhile is missing again; the image is tried again once it is back.
+          image.missing = this.missingChunks(index);
+        },
+      )
+      .finally(() => {
+        image.assembling = undefined;
+      });
+  }
+
+  private async copyChunks(index: ChunkIndex, handle: FileHandle): Promise<void> {
+    for (let n = 0; n < index.chunks.length; n++) {
+      const digest = index.chunks[n];
+      const span = chunkSpan(index, n);
+      const bytes = await this.store.withChunk(digest, async (chunk) => {
+        const buf = Buffer.alloc(span.length);
+        const { bytesRead } = await chunk.read(buf, 0, span.length, 0);
+        return bytesRead === span.length ? buf : undefined;
+      });
+      if (bytes === undefined) throw new ShifterError('NOT_FOUND', `chunk ${n} left the store meanwhile`);
+      // The chunk files are ours, but a disk can rot: what becomes the image is checked again.
+      if (sha256Hex(bytes) !== digest)
+        throw new ShifterError('DIGEST_MISMATCH', `stored chunk ${n} (${digest}) is damaged`);
+      await handle.write(bytes, 0, bytes.length, span.offset);
+    }
   }
 
   status(id: ImageId): ImageStatus | undefined {
     const image = this.images.get(id);
     if (image === undefined) return undefined;
     const { index } = image;
+    const whole = this.store.wholePath(id) !== undefined;
     let cachedChunks = 0;
     let cachedBytes = 0;
     index.chunks.forEach((d, n) => {
-      if (!this.store.has(d)) return;
+      if (!whole && !this.store.has(d)) return;
       cachedChunks++;
       cachedBytes += chunkSpan(index, n).length;
     });
@@ -350,6 +448,7 @@ export class LazyImages {
       cachedBytes,
       hits: image.hits,
       misses: image.misses,
+      whole,
     };
   }
 
@@ -359,11 +458,14 @@ export class LazyImages {
     const span = chunkSpan(image.index, n);
     const joined = this.fetching.get(digest);
     if (joined !== undefined) return this.join(joined, priority);
-    const stored = await this.store.withChunk(digest, async (handle) => {
+    const readSpan = async (handle: FileHandle, at: number): Promise<Buffer | undefined> => {
       const buf = Buffer.alloc(span.length);
-      const { bytesRead } = await handle.read(buf, 0, span.length, 0);
+      const { bytesRead } = await handle.read(buf, 0, span.length, at);
       return bytesRead === span.length ? buf : undefined;
-    });
+    };
+    const stored =
+      (await this.store.withWhole(image.index.imageId, (handle) => readSpan(handle, span.offset))) ??
+      (await this.store.withChunk(digest, (handle) => readSpan(handle, 0)));
     if (stored !== undefined) return stored;
     const started = this.fetching.get(digest);
     if (started !== undefined) return this.join(started, priority);
@@ -373,7 +475,7 @@ export class LazyImages {
     const fetch = this.queue.run(priority, () => this.fetch(image.index, n, digest));
     const kept = fetch.result.then(
       (bytes) => {
-        const write = this.keep(image.index.imageId, n, digest, bytes);
+        const write = this.keep(image, n, digest, bytes);
         this.writes.add(write);
         return write.finally(() => this.writes.delete(write));
       },
@@ -418,12 +520,18 @@ export class LazyImages {
   }
 
   /** Keeps verified bytes in the store; the read they were fetched for has them already. */
-  private async keep(id: ImageId, n: number, digest: ChunkDigest, bytes: Buffer): Promise<void> {
+  private async keep(image: OpenImage, n: number, digest: ChunkDigest, bytes: Buffer): Promise<void> {
     try {
       await this.store.put(digest, bytes);
     } catch (e) {
-      this.log.error({ image: id, chunk: n, err: describeError(e) }, 'chunk not kept in the chunk store');
+      this.log.error(
+        { image: image.index.imageId, chunk: n, err: describeError(e) },
+        'chunk not kept in the chunk store',
+      );
+      return;
     }
+    image.missing.delete(n);
+    this.keepWhole(image);
   }
 }
 

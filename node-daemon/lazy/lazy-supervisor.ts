@@ -6,6 +6,9 @@
  * mounts, so readers of the old one get EIO instead of hanging; stopping leaves no mount and no
  * process behind. The gateway's facts about each image are kept here (facts-cache.ts), and an image
  * the server has open is not asked for again, so a warm launch costs no request to the server.
+ * When the server has kept an image whole (every chunk cached, copied into one local file), open
+ * hands out that file, and the loop devices already reading the image's FUSE file are moved onto
+ * it (LOOP_CHANGE_FD): warm reads then never reach FUSE, mounts and containers over them untouched.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
@@ -13,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { ShifterError, describeError } from '../../common/errors.js';
 import type { ImageId } from '../../common/image-descriptor.js';
 import type { Logger } from '../../common/logger.js';
+import { loopDevicesReading, moveLoopDevice } from '../adapters/loop-devices.js';
 import { abortAndDetach } from './fusectl.js';
 import { imageFileName } from './fuse-server.js';
 import type {
@@ -53,7 +57,10 @@ export class LazySupervisor {
   private stopping = false;
   private backoffMs = 1000;
   private restartTimer: NodeJS.Timeout | undefined;
-  private opened = new Set<ImageId>();
+  /** Images the server has open, with the file that serves each: its FUSE file, or its whole file. */
+  private opened = new Map<ImageId, string>();
+  /** Loop devices being moved onto an image's whole file. */
+  private readonly moving = new Map<ImageId, Promise<void>>();
   private restarts = 0;
   /** Called after a server died and its mount was aborted: mounts over its files are dead. */
   onServerLost: (openedImages: readonly ImageId[]) => void = () => undefined;
@@ -112,6 +119,7 @@ export class LazySupervisor {
     child.stderr?.pipe(out, { end: false });
     child.on('message', (m: ServerReply | ServerEvent) => {
       if ('req' in m) this.settle(m);
+      else if ('whole' in m) this.wholeChanged(m.whole, m.file);
     });
     child.once('exit', (code, signal) => this.lost(child, code, signal));
     await new Promise<void>((resolve, reject) => {
@@ -120,7 +128,7 @@ export class LazySupervisor {
         child.kill('SIGKILL');
       }, START_TIMEOUT_MS);
       const onMessage = (m: ServerReply | ServerEvent): void => {
-        if ('req' in m) return;
+        if (!('ready' in m)) return;
         clearTimeout(timer);
         child.off('message', onMessage);
         if (m.ready) resolve();
@@ -152,8 +160,9 @@ export class LazySupervisor {
     if (this.stopping) return;
     const { log } = this.opts;
     log.error({ code, signal }, 'lazy image server died; aborting its mount and restarting it');
-    const opened = [...this.opened];
-    this.opened = new Set();
+    // Mounts over a whole file live on; only those over the dead server's files are lost.
+    const opened = [...this.opened].filter(([id, file]) => file === this.fuseFile(id)).map(([id]) => id);
+    this.opened = new Map();
     this.ready = abortAndDetach(this.mountpoint)
       .then(() => this.onServerLost(opened))
       .catch((e: unknown) => {
@@ -218,21 +227,66 @@ export class LazySupervisor {
     return facts;
   }
 
-  /** Opens image `id` (unless the server has it open already) and returns the path of its file on the FUSE mount. */
+  private fuseFile(id: ImageId): string {
+    return join(this.mountpoint, imageFileName(id));
+  }
+
+  /**
+   * Opens image `id` (unless the server has it open already) and returns the path of the file to
+   * attach: the image's whole local file when the node keeps it whole, else its file on the FUSE mount.
+   */
   async open(id: ImageId, indexDigest?: string): Promise<string> {
-    const file = join(this.mountpoint, imageFileName(id));
-    if (this.opened.has(id)) return file;
+    const known = this.opened.get(id);
+    if (known !== undefined) {
+      if (known !== this.fuseFile(id)) this.ask({ op: 'touch', id }, 10_000).catch(() => undefined);
+      return known;
+    }
     const t0 = performance.now();
-    await this.ask({ op: 'open', id, indexDigest }, this.requestTimeoutMs);
-    this.opened.add(id);
-    this.opts.log.debug({ image: id, ms: elapsed(t0) }, 'lazy image opened by the FUSE server');
+    const r = await this.ask({ op: 'open', id, indexDigest }, this.requestTimeoutMs);
+    // A whole file announced while the open was under way wins over the FUSE file.
+    const file = r.wholeFile ?? this.opened.get(id) ?? this.fuseFile(id);
+    this.opened.set(id, file);
+    this.opts.log.debug({ image: id, file, ms: elapsed(t0) }, 'lazy image opened by the FUSE server');
     return file;
   }
 
+  /** Fetches the image's chunks; staged whole, it is kept whole and its loop devices are on that file on return. */
   async stage(id: ImageId, what: StageWhat = 'all', timeoutMs = 3_600_000): Promise<StageReport> {
     const r = await this.ask({ op: 'stage', id, what }, timeoutMs);
-    this.opened.add(id);
+    if (!this.opened.has(id)) this.opened.set(id, this.fuseFile(id));
+    await this.moving.get(id);
     return r.stage!;
+  }
+
+  /** The server kept image `id` whole in `file`, or evicted that file (undefined). */
+  private wholeChanged(id: ImageId, file: string | undefined): void {
+    const { log } = this.opts;
+    if (file === undefined) {
+      // Loop devices on the evicted file keep it until they go; new attaches read through FUSE.
+      if (this.opened.has(id)) this.opened.set(id, this.fuseFile(id));
+      return;
+    }
+    this.opened.set(id, file);
+    const from = this.fuseFile(id);
+    const move = (async () => {
+      let moved = 0;
+      for (const device of loopDevicesReading(from)) {
+        try {
+          await moveLoopDevice(device, from, file);
+          moved++;
+        } catch (e) {
+          log.warn({ image: id, device, err: describeError(e) }, 'loop device not moved to the whole image file');
+        }
+      }
+      log.info(
+        { image: id, file, loopDevices: moved },
+        'image kept whole on this node: its reads no longer go through FUSE',
+      );
+    })();
+    const done = move.finally(() => {
+      if (this.moving.get(id) === done) this.moving.delete(id);
+    });
+    this.moving.set(id, done);
   }
 
   async status(): Promise<CacheStatus> {

@@ -29,6 +29,8 @@ export type ServerRequest =
   | { req: number; op: 'open'; id: ImageId; indexDigest?: string }
   | { req: number; op: 'stage'; id: ImageId; indexDigest?: string; what: StageWhat }
   | { req: number; op: 'facts'; id: ImageId }
+  /** Image `id`, kept whole, was handed out again (its place in the eviction order). */
+  | { req: number; op: 'touch'; id: ImageId }
   | { req: number; op: 'status' };
 
 /** Every chunk of the image, or only what a start reads first (superblock, tables, recorded profile). */
@@ -40,7 +42,19 @@ export interface CacheStatus {
 }
 
 export type ServerReply =
-  | { req: number; ok: true; status?: CacheStatus; stage?: StageReport; facts?: ImageFacts }
+  | {
+      req: number;
+      ok: true;
+      status?: CacheStatus;
+      stage?: StageReport;
+      facts?: ImageFacts;
+      /** open: the image's whole local file, when it is kept whole (else the FUSE file serves it). */
+      wholeFile?: string;
+    }
   | { req: number; ok: false; code: ErrorCode; message: string };
 
-export type ServerEvent = { ready: true } | { ready: false; code: ErrorCode; message: string };
+export type ServerEvent =
+  | { ready: true }
+  | { ready: false; code: ErrorCode; message: string }
+  /** Image `whole` is now kept whole in `file` (undefined: that file was evicted). */
+  | { whole: ImageId; file?: string };

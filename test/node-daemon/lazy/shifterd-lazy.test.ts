@@ -6,6 +6,7 @@
 import { rootTest as test } from '../../helpers/privileges.js';
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadShifterdProto, shifterdServiceClient } from '../../../node-daemon/admin-server.js';
@@ -103,11 +104,13 @@ test.serial(
     });
     t.teardown(() => chunks.close());
     const cacheDir = join(fx.dir, 'lazycache-warm');
+    // The 1 MiB image is more than half this cache: it is never kept whole, so its reads stay FUSE
+    // reads and the counters have something to count (the next test keeps an image whole).
     fx.writeConfig([
       `imageGateway=${chunks.url}`,
       'system=test',
       `lazyImageCache=${cacheDir}`,
-      'lazyImageCacheSize=1g',
+      'lazyImageCacheSize=1536k',
       'lazyChunkTimeout=5',
       'lazyFactsTtl=1',
     ]);
@@ -143,5 +146,74 @@ test.serial(
     const warned = /image gateway unreachable: using the image facts \(ACLs\) last seen/;
     t.true(await waitFor(() => warned.test(fx.log), 10_000), fx.log);
     t.is(await fx.stop('SIGTERM'), 0);
+  },
+);
+
+test.serial(
+  'every chunk cached: the image is kept whole, its loop device leaves FUSE, containers outlive the FUSE server',
+  async (t) => {
+    const chunks = await startChunkServer(join(fx.dir, 'image.squashfs'), {
+      chunkSize: 64 * 1024,
+      lookupTag: 'lazy:3',
+    });
+    t.teardown(() => chunks.close());
+    const cacheDir = join(fx.dir, 'lazycache-whole');
+    fx.writeConfig([
+      `imageGateway=${chunks.url}`,
+      'system=test',
+      `lazyImageCache=${cacheDir}`,
+      'lazyImageCacheSize=1g',
+      'lazyChunkTimeout=5',
+    ]);
+    const launch = async (): Promise<void> => {
+      const r = await fx.run(['--image=lazy:3', 'cat', '/etc/image-release']);
+      t.is(r.code, 0, `${r.stderr}\n${fx.log}`);
+      t.is(r.stdout, 'test image\n');
+    };
+    const id = chunks.index.imageId;
+    const fuseFile = join(cacheDir, 'mnt', `${id}.squashfs`);
+    const wholeFile = join(cacheDir, 'images', `${id}.squashfs`);
+    await fx.start();
+    await launch();
+    t.is(
+      loopsOver(join(cacheDir, 'images')).length + loopsOver(fuseFile).length,
+      1,
+      "one loop device, the environment's",
+    );
+
+    // The rest staged: the image is kept whole and the environment's loop device moved onto its file.
+    const staged = await run(join(REPO, 'bin', 'shifterd-cache'), [
+      '--admin-socket',
+      fx.adminSocket,
+      'stage',
+      'lazy:3',
+    ]);
+    t.regex(staged.stdout, /\(100%, 16\/16 chunks\).*whole: one local file, read without FUSE/);
+    t.deepEqual(readFileSync(wholeFile), readFileSync(join(fx.dir, 'image.squashfs')));
+    t.deepEqual(loopsOver(fuseFile), [], 'no loop device reads the FUSE file any more');
+    t.is(loopsOver(wholeFile).length, 1);
+    t.deepEqual(readdirSync(join(cacheDir, 'chunks')), [], 'the chunks are dropped: the image costs its size once');
+    const fetched = chunks.chunkRequests.length;
+
+    // The FUSE server killed: the environment on the whole file is kept and reads on, caches dropped.
+    const [serverPid] = lazyServerPids(cacheDir);
+    process.kill(Number(serverPid), 'SIGKILL');
+    t.true(await waitFor(() => lazyServerPids(cacheDir).some((p) => p !== serverPid), 15_000), fx.log);
+    writeFileSync('/proc/sys/vm/drop_caches', '3');
+    await launch();
+    t.like(await cacheCounts(), { hits: 0, misses: 0 });
+    t.is(loopsOver(wholeFile).length, 1, 'the same environment');
+
+    // shifterd restarted: a new start attaches the whole file, no FUSE read, no fetch.
+    t.is(await fx.stop('SIGTERM'), 0);
+    await fx.start();
+    await launch();
+    t.is(loopsOver(wholeFile).length, 1);
+    t.deepEqual(loopsOver(fuseFile), []);
+    t.is(chunks.chunkRequests.length, fetched, 'a start from the whole file fetches no chunk');
+    t.regex((await cacheCounts()).text, /1 whole images/);
+    t.is(await fx.stop('SIGTERM'), 0);
+    t.deepEqual(mountsUnder(cacheDir), []);
+    t.true(await waitFor(() => loopsOver(cacheDir).length === 0, 10_000), 'no loop device left');
   },
 );
