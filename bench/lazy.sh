@@ -21,9 +21,12 @@
 #   nginx (test/helpers/nginx-cache.ts's config, a fresh cache each round) in front of the gateway:
 #     node 1 cold start, then a second node (its own shifterd, socket and empty chunk store) cold
 #     start; gateway bytes and time for each;
-#   warm (every chunk staged with shifterd-cache stage, image mounted): lazy node vs a node with
-#     the local file, the python import and a sequential read of the 200 MiB file (page cache
-#     dropped before each read, so it goes to the chunk store or the local file).
+#   warm (every chunk staged with shifterd-cache stage, image mounted): lazy node (the image then
+#     kept whole, its loop device on that local file) vs a node with the local file in imagePath vs
+#     a node whose lazyImageCacheSize (600m) is too small to keep the 420 MiB image whole (every
+#     chunk cached, reads through FUSE: what every lazy node did before whole images), the python
+#     import and a sequential read of the 200 MiB file (page cache dropped before each read, so it
+#     goes to the whole file, the local file or FUSE and the chunk store).
 # Everything started here is stopped by pid; the work directory is removed, also on failure.
 # Usage (as root): bash bench/lazy.sh [ROUNDS]   (default 3; needs a built tree: npm run build)
 set -euo pipefail
@@ -181,8 +184,8 @@ link_url() {
   else node -p "JSON.parse(require('fs').readFileSync('$WORK/links.json', 'utf8'))['$1']"; fi
 }
 
-# node_conf NODE GATEWAY_URL: a node whose images come from the gateway at that URL; its imagePath
-# is its own directory (empty unless a side puts the image there).
+# node_conf NODE GATEWAY_URL [CACHE_SIZE]: a node whose images come from the gateway at that URL;
+# its imagePath is its own directory (empty unless a side puts the image there).
 node_conf() {
   local d=$WORK/nodes/$1
   mkdir -p "$d/run" "$d/images"
@@ -194,7 +197,7 @@ imageGateway=$2
 system=$SYSTEM
 mungeSocketPath=$MUNGE_SOCKET
 lazyImageCache=$d/lazycache
-lazyImageCacheSize=2g
+lazyImageCacheSize=${3:-2g}
 lazyChunkTimeout=30
 CONF
   chmod 0644 "$d/udiRoot.conf"
@@ -208,11 +211,12 @@ start_node() {
   wait_for "shifterd $1" test -S "$d/run/shifterd.sock"
   wait_for "shifterd $1 admin socket" test -S "$d/run/admin.sock"
 }
-# cold_node NODE GATEWAY_URL: shifterd stopped (it leaves no mount), chunk store and imagePath emptied.
+# cold_node NODE GATEWAY_URL [CACHE_SIZE]: shifterd stopped (it leaves no mount), chunk store and
+# imagePath emptied.
 cold_node() {
   stop_node "$1"
   rm -rf "$WORK/nodes/$1/lazycache" "$WORK/nodes/$1/images"
-  node_conf "$1" "$2"
+  node_conf "$1" "$2" "${3:-}"
   start_node "$1"
 }
 as_user() {
@@ -335,12 +339,16 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 echo
-echo "== warm: every chunk staged on the lazy node, the file in the other node's imagePath, both mounted"
+echo "== warm: every chunk staged on lazy nodes a (kept whole) and f (cache too small for that: FUSE),"
+echo "   the file in node local's imagePath, all three mounted"
 cold_node a "$GATEWAY"
+cold_node f "$GATEWAY" 600m
 cold_node local "$GATEWAY"
 place_local local
 "$REPO/bin/shifterd-cache" --admin-socket "$WORK/nodes/a/run/admin.sock" stage "$IMAGE"
+"$REPO/bin/shifterd-cache" --admin-socket "$WORK/nodes/f/run/admin.sock" stage "$IMAGE"
 as_user a "$SHIFTER" --image="$IMAGE" /bin/true
+as_user f "$SHIFTER" --image="$IMAGE" /bin/true
 as_user local "$SHIFTER" --image="$IMAGE" /bin/true
 cat > "$WORK/as-user.sh" <<SH
 #!/bin/sh
@@ -355,13 +363,16 @@ HF=(hyperfine -N --style basic)
 for r in $(seq 1 "$ROUNDS"); do
   "${HF[@]}" --warmup 3 --min-runs 20 --export-json "$WORK/warm-py-$r.json" \
     -n lazy "$U a $SHIFTER --image=$IMAGE python3 -c '$PY'" \
+    -n fuse "$U f $SHIFTER --image=$IMAGE python3 -c '$PY'" \
     -n local "$U local $SHIFTER --image=$IMAGE python3 -c '$PY'" >/dev/null 2>&1
   "${HF[@]}" --runs 3 --prepare "$WORK/drop.sh" --export-json "$WORK/warm-read-$r.json" \
     -n lazy "$U a $SHIFTER --image=$IMAGE /bin/sh -c 'cat /data/big > /dev/null'" \
+    -n fuse "$U f $SHIFTER --image=$IMAGE /bin/sh -c 'cat /data/big > /dev/null'" \
     -n local "$U local $SHIFTER --image=$IMAGE /bin/sh -c 'cat /data/big > /dev/null'" >/dev/null 2>&1
   echo "  warm round $r/$ROUNDS done, load $(cut -d' ' -f1 /proc/loadavg)"
 done
 "$REPO/bin/shifterd-cache" --admin-socket "$WORK/nodes/a/run/admin.sock" status
+"$REPO/bin/shifterd-cache" --admin-socket "$WORK/nodes/f/run/admin.sock" status
 
 echo
 echo "== summary (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
@@ -443,8 +454,12 @@ for (const [name, label] of warm) {
   const o = median(w.local.times);
   const pct = (l / o - 1) * 100;
   const rounds = (e) => e.rounds.map(ms).join(' ');
+  const f = median(w.fuse.times);
+  const signed = (x) => `${x >= 0 ? '+' : ''}${x.toFixed(1)}%`;
   console.log(`warm ${label}:`);
-  console.log(`  lazy ${ms(l)} ms [${rounds(w.lazy)}], local ${ms(o)} ms [${rounds(w.local)}]`);
-  console.log(`  lazy vs local ${pct >= 0 ? '+' : ''}${pct.toFixed(1)}%, target within 5%: ${verdict(pct <= 5)}`);
+  console.log(`  lazy (kept whole) ${ms(l)} ms [${rounds(w.lazy)}], local ${ms(o)} ms [${rounds(w.local)}]`);
+  console.log(`  lazy vs local ${signed(pct)}, target within 5%: ${verdict(pct <= 5)}`);
+  console.log(`  through FUSE (every chunk cached, not kept whole) ${ms(f)} ms [${rounds(w.fuse)}]`);
+  console.log(`  FUSE vs local ${signed((f / o - 1) * 100)}; FUSE / kept whole ${(f / l).toFixed(2)}x`);
 }
 JS
