@@ -2,8 +2,7 @@
  * `shifterd`'s command line, defined once: main.ts parses with it and the man page (tools/man/)
  * lists its options, so the two cannot drift.
  */
-import { Command } from 'commander';
-import { ShifterError } from '../common/errors.js';
+import { Command, InvalidArgumentError } from 'commander';
 import { VERSION_LINE } from '../common/version.js';
 
 export const DEFAULT_SOCKET = '/run/shifter/shifterd.sock';
@@ -17,10 +16,10 @@ export interface DaemonArgs {
   cacheIdleSeconds: number;
 }
 
-function positiveInt(v: string, name: string): number {
+/** Commander reports an InvalidArgumentError as a usage error (exit 2), naming the option. */
+function positiveInt(v: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0)
-    throw new ShifterError('BAD_ARGUMENT', `${name} ${v} is not a positive whole number`);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('it must be a positive whole number.');
   return n;
 }
 
@@ -34,13 +33,8 @@ export function shifterdProgram(): Command {
       '--admin-socket <path>',
       `gRPC admin socket, root only (default: ${ADMIN_SOCKET_NAME} next to the launch socket)`,
     )
-    .option('--cache-max <n>', 'environments kept for reuse', (v) => positiveInt(v, '--cache-max'), 256)
-    .option(
-      '--cache-idle-seconds <s>',
-      'close an environment unused this long',
-      (v) => positiveInt(v, '--cache-idle-seconds'),
-      600,
-    );
+    .option('--cache-max <n>', 'environments kept for reuse', positiveInt, 256)
+    .option('--cache-idle-seconds <s>', 'close an environment unused this long', positiveInt, 600);
 }
 
 /** Throws CommanderError for help, version (exit code 0) and a bad command line. */
