@@ -2,10 +2,12 @@
  * shifter-job-env: run as root by shifter_spank.so in the job prolog and epilog.
  *   shifter-job-env prepare --config udiRoot.conf --job ID --uid UID --gid GID   (reads SPANK_SHIFTER_*)
  *   shifter-job-env release --config udiRoot.conf --job ID --uid UID
- * Prints one line for the slurmd log. Exits 0 when there was nothing to do, 1 when it failed.
+ * Prints one line for the slurmd log. Exits 0 when there was nothing to do, 1 when it failed
+ * (shifterd unreachable: the line names siteContact, as the launcher does).
  */
 import { parseArgs } from 'node:util';
-import { ShifterError, describeError } from '../../common/errors.js';
+import { ShifterError, describeError, isShifterError } from '../../common/errors.js';
+import type { UdiRootConfig } from '../../common/config/udiroot-conf.js';
 import { readUdiRootConf, resolveUdiRootConfPath } from '../../common/config/udiroot-file.js';
 import {
   adminSocketPath,
@@ -43,7 +45,24 @@ async function main(): Promise<void> {
   const { config } = await readUdiRootConf(resolveUdiRootConfPath(values.config));
   const adminSocket = adminSocketPath(config.shifterdSocket ?? '/run/shifter/shifterd.sock');
   const jobId = String(wholeNumber(values.job, 'job'));
-  switch (positionals[0]) {
+  try {
+    await run(positionals[0], config, adminSocket, jobId, values);
+  } catch (e) {
+    // As the launcher says it: the user whose job failed is told who can restart shifterd.
+    if (!isShifterError(e) || e.code !== 'UNREACHABLE') throw e;
+    const who = config.siteContact === undefined ? "tell your site's support" : `contact ${config.siteContact}`;
+    throw new ShifterError('UNREACHABLE', `${e.message}; ${who}`, e);
+  }
+}
+
+async function run(
+  command: string | undefined,
+  config: UdiRootConfig,
+  adminSocket: string,
+  jobId: string,
+  values: { uid?: string; gid?: string },
+): Promise<void> {
+  switch (command) {
     case 'prepare': {
       const req = jobRequestFromEnv(process.env);
       if (req === undefined) return;

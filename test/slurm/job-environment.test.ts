@@ -134,7 +134,7 @@ test.serial('shifterd down at the prolog: the job fails with the reason, the nod
     t.regex(await readFile(join(stack.work, `down-${jobId}.out`), 'utf8'), /^shifter: .*shifterd/m);
     t.regex(
       await stack.slurm!.slurmdLog(),
-      new RegExp(`shifter: job ${jobId}: prepare failed .*shifterd is not answering`),
+      new RegExp(`shifter: job ${jobId}: prepare failed .*shifterd is not answering.*; contact hpc-help@example\\.org`),
     );
     const sinfo = await stack.slurm!.run('sinfo', ['-h', '-N', '-o', '%T']);
     t.is(sinfo.stdout.trim(), 'idle');

@@ -50,6 +50,7 @@ export class SlurmStack {
       'system=testsys',
       'defaultImageType=docker',
       `shifterdSocket=${fx.socket}`,
+      'siteContact=hpc-help@example.org',
     ]);
     await fx.start();
     this.slurm = await startSlurm({ plugstack: [`required ${PLUGIN} shifter_config=${fx.configPath}`] });
