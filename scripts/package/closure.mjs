@@ -6,13 +6,16 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 
+// A specifier is one token on one line; `from` and `import` count only as keywords, not inside a
+// string: `['from', from]` in compiled code once read as an import of "', from],\n  [".
+const SPEC = String.raw`['"]([^'"\s,]+)['"]`;
 const REFERENCES = [
-  /\bfrom\s*['"]([^'"]+)['"]/g,
-  /\bimport\s*['"]([^'"]+)['"]/g,
-  /\bimport\(\s*['"]([^'"]+)['"]\s*\)/g,
-  /\brequire\(\s*['"]([^'"]+)['"]\s*\)/g,
-  /\bcreateRequire\([^)]*\)\(\s*['"]([^'"]+)['"]\s*\)/g,
-  /\bnew URL\(\s*['"]([^'"]+)['"]\s*,\s*import\.meta\.url\s*\)/g,
+  new RegExp(String.raw`(?<![\w'"$.])from\s*${SPEC}`, 'g'),
+  new RegExp(String.raw`(?<![\w'"$.])import\s*${SPEC}`, 'g'),
+  new RegExp(String.raw`\bimport\(\s*${SPEC}\s*\)`, 'g'),
+  new RegExp(String.raw`\brequire\(\s*${SPEC}\s*\)`, 'g'),
+  new RegExp(String.raw`\bcreateRequire\([^)]*\)\(\s*${SPEC}\s*\)`, 'g'),
+  new RegExp(String.raw`\bnew URL\(\s*${SPEC}\s*,\s*import\.meta\.url\s*\)`, 'g'),
 ];
 
 const builtins = new Set(builtinModules);
