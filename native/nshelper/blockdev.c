@@ -57,16 +57,23 @@ static int attach_loop(int backing, const char *image, int writable, char *dev, 
 	die(EBUSY, "LOOP_CONFIGURE: no free loop device after 64 attempts");
 }
 
-void cmd_attach_image(const char *image)
+/* An image file, read-only: a regular file named without a symlink at its end. */
+static int open_image_file(const char *image)
 {
-	int backing = open(image, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (backing < 0)
+	int fd = open(image, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
 		die(errno, "open image: %s", image);
 	struct stat st;
-	if (fstat(backing, &st) < 0)
+	if (fstat(fd, &st) < 0)
 		die(errno, "fstat: %s", image);
 	if (!S_ISREG(st.st_mode))
 		die(EINVAL, "open image: %s", image);
+	return fd;
+}
+
+void cmd_attach_image(const char *image)
+{
+	int backing = open_image_file(image);
 	char dev[64];
 	int loop = attach_loop(backing, image, 0, dev, sizeof(dev));
 	const struct fs_param params[] = { { "source", dev }, { "ro", NULL }, { NULL, NULL } };
@@ -122,14 +129,7 @@ void cmd_move_loop(const char *request)
 	char dev[64], from[4096], to[4096];
 	if (sscanf(request, "%63[^\n]\n%4095[^\n]\n%4095[^\n]", dev, from, to) != 3 || strncmp(dev, "/dev/loop", 9))
 		fail(FAILURE_SPEC, EINVAL, "move-loop: expected \"/dev/loopN\\n<from>\\n<to>\"");
-	int file = open(to, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (file < 0)
-		die(errno, "open image: %s", to);
-	struct stat st;
-	if (fstat(file, &st) < 0)
-		die(errno, "fstat: %s", to);
-	if (!S_ISREG(st.st_mode))
-		die(EINVAL, "open image: %s", to);
+	int file = open_image_file(to);
 	int loop = open(dev, O_RDONLY | O_CLOEXEC);
 	if (loop < 0)
 		die(errno, "open: %s", dev);

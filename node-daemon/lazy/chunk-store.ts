@@ -13,11 +13,11 @@
  * evicted is unlinked, and a loop device still reading it keeps its blocks until it lets go.
  */
 import { mkdir, open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { commitFile, isTemporaryName, temporaryNameFor } from '../../common/atomic-write.js';
 import { diskFullError } from '../../common/disk-full.js';
-import { ShifterError, asShifterError, describeError } from '../../common/errors.js';
+import { asShifterError } from '../../common/errors.js';
 import { isChunkDigest, type ChunkDigest } from '../../common/chunk-index.js';
 import { isImageId, type ImageId } from '../../common/image-descriptor.js';
 
@@ -165,23 +165,9 @@ export class ChunkStore {
   /** Stores verified bytes atomically; DISK_FULL (nothing left behind) when the disk is full. */
   async put(digest: ChunkDigest, bytes: Uint8Array): Promise<void> {
     if (this.sizes.has(digest)) return;
-    const final = join(this.dir, digest);
-    const tmp = temporaryNameFor(final);
-    try {
-      const handle = await open(tmp, 'wx', 0o600);
-      try {
-        await handle.writeFile(bytes);
-      } finally {
-        await handle.close();
-      }
-      await commitFile(tmp, final);
-    } catch (e) {
-      await unlink(tmp).catch(() => undefined);
-      throw (
-        diskFullError(e, this.dir, 'lazyImageCache') ??
-        new ShifterError('IO_ERROR', `cannot store chunk ${digest} in ${this.dir}: ${describeError(e)}`, e)
-      );
-    }
+    await this.writeAtomically(join(this.dir, digest), `cannot store chunk ${digest} in ${this.dir}`, (handle) =>
+      handle.writeFile(bytes),
+    );
     this.index(digest, bytes.byteLength);
     await this.evict();
   }
@@ -198,24 +184,11 @@ export class ChunkStore {
     dropChunks: readonly ChunkDigest[],
   ): Promise<string> {
     const final = this.wholeFile(id);
-    const tmp = temporaryNameFor(final);
-    try {
-      const handle = await open(tmp, 'wx', 0o600);
-      try {
-        await write(handle);
-        const { size: written } = await handle.stat();
-        if (written !== size) throw new Error(`wrote ${written} bytes of ${size}`);
-      } finally {
-        await handle.close();
-      }
-      await commitFile(tmp, final);
-    } catch (e) {
-      await unlink(tmp).catch(() => undefined);
-      throw (
-        diskFullError(e, this.wholeDir, 'lazyImageCache') ??
-        asShifterError(e, 'IO_ERROR', `cannot keep image ${id} whole in ${this.wholeDir}`)
-      );
-    }
+    await this.writeAtomically(final, `cannot keep image ${id} whole in ${this.wholeDir}`, async (handle) => {
+      await write(handle);
+      const { size: written } = await handle.stat();
+      if (written !== size) throw new Error(`wrote ${written} bytes of ${size}`);
+    });
     this.index(wholeEntry(id), size);
     for (const digest of dropChunks) {
       if (this.pins.has(digest) || !this.sizes.has(digest)) continue;
@@ -224,6 +197,27 @@ export class ChunkStore {
     }
     await this.evict();
     return final;
+  }
+
+  /** `write` fills a temporary file that becomes `final` only when complete and synced; on failure nothing is left. */
+  private async writeAtomically(
+    final: string,
+    context: string,
+    write: (handle: FileHandle) => Promise<void>,
+  ): Promise<void> {
+    const tmp = temporaryNameFor(final);
+    try {
+      const handle = await open(tmp, 'wx', 0o600);
+      try {
+        await write(handle);
+      } finally {
+        await handle.close();
+      }
+      await commitFile(tmp, final);
+    } catch (e) {
+      await unlink(tmp).catch(() => undefined);
+      throw diskFullError(e, dirname(final), 'lazyImageCache') ?? asShifterError(e, 'IO_ERROR', context);
+    }
   }
 
   private index(entry: Entry, size: number): void {

@@ -4,6 +4,7 @@
  * cache; stopping shifterd leaves no FUSE mount, loop device or process.
  */
 import { rootTest as test } from '../../helpers/privileges.js';
+import type { ExecutionContext } from 'ava';
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -11,7 +12,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadShifterdProto, shifterdServiceClient } from '../../../node-daemon/admin-server.js';
 import { REPO, ShifterdFixture, ensureTestUser } from '../runtime-fixture.js';
-import { startChunkServer } from './chunk-server.js';
+import { startChunkServer, type ChunkServer } from './chunk-server.js';
 import { loopsOver, mountsUnder, waitFor } from './lazy-fixture.js';
 
 const run = promisify(execFile);
@@ -95,30 +96,44 @@ async function cacheCounts(): Promise<{ hits: number; misses: number; text: stri
   return { hits: Number(m[1]), misses: Number(m[2]), text: stdout };
 }
 
+/**
+ * shifterd configured for a chunk server of the test image under `tag`, with its own lazy cache
+ * `cacheName` and `settings` (lazyImageCacheSize at least); `launch` runs `cat /etc/image-release`
+ * in the image and checks what it printed.
+ */
+async function lazyNode(
+  t: ExecutionContext,
+  tag: string,
+  cacheName: string,
+  settings: string[],
+): Promise<{ chunks: ChunkServer; cacheDir: string; launch: () => Promise<void> }> {
+  const chunks = await startChunkServer(join(fx.dir, 'image.squashfs'), { chunkSize: 64 * 1024, lookupTag: tag });
+  t.teardown(() => chunks.close());
+  const cacheDir = join(fx.dir, cacheName);
+  fx.writeConfig([
+    `imageGateway=${chunks.url}`,
+    'system=test',
+    `lazyImageCache=${cacheDir}`,
+    'lazyChunkTimeout=5',
+    ...settings,
+  ]);
+  const launch = async (): Promise<void> => {
+    const r = await fx.run([`--image=${tag}`, 'cat', '/etc/image-release']);
+    t.is(r.code, 0, `${r.stderr}\n${fx.log}`);
+    t.is(r.stdout, 'test image\n');
+  };
+  return { chunks, cacheDir, launch };
+}
+
 test.serial(
   'cold then warm: the cache counts what reached the FUSE server; facts survive the gateway going down',
   async (t) => {
-    const chunks = await startChunkServer(join(fx.dir, 'image.squashfs'), {
-      chunkSize: 64 * 1024,
-      lookupTag: 'lazy:2',
-    });
-    t.teardown(() => chunks.close());
-    const cacheDir = join(fx.dir, 'lazycache-warm');
     // The 1 MiB image is more than half this cache: it is never kept whole, so its reads stay FUSE
     // reads and the counters have something to count (the next test keeps an image whole).
-    fx.writeConfig([
-      `imageGateway=${chunks.url}`,
-      'system=test',
-      `lazyImageCache=${cacheDir}`,
+    const { chunks, launch } = await lazyNode(t, 'lazy:2', 'lazycache-warm', [
       'lazyImageCacheSize=1536k',
-      'lazyChunkTimeout=5',
       'lazyFactsTtl=1',
     ]);
-    const launch = async (): Promise<void> => {
-      const r = await fx.run(['--image=lazy:2', 'cat', '/etc/image-release']);
-      t.is(r.code, 0, `${r.stderr}\n${fx.log}`);
-      t.is(r.stdout, 'test image\n');
-    };
     await fx.start();
     await launch();
     const cold = await cacheCounts();
@@ -152,24 +167,7 @@ test.serial(
 test.serial(
   'every chunk cached: the image is kept whole, its loop device leaves FUSE, containers outlive the FUSE server',
   async (t) => {
-    const chunks = await startChunkServer(join(fx.dir, 'image.squashfs'), {
-      chunkSize: 64 * 1024,
-      lookupTag: 'lazy:3',
-    });
-    t.teardown(() => chunks.close());
-    const cacheDir = join(fx.dir, 'lazycache-whole');
-    fx.writeConfig([
-      `imageGateway=${chunks.url}`,
-      'system=test',
-      `lazyImageCache=${cacheDir}`,
-      'lazyImageCacheSize=1g',
-      'lazyChunkTimeout=5',
-    ]);
-    const launch = async (): Promise<void> => {
-      const r = await fx.run(['--image=lazy:3', 'cat', '/etc/image-release']);
-      t.is(r.code, 0, `${r.stderr}\n${fx.log}`);
-      t.is(r.stdout, 'test image\n');
-    };
+    const { chunks, cacheDir, launch } = await lazyNode(t, 'lazy:3', 'lazycache-whole', ['lazyImageCacheSize=1g']);
     const id = chunks.index.imageId;
     const fuseFile = join(cacheDir, 'mnt', `${id}.squashfs`);
     const wholeFile = join(cacheDir, 'images', `${id}.squashfs`);
