@@ -15,7 +15,7 @@ export type Notifier = (state: NotifyState) => void;
 
 async function nativeSender(): Promise<DatagramSender> {
   // Node has no unix datagram sockets: the addon sends (native/addon.cc notifyDatagram).
-  const { loadAddon } = await import('../node-daemon/adapters/addon.js');
+  const { loadAddon } = await import('./native-addon.js');
   const addon = loadAddon();
   return (path, message) => addon.notifyDatagram(path, message);
 }

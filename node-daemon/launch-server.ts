@@ -8,7 +8,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from '../common/logger.js';
 import { ShifterError } from '../common/errors.js';
-import type { NativeAddon, PeerCredentials } from './adapters/addon.js';
+import type { NativeAddon, PeerCredentials } from '../common/native-addon.js';
 import { decodeRequest, encodeErrorReply, encodeExecReply, requestLength, ProtocolError } from './launch-codec.js';
 import type { LaunchService } from './launch-service.js';
 

@@ -1,5 +1,5 @@
 import { ShifterError } from '../../common/errors.js';
-import { loadAddon } from './addon.js';
+import { loadAddon } from '../../common/native-addon.js';
 import { runHelper } from './helper-process.js';
 import type { ImageMount } from './image-mount.js';
 

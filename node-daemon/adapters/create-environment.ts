@@ -1,5 +1,5 @@
 import { ShifterError } from '../../common/errors.js';
-import { loadAddon } from './addon.js';
+import { loadAddon } from '../../common/native-addon.js';
 import type { Environment, EnvironmentSpec } from './environment-spec.js';
 import { hookLogLines, runHelper } from './helper-process.js';
 import { encodeSpec } from './spec-encoding.js';

@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { ShifterError } from '../../common/errors.js';
-import { loadAddon, nativeDir } from './addon.js';
+import { loadAddon, nativeDir } from '../../common/native-addon.js';
 import { helperFailureError, parseHelperFailure } from './helper-failure.js';
 
 export interface HelperResult {

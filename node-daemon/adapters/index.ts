@@ -1,4 +1,10 @@
-export { loadAddon, nativeDir, type NativeAddon, type PeerCredentials, type ReceivedMessage } from './addon.js';
+export {
+  loadAddon,
+  nativeDir,
+  type NativeAddon,
+  type PeerCredentials,
+  type ReceivedMessage,
+} from '../../common/native-addon.js';
 export { attachImage } from './attach-image.js';
 export { attachLocal, type LocalRootUser } from './attach-local.js';
 export { createEnvironment } from './create-environment.js';

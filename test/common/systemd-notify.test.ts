@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { loadAddon } from '../../node-daemon/adapters/addon.js';
+import { loadAddon } from '../../common/native-addon.js';
 import { systemdNotifier } from '../../common/systemd-notify.js';
 import { bindNotifySocket } from '../helpers/notify-socket.js';
 import { siteGatewayConfig, startGateway } from '../helpers/gateway.js';

@@ -1,11 +1,12 @@
 /**
- * Typed access to native/build/shifter_native.node: the socket calls Node has no API for.
- * Every fd the addon returns is close-on-exec.
+ * Typed access to native/build/shifter_native.node: the socket calls Node has no API for. Shared:
+ * shifterd's adapters pass fds with it, and every daemon tells systemd it is ready through it
+ * (common/systemd-notify.ts). Every fd the addon returns is close-on-exec.
  */
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ShifterError } from '../../common/errors.js';
+import { ShifterError } from './errors.js';
 
 export interface PeerCredentials {
   pid: number;
@@ -42,8 +43,8 @@ export interface NativeAddon {
 export function nativeDir(): string {
   const override = process.env.SHIFTER_NATIVE_DIR;
   if (override) return override;
-  // Compiled to dist/node-daemon/adapters/: the checkout root is three levels up.
-  return join(fileURLToPath(new URL('../../../', import.meta.url)), 'native', 'build');
+  // Compiled to dist/common/: the checkout root is two levels up.
+  return join(fileURLToPath(new URL('../../', import.meta.url)), 'native', 'build');
 }
 
 let cached: NativeAddon | undefined;
