@@ -96,6 +96,11 @@ export interface LazyImageOpener {
   facts(id: ImageId): Promise<ImageFacts>;
   /** Makes the image readable, its index checked against `indexDigest`; returns its file. */
   open(id: ImageId, indexDigest: string): Promise<string>;
+  /**
+   * A loop device was attached over `file`, which open() returned: if the image was kept whole
+   * meanwhile (its loop devices moved off FUSE before this one existed), this one is moved too.
+   */
+  attached(id: ImageId, file: string): Promise<void>;
 }
 
 export interface ResolverOptions {
@@ -182,6 +187,11 @@ export class ImageResolver {
             credential: ANONYMOUS,
           })
         : undefined;
+  }
+
+  /** A loop device was attached over a resolved image's file (LazyImageOpener.attached; nothing for other images). */
+  async attached(image: SquashfsImage): Promise<void> {
+    await this.opts.lazy?.attached(image.id, image.squashfsPath);
   }
 
   /** Parses and resolves `request`, reads the meta and checks the ACL for `caller`. */

@@ -234,10 +234,13 @@ export class LaunchService {
 
   private async attachRoot(image: RuntimeImage, caller: Caller): Promise<RootMount> {
     const t0 = performance.now();
-    const mount =
-      image.kind === 'squashfs'
-        ? await this.native.attachImage(image.squashfsPath)
-        : await this.native.attachLocal(image.path, caller);
+    let mount: RootMount;
+    if (image.kind === 'squashfs') {
+      mount = await this.native.attachImage(image.squashfsPath);
+      await this.state().resolver.attached(image);
+    } else {
+      mount = await this.native.attachLocal(image.path, caller);
+    }
     this.log.debug({ image: image.id, ms: msSince(t0) }, 'image attached (loop device and mount)');
     return mount;
   }

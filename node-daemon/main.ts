@@ -82,6 +82,7 @@ async function loadState(
         : {
             facts: (id) => lazyServer(lazy).facts(id),
             open: (id, indexDigest) => lazyServer(lazy).open(id, indexDigest),
+            attached: (id, file) => lazyServer(lazy).attached(id, file),
           },
     allowLocalChroot: config.allowLocalChroot,
     gateways: config.imageGateway,

@@ -258,6 +258,35 @@ export class LazySupervisor {
     return r.stage!;
   }
 
+  /**
+   * A loop device was attached over `file`: if that is the image's FUSE file but the image was kept
+   * whole while the attach ran (after its loop devices were moved), this one moves too.
+   */
+  async attached(id: ImageId, file: string): Promise<void> {
+    const current = this.opened.get(id);
+    if (file !== this.fuseFile(id) || current === undefined || current === file) return;
+    const moved = await this.moveLoops(id, current);
+    this.opts.log.info({ image: id, file: current, loopDevices: moved }, 'late attach moved to the whole image file');
+  }
+
+  /** Moves every loop device reading the image's FUSE file onto `file`; returns how many moved. */
+  private async moveLoops(id: ImageId, file: string): Promise<number> {
+    const from = this.fuseFile(id);
+    let moved = 0;
+    for (const device of loopDevicesReading(from)) {
+      try {
+        await moveLoopDevice(device, from, file);
+        moved++;
+      } catch (e) {
+        this.opts.log.warn(
+          { image: id, device, err: describeError(e) },
+          'loop device not moved to the whole image file',
+        );
+      }
+    }
+    return moved;
+  }
+
   /** The server kept image `id` whole in `file`, or evicted that file (undefined). */
   private wholeChanged(id: ImageId, file: string | undefined): void {
     const { log } = this.opts;
@@ -267,22 +296,12 @@ export class LazySupervisor {
       return;
     }
     this.opened.set(id, file);
-    const from = this.fuseFile(id);
-    const move = (async () => {
-      let moved = 0;
-      for (const device of loopDevicesReading(from)) {
-        try {
-          await moveLoopDevice(device, from, file);
-          moved++;
-        } catch (e) {
-          log.warn({ image: id, device, err: describeError(e) }, 'loop device not moved to the whole image file');
-        }
-      }
+    const move = this.moveLoops(id, file).then((moved) =>
       log.info(
         { image: id, file, loopDevices: moved },
         'image kept whole on this node: its reads no longer go through FUSE',
-      );
-    })();
+      ),
+    );
     const done = move.finally(() => {
       if (this.moving.get(id) === done) this.moving.delete(id);
     });

@@ -3,7 +3,7 @@
  * FUSE server process, a real read-only loop device and squashfs mount from the native helper.
  */
 import { rootTest as test } from '../../helpers/privileges.js';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,4 +47,39 @@ test('a lazy image mounts and reads as the file does, fetching only what is read
   t.deepEqual(mountsUnder(config.mountpoint), []);
   t.deepEqual(loopsOver(config.mountpoint), []);
   t.false(processAlive(pid));
+});
+
+test('an attach of the FUSE file that ends after the image was kept whole is moved onto the whole file', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'shifter-lazy-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const { image, files } = buildLazyImage(dir);
+  const chunks = await startChunkServer(image, { chunkSize: 64 * 1024 });
+  t.teardown(() => chunks.close());
+  const { supervisor, config, logText } = await startLazyServer(lazyConfig(dir, [chunks.url]));
+  t.teardown(() => {
+    if (!t.passed) t.log(logText());
+  });
+  const id = chunks.index.imageId;
+  const wholeFile = join(config.cacheDir, 'images', `${id}.squashfs`);
+  try {
+    // A launch got the FUSE file, then the image became whole before its attach was made.
+    const fuseFile = await supervisor.open(id);
+    const staged = await supervisor.stage(id);
+    t.true(staged.image.whole);
+    t.is(await supervisor.open(id), wholeFile, 'later starts get the whole file');
+    const mount = await attachImage(fuseFile);
+    try {
+      t.is(loopsOver(fuseFile).length, 1, 'the late attach reads FUSE');
+      await supervisor.attached(id, fuseFile);
+      t.deepEqual(loopsOver(fuseFile), []);
+      t.is(loopsOver(wholeFile).length, 1);
+      writeFileSync('/proc/sys/vm/drop_caches', '3');
+      t.deepEqual(await readFile(`/proc/self/fd/${mount.fd}/data/f5`), files[5]);
+    } finally {
+      mount.release();
+    }
+  } finally {
+    await supervisor.stop();
+  }
+  t.deepEqual(mountsUnder(config.mountpoint), []);
 });
