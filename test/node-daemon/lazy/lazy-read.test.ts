@@ -3,6 +3,7 @@
  * FUSE server process, a real read-only loop device and squashfs mount from the native helper.
  */
 import { rootTest as test } from '../../helpers/privileges.js';
+import type { ExecutionContext } from 'ava';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,7 +12,8 @@ import { attachImage } from '../../../node-daemon/adapters/index.js';
 import { startChunkServer } from './chunk-server.js';
 import { buildLazyImage, lazyConfig, loopsOver, mountsUnder, processAlive, startLazyServer } from './lazy-fixture.js';
 
-test('a lazy image mounts and reads as the file does, fetching only what is read; stop leaves nothing', async (t) => {
+/** The fixture image behind a chunk server of 64 KiB chunks and a FUSE server for it, all removed after `t`. */
+async function lazyImageServer(t: ExecutionContext) {
   const dir = mkdtempSync(join(tmpdir(), 'shifter-lazy-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const { image, files } = buildLazyImage(dir);
@@ -21,6 +23,11 @@ test('a lazy image mounts and reads as the file does, fetching only what is read
   t.teardown(() => {
     if (!t.passed) t.log(logText());
   });
+  return { files, chunks, supervisor, config };
+}
+
+test('a lazy image mounts and reads as the file does, fetching only what is read; stop leaves nothing', async (t) => {
+  const { files, chunks, supervisor, config } = await lazyImageServer(t);
   const pid = supervisor.pid;
   try {
     const file = await supervisor.open(chunks.index.imageId);
@@ -50,15 +57,7 @@ test('a lazy image mounts and reads as the file does, fetching only what is read
 });
 
 test('an attach of the FUSE file that ends after the image was kept whole is moved onto the whole file', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'shifter-lazy-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const { image, files } = buildLazyImage(dir);
-  const chunks = await startChunkServer(image, { chunkSize: 64 * 1024 });
-  t.teardown(() => chunks.close());
-  const { supervisor, config, logText } = await startLazyServer(lazyConfig(dir, [chunks.url]));
-  t.teardown(() => {
-    if (!t.passed) t.log(logText());
-  });
+  const { files, chunks, supervisor, config } = await lazyImageServer(t);
   const id = chunks.index.imageId;
   const wholeFile = join(config.cacheDir, 'images', `${id}.squashfs`);
   try {
