@@ -30,6 +30,7 @@ import type {
 import { elapsed, type StageReport } from './lazy-images.js';
 import type { ImageFacts } from './chunk-source.js';
 import { FactsCache } from './facts-cache.js';
+import { FactsFiles } from './facts-files.js';
 
 const SERVER_MAIN = fileURLToPath(new URL('./fuse-server-main.js', import.meta.url));
 const START_TIMEOUT_MS = 30_000;
@@ -71,6 +72,7 @@ export class LazySupervisor {
       ttlMs: opts.factsTtlMs,
       log: opts.log,
       fetch: async (id) => (await this.ask({ op: 'facts', id }, this.opts.config.chunkTimeoutMs * 2)).facts!,
+      keeper: new FactsFiles(join(opts.config.cacheDir, 'facts')),
     });
   }
 

@@ -165,7 +165,7 @@ test.serial(
 );
 
 test.serial(
-  'every chunk cached: the image is kept whole, its loop device leaves FUSE, containers outlive the FUSE server',
+  'every chunk cached: the image is kept whole, its loop device leaves FUSE, it outlives the FUSE server and the gateway',
   async (t) => {
     const { chunks, cacheDir, launch } = await lazyNode(t, 'lazy:3', 'lazycache-whole', ['lazyImageCacheSize=1g']);
     const id = chunks.index.imageId;
@@ -210,6 +210,17 @@ test.serial(
     t.deepEqual(loopsOver(fuseFile), []);
     t.is(chunks.chunkRequests.length, fetched, 'a start from the whole file fetches no chunk');
     t.regex((await cacheCounts()).text, /1 whole images/);
+
+    // Restarted again with the gateway down: the facts kept on disk and the whole file start the
+    // image (by id, as Slurm pins it: a tag needs the gateway).
+    t.is(await fx.stop('SIGTERM'), 0);
+    chunks.down = true;
+    await fx.start();
+    const r = await fx.run([`--image=id:${id}`, 'cat', '/etc/image-release']);
+    t.is(r.code, 0, `${r.stderr}\n${fx.log}`);
+    t.is(r.stdout, 'test image\n');
+    const fromDisk = /"from":"disk".*image gateway unreachable: using the image facts \(ACLs\) last seen/;
+    t.true(await waitFor(() => fromDisk.test(fx.log), 10_000), fx.log);
     t.is(await fx.stop('SIGTERM'), 0);
     t.deepEqual(mountsUnder(cacheDir), []);
     t.true(await waitFor(() => loopsOver(cacheDir).length === 0, 10_000), 'no loop device left');
