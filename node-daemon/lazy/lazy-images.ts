@@ -71,7 +71,7 @@ interface OpenImage {
   hits: number;
   misses: number;
   recorder?: ProfileRecorder;
-  /** Chunks of the image not yet in the store, counted down as they are kept. */
+  /** Chunks of the image not yet in the store, counted down as kept: when none is left, it is kept whole. */
   missing: Set<number>;
   /** Copying the image into its whole file, until done (or failed). */
   assembling?: Promise<void>;
@@ -139,9 +139,13 @@ export class LazyImages {
     return file;
   }
 
+  /** Whether chunk `n` of the image is on this node now: in its whole file, or in the store. */
+  private cached(index: ChunkIndex, n: number): boolean {
+    return this.store.wholePath(index.imageId) !== undefined || this.store.has(index.chunks[n]);
+  }
+
   private missingChunks(index: ChunkIndex): Set<number> {
-    if (this.store.wholePath(index.imageId) !== undefined) return new Set();
-    return new Set(index.chunks.flatMap((d, n) => (this.store.has(d) ? [] : [n])));
+    return new Set(index.chunks.flatMap((_, n) => (this.cached(index, n) ? [] : [n])));
   }
 
   list(): ImageId[] {
@@ -228,7 +232,7 @@ export class LazyImages {
     if (answer?.kind !== 'found') return;
     let chunks: number[];
     try {
-      chunks = parseProfile(answer.bytes, index).filter((n) => image.missing.has(n));
+      chunks = parseProfile(answer.bytes, index).filter((n) => !this.cached(index, n));
     } catch (e) {
       this.log.warn({ image: index.imageId, err: describeError(e) }, 'prefetch profile ignored');
       return;
@@ -337,7 +341,7 @@ export class LazyImages {
       if (answer.kind === 'none') return { image: this.status(id)! };
       const chunks = parseProfile(answer.bytes, image.index);
       let failed: ShifterError | undefined;
-      const missing = chunks.filter((n) => image.missing.has(n));
+      const missing = chunks.filter((n) => !this.cached(image.index, n));
       // The fetch queue bounds how many run at once; demand reads of a starting job go first.
       await Promise.all(
         missing.map((n) =>
@@ -432,11 +436,10 @@ export class LazyImages {
     const image = this.images.get(id);
     if (image === undefined) return undefined;
     const { index } = image;
-    const whole = this.store.wholePath(id) !== undefined;
     let cachedChunks = 0;
     let cachedBytes = 0;
-    index.chunks.forEach((d, n) => {
-      if (!whole && !this.store.has(d)) return;
+    index.chunks.forEach((_, n) => {
+      if (!this.cached(index, n)) return;
       cachedChunks++;
       cachedBytes += chunkSpan(index, n).length;
     });
@@ -448,7 +451,7 @@ export class LazyImages {
       cachedBytes,
       hits: image.hits,
       misses: image.misses,
-      whole,
+      whole: this.store.wholePath(id) !== undefined,
     };
   }
 
