@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The lazy image cache's figures (issue 10) against the real gateway, all sides in one run, on one
-# image: this machine's python3.11 (bench/make-python-image.sh) plus /usr/include, /usr/lib/gcc and
-# /usr/bin (the content of bench/make-big-image.sh) and a 200 MiB file of random bytes, about
-# 850 MiB unpacked, a ~420 MiB squashfs (mksquashfs, zstd level 3 as the gateway's conversion).
+# image (bench/make-lazy-image.sh): this machine's python3.11 plus /usr/include, /usr/lib/gcc and
+# /usr/bin and a 200 MiB file of random bytes, about 850 MiB unpacked, a ~420 MiB squashfs
+# (mksquashfs, zstd level 3 as the gateway's conversion).
 # The job is `python3 -c 'import json, email'`, run as the ordinary user shifterbench through
 # bin/shifter and a real shifterd.
 # Image side: bin/shifter-gateway with an imagemanager.json of its own and a munged of its own;
@@ -100,23 +100,9 @@ echo "tc qdisc add dev lo root netem delay 1ms (in a netns): ${NETEM:-no answer}
 
 echo
 echo "== image"
-bash bench/make-python-image.sh "$WORK/python.squashfs"
-ROOT=$WORK/rootfs
-unsquashfs -q -n -d "$ROOT" "$WORK/python.squashfs" >/dev/null
-rm "$WORK/python.squashfs"
-# The big image's content next to python; -n keeps the image's busybox applets in /usr/bin.
-for d in /usr/include /usr/lib/gcc /usr/bin; do
-  mkdir -p "$ROOT$d"
-  cp -an "$d/." "$ROOT$d/"
-done
-mkdir -p "$ROOT/data"
-head -c $((200 * 1024 * 1024)) /dev/urandom > "$ROOT/data/big"
 IMAGE_FILE=$WORK/image.squashfs
-mksquashfs "$ROOT" "$IMAGE_FILE" -all-root -no-xattrs -quiet -noappend -comp zstd -Xcompression-level 3 >/dev/null
-UNPACKED=$(du -sb "$ROOT" | cut -f1)
-rm -rf "$ROOT"
+bash bench/make-lazy-image.sh "$IMAGE_FILE" 3
 IMAGE_BYTES=$(stat -c %s "$IMAGE_FILE")
-echo "$((IMAGE_BYTES / 1048576)) MiB squashfs, $((UNPACKED / 1048576)) MiB unpacked"
 
 echo
 echo "== gateway"

@@ -7,8 +7,8 @@
 # of a site nginx), lazy with the profile pre-staged through the site cache (bench/many-nodes.ts says
 # what each does): the time from "all nodes start" to "all commands exited", and the bytes the
 # gateway sent (its /metrics). Writes the table to stdout and a PNG of both against N (gnuplot).
-# Image: this machine's python3.11 (bench/make-python-image.sh) plus /usr/include, /usr/lib/gcc,
-# /usr/bin and 200 MB of random bytes, ~600 MB unpacked, as bench/lazy.sh; --quick: python alone.
+# Image: bench/make-lazy-image.sh's (python3.11 plus /usr/include, /usr/lib/gcc, /usr/bin and 200 MiB
+# of random bytes, ~850 MiB unpacked; zstd at mksquashfs's default level); --quick: python alone.
 # Everything started is stopped by pid; the namespaces, links, mounts and the work dir are removed.
 # Usage (as root, after npm run build):
 #   bash bench/many-nodes.sh [--quick] [--nodes 1,8,32,64] [--modes m,m] [--png bench/many-nodes.png]
@@ -57,22 +57,12 @@ ip link delete "$PROBE"
 
 echo
 echo "== image"
-bash bench/make-python-image.sh "$WORK/python.squashfs"
-IMAGE=$WORK/python.squashfs
-if [ "$QUICK" = 0 ]; then
-  ROOT=$WORK/rootfs
-  unsquashfs -q -n -d "$ROOT" "$IMAGE" >/dev/null
-  rm "$IMAGE"
-  # The big image's content next to python; -n keeps the image's busybox applets in /usr/bin.
-  for d in /usr/include /usr/lib/gcc /usr/bin; do
-    mkdir -p "$ROOT$d"
-    cp -an "$d/." "$ROOT$d/"
-  done
-  mkdir -p "$ROOT/data"
-  head -c $((200 * 1024 * 1024)) /dev/urandom > "$ROOT/data/big"
+if [ "$QUICK" = 1 ]; then
+  IMAGE=$WORK/python.squashfs
+  bash bench/make-python-image.sh "$IMAGE"
+else
   IMAGE=$WORK/image.squashfs
-  mksquashfs "$ROOT" "$IMAGE" -all-root -no-xattrs -quiet -noappend -comp zstd >/dev/null
-  rm -rf "$ROOT"
+  bash bench/make-lazy-image.sh "$IMAGE"
 fi
 chmod 0644 "$IMAGE"
 IMAGE_BYTES=$(stat -c %s "$IMAGE")

@@ -5,6 +5,17 @@
 
 export const MAINTAINER = 'shifter-ts developers <shifter-ts@localhost>';
 
+/** shifter-runtime's bin/ wrappers (the launcher, a native program, is in `files`). */
+const RUNTIME_PROGRAMS = [
+  'shifterd',
+  'shifter-job-check',
+  'shifter-job-env',
+  'shifterd-cache',
+  'shifter-node-check',
+  'prep-mpi',
+  'prep-gpu',
+];
+
 /** @param {string} version the Debian version being built (shifter-runtime pins shifter-client to it). */
 export function roles(version) {
   return [
@@ -28,15 +39,7 @@ export function roles(version) {
     {
       name: 'shifter-runtime',
       app: 'runtime',
-      programs: [
-        'shifterd',
-        'shifter-job-check',
-        'shifter-job-env',
-        'shifterd-cache',
-        'shifter-node-check',
-        'prep-mpi',
-        'prep-gpu',
-      ],
+      programs: RUNTIME_PROGRAMS,
       native: ['shifter-nshelper', 'shifter_native.node'],
       data: ['proto/shifterd.proto'],
       files: {
@@ -46,16 +49,8 @@ export function roles(version) {
         'usr/lib/tmpfiles.d/shifter.conf': 'packaging/tmpfiles.d/shifter.conf',
       },
       conffiles: { 'etc/logrotate.d/shifterd': 'packaging/logrotate.d/shifterd' },
-      manPages: [
-        'shifter',
-        'shifterd',
-        'shifter-job-check',
-        'shifter-job-env',
-        'shifterd-cache',
-        'shifter-node-check',
-        'prep-mpi',
-        'prep-gpu',
-      ],
+      // Every program's page, and shifter(1) for the launcher in /usr/bin.
+      manPages: ['shifter', ...RUNTIME_PROGRAMS],
       depends: [
         `shifter-client (= ${version})`,
         'nodejs (>= 20)',
