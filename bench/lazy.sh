@@ -26,7 +26,8 @@
 #     a node whose lazyImageCacheSize (600m) is too small to keep the 420 MiB image whole (every
 #     chunk cached, reads through FUSE: what every lazy node did before whole images), the python
 #     import and a sequential read of the 200 MiB file (page cache dropped before each read, so it
-#     goes to the whole file, the local file or FUSE and the chunk store).
+#     goes to the whole file, the local file or FUSE and the chunk store; 10 runs a round per side:
+#     a dropped-cache read varies 2x run to run here).
 # Everything started here is stopped by pid; the work directory is removed, also on failure.
 # Usage (as root): bash bench/lazy.sh [ROUNDS]   (default 3; needs a built tree: npm run build)
 set -euo pipefail
@@ -351,7 +352,7 @@ for r in $(seq 1 "$ROUNDS"); do
     -n lazy "$U a $SHIFTER --image=$IMAGE python3 -c '$PY'" \
     -n fuse "$U f $SHIFTER --image=$IMAGE python3 -c '$PY'" \
     -n local "$U local $SHIFTER --image=$IMAGE python3 -c '$PY'" >/dev/null 2>&1
-  "${HF[@]}" --runs 3 --prepare "$WORK/drop.sh" --export-json "$WORK/warm-read-$r.json" \
+  "${HF[@]}" --runs 10 --prepare "$WORK/drop.sh" --export-json "$WORK/warm-read-$r.json" \
     -n lazy "$U a $SHIFTER --image=$IMAGE /bin/sh -c 'cat /data/big > /dev/null'" \
     -n fuse "$U f $SHIFTER --image=$IMAGE /bin/sh -c 'cat /data/big > /dev/null'" \
     -n local "$U local $SHIFTER --image=$IMAGE /bin/sh -c 'cat /data/big > /dev/null'" >/dev/null 2>&1
